@@ -1,0 +1,375 @@
+"""Tests of art_lib.losses: naive references, hand-made cases, and parity with TRL 1.16's GRPOTrainer."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import torch
+
+from art_lib import losses
+
+# --------------------------------------------------------------------------------------------------------------
+# SFT
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _sft_inputs(seed: int = 0, B: int = 3, T: int = 7, V: int = 11, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, V, generator=g, dtype=dtype)
+    input_ids = torch.randint(0, V, (B, T), generator=g)
+    # Prompt of varying length, then completion, then right padding.
+    completion_mask = torch.zeros(B, T, dtype=torch.long)
+    completion_mask[0, 3:] = 1
+    completion_mask[1, 2:5] = 1
+    completion_mask[2, 4:6] = 1
+    return logits, input_ids, completion_mask
+
+
+def test_token_logprobs_matches_log_softmax_gather():
+    logits, input_ids, _ = _sft_inputs()
+    want = logits[:, :-1].log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    got = losses.token_logprobs(logits, input_ids)
+    assert got.shape == (3, 6)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_token_logprobs_bfloat16_is_upcast():
+    logits, input_ids, _ = _sft_inputs()
+    got = losses.token_logprobs(logits.bfloat16(), input_ids)
+    want = logits.bfloat16().float()[:, :-1].log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_sft_loss_matches_per_token_loop():
+    logits, input_ids, completion_mask = _sft_inputs()
+    B, T, _ = logits.shape
+    terms = []
+    for b in range(B):
+        for t in range(1, T):  # token t is predicted by position t - 1
+            if completion_mask[b, t]:
+                terms.append(-torch.log_softmax(logits[b, t - 1], -1)[input_ids[b, t]].item())
+    want = sum(terms) / len(terms)
+    got = losses.sft_loss(logits, input_ids, completion_mask)
+    assert got.dim() == 0
+    assert math.isclose(got.item(), want, rel_tol=1e-6)
+
+
+def test_sft_loss_ignores_prompt_tokens():
+    logits, input_ids, completion_mask = _sft_inputs()
+    base = losses.sft_loss(logits, input_ids, completion_mask)
+    # Row 0's completion starts at token 3, predicted by position 2: positions 0 and 1 predict prompt tokens.
+    changed = logits.clone()
+    changed[0, :2] += 100.0 * torch.randn_like(changed[0, :2])
+    changed[:, -1] += 50.0  # the last position predicts nothing
+    assert losses.sft_loss(changed, input_ids, completion_mask) == base
+    # Changing a target *prompt* token does not matter either; changing a completion token does.
+    ids = input_ids.clone()
+    ids[0, 1] = (ids[0, 1] + 1) % logits.size(-1)
+    assert losses.sft_loss(logits, ids, completion_mask) == base
+    ids[0, 4] = (ids[0, 4] + 1) % logits.size(-1)
+    assert losses.sft_loss(logits, ids, completion_mask) != base
+    # And the gradient is exactly zero on every position that does not predict a completion token.
+    leaf = logits.clone().requires_grad_()
+    losses.sft_loss(leaf, input_ids, completion_mask).backward()
+    predicts_completion = torch.zeros_like(completion_mask, dtype=torch.bool)
+    predicts_completion[:, :-1] = completion_mask[:, 1:].bool()
+    assert leaf.grad[~predicts_completion].abs().max() == 0
+    assert leaf.grad[predicts_completion].abs().amax(-1).min() > 0
+
+
+def test_sft_loss_empty_mask_is_zero():
+    logits, input_ids, completion_mask = _sft_inputs()
+    assert losses.sft_loss(logits, input_ids, torch.zeros_like(completion_mask)).item() == 0.0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Advantages
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _numpy_advantages(rewards: np.ndarray, group_size: int, scale: str, eps: float = 1e-4) -> np.ndarray:
+    out = np.empty_like(rewards)
+    batch_std = np.std(rewards, ddof=1)
+    for start in range(0, len(rewards), group_size):
+        group = rewards[start : start + group_size]
+        centred = group - group.mean()  # baseline: the group mean, whatever the scale
+        if scale == "group":
+            centred = centred / (np.std(group, ddof=1) + eps)
+        elif scale == "batch":
+            centred = centred / (batch_std + eps)
+        out[start : start + group_size] = centred
+    return out
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_group_advantages_vs_numpy(scale):
+    rewards = np.array([1.0, 0.0, 0.5, 0.25, 2.0, 2.0, 2.0, 2.0, -1.0, 3.0, 0.0, 1.0], dtype=np.float64)
+    got = losses.group_advantages(torch.from_numpy(rewards), group_size=4, scale=scale)
+    np.testing.assert_allclose(got.numpy(), _numpy_advantages(rewards, 4, scale), rtol=1e-12, atol=1e-12)
+    # The all-equal group has zero advantage, not NaN.
+    assert torch.all(got[4:8] == 0)
+
+
+def test_group_advantages_std_is_unbiased_like_trl():
+    from trl.trainer.utils import nanstd
+
+    # float32 like TRL's rewards: TRL's nanstd computes Bessel's factor count / (count - 1) in the default
+    # dtype (float32) even for float64 input, so in float64 the two only agree to ~1e-8.
+    rewards = torch.tensor([0.0, 1.0, 1.0, 3.0, 5.0, 1.0])
+    grouped = rewards.view(-1, 3)
+    trl_std = nanstd(grouped, dim=1).repeat_interleave(3)  # what GRPOTrainer divides by for scale="group"
+    want = (rewards - grouped.mean(1).repeat_interleave(3)) / (trl_std + 1e-4)
+    torch.testing.assert_close(losses.group_advantages(rewards, 3), want, rtol=0, atol=1e-6)
+    trl_batch_std = nanstd(rewards)
+    want = (rewards - grouped.mean(1).repeat_interleave(3)) / (trl_batch_std + 1e-4)
+    torch.testing.assert_close(losses.group_advantages(rewards, 3, scale="batch"), want, rtol=0, atol=1e-6)
+
+
+def test_group_advantages_errors_and_singletons():
+    with pytest.raises(ValueError):
+        losses.group_advantages(torch.zeros(4), 2, scale="std")
+    with pytest.raises(ValueError):
+        losses.group_advantages(torch.zeros(5), 2)
+    # group_size 1: no std, TRL uses 0, so the advantage is 0 / eps = 0.
+    assert torch.all(losses.group_advantages(torch.tensor([1.0, 2.0]), 1) == 0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# DAPO's other parts
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_dynamic_sampling_mask():
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5000001])
+    keep = losses.dynamic_sampling_mask(rewards, group_size=3)
+    assert keep.dtype == torch.bool
+    assert keep.tolist() == [False, False, True, True]
+
+
+def test_overlong_mask():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 0, 0]])
+    truncated = torch.tensor([False, True, False])
+    got = losses.overlong_mask(mask, truncated)
+    assert got.dtype == mask.dtype
+    assert got.tolist() == [[1, 1, 1, 0], [0, 0, 0, 0], [1, 1, 0, 0]]
+    fmask = mask.float()
+    assert losses.overlong_mask(fmask, truncated.long()).tolist() == got.float().tolist()
+
+
+def test_soft_overlong_penalty_hand_made_and_vs_trl():
+    from trl.rewards import get_soft_overlong_punishment
+
+    lengths = torch.tensor([0, 50, 80, 81, 90, 99, 100, 101, 500])
+    got = losses.soft_overlong_penalty(lengths, max_completion_length=100, cache_length=20)
+    want = [0.0, 0.0, 0.0, -0.05, -0.5, -0.95, -1.0, -1.0, -1.0]
+    torch.testing.assert_close(got, torch.tensor(want), rtol=0, atol=1e-7)
+    for cache in (20, 1, 0):
+        trl_fn = get_soft_overlong_punishment(max_completion_len=100, soft_punish_cache=cache)
+        trl_vals = trl_fn([[1] * int(n) for n in lengths])
+        torch.testing.assert_close(
+            losses.soft_overlong_penalty(lengths, 100, cache), torch.tensor(trl_vals), rtol=0, atol=1e-7
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Policy loss: errors and hand-checkable properties
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _rl_inputs(seed: int = 0, B: int = 6, C: int = 9, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    logps = -torch.rand(B, C, generator=g, dtype=dtype) * 3
+    # Old policy differs by up to +-0.6 nats per token so that plenty of ratios fall outside [0.8, 1.28].
+    old = logps + (torch.rand(B, C, generator=g, dtype=dtype) - 0.5) * 1.2
+    ref = logps + (torch.rand(B, C, generator=g, dtype=dtype) - 0.5) * 0.8
+    advantages = torch.randn(B, generator=g, dtype=dtype)
+    lengths = torch.tensor([9, 3, 7, 1, 5, 0])[:B]  # one empty completion (fully masked)
+    mask = (torch.arange(C)[None, :] < lengths[:, None]).long()
+    return logps, old, ref, advantages, mask
+
+
+def test_policy_loss_unknown_loss_type_raises():
+    logps, old, _, adv, mask = _rl_inputs()
+    with pytest.raises(ValueError, match="loss_type"):
+        losses.policy_loss(logps, old, adv, mask, loss_type="ppo")
+    with pytest.raises(ValueError):
+        losses.policy_loss(logps, old, adv, mask, loss_type="dr_grpo")  # no max_completion_length
+    with pytest.raises(ValueError):
+        losses.policy_loss(logps, old, adv, mask, beta=0.1)  # no reference
+    with pytest.raises(ValueError):
+        losses.policy_loss(logps, old, adv, mask, importance_sampling_level="batch")
+
+
+def test_policy_loss_on_policy_is_minus_mean_advantage():
+    logps, _, _, adv, mask = _rl_inputs()
+    logps = logps.clone().requires_grad_()
+    loss, metrics = losses.policy_loss(logps, None, adv, mask, loss_type="bnpo")
+    m = mask.double()
+    want = -(adv[:, None] * m).sum() / m.sum()
+    torch.testing.assert_close(loss, want, rtol=0, atol=1e-12)
+    loss.backward()
+    # On-policy the ratio is 1 and its gradient is the REINFORCE one: -A * mask / N.
+    torch.testing.assert_close(logps.grad, -adv[:, None] * m / m.sum(), rtol=0, atol=1e-12)
+    assert metrics["ratio_mean"].item() == 1.0
+    assert metrics["clip_ratio/region_mean"].item() == 0.0
+
+
+def test_policy_loss_masks_padding():
+    logps, old, ref, adv, mask = _rl_inputs()
+    for loss_type in losses.LOSS_TYPES:
+        kwargs = dict(loss_type=loss_type, beta=0.05, ref_per_token_logps=ref, max_completion_length=9)
+        base, _ = losses.policy_loss(logps, old, adv, mask, **kwargs)
+        junk = torch.where(mask.bool(), logps, logps + 7.0)
+        changed, _ = losses.policy_loss(junk, old, adv, mask, **kwargs)
+        assert changed == base, loss_type
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parity with TRL 1.16's GRPOTrainer._compute_loss
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trl_trainer_factory(tmp_path_factory):
+    """Build GRPOTrainer objects without __init__: only the attributes `_compute_loss` reads, on a real config."""
+    import trl
+    from accelerate import Accelerator
+    from trl import GRPOConfig, GRPOTrainer
+
+    # The parity below is with this exact version's loss; another TRL may aggregate differently.
+    assert trl.__version__ == "1.16.0"
+    output_dir = str(tmp_path_factory.mktemp("grpo"))
+
+    def make(*, loss_type, beta, epsilon_low, epsilon_high, max_completion_length, importance_sampling_level,
+             use_bias_correction_kl, logps_leaf, delta=None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            args = GRPOConfig(
+                output_dir=output_dir, report_to="none", use_cpu=True, bf16=False,
+                loss_type=loss_type, beta=beta, epsilon=epsilon_low, epsilon_high=epsilon_high,
+                max_completion_length=max_completion_length, importance_sampling_level=importance_sampling_level,
+                use_bias_correction_kl=use_bias_correction_kl, delta=delta,
+                per_device_train_batch_size=logps_leaf.size(0), num_generations=2, steps_per_generation=1,
+                gradient_accumulation_steps=1,
+            )
+        trainer = GRPOTrainer.__new__(GRPOTrainer)
+        trainer.args = args
+        # A real single-process accelerator (gather/reduce are identities). Built after the config: building a
+        # TrainingArguments resets accelerate's shared state, which would break an older Accelerator.
+        trainer.accelerator = Accelerator(cpu=True)
+        trainer.model = torch.nn.Linear(1, 1)  # only `.training` is read: True -> "train" mode
+        trainer.loss_type = args.loss_type
+        trainer.beta = args.beta
+        trainer.epsilon_low = args.epsilon
+        trainer.epsilon_high = args.epsilon_high
+        trainer.importance_sampling_level = args.importance_sampling_level
+        trainer.max_completion_length = args.max_completion_length
+        trainer.current_gradient_accumulation_steps = 1
+        trainer.top_entropy_quantile = args.top_entropy_quantile  # 1.0: no entropy mask
+        trainer.off_policy_mask_threshold = args.off_policy_mask_threshold  # None
+        trainer.use_vllm = False
+        trainer.vllm_importance_sampling_correction = False
+        trainer.aux_loss_enabled = False
+        trainer._entropy_bonus_enabled = False
+        trainer._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+        def fake_logps(model, input_ids, attention_mask, logits_to_keep, **kwargs):
+            assert logits_to_keep == logps_leaf.size(1)
+            return logps_leaf, torch.zeros_like(logps_leaf.detach()), None  # logps, entropies, aux loss
+
+        # Only the model forward is replaced; every line of the loss maths is TRL's.
+        trainer._get_per_token_logps_and_entropies = fake_logps
+        return trainer
+
+    return make
+
+
+def _trl_loss(make, logps, old, ref, adv, mask, num_items, **cfg):
+    leaf = logps.clone().requires_grad_()
+    trainer = make(logps_leaf=leaf, **cfg)
+    B, C = mask.shape
+    inputs = {
+        "prompt_ids": torch.zeros(B, 2, dtype=torch.long),
+        "prompt_mask": torch.ones(B, 2, dtype=torch.long),
+        "completion_ids": torch.zeros(B, C, dtype=torch.long),
+        "completion_mask": mask,
+        "advantages": adv,
+        "old_per_token_logps": old,
+        "num_items_in_batch": num_items,
+    }
+    if cfg["beta"] != 0.0:
+        inputs["ref_per_token_logps"] = ref
+    loss = trainer._compute_loss(trainer.model, inputs)
+    loss.backward()
+    return loss.detach(), leaf.grad, {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+
+def _ours(logps, old, ref, adv, mask, num_items, **cfg):
+    leaf = logps.clone().requires_grad_()
+    loss, metrics = losses.policy_loss(
+        leaf, old, adv, mask,
+        loss_type=cfg["loss_type"], epsilon_low=cfg["epsilon_low"], epsilon_high=cfg["epsilon_high"],
+        beta=cfg["beta"], ref_per_token_logps=ref if cfg["beta"] else None,
+        max_completion_length=cfg["max_completion_length"], num_items_in_batch=num_items,
+        importance_sampling_level=cfg["importance_sampling_level"],
+        kl_bias_correction=cfg["use_bias_correction_kl"], delta=cfg.get("delta"),
+    )
+    loss.backward()
+    return loss.detach(), leaf.grad, metrics
+
+
+# (loss_type, beta, use_bias_correction_kl, importance_sampling_level); TRL's default bias correction is True.
+PARITY_CASES = [
+    (loss_type, beta, bias, "token")
+    for loss_type in ("grpo", "dapo", "bnpo", "dr_grpo")
+    for beta, bias in ((0.0, True), (0.04, True), (0.04, False))
+] + [("grpo", 0.04, True, "sequence"), ("dapo", 0.0, True, "sequence")]
+
+
+@pytest.mark.parametrize(("loss_type", "beta", "bias_correction", "level"), PARITY_CASES)
+def test_policy_loss_parity_with_trl(trl_trainer_factory, loss_type, beta, bias_correction, level):
+    logps, old, ref, adv, mask = _rl_inputs(seed=1)
+    # dapo's normaliser is the *global* active-token count: make it differ from the local one so the argument
+    # is really exercised (a second process holding 13 more tokens).
+    num_items = mask.sum() + 13 if loss_type == "dapo" else mask.sum()
+    cfg = dict(loss_type=loss_type, beta=beta, epsilon_low=0.2, epsilon_high=0.28, max_completion_length=12,
+               importance_sampling_level=level, use_bias_correction_kl=bias_correction)
+    trl_loss, trl_grad, trl_metrics = _trl_loss(trl_trainer_factory, logps, old, ref, adv, mask, num_items, **cfg)
+    loss, grad, metrics = _ours(logps, old, ref, adv, mask, num_items, **cfg)
+
+    assert abs(loss.item() - trl_loss.item()) <= 1e-6
+    assert (grad - trl_grad).abs().max().item() <= 1e-6
+    assert trl_grad.abs().max() > 0
+    for key in ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean"):
+        assert abs(metrics[key].item() - trl_metrics[key]) <= 1e-6, key
+    if beta:
+        assert abs(metrics["kl"].item() - trl_metrics["kl"]) <= 1e-6
+    if level == "token":
+        # Clipping is really active on both sides, so the clipped branch of the min is tested.
+        assert metrics["clip_ratio/low_mean"] > 0 and metrics["clip_ratio/high_mean"] > 0
+
+
+def test_policy_loss_parity_with_trl_float32_and_delta(trl_trainer_factory):
+    logps, old, ref, adv, mask = (x.float() if x.is_floating_point() else x for x in _rl_inputs(seed=2))
+    cfg = dict(loss_type="dapo", beta=0.1, epsilon_low=0.2, epsilon_high=0.28, max_completion_length=12,
+               importance_sampling_level="token", use_bias_correction_kl=True, delta=1.1)
+    trl_loss, trl_grad, _ = _trl_loss(trl_trainer_factory, logps, old, ref, adv, mask, mask.sum(), **cfg)
+    loss, grad, _ = _ours(logps, old, ref, adv, mask, mask.sum(), **cfg)
+    assert abs(loss.item() - trl_loss.item()) <= 1e-6
+    assert (grad - trl_grad).abs().max().item() <= 1e-6
+
+
+def test_policy_loss_on_policy_parity_with_trl(trl_trainer_factory):
+    """old_per_token_logps=None: both sides fall back to the detached current log-probs."""
+    logps, _, ref, adv, mask = _rl_inputs(seed=3)
+    cfg = dict(loss_type="grpo", beta=0.04, epsilon_low=0.2, epsilon_high=0.28, max_completion_length=12,
+               importance_sampling_level="token", use_bias_correction_kl=True)
+    trl_loss, trl_grad, _ = _trl_loss(trl_trainer_factory, logps, None, ref, adv, mask, mask.sum(), **cfg)
+    loss, grad, _ = _ours(logps, None, ref, adv, mask, mask.sum(), **cfg)
+    assert abs(loss.item() - trl_loss.item()) <= 1e-6
+    assert (grad - trl_grad).abs().max().item() <= 1e-6
