@@ -1,0 +1,799 @@
+"""Benchmark loaders: GSM8K, SVAMP, GPQA, ToolMind and BFCL.
+
+Every loader returns ``list[dict]`` examples::
+
+    {"id": str, "prompt": str, "answer": str, "meta": dict}
+
+* ``prompt`` is the user-turn text (question + fixed answer-format instruction
+  for the maths and multiple-choice tasks; the bare last user turn for tool tasks);
+* ``answer`` is the gold target as a string: a normalised number (maths), a
+  letter (GPQA), or a JSON list ``[{"name": ..., "arguments": {...}}]`` of tool
+  calls (``"[]"``: no call expected);
+* for tool tasks ``meta["tools"]`` holds JSON-schema tools
+  ``{"type": "function", "function": {"name", "description", "parameters"}}``
+  to be rendered by the chat template's own tool support, and
+  ``meta["messages"]`` the conversation before the prompt (possibly empty).
+
+``source=`` is either a local file/folder path or a Hugging Face dataset id;
+the hub (``datasets.load_dataset``) is only used when ``source`` is not an
+existing local path and does not look like one. Missing local data, or a hub
+load that fails (e.g. offline), raises :class:`FileNotFoundError` saying which
+file to download and where to pass it.
+
+Common arguments: ``split``, ``limit`` (keep the first ``limit`` examples) and
+``seed``: ``None`` keeps the source order, an int shuffles deterministically
+(``random.Random(seed)``) before ``limit``. For ToolMind the seed instead
+selects the held-out split (see :func:`load_toolmind`). Same arguments, same
+ids, always.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from .rewards import normalize_number
+
+__all__ = [
+    "MATH_SUFFIX",
+    "CHOICE_SUFFIX",
+    "BENCHMARKS",
+    "BFCL_CATEGORIES",
+    "load_gsm8k",
+    "load_svamp",
+    "load_gpqa",
+    "load_toolmind",
+    "load_bfcl",
+    "load_benchmark",
+    "bfcl_function_to_tool",
+    "normalize_tool",
+    "bfcl_gold_calls",
+]
+
+#: Answer-format instruction appended to maths questions (the authors' public
+#: evaluation code uses the suffix "End your response with: Answer: <number>").
+MATH_SUFFIX = "End your response with: Answer: <number>"
+#: Answer-format instruction appended to multiple-choice questions.
+CHOICE_SUFFIX = "End your response with: Answer: <letter>"
+
+BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance")
+#: Valid names for :func:`load_benchmark` and :func:`art_lib.rewards.get_scorer`.
+BENCHMARKS = ("gsm8k", "svamp", "gpqa", "toolmind", "bfcl") + tuple(f"bfcl_{c}" for c in BFCL_CATEGORIES)
+
+GSM8K_URL = "https://github.com/openai/grade-school-math (grade_school_math/data/{split}.jsonl)"
+SVAMP_URL = "https://github.com/arkilpatel/SVAMP (SVAMP.json)"
+GPQA_URL = "https://huggingface.co/datasets/Idavidrein/gpqa (gated: accept the terms, then download gpqa_diamond.csv)"
+TOOLMIND_REPO = "Nanbeige/ToolMind"
+TOOLMIND_REVISION = "8020ed1c03c367e4eb720ac3828ab4b0b95d8baf"
+TOOLMIND_DEFAULT_FILE = "open_datasets/ToolACE-query.jsonl"
+BFCL_URL = (
+    "https://github.com/ShishirPatil/gorilla/tree/main/berkeley-function-call-leaderboard/bfcl_eval/data"
+    " (or `pip install bfcl-eval`, which ships them under bfcl_eval/data/)"
+)
+
+Example = dict
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+
+
+def _looks_local(source: Any) -> bool:
+    """True if ``source`` is (or is meant to be) a local path, not a hub id."""
+    if isinstance(source, Path):
+        return True
+    s = str(source)
+    if os.path.exists(s):
+        return True
+    if s.startswith(("/", ".", "~")) or "\\" in s or s.count("/") != 1:
+        return True
+    return bool(re.search(r"\.(jsonl?|csv|parquet|txt)$", s, re.IGNORECASE))
+
+
+def _hub_load(source: str, *args: Any, guidance: str, **kwargs: Any):
+    """``datasets.load_dataset`` that turns any failure into a FileNotFoundError with guidance."""
+    try:
+        import datasets  # lazy: heavy import
+
+        return datasets.load_dataset(source, *args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - offline, gated, missing: all get the same guidance
+        raise FileNotFoundError(
+            f"Could not load {source!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
+            f"If you are offline: {guidance}"
+        ) from exc
+
+
+def _read_jsonl(path: Path, max_rows: int | None = None) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        text = f.read() if path.suffix == ".json" and _is_json_array(path) else None
+        if text is not None:
+            rows = json.loads(text)
+            return rows[:max_rows] if max_rows is not None else rows
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+                if max_rows is not None and len(rows) >= max_rows:
+                    break
+    return rows
+
+
+def _is_json_array(path: Path) -> bool:
+    with open(path, encoding="utf-8") as f:
+        while True:
+            ch = f.read(1)
+            if not ch or not ch.isspace():
+                return ch == "["
+
+
+def _finalize(examples: list[Example], limit: int | None, seed: int | None) -> list[Example]:
+    if seed is not None:
+        examples = list(examples)
+        random.Random(seed).shuffle(examples)
+    if limit is not None:
+        examples = examples[: max(0, int(limit))]
+    return examples
+
+
+def _math_prompt(question: str) -> str:
+    return f"{question.strip()}\n{MATH_SUFFIX}"
+
+
+# --------------------------------------------------------------------------- #
+# GSM8K
+# --------------------------------------------------------------------------- #
+
+
+def _gsm8k_final(solution: str) -> str:
+    final = solution.split("####")[-1].strip().replace(",", "")
+    return normalize_number(final) or final
+
+
+def load_gsm8k(
+    source: str | os.PathLike = "openai/gsm8k",
+    split: str = "test",
+    limit: int | None = None,
+    seed: int | None = None,
+) -> list[Example]:
+    """GSM8K from the official ``train.jsonl``/``test.jsonl`` (a file, or a folder
+    holding ``<split>.jsonl``) or from the hub (``openai/gsm8k``, config ``main``).
+
+    ``answer`` = the number after ``####`` with commas removed; ``meta`` keeps the
+    question and the full gold ``solution``. ids: ``gsm8k-<split>-<row index>``.
+    """
+    guidance = (
+        f"download {split}.jsonl from {GSM8K_URL.format(split=split)} and pass "
+        f"source=<path to {split}.jsonl or its folder>."
+    )
+    if _looks_local(source):
+        path = Path(source).expanduser()
+        file = path / f"{split}.jsonl" if path.is_dir() else path
+        if not file.is_file():
+            raise FileNotFoundError(f"GSM8K {split} file not found at {file}: {guidance}")
+        rows = _read_jsonl(file)
+    else:
+        rows = list(_hub_load(str(source), "main", split=split, guidance=guidance))
+    examples = []
+    for i, row in enumerate(rows):
+        solution = row["answer"]
+        examples.append(
+            {
+                "id": f"gsm8k-{split}-{i:04d}",
+                "prompt": _math_prompt(row["question"]),
+                "answer": _gsm8k_final(solution),
+                "meta": {"question": row["question"], "solution": solution, "split": split},
+            }
+        )
+    return _finalize(examples, limit, seed)
+
+
+# --------------------------------------------------------------------------- #
+# SVAMP
+# --------------------------------------------------------------------------- #
+
+
+def _svamp_split_ids(ids_in_file_order: list[str], split_file: Path | None) -> dict[str, list[str]]:
+    """ChilleD/SVAMP 700/300 split: from ``chilled_split_ids.json`` when present,
+    otherwise reconstructed (shuffle the file-order ids with ``random.Random(42)``;
+    train = first 700, test = last 300 -- see that file's description)."""
+    if split_file is not None and split_file.is_file():
+        with open(split_file, encoding="utf-8") as f:
+            data = json.load(f)
+        return {"train": list(data["train_ids"]), "test": list(data["test_ids"])}
+    ids = list(ids_in_file_order)
+    random.Random(42).shuffle(ids)
+    return {"train": ids[:700], "test": ids[700:]}
+
+
+def load_svamp(
+    source: str | os.PathLike = "ChilleD/SVAMP",
+    split: str = "test",
+    limit: int | None = None,
+    seed: int | None = None,
+) -> list[Example]:
+    """SVAMP from the original ``SVAMP.json`` (file or folder) or the hub (``ChilleD/SVAMP``).
+
+    Locally the common HF 700/300 train/test split is reproduced from
+    ``chilled_split_ids.json`` next to ``SVAMP.json`` (reconstructed with
+    ``random.Random(42)`` if that file is absent); ``split="all"`` gives all
+    1000 in file order. Train keeps the HF row order; test is the HF set of ids
+    (in the split file's order, not HF's row order).
+    question = Body + " " + Question; answer = normalised number ("8.0" -> "8").
+    """
+    guidance = f"download SVAMP.json from {SVAMP_URL} and pass source=<path to SVAMP.json or its folder>."
+    if _looks_local(source):
+        path = Path(source).expanduser()
+        file = path / "SVAMP.json" if path.is_dir() else path
+        if not file.is_file():
+            raise FileNotFoundError(f"SVAMP file not found at {file}: {guidance}")
+        with open(file, encoding="utf-8") as f:
+            rows = json.load(f)
+        if split != "all":
+            if split not in ("train", "test"):
+                raise ValueError(f"SVAMP split must be 'train', 'test' or 'all', got {split!r}")
+            by_id = {r["ID"]: r for r in rows}
+            ids = _svamp_split_ids([r["ID"] for r in rows], file.parent / "chilled_split_ids.json")[split]
+            rows = [by_id[i] for i in ids]
+    else:
+        rows = list(_hub_load(str(source), split=split, guidance=guidance))
+    examples = []
+    for row in rows:
+        question = f"{str(row['Body']).strip()} {str(row['Question']).strip()}"
+        answer = normalize_number(row["Answer"])
+        examples.append(
+            {
+                "id": str(row["ID"]),
+                "prompt": _math_prompt(question),
+                "answer": answer if answer is not None else str(row["Answer"]),
+                "meta": {
+                    "question": question,
+                    "equation": row.get("Equation"),
+                    "type": row.get("Type"),
+                    "split": split,
+                },
+            }
+        )
+    return _finalize(examples, limit, seed)
+
+
+# --------------------------------------------------------------------------- #
+# GPQA
+# --------------------------------------------------------------------------- #
+
+_LETTERS = "ABCD"
+
+
+def load_gpqa(
+    source: str | os.PathLike = "Idavidrein/gpqa",
+    split: str = "train",
+    limit: int | None = None,
+    seed: int | None = None,
+    subset: str = "gpqa_diamond",
+    option_seed: int = 0,
+) -> list[Example]:
+    """GPQA from a user-supplied CSV (it is gated) or the hub (``Idavidrein/gpqa``, ``subset``).
+
+    Columns used: ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``
+    (and ``Record ID`` for the id when present). The four options are shuffled
+    into A-D with ``random.Random(f"{option_seed}:{id}")``: fixed per example,
+    independent of row order. ``answer`` is the correct letter. ``split`` only
+    matters for the hub (GPQA ships a single ``train`` split).
+    """
+    guidance = f"download the CSV from {GPQA_URL} and pass source=<path to gpqa_diamond.csv>."
+    if _looks_local(source):
+        file = Path(source).expanduser()
+        if file.is_dir():
+            file = file / f"{subset}.csv"
+        if not file.is_file():
+            raise FileNotFoundError(f"GPQA CSV not found at {file}: {guidance}")
+        with open(file, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = list(_hub_load(str(source), subset, split=split, guidance=guidance))
+    examples = []
+    for i, row in enumerate(rows):
+        rid = str(row.get("Record ID") or "").strip() or f"gpqa-{i:04d}"
+        correct = str(row["Correct Answer"]).strip()
+        options = [correct] + [str(row[f"Incorrect Answer {k}"]).strip() for k in (1, 2, 3)]
+        order = list(range(4))
+        random.Random(f"{option_seed}:{rid}").shuffle(order)
+        shuffled = [options[k] for k in order]
+        letter = _LETTERS[order.index(0)]
+        question = str(row["Question"]).strip()
+        lines = "\n".join(f"{_LETTERS[k]}) {opt}" for k, opt in enumerate(shuffled))
+        examples.append(
+            {
+                "id": rid,
+                "prompt": f"{question}\n\n{lines}\n{CHOICE_SUFFIX}",
+                "answer": letter,
+                "meta": {"question": question, "choices": shuffled, "correct": correct},
+            }
+        )
+    return _finalize(examples, limit, seed)
+
+
+# --------------------------------------------------------------------------- #
+# Tool schemas
+# --------------------------------------------------------------------------- #
+
+# BFCL / Python-flavoured type names -> JSON schema ("any" -> no type constraint).
+_JSON_TYPE = {
+    "string": "string", "str": "string", "text": "string",
+    "integer": "integer", "int": "integer", "long": "integer",
+    "float": "number", "double": "number", "number": "number",
+    "boolean": "boolean", "bool": "boolean",
+    "array": "array", "list": "array", "tuple": "array", "set": "array",
+    "dict": "object", "object": "object", "mapping": "object",
+    "null": "null", "none": "null",
+    "any": None,
+}
+
+
+def _json_type(type_name: Any) -> tuple[Any, dict, bool]:
+    """(JSON type or None, extra schema keys, optional flag) for a type annotation."""
+    if isinstance(type_name, list):
+        mapped = [_json_type(t)[0] for t in type_name]
+        mapped = [t for t in mapped if t]
+        return (mapped if len(mapped) > 1 else (mapped[0] if mapped else None)), {}, False
+    if not isinstance(type_name, str):
+        return None, {}, False
+    s = type_name.strip()
+    optional = False
+    if re.search(r",\s*optional\s*$", s, re.IGNORECASE):
+        s, optional = re.sub(r",\s*optional\s*$", "", s, flags=re.IGNORECASE).strip(), True
+    m = re.fullmatch(r"(?:typing\.)?Optional\[(.*)\]", s)
+    if m:
+        s, optional = m.group(1).strip(), True
+    low = s.lower()
+    if low in _JSON_TYPE:
+        return _JSON_TYPE[low], {}, optional
+    m = re.fullmatch(r"(?:typing\.)?(list|tuple|set|sequence)\[(.*)\]", s, re.IGNORECASE)
+    if m:
+        inner = m.group(2).split(",")[0].strip()
+        item_type = _json_type(inner)[0]
+        return "array", ({"items": {"type": item_type}} if item_type else {}), optional
+    if re.fullmatch(r"(?:typing\.)?(dict|mapping)\[.*\]", s, re.IGNORECASE):
+        return "object", {}, optional
+    m = re.fullmatch(r"(?:typing\.)?Union\[(.*)\]", s)
+    if m:
+        parts = [_json_type(p.strip())[0] for p in m.group(1).split(",")]
+        if "null" in parts:
+            optional = True
+        parts = [p for p in dict.fromkeys(parts) if p and p != "null"]
+        return (parts[0] if len(parts) == 1 else None), {}, optional
+    return None, {}, optional
+
+
+def _convert_schema(node: Any) -> dict:
+    """BFCL/Python-flavoured schema node -> JSON schema (recursively)."""
+    if not isinstance(node, dict):
+        return {}
+    out: dict = {}
+    for key, value in node.items():
+        if key == "optional":
+            continue
+        if key == "type":
+            jtype, extra, _ = _json_type(value)
+            if jtype is not None:
+                out["type"] = jtype
+            for k, v in extra.items():
+                out.setdefault(k, v)
+        elif key == "properties" and isinstance(value, dict):
+            out["properties"] = {k: _convert_schema(v) for k, v in value.items()}
+        elif key == "items":
+            out["items"] = _convert_schema(value) if isinstance(value, dict) else value
+        elif key == "additionalProperties" and isinstance(value, dict):
+            out[key] = _convert_schema(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _flat_map_to_schema(arguments: dict) -> dict:
+    """Legacy ``{"param": {"type": "str, optional", ...}}`` map -> JSON-schema object."""
+    props, required = {}, []
+    for name, spec in arguments.items():
+        spec = spec if isinstance(spec, dict) else {"description": str(spec)}
+        props[name] = _convert_schema(spec)
+        optional = _json_type(spec.get("type"))[2] or bool(spec.get("optional"))
+        if not optional and "default" not in spec:
+            required.append(name)
+    return {"type": "object", "properties": props, "required": required}
+
+
+def normalize_tool(tool: Any) -> dict | None:
+    """Any OpenAI-ish / BFCL / legacy tool description -> ``{"type": "function",
+    "function": {"name", "description", "parameters": <JSON schema object>}}``.
+
+    Handles double wrapping, ``parameters: null``, a legacy flat ``arguments``
+    map, Python type names, and a function-level ``required`` list. Returns None
+    when no function name can be found.
+    """
+    fn = tool
+    while isinstance(fn, dict) and "name" not in fn and isinstance(fn.get("function"), dict):
+        fn = fn["function"]
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        return None
+    params = fn.get("parameters")
+    if not isinstance(params, dict) and isinstance(fn.get("arguments"), dict):
+        params = _flat_map_to_schema(fn["arguments"])
+    elif isinstance(params, dict) and "type" not in params and "properties" not in params and params:
+        params = _flat_map_to_schema(params)  # flat map given under "parameters"
+    else:
+        params = _convert_schema(params) if isinstance(params, dict) else {}
+    params.setdefault("type", "object")
+    if params.get("type") != "object":
+        params["type"] = "object"
+    params.setdefault("properties", {})
+    if "required" not in params and isinstance(fn.get("required"), list):
+        params["required"] = list(fn["required"])
+    function = {"name": fn["name"], "description": str(fn.get("description") or "")}
+    function["parameters"] = params
+    return {"type": "function", "function": function}
+
+
+def bfcl_function_to_tool(fn: dict) -> dict:
+    """One BFCL function doc -> JSON-schema tool dict (``dict`` -> ``object``,
+    ``float`` -> ``number``, ``tuple`` -> ``array``, ``any`` -> untyped; BFCL's
+    non-standard ``optional`` flag dropped)."""
+    tool = normalize_tool(fn)
+    if tool is None:
+        raise ValueError(f"BFCL function without a name: {fn!r}")
+    return tool
+
+
+def _first_acceptable(values: list, schema: dict | None, required: bool) -> tuple[bool, Any]:
+    """(present?, value) for the first acceptable value of a BFCL possible-answer list."""
+    non_empty = [v for v in values if not (isinstance(v, str) and v == "")]
+    if not values or (values[0] == "" and not required) or not non_empty:
+        return False, None
+    value = values[0] if values[0] != "" else non_empty[0]
+    ptype = (schema or {}).get("type")
+    item_type = ((schema or {}).get("items") or {}).get("type")
+    if ptype == "dict" and isinstance(value, dict):
+        value = _render_possible_dict(value)
+    elif ptype == "array" and item_type == "dict" and isinstance(value, list):
+        value = [_render_possible_dict(v) if isinstance(v, dict) else v for v in value]
+    return True, value
+
+
+def _render_possible_dict(possible: dict) -> dict:
+    out = {}
+    for key, accs in possible.items():
+        if isinstance(accs, list):
+            present, value = _first_acceptable(accs, None, required=False)
+            if present:
+                out[key] = value
+        else:
+            out[key] = accs
+    return out
+
+
+def bfcl_gold_calls(ground_truth: list, functions: list) -> list[dict]:
+    """BFCL possible answers -> one gold call list ``[{"name", "arguments"}]``,
+    taking each parameter's first acceptable value (``""`` first = omitted,
+    unless the parameter is required)."""
+    docs = {f["name"]: f for f in functions}
+    calls = []
+    for item in ground_truth:
+        (name, params), = item.items()
+        doc = docs.get(name, {}).get("parameters", {})
+        props, required = doc.get("properties", {}), set(doc.get("required", []))
+        args = {}
+        for pname, accs in params.items():
+            present, value = _first_acceptable(accs, props.get(pname), pname in required)
+            if present:
+                args[pname] = value
+        calls.append({"name": name, "arguments": args})
+    return calls
+
+
+def _split_prompt(messages: list[dict]) -> tuple[str, list[dict], list[dict]] | None:
+    """(last user turn, messages before it, messages after it) or None without a user turn."""
+    idx = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if idx is None:
+        return None
+    content = messages[idx].get("content")
+    content = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    return content, messages[:idx], messages[idx + 1:]
+
+
+# --------------------------------------------------------------------------- #
+# BFCL
+# --------------------------------------------------------------------------- #
+
+_BFCL_FILE_STEMS = {"simple": ("simple_python", "simple")}
+
+
+def _bfcl_default_folder() -> Path | None:
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("bfcl_eval")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return folder if folder.is_dir() else None
+
+
+def _bfcl_question_file(folder: Path, category: str) -> Path | None:
+    for stem in _BFCL_FILE_STEMS.get(category, (category,)):
+        found = sorted(
+            folder.glob(f"BFCL_v*_{stem}.json"),
+            key=lambda p: int(re.search(r"BFCL_v(\d+)_", p.name).group(1)),
+            reverse=True,
+        )
+        if found:
+            return found[0]
+    return None
+
+
+def load_bfcl(
+    category: str = "simple",
+    source: str | os.PathLike | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int | None = None,
+) -> list[Example]:
+    """BFCL v4 (non-live, single-turn, Python) questions + possible answers.
+
+    ``source``: the folder holding ``BFCL_v4_<category>.json`` and
+    ``possible_answer/`` (``simple`` reads ``BFCL_v4_simple_python.json``; older
+    ``BFCL_v3_*`` names work too); default: the data folder of an installed
+    ``bfcl-eval`` package. ``split`` is accepted for API symmetry (BFCL is a
+    test set). Per example: ``meta["tools"]`` (JSON-schema tools converted from
+    the BFCL docs), ``meta["functions"]`` (the original docs),
+    ``meta["possible_answers"]`` (BFCL ground truth, ``[]`` for irrelevance),
+    ``meta["category"]`` and ``meta["messages"]``. ``answer`` is the gold call
+    list built from each parameter's first acceptable value (``"[]"`` for
+    irrelevance: the right behaviour is to make no call).
+    """
+    category = category.lower().replace("-", "_")
+    if category == "simple_python":
+        category = "simple"
+    if category not in BFCL_CATEGORIES:
+        raise ValueError(f"Unknown BFCL category {category!r}; valid: {', '.join(BFCL_CATEGORIES)}")
+    stem = _BFCL_FILE_STEMS.get(category, (category,))[0]
+    guidance = (
+        f"download BFCL_v4_{stem}.json and possible_answer/BFCL_v4_{stem}.json from {BFCL_URL} "
+        f"and pass source=<folder holding them>."
+    )
+    folder = Path(source).expanduser() if source is not None else _bfcl_default_folder()
+    if folder is None:
+        raise FileNotFoundError(f"No BFCL data folder given (source=None and bfcl-eval not installed): {guidance}")
+    qfile = _bfcl_question_file(folder, category) if folder.is_dir() else None
+    if qfile is None:
+        raise FileNotFoundError(f"BFCL {category} question file not found in {folder}: {guidance}")
+    rows = _read_jsonl(qfile)
+    answers: dict[str, list] = {}
+    if category != "irrelevance":
+        afile = folder / "possible_answer" / qfile.name
+        if not afile.is_file():
+            raise FileNotFoundError(f"BFCL possible-answer file not found at {afile}: {guidance}")
+        answers = {r["id"]: r["ground_truth"] for r in _read_jsonl(afile)}
+    examples = []
+    for row in rows:
+        messages = [m for turn in row["question"] for m in turn]
+        split_prompt = _split_prompt(messages)
+        if split_prompt is None:
+            continue
+        prompt, before, after = split_prompt
+        functions = row["function"]
+        possible = answers.get(row["id"], []) if category != "irrelevance" else []
+        if category != "irrelevance" and row["id"] not in answers:
+            continue
+        gold = bfcl_gold_calls(possible, functions)
+        examples.append(
+            {
+                "id": row["id"],
+                "prompt": prompt,
+                "answer": json.dumps(gold, ensure_ascii=False),
+                "meta": {
+                    "tools": [bfcl_function_to_tool(f) for f in functions],
+                    "functions": functions,
+                    "possible_answers": possible,
+                    "category": category,
+                    "messages": before,
+                    "followup": after,
+                },
+            }
+        )
+    return _finalize(examples, limit, seed)
+
+
+# --------------------------------------------------------------------------- #
+# ToolMind
+# --------------------------------------------------------------------------- #
+
+
+def _norm_arguments(args: Any) -> Any:
+    if isinstance(args, str):
+        try:
+            return json.loads(args) if args.strip() else {}
+        except ValueError:
+            return args
+    return {} if args is None else args
+
+
+def _norm_calls(tool_calls: Any) -> list[dict]:
+    calls = []
+    for call in tool_calls or []:
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function") if isinstance(call.get("function"), dict) else call
+        calls.append({"name": fn.get("name"), "arguments": _norm_arguments(fn.get("arguments"))})
+    return calls
+
+
+def _norm_message(msg: dict) -> dict:
+    role = msg.get("role")
+    content = msg.get("content")
+    if content is not None and not isinstance(content, str):
+        content = json.dumps(content, ensure_ascii=False)
+    out = {"role": role, "content": content or ""}
+    if role == "assistant" and msg.get("tool_calls"):
+        out["tool_calls"] = [
+            {"type": "function", "function": c} for c in _norm_calls(msg["tool_calls"])
+        ]
+    return out
+
+
+def _toolmind_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and p.is_file())
+    return [path]
+
+
+def load_toolmind(
+    source: str | os.PathLike = TOOLMIND_REPO,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.1,
+    include_text_targets: bool = False,
+    hub_file: str = TOOLMIND_DEFAULT_FILE,
+    max_rows: int | None = None,
+) -> list[Example]:
+    """ToolMind rows (``{"conversations": [...], "tools": [...]}``, see SCHEMA.md).
+
+    ``source``: a JSONL file, a folder of them, or the hub repo id (then
+    ``hub_file`` of revision ``TOOLMIND_REVISION`` is downloaded; loading the
+    whole hub config fails on mixed schemas). ToolMind has no test split: a
+    held-out ``split="test"`` (``test_fraction`` of the conversations) and
+    ``split="train"`` (the rest) are drawn with ``random.Random(seed)`` over
+    conversation groups (rows sharing tools and first user turn are turn-level
+    prefixes of one conversation, so they stay on the same side). ``split="all"``
+    keeps every row. Rows keep file order within a split; ``limit`` keeps the first.
+
+    Target (``answer``): the final assistant message's tool call(s) as a JSON
+    ``[{"name", "arguments"}]``; rows whose final turn is plain text are dropped
+    unless ``include_text_targets`` (then ``answer="[]"``, i.e. "no call").
+    ``prompt`` = the last user turn; ``meta["messages"]`` = the normalised turns
+    before it, ``meta["followup"]`` = assistant/tool turns between it and the
+    target (to be appended after it); ``meta["tools"]`` = normalised JSON-schema
+    tools. ids: ``toolmind-<file stem>-<row index>``.
+    """
+    guidance = (
+        f"download a ToolMind JSONL (e.g. {TOOLMIND_DEFAULT_FILE}) from https://huggingface.co/datasets/"
+        f"{TOOLMIND_REPO} (revision {TOOLMIND_REVISION}) and pass source=<path to the .jsonl or its folder>."
+    )
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"ToolMind split must be 'train', 'test' or 'all', got {split!r}")
+    if _looks_local(source):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"ToolMind data not found at {path}: {guidance}")
+        files = _toolmind_files(path)
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            files = [
+                Path(
+                    hf_hub_download(
+                        repo_id=str(source), repo_type="dataset", filename=hub_file, revision=TOOLMIND_REVISION
+                    )
+                )
+            ]
+        except Exception as exc:  # noqa: BLE001
+            raise FileNotFoundError(
+                f"Could not download {hub_file!r} of {source!r} from the Hugging Face hub "
+                f"({type(exc).__name__}: {exc}). If you are offline: {guidance}"
+            ) from exc
+    if not files:
+        raise FileNotFoundError(f"No .jsonl/.json ToolMind files in {source}: {guidance}")
+
+    examples: list[Example] = []
+    groups: list[str] = []
+    for file in files:
+        for i, row in enumerate(_read_jsonl(file, max_rows=max_rows)):
+            conv = row.get("conversations") or []
+            if not conv or not isinstance(conv[-1], dict) or conv[-1].get("role") != "assistant":
+                continue
+            target = _norm_calls(conv[-1].get("tool_calls"))
+            if not target and not include_text_targets:
+                continue
+            if any(not isinstance(c["name"], str) or not isinstance(c["arguments"], dict) for c in target):
+                continue
+            split_prompt = _split_prompt([m for m in conv[:-1] if isinstance(m, dict)])
+            if split_prompt is None:
+                continue
+            prompt, before, after = split_prompt
+            raw_tools = row.get("tools") or []
+            if isinstance(raw_tools, str):
+                try:
+                    raw_tools = json.loads(raw_tools)
+                except ValueError:
+                    raw_tools = []
+            tools = [t for t in (normalize_tool(t) for t in raw_tools) if t is not None]
+            first_user = next((m.get("content") for m in conv if m.get("role") == "user"), "")
+            group = hashlib.sha1(
+                json.dumps([raw_tools, first_user], sort_keys=True, ensure_ascii=False, default=str).encode()
+            ).hexdigest()
+            groups.append(group)
+            examples.append(
+                {
+                    "id": f"toolmind-{file.stem}-{i:06d}",
+                    "prompt": prompt,
+                    "answer": json.dumps(target, ensure_ascii=False),
+                    "meta": {
+                        "tools": tools,
+                        "messages": [_norm_message(m) for m in before],
+                        "followup": [_norm_message(m) for m in after],
+                        "source_file": file.name,
+                    },
+                }
+            )
+    if split != "all":
+        unique = sorted(set(groups))
+        random.Random(seed).shuffle(unique)
+        n_test = int(round(len(unique) * float(test_fraction)))
+        if len(unique) > 1 and test_fraction > 0:
+            n_test = min(max(n_test, 1), len(unique) - 1)
+        test_groups = set(unique[:n_test])
+        want_test = split == "test"
+        examples = [ex for ex, g in zip(examples, groups) if (g in test_groups) == want_test]
+    return _finalize(examples, limit, None)
+
+
+# --------------------------------------------------------------------------- #
+# Dispatch
+# --------------------------------------------------------------------------- #
+
+
+def _canonical_name(name: Any) -> str:
+    key = str(name).strip().lower().replace("-", "_")
+    return "bfcl_simple" if key == "bfcl_simple_python" else key
+
+
+def load_benchmark(name: str, **kw: Any) -> list[Example]:
+    """Load a benchmark by name: ``gsm8k``, ``svamp``, ``gpqa``, ``toolmind``,
+    ``bfcl`` (pass ``category=``) or ``bfcl_<category>``. Keyword arguments go to
+    the loader. Unknown name -> ValueError listing the valid names."""
+    key = _canonical_name(name)
+    loaders: dict[str, Callable[..., list[Example]]] = {
+        "gsm8k": load_gsm8k,
+        "svamp": load_svamp,
+        "gpqa": load_gpqa,
+        "toolmind": load_toolmind,
+        "bfcl": load_bfcl,
+    }
+    if key in loaders:
+        return loaders[key](**kw)
+    if key.startswith("bfcl_"):
+        category = key[len("bfcl_"):]
+        if category == "simple_python":
+            category = "simple"
+        if category in BFCL_CATEGORIES:
+            return load_bfcl(category=category, **kw)
+    raise ValueError(f"Unknown benchmark {name!r}; valid names: {', '.join(BENCHMARKS)}")

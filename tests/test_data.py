@@ -1,0 +1,433 @@
+"""Tests for art_lib.data: the benchmark loaders.
+
+Stand-alone: all data comes from tests/data/ (see each folder's SOURCE.txt); the
+full BFCL files in /work/shared/data/bfcl are used too when present.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from art_lib import data as D
+from art_lib.data import (
+    BENCHMARKS,
+    BFCL_CATEGORIES,
+    CHOICE_SUFFIX,
+    MATH_SUFFIX,
+    load_benchmark,
+    load_bfcl,
+    load_gpqa,
+    load_gsm8k,
+    load_svamp,
+    load_toolmind,
+)
+
+DATA = Path(__file__).parent / "data"
+GSM8K = DATA / "gsm8k"
+SVAMP = DATA / "svamp"
+BFCL = DATA / "bfcl"
+TOOLMIND = DATA / "toolmind" / "toolmind_fixture.jsonl"
+SHARED_BFCL = Path("/work/shared/data/bfcl")
+BFCL_DIRS = [BFCL] + ([SHARED_BFCL] if (SHARED_BFCL / "BFCL_v4_simple_python.json").is_file() else [])
+
+
+def _check_schema(example: dict) -> None:
+    assert set(example) == {"id", "prompt", "answer", "meta"}
+    assert isinstance(example["id"], str) and example["id"]
+    assert isinstance(example["prompt"], str) and example["prompt"]
+    assert isinstance(example["answer"], str)
+    assert isinstance(example["meta"], dict)
+
+
+def _ids(examples):
+    return [e["id"] for e in examples]
+
+
+# --------------------------------------------------------------------------- #
+# GSM8K
+# --------------------------------------------------------------------------- #
+
+
+def test_math_suffix_matches_authors_instruction():
+    assert MATH_SUFFIX == "End your response with: Answer: <number>"
+
+
+def test_gsm8k_local_folder_and_file_give_same_examples():
+    from_folder = load_gsm8k(GSM8K, split="test")
+    from_file = load_gsm8k(str(GSM8K / "test.jsonl"), split="test")
+    assert len(from_folder) == 1319
+    assert from_folder == from_file
+    for ex in from_folder:
+        _check_schema(ex)
+        assert ex["prompt"].endswith("\n" + MATH_SUFFIX)
+        assert ex["meta"]["question"] in ex["prompt"]
+    first = from_folder[0]
+    assert first["id"] == "gsm8k-test-0000"
+    assert first["answer"] == "18"
+    assert first["prompt"].startswith("Janet\u2019s ducks lay 16 eggs")
+
+
+def test_gsm8k_answers_drop_commas_and_keep_sign():
+    answers = {ex["meta"]["solution"].split("####")[-1].strip(): ex["answer"] for ex in load_gsm8k(GSM8K)}
+    assert answers["2,125"] == "2125"
+    assert answers["1,450,000"] == "1450000"
+    assert answers["-10"] == "-10"
+    assert all("," not in a for a in answers.values())
+
+
+def test_gsm8k_limit_and_seed_are_deterministic():
+    plain = load_gsm8k(GSM8K, limit=5)
+    assert _ids(plain) == [f"gsm8k-test-{i:04d}" for i in range(5)]
+    a = load_gsm8k(GSM8K, limit=20, seed=123)
+    b = load_gsm8k(GSM8K, limit=20, seed=123)
+    c = load_gsm8k(GSM8K, limit=20, seed=7)
+    assert _ids(a) == _ids(b)
+    assert _ids(a) != _ids(c)
+    assert _ids(a) != _ids(load_gsm8k(GSM8K, limit=20))
+
+
+def test_gsm8k_missing_file_gives_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_gsm8k(tmp_path, split="train")
+    msg = str(err.value)
+    assert "train.jsonl" in msg and "github.com/openai/grade-school-math" in msg and "source=" in msg
+    with pytest.raises(FileNotFoundError, match="test.jsonl"):
+        load_gsm8k(tmp_path / "nope" / "test.jsonl")
+
+
+def _fake_datasets(monkeypatch, fn):
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = fn
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+
+
+def test_hub_failure_becomes_file_not_found_with_guidance(monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub (LocalEntryNotFoundError)")
+
+    _fake_datasets(monkeypatch, offline)
+    with pytest.raises(FileNotFoundError) as err:
+        load_gsm8k("openai/gsm8k", split="test")
+    msg = str(err.value)
+    assert "openai/gsm8k" in msg and "test.jsonl" in msg and "grade-school-math" in msg
+    assert isinstance(err.value.__cause__, ConnectionError)
+    with pytest.raises(FileNotFoundError, match="SVAMP.json"):
+        load_svamp("ChilleD/SVAMP")
+    with pytest.raises(FileNotFoundError, match="gpqa"):
+        load_gpqa("Idavidrein/gpqa")
+
+
+def test_hub_rows_are_converted_like_local_rows(monkeypatch):
+    calls = []
+
+    def fake_load(source, *args, **kwargs):
+        calls.append((source, args, kwargs))
+        if source == "openai/gsm8k":
+            return [{"question": "Q?", "answer": "step\n#### 1,234"}]
+        return [{"ID": "chal-1", "Body": "Body.", "Question": "How many?", "Answer": "51.0",
+                 "Equation": "( 76.0 - 25.0 )", "Type": "Subtraction"}]
+
+    _fake_datasets(monkeypatch, fake_load)
+    (g,) = load_gsm8k()
+    assert calls[0] == ("openai/gsm8k", ("main",), {"split": "test"})
+    assert g["answer"] == "1234" and g["prompt"] == "Q?\n" + MATH_SUFFIX
+    (s,) = load_svamp(split="train")
+    assert calls[1] == ("ChilleD/SVAMP", (), {"split": "train"})
+    assert s["answer"] == "51" and s["prompt"].startswith("Body. How many?")
+
+
+# --------------------------------------------------------------------------- #
+# SVAMP
+# --------------------------------------------------------------------------- #
+
+
+def test_svamp_reproduces_chilled_700_300_split():
+    train, test = load_svamp(SVAMP, split="train"), load_svamp(SVAMP, split="test")
+    assert (len(train), len(test)) == (700, 300)
+    assert not set(_ids(train)) & set(_ids(test))
+    assert set(_ids(train)) | set(_ids(test)) == {f"chal-{i}" for i in range(1, 1001)}
+    assert train[0]["id"] == "chal-777"  # first row of ChilleD/SVAMP train on the HF viewer
+    everything = load_svamp(SVAMP / "SVAMP.json", split="all")
+    assert len(everything) == 1000 and everything[0]["id"] == "chal-1"
+    for ex in train + test:
+        _check_schema(ex)
+        assert ex["prompt"].endswith("\n" + MATH_SUFFIX)
+
+
+def test_svamp_question_and_answer_format():
+    (ex,) = [e for e in load_svamp(SVAMP, split="all") if e["id"] == "chal-1"]
+    assert ex["meta"]["question"] == (
+        "Each pack of dvds costs 76 dollars. If there is a discount of 25 dollars on each pack "
+        "How much do you have to pay to buy each pack?"
+    )
+    assert ex["answer"] == "51"  # SVAMP stores 51.0
+    assert ex["meta"]["equation"] == "( 76.0 - 25.0 )"
+    assert all(not e["answer"].endswith(".0") for e in load_svamp(SVAMP, split="all"))
+
+
+def test_svamp_split_reconstructed_without_ids_file(tmp_path):
+    shutil.copy(SVAMP / "SVAMP.json", tmp_path / "SVAMP.json")
+    for split in ("train", "test"):
+        assert _ids(load_svamp(tmp_path, split=split)) == _ids(load_svamp(SVAMP, split=split))
+
+
+def test_svamp_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SVAMP.json"):
+        load_svamp(tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        load_svamp(SVAMP, split="validation")
+
+
+# --------------------------------------------------------------------------- #
+# GPQA (synthetic CSV: GPQA itself is gated)
+# --------------------------------------------------------------------------- #
+
+SYNTHETIC_GPQA = [
+    # Clearly synthetic rows in the GPQA CSV layout -- not GPQA questions.
+    {"Record ID": f"synthetic-{i}", "Question": f"SYNTHETIC question {i}: which option is right?",
+     "Correct Answer": f"right-{i}", "Incorrect Answer 1": f"wrong-{i}-a",
+     "Incorrect Answer 2": f"wrong-{i}-b", "Incorrect Answer 3": f"  wrong-{i}-c\n"}
+    for i in range(12)
+]
+
+
+def _write_gpqa(path: Path, rows) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) + ["Subdomain"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "Subdomain": "synthetic"})
+    return path
+
+
+def test_gpqa_synthetic_csv(tmp_path):
+    csv_path = _write_gpqa(tmp_path / "gpqa_diamond.csv", SYNTHETIC_GPQA)
+    examples = load_gpqa(csv_path)
+    assert len(examples) == 12
+    letters = set()
+    for ex, row in zip(examples, SYNTHETIC_GPQA):
+        _check_schema(ex)
+        assert ex["id"] == row["Record ID"]
+        assert ex["answer"] in "ABCD" and len(ex["answer"]) == 1
+        letters.add(ex["answer"])
+        choices = ex["meta"]["choices"]
+        assert sorted(choices) == sorted([f"right-{ex['id'][10:]}"] + [f"wrong-{ex['id'][10:]}-{k}" for k in "abc"])
+        assert choices["ABCD".index(ex["answer"])] == row["Correct Answer"]
+        assert f"{ex['answer']}) {row['Correct Answer']}\n" in ex["prompt"]
+        assert ex["prompt"].startswith(row["Question"]) and ex["prompt"].endswith("\n" + CHOICE_SUFFIX)
+    assert len(letters) > 1  # options really are shuffled
+    # fixed per example: same letters from a folder path and with the rows reversed
+    assert load_gpqa(tmp_path) == examples
+    reversed_csv = _write_gpqa(tmp_path / "rev.csv", SYNTHETIC_GPQA[::-1])
+    assert {e["id"]: e["answer"] for e in load_gpqa(reversed_csv)} == {e["id"]: e["answer"] for e in examples}
+    assert _ids(load_gpqa(csv_path, seed=3, limit=4)) == _ids(load_gpqa(csv_path, seed=3, limit=4))
+
+
+def test_gpqa_missing_csv(tmp_path):
+    with pytest.raises(FileNotFoundError, match="huggingface.co/datasets/Idavidrein/gpqa"):
+        load_gpqa(tmp_path / "gpqa_diamond.csv")
+
+
+# --------------------------------------------------------------------------- #
+# ToolMind (ToolMind-format fixture built from BFCL rows, see its SOURCE.txt)
+# --------------------------------------------------------------------------- #
+
+
+def test_toolmind_rows_and_targets():
+    rows = load_toolmind(TOOLMIND, split="all")
+    assert len(rows) == 16  # 18 rows - 1 plain-text final turn - 1 ending with a user turn
+    assert len(load_toolmind(TOOLMIND, split="all", include_text_targets=True)) == 17
+    for ex in rows:
+        _check_schema(ex)
+        calls = json.loads(ex["answer"])
+        assert calls and all(set(c) == {"name", "arguments"} and isinstance(c["arguments"], dict) for c in calls)
+        names = {t["function"]["name"] for t in ex["meta"]["tools"]}
+        assert {c["name"] for c in calls} <= names
+        for tool in ex["meta"]["tools"]:
+            assert tool["type"] == "function" and tool["function"]["parameters"]["type"] == "object"
+    first = rows[0]
+    assert first["prompt"] == "Find the area of a triangle with a base of 10 units and height of 5 units."
+    assert json.loads(first["answer"]) == [
+        {"name": "calculate_triangle_area", "arguments": {"base": 10, "height": 5, "unit": "units"}}
+    ]
+    assert first["meta"]["messages"] == [] and first["meta"]["followup"] == []
+    assert len(json.loads(rows[8]["answer"])) == 2  # parallel calls
+
+
+def test_toolmind_multi_turn_history_goes_to_meta():
+    (ex,) = [e for e in load_toolmind(TOOLMIND, split="all") if len(e["meta"]["messages"]) > 1]
+    roles = [m["role"] for m in ex["meta"]["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert ex["meta"]["messages"][2]["tool_calls"][0]["function"]["name"] == "geometry.area_circle"
+    assert isinstance(ex["meta"]["messages"][3]["content"], str)  # raw JSON tool result serialised
+    assert "radius of 5 units" in ex["prompt"]
+    assert json.loads(ex["answer"])[0]["name"] == "geometry.calculate_area_circle"
+
+
+def test_toolmind_tool_quirks_are_normalised():
+    rows = {e["id"][-2:]: e for e in load_toolmind(TOOLMIND, split="all")}
+    # double-wrapped tool; call arguments stored as a JSON string
+    assert rows["14"]["meta"]["tools"][0]["function"]["name"] == "calculate_triangle_area"
+    assert json.loads(rows["14"]["answer"])[0]["arguments"] == {"base": 10, "height": 5}
+    # legacy flat "arguments" map with Python type names; "parameters": null
+    circ, clock = rows["15"]["meta"]["tools"]
+    props = circ["function"]["parameters"]["properties"]
+    assert props["radius"]["type"] == "integer" and props["units"]["type"] == "string"
+    assert circ["function"]["parameters"]["required"] == ["radius"]
+    assert clock["function"]["parameters"] == {"type": "object", "properties": {}}
+    # function-level "required" and BFCL/Python type names ("float", "array" of "float")
+    params = rows["16"]["meta"]["tools"][0]["function"]["parameters"]
+    assert params["required"] == ["function", "interval"]
+    assert params["properties"]["interval"]["items"]["type"] == "number"
+
+
+def test_toolmind_split_is_deterministic_disjoint_and_grouped():
+    everything = set(_ids(load_toolmind(TOOLMIND, split="all")))
+    for seed in (0, 1, 2):
+        test = load_toolmind(TOOLMIND, split="test", seed=seed, test_fraction=0.25)
+        train = load_toolmind(TOOLMIND, split="train", seed=seed, test_fraction=0.25)
+        assert _ids(test) == _ids(load_toolmind(TOOLMIND, split="test", seed=seed, test_fraction=0.25))
+        assert not set(_ids(test)) & set(_ids(train))
+        assert set(_ids(test)) | set(_ids(train)) == everything
+        assert 0 < len(test) < len(everything)
+        # the two turn-level rows of the one conversation stay on the same side
+        pair = {"toolmind-toolmind_fixture-000011", "toolmind-toolmind_fixture-000012"}
+        assert pair <= set(_ids(test)) or pair <= set(_ids(train))
+    splits = {tuple(_ids(load_toolmind(TOOLMIND, split="test", seed=s, test_fraction=0.25))) for s in range(5)}
+    assert len(splits) > 1
+    assert len(load_toolmind(TOOLMIND, split="train", limit=3)) == 3
+
+
+def test_toolmind_errors(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="ToolMind"):
+        load_toolmind(tmp_path / "missing.jsonl")
+    with pytest.raises(ValueError):
+        load_toolmind(TOOLMIND, split="validation")
+    fake = types.ModuleType("huggingface_hub")
+
+    def offline(**kwargs):
+        raise OSError("offline")
+
+    fake.hf_hub_download = offline
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    with pytest.raises(FileNotFoundError, match="Nanbeige/ToolMind"):
+        load_toolmind("Nanbeige/ToolMind")
+
+
+# --------------------------------------------------------------------------- #
+# BFCL
+# --------------------------------------------------------------------------- #
+
+_BFCL_FILE = {"simple": "simple_python"}
+
+
+def _json_types(node, found):
+    if isinstance(node, dict):
+        if "type" in node and isinstance(node["type"], str):
+            found.add(node["type"])
+        assert "optional" not in node
+        for value in node.values():
+            _json_types(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _json_types(value, found)
+    return found
+
+
+@pytest.mark.parametrize("folder", BFCL_DIRS, ids=lambda p: "shared-full" if p == SHARED_BFCL else "tests-subset")
+@pytest.mark.parametrize("category", BFCL_CATEGORIES)
+def test_bfcl_every_category_loads(folder, category):
+    qfile = folder / f"BFCL_v4_{_BFCL_FILE.get(category, category)}.json"
+    examples = load_bfcl(category, source=folder)
+    assert len(examples) == sum(1 for line in qfile.read_text().splitlines() if line.strip())
+    for ex in examples:
+        _check_schema(ex)
+        meta = ex["meta"]
+        assert meta["category"] == category and meta["messages"] == []
+        assert len(meta["tools"]) == len(meta["functions"])
+        assert _json_types([t["function"]["parameters"] for t in meta["tools"]], set()) <= {
+            "object", "string", "integer", "number", "boolean", "array"
+        }
+        calls = json.loads(ex["answer"])
+        if category == "irrelevance":
+            assert ex["answer"] == "[]" and meta["possible_answers"] == []
+        else:
+            assert len(calls) == len(meta["possible_answers"]) >= 1
+            assert [c["name"] for c in calls] == [next(iter(p)) for p in meta["possible_answers"]]
+        if category in ("simple", "multiple"):
+            assert len(calls) == 1
+
+
+def test_bfcl_conversion_and_gold_rendering():
+    (ex,) = load_bfcl("simple", source=BFCL, limit=1)
+    assert ex["id"] == "simple_python_0"
+    assert ex["prompt"] == "Find the area of a triangle with a base of 10 units and height of 5 units."
+    assert ex["meta"]["tools"] == [{"type": "function", "function": {
+        "name": "calculate_triangle_area",
+        "description": "Calculate the area of a triangle given its base and height.",
+        "parameters": {"type": "object", "properties": {
+            "base": {"type": "integer", "description": "The base of the triangle."},
+            "height": {"type": "integer", "description": "The height of the triangle."},
+            "unit": {"type": "string", "description": "The unit of measure (defaults to 'units' if not specified)"}},
+            "required": ["base", "height"]}}}]
+    assert json.loads(ex["answer"]) == [
+        {"name": "calculate_triangle_area", "arguments": {"base": 10, "height": 5, "unit": "units"}}
+    ]
+    # dict parameter: nested possible answers rendered to a plain dict; tuple -> array; float -> number
+    (dict_ex,) = [e for e in load_bfcl("simple", source=BFCL) if e["id"] == "simple_python_94"]
+    assert json.loads(dict_ex["answer"])[0]["arguments"]["update_info"] == {"name": "John Doe", "email": "johndoe@email.com"}
+    assert dict_ex["meta"]["tools"][0]["function"]["parameters"]["properties"]["update_info"]["type"] == "object"
+    (tuple_ex,) = [e for e in load_bfcl("simple", source=BFCL) if e["id"] == "simple_python_83"]
+    coord = tuple_ex["meta"]["tools"][0]["function"]["parameters"]["properties"]["coord1"]
+    assert coord["type"] == "array" and coord["items"]["type"] == "number"
+    # "" first means optional: omitted from the rendered gold
+    (opt_ex,) = [e for e in load_bfcl("simple", source=BFCL) if e["id"] == "simple_python_2"]
+    assert json.loads(opt_ex["answer"])[0]["arguments"] == {"x": 4, "y": 5}
+
+
+def test_bfcl_errors_and_aliases(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_bfcl("simple", source=tmp_path)
+    assert "BFCL_v4_simple_python.json" in str(err.value) and "gorilla" in str(err.value)
+    (tmp_path / "BFCL_v4_parallel.json").write_text((BFCL / "BFCL_v4_parallel.json").read_text())
+    with pytest.raises(FileNotFoundError, match="possible_answer"):
+        load_bfcl("parallel", source=tmp_path)
+    with pytest.raises(ValueError, match="parallel_multiple"):
+        load_bfcl("live_simple", source=BFCL)
+    assert _ids(load_bfcl("simple_python", source=BFCL, limit=3)) == ["simple_python_0", "simple_python_1", "simple_python_2"]
+    a = load_bfcl("multiple", source=BFCL, seed=5, limit=10)
+    assert _ids(a) == _ids(load_bfcl("multiple", source=BFCL, seed=5, limit=10))
+
+
+# --------------------------------------------------------------------------- #
+# Dispatch
+# --------------------------------------------------------------------------- #
+
+
+def test_load_benchmark_dispatch():
+    assert load_benchmark("gsm8k", source=GSM8K, limit=2) == load_gsm8k(GSM8K, limit=2)
+    assert load_benchmark("SVAMP", source=SVAMP, split="train", limit=2) == load_svamp(SVAMP, split="train", limit=2)
+    assert load_benchmark("toolmind", source=TOOLMIND, split="all") == load_toolmind(TOOLMIND, split="all")
+    assert load_benchmark("bfcl", category="parallel", source=BFCL) == load_bfcl("parallel", source=BFCL)
+    assert load_benchmark("bfcl_parallel_multiple", source=BFCL) == load_bfcl("parallel_multiple", source=BFCL)
+    assert load_benchmark("bfcl-irrelevance", source=BFCL) == load_bfcl("irrelevance", source=BFCL)
+    assert set(BENCHMARKS) >= {"gsm8k", "svamp", "gpqa", "toolmind", "bfcl", "bfcl_simple"}
+
+
+def test_load_benchmark_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        load_benchmark("mmlu")
+    for name in ("gsm8k", "svamp", "gpqa", "toolmind", "bfcl"):
+        assert name in str(err.value)
+
+
+def test_looks_local_distinguishes_hub_ids():
+    assert not D._looks_local("openai/gsm8k")
+    assert D._looks_local("/abs/path") and D._looks_local("data/x/test.jsonl") and D._looks_local("file.csv")
