@@ -1,0 +1,200 @@
+"""The three ways to adapt a frozen model, behind one interface so the trainer treats them alike.
+
+- `art`: the only trainable tensor is the artwork's pixels; the model sees it through the
+  differentiable port of its own image processor.
+- `lora`: peft LoRA on the language model's q/k/v/o and gate/up/down projections (the modules vLLM
+  can serve for Qwen3.5); the prompt carries no image.
+- `soft_prompt`: free embeddings in place of the image's visual tokens (same count, initialised
+  from the seed image's), the upper bound of what the image channel could carry.
+
+Each method answers `policy()`: the model to call and the image (pixel inputs or embeddings) that
+every row of a batch sees, with gradients flowing to the trainable parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from .forward import vision_embeds
+from .pixel_prompt import PixelPrompt
+from .preprocess import preprocess_image
+
+METHODS = ("art", "lora", "soft_prompt")
+# Language-model projections only: the vision tower and the linear-attention (GatedDeltaNet)
+# projections stay frozen, as vLLM's LoRA support for Qwen3.5 covers these modules.
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
+class ArtMethod:
+    """Optimise the pixels of one image (a `PixelPrompt`)."""
+
+    name = "art"
+
+    def __init__(self, model, processor, artwork: PixelPrompt):
+        self.model, self.processor, self.artwork = model, processor, artwork
+        device = next(model.parameters()).device
+        self.artwork.to(device)
+        self.initial = artwork.pixels().detach().clone()  # reference policy for KL: the seed image
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.artwork.raw]
+
+    def image_inputs(self, pixels: torch.Tensor | None = None) -> dict:
+        """Processor-equivalent inputs of the current (or given) pixels, differentiable."""
+        return preprocess_image(self.artwork.pixels() if pixels is None else pixels, self.processor.image_processor)
+
+    def policy(self, grad: bool = True):
+        """(model, image inputs, image embeddings) for the current artwork."""
+        image = self.image_inputs()
+        if not grad:
+            image = {k: v.detach() for k, v in image.items()}
+        return self.model, image, vision_embeds(self.model, image["pixel_values"], image["image_grid_thw"])
+
+    def reference(self):
+        image = self.image_inputs(self.initial)
+        return self.model, image, vision_embeds(self.model, image["pixel_values"], image["image_grid_thw"])
+
+    def after_step(self) -> None:
+        self.artwork.project_()  # projected gradient descent: keep pixels in [0, 1]
+
+    def state_dict(self) -> dict:
+        return {"raw": self.artwork.raw.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.artwork.raw.copy_(state["raw"])
+
+    def save(self, path: str | Path, **metadata) -> Path:
+        """The served artifact: an 8-bit PNG."""
+        return self.artwork.save_png(Path(path).with_suffix(".png"), **metadata)
+
+
+class LoraMethod:
+    """peft LoRA adapters on the language model; base weights stay bit-identical."""
+
+    name = "lora"
+
+    def __init__(self, model, processor, rank: int = 8, alpha: float | None = None, dropout: float = 0.0,
+                 seed: int = 0):
+        from peft import LoraConfig, get_peft_model
+
+        cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else 2 * rank, lora_dropout=dropout,
+                         target_modules=LORA_TARGETS, bias="none")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # LoRA A init is random: make it a function of the seed
+            self.model = get_peft_model(model, cfg)
+        self.processor = processor
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def policy(self, grad: bool = True):
+        return self.model, None, None
+
+    def reference(self):
+        # The adapter's initial function is the identity (B = 0): the base model is the reference.
+        return _Disabled(self.model), None, None
+
+    def after_step(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def load_state_dict(self, state: dict) -> None:
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for n, v in state.items():
+                params[n].copy_(v)
+
+    def save(self, path: str | Path, **metadata) -> Path:
+        """The served artifact: a peft adapter folder (vLLM `--lora-modules`)."""
+        path = Path(path)
+        self.model.save_pretrained(path)
+        return path
+
+
+class _Disabled:
+    """Call a peft model with its adapters switched off (the reference policy)."""
+
+    def __init__(self, peft_model):
+        self.peft_model = peft_model
+
+    def __call__(self, *args, **kwargs):
+        with self.peft_model.disable_adapter():
+            return self.peft_model(*args, **kwargs)
+
+    def parameters(self):
+        return self.peft_model.parameters()
+
+
+class SoftPromptMethod:
+    """Free embeddings in place of the visual tokens of the seed image."""
+
+    name = "soft_prompt"
+
+    def __init__(self, model, processor, artwork: PixelPrompt):
+        self.model, self.processor = model, processor
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            image = preprocess_image(artwork.pixels().to(device), processor.image_processor)
+            init = vision_embeds(model, image["pixel_values"], image["image_grid_thw"]).float()
+        self.grid = image["image_grid_thw"]
+        self.initial = init.clone()
+        self.embeds = torch.nn.Parameter(init.clone())  # (N, D) float32, N = visual tokens
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.embeds]
+
+    def _image(self):
+        # Only the grid is used (positions and token count): the embeddings replace the vision tower.
+        return {"pixel_values": None, "image_grid_thw": self.grid}
+
+    def policy(self, grad: bool = True):
+        dtype = next(self.model.parameters()).dtype
+        e = self.embeds if grad else self.embeds.detach()
+        return self.model, self._image(), e.to(dtype)
+
+    def reference(self):
+        return self.model, self._image(), self.initial.to(next(self.model.parameters()).dtype)
+
+    def after_step(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"embeds": self.embeds.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.embeds.copy_(state["embeds"])
+
+    def save(self, path: str | Path, **metadata) -> Path:
+        """Not servable by vLLM as an image: a tensor file for analysis."""
+        path = Path(path).with_suffix(".pt")
+        torch.save({"embeds": self.embeds.detach().cpu(), "image_grid_thw": self.grid.cpu(), **metadata}, path)
+        return path
+
+
+def make_method(name: str, model, processor, *, artwork: PixelPrompt | None = None, lora_rank: int = 8,
+                lora_alpha: float | None = None, seed: int = 0):
+    """Build the adapter of `name` around a frozen model."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
+    if any(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model has trainable weights: load it with load_frozen / tiny_model (frozen)")
+    if name == "lora":
+        return LoraMethod(model, processor, rank=lora_rank, alpha=lora_alpha, seed=seed)
+    if artwork is None:
+        raise ValueError(f"method {name!r} needs an artwork (PixelPrompt) to start from")
+    return ArtMethod(model, processor, artwork) if name == "art" else SoftPromptMethod(model, processor, artwork)
+
+
+def trainable_parameter_count(method) -> int:
+    """Number of trainable scalars of a method (pixels, LoRA weights or soft-prompt entries)."""
+    return sum(p.numel() for p in method.parameters())
+
+
+_ = re  # LORA_TARGETS is a regular expression matched by peft

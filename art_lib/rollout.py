@@ -1,0 +1,87 @@
+"""Sample G completions per prompt with the current artwork (or adapter), ready for a policy loss.
+
+The image is encoded once per rollout batch and handed to `generate` as precomputed encoder
+outputs (`mm_encoder_outputs`), so B*G rows cost one vision-tower pass, not B*G.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from .forward import completion_logprobs
+from .prompting import Batch, encode
+
+
+@dataclass
+class Rollout:
+    """One rollout batch, from sampling to loss: B*G rows, prompts repeated G times in a row."""
+
+    batch: Batch  # token ids [pads | prompt | completion | pads], completion_mask, truncated
+    completions: list[str]  # (B*G,) decoded completions, special tokens removed
+    examples: list[dict]  # (B*G,) the example of each row
+    old_logps: torch.Tensor | None  # (B*G, C) log-probs under the sampling policy, no grad
+
+
+def _eos_ids(model, processor) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    return eos or [processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
+def completion_mask_from_ids(completion_ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask (B, C) up to and including the first end-of-turn token, and whether a row never ended."""
+    is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))
+    C = completion_ids.shape[1]
+    first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(is_eos[:, 0], C, dtype=torch.long))
+    mask = (torch.arange(C, device=completion_ids.device)[None] <= first[:, None]).long()
+    return mask, ~is_eos.any(1)
+
+
+@torch.no_grad()
+def generate_rollouts(model, processor, prompts: list[str], examples: list[dict], *, num_generations: int = 8,
+                      image: dict | None = None, image_embeds: torch.Tensor | None = None,
+                      max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
+                      do_sample: bool = True, compute_logprobs: bool = True) -> Rollout:
+    """Sample `num_generations` completions for each rendered prompt, all rows showing the same image."""
+    G = num_generations
+    n_img = 0 if image is None else int(image["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+    prompt_batch = encode(processor, prompts, num_image_tokens=n_img)
+    device = next(model.parameters()).device
+    ids = prompt_batch.input_ids.repeat_interleave(G, 0).to(device)
+    attn = prompt_batch.attention_mask.repeat_interleave(G, 0).to(device)
+    mm = prompt_batch.mm_token_type_ids.repeat_interleave(G, 0).to(device)
+    kwargs = {}
+    if image is not None:
+        if image_embeds is None:
+            from .forward import vision_embeds
+
+            image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
+        kwargs = dict(image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3),
+                      mm_encoder_outputs={"image": BaseModelOutputWithPooling(
+                          pooler_output=(image_embeds.detach(),) * ids.shape[0])})
+    eos = _eos_ids(model, processor)
+    out = model.generate(
+        input_ids=ids, attention_mask=attn, mm_token_type_ids=mm, max_new_tokens=max_new_tokens,
+        do_sample=do_sample, temperature=temperature if do_sample else None, top_p=top_p if do_sample else None,
+        top_k=None, eos_token_id=eos, pad_token_id=processor.tokenizer.pad_token_id, **kwargs,
+    )
+    P = ids.shape[1]
+    comp = out[:, P:]
+    if comp.shape[1] == 0:
+        raise RuntimeError("generate returned no new tokens")
+    cmask, truncated = completion_mask_from_ids(comp, eos)
+    comp = torch.where(cmask.bool(), comp, torch.full_like(comp, processor.tokenizer.pad_token_id))
+    batch = Batch(
+        input_ids=torch.cat([ids, comp], 1), attention_mask=torch.cat([attn, cmask], 1),
+        mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1), prompt_length=P,
+        completion_mask=cmask, truncated=truncated,
+    )
+    texts = processor.tokenizer.batch_decode(comp, skip_special_tokens=True)
+    rows = [ex for ex in examples for _ in range(G)]
+    old = None
+    if compute_logprobs:
+        old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature)
+    return Rollout(batch=batch, completions=texts, examples=rows, old_logps=old)
