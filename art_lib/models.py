@@ -179,6 +179,27 @@ def tiny_model(family: str = "qwen3_5", seed: int = 0, size: str = "0.8B", text:
     return freeze(model.to(device)), processor
 
 
+def random_full_model(family: str = "qwen3_5", size: str = "0.8B", seed: int = 0,
+                      dtype: torch.dtype = torch.float32, device: str = "cpu"):
+    """A checkpoint's full architecture with random weights (for timing and memory, no download).
+
+    The vocabulary keeps the real size; the special ids the model reads are remapped to the tiny
+    tokenizer's, so prompts render with the real chat template.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    processor = tiny_processor(family, size)
+    cfg = real_config(family, size)
+    tok = processor.tokenizer
+    for key, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+                       ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
+        setattr(cfg, key, tok.convert_tokens_to_ids(token))
+    with _seeded(seed):
+        model = AutoModelForImageTextToText.from_config(cfg, dtype=dtype)
+    _set_generation_defaults(model, tok)
+    return freeze(model.to(device)), processor
+
+
 def _set_generation_defaults(model, tokenizer) -> None:
     """Stop at <|im_end|> (end of turn) or <|endoftext|>, as the real generation_config does."""
     gc = model.generation_config

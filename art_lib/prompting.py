@@ -26,11 +26,27 @@ def chat_text(processor, prompt: str, *, image: bool = True, system: str | None 
     )
 
 
-def example_text(processor, example: dict, *, image: bool = True, enable_thinking: bool = False) -> str:
-    """`chat_text` for a benchmark example `{prompt, meta: {system?, messages?, tools?}}`."""
+def example_messages(example: dict, image: dict | None = None) -> list[dict]:
+    """Chat messages of an example: system?, history, user turn (image part first), follow-up turns.
+
+    `image` is the content part put before the text (`{"type": "image"}` for the chat template, an
+    `image_url` part for an OpenAI-compatible server), or None for a text-only turn.
+    """
     meta = example.get("meta") or {}
-    return chat_text(processor, example["prompt"], image=image, system=meta.get("system"),
-                     history=meta.get("messages"), tools=meta.get("tools"), enable_thinking=enable_thinking)
+    messages = [{"role": "system", "content": meta["system"]}] if meta.get("system") else []
+    messages += [dict(m) for m in meta.get("messages") or []]
+    content = ([image] if image is not None else []) + [{"type": "text", "text": example["prompt"]}]
+    messages.append({"role": "user", "content": content})
+    # Tool tasks may carry assistant/tool turns between the prompt and the target (data.py "followup").
+    messages += [dict(m) for m in meta.get("followup") or []]
+    return messages
+
+
+def example_text(processor, example: dict, *, image: bool = True, enable_thinking: bool = False) -> str:
+    """A benchmark example `{prompt, meta: {system?, messages?, followup?, tools?}}` rendered to generate."""
+    messages = example_messages(example, {"type": "image"} if image else None)
+    return processor.apply_chat_template(messages, tools=(example.get("meta") or {}).get("tools"),
+                                         add_generation_prompt=True, tokenize=False, enable_thinking=enable_thinking)
 
 
 @dataclass

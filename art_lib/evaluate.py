@@ -1,0 +1,411 @@
+"""Score a frozen model on a benchmark with the learned artwork loaded as any reader would load it.
+
+The artwork is evaluated from its PNG file: the file is opened with PIL and handed to the model's
+official processor (``processor(text=..., images=...)``), never taken from the float pixels that were
+optimised. What is scored is therefore exactly what an unmodified engine (vLLM, ``transformers``,
+:mod:`art_lib.serve`) sees when a user attaches the PNG.
+
+Prompts are the benchmark examples rendered by the model's own chat template (the image first, then
+the text, thinking off by default), generation is batched HF ``generate`` with left padding, and only
+the new tokens are decoded. Scoring goes through :func:`art_lib.rewards.get_scorer`, and
+:func:`score_completions` turns completions into an :class:`EvalResult` for every backend (in-process,
+an OpenAI-compatible server, vLLM), so all of them share one definition of accuracy.
+
+Controls (:func:`evaluate_controls`) put the artwork's number in context: no image, the seed icon the
+artwork started from, random noise, and random text of the same length as the image in tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+
+from .prompting import example_messages, example_text
+
+if TYPE_CHECKING:  # heavy imports stay out of import time
+    import pandas as pd
+    from PIL import Image
+
+ImageArg = Union[str, os.PathLike, "Image.Image", None]
+
+__all__ = [
+    "EvalResult",
+    "wilson_interval",
+    "load_image",
+    "example_messages",
+    "render_prompt",
+    "generate_completions",
+    "parse_prediction",
+    "score_completions",
+    "evaluate",
+    "control_images",
+    "visual_token_count",
+    "random_token_text",
+    "evaluate_controls",
+]
+
+IMAGE_PAD = "<|image_pad|>"
+
+
+# --------------------------------------------------------------------------- #
+# Statistics
+# --------------------------------------------------------------------------- #
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for k successes out of n trials (n=0 gives the vacuous (0, 1))."""
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    # Clamp: at k=0 / k=n the bounds are exactly 0 / 1 mathematically but may round past them.
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+@dataclass
+class EvalResult:
+    """Per-example rows plus accuracy with its 95% Wilson interval."""
+
+    rows: "pd.DataFrame"
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n: int
+    k: int = 0
+    benchmark: str = ""
+    label: str = ""
+    config: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Flat dict for a results table (one row per run)."""
+        return {
+            "label": self.label, "benchmark": self.benchmark, "n": self.n, "correct": self.k,
+            "accuracy": self.accuracy, "ci_low": self.ci_low, "ci_high": self.ci_high,
+        }
+
+
+# --------------------------------------------------------------------------- #
+# Prompts and images
+# --------------------------------------------------------------------------- #
+
+
+def load_image(image: ImageArg) -> "Image.Image | None":
+    """A PNG path opened with PIL (pixels decoded now), a PIL image as is, or None (text only)."""
+    if image is None:
+        return None
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as img:
+            img.load()
+            # Copy so the file handle is closed; mode conversion is left to the official processor.
+            return img.copy()
+    raise TypeError(
+        f"image must be a PNG path, a PIL image or None, got {type(image).__name__}; "
+        "save a PixelPrompt with .save_png(path) and evaluate that file"
+    )
+
+
+# One renderer for training and evaluation: a prompt is the same string in both.
+render_prompt = example_text
+
+
+# --------------------------------------------------------------------------- #
+# Generation
+# --------------------------------------------------------------------------- #
+
+
+def _generation_kwargs(model, processor, max_new_tokens: int, greedy: bool, temperature: float,
+                       top_p: float) -> dict:
+    """`generate` arguments: greedy, or sampling with the given temperature / top-p."""
+    kw: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": processor.tokenizer.pad_token_id}
+    if greedy:
+        # Explicit None for sampling knobs so a checkpoint's generation_config (Qwen ships
+        # temperature/top_k/top_p) does not trigger "ignored flags" warnings under greedy.
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kw.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=None)
+    return kw
+
+
+def _eos_ids(model, processor) -> set[int]:
+    """Token ids that end a turn (generation_config's eos, plus <|im_end|>)."""
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos]))
+    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int):
+        ids.add(im_end)
+    return ids
+
+
+def generate_completions(model, processor, texts: Sequence[str], image: "Image.Image | None" = None, *,
+                         max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
+                         top_p: float = 1.0) -> list[dict]:
+    """One batched `generate` over rendered prompts sharing one image: text, token count, finish reason.
+
+    Every row gets the same image through the official processor (``images=[image] * B``); prompts
+    are left-padded so all rows end where generation starts.
+    """
+    import torch
+
+    tok = processor.tokenizer
+    old_side = tok.padding_side
+    tok.padding_side = "left"
+    try:
+        kwargs = {"images": [image] * len(texts)} if image is not None else {}
+        inputs = processor(text=list(texts), return_tensors="pt", padding=True, **kwargs)
+    finally:
+        tok.padding_side = old_side
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
+    gen_kw = _generation_kwargs(model, processor, max_new_tokens, greedy, temperature, top_p)
+    with torch.inference_mode():
+        out = model.generate(**inputs, **gen_kw)
+    new = out[:, inputs["input_ids"].shape[1]:].tolist()
+    eos = _eos_ids(model, processor)
+    rows = []
+    for ids in new:
+        # Cut at the first end-of-turn token: later positions are padding of finished rows.
+        end = next((i for i, t in enumerate(ids) if t in eos), None)
+        kept = ids if end is None else ids[: end + 1]
+        rows.append({
+            "completion": tok.decode(kept, skip_special_tokens=True),
+            # Counted like an OpenAI server's usage.completion_tokens: the stop token included.
+            "completion_tokens": len(kept),
+            "finish_reason": "stop" if end is not None else "length",
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------- #
+# Scoring (shared by every backend)
+# --------------------------------------------------------------------------- #
+
+
+def _benchmark_key(benchmark: str) -> str:
+    """Normalised benchmark name (as art_lib.data spells it)."""
+    key = str(benchmark).strip().lower().replace("-", "_")
+    return "bfcl_simple" if key == "bfcl_simple_python" else key
+
+
+def parse_prediction(completion: str, example: dict, benchmark: str) -> Any:
+    """What the scorer reads from a completion: a number, a letter, or a list of tool calls."""
+    from art_lib.rewards import extract_answer, extract_choice, parse_tool_calls
+
+    key = _benchmark_key(benchmark)
+    if key in ("gsm8k", "svamp"):
+        return extract_answer(completion, strict=True)
+    if key == "gpqa":
+        return extract_choice(completion)
+    return parse_tool_calls(completion, tools=(example.get("meta") or {}).get("tools"))
+
+
+def score_completions(examples: Sequence[dict], completions: Sequence[str], benchmark: str, *,
+                      extra: dict[str, Sequence[Any]] | None = None, label: str = "",
+                      config: dict | None = None, scorer: Callable | None = None) -> EvalResult:
+    """Score completions with the benchmark's scorer into per-example rows and a Wilson-interval accuracy.
+
+    ``extra`` adds per-example columns (e.g. token counts, finish reasons). An example counts as
+    correct when its score is 1 (the scorers give 0 or 1; partial credit is kept in ``score``).
+    """
+    import pandas as pd
+    from art_lib.rewards import get_scorer
+
+    if len(examples) != len(completions):
+        raise ValueError(f"{len(examples)} examples but {len(completions)} completions")
+    scorer = scorer or get_scorer(benchmark)
+    rows = []
+    for i, (ex, comp) in enumerate(zip(examples, completions)):
+        comp = comp if isinstance(comp, str) else ("" if comp is None else str(comp))
+        score = float(scorer(comp, ex))
+        parsed = parse_prediction(comp, ex, benchmark)
+        row = {
+            "id": ex.get("id", str(i)), "prompt": ex["prompt"], "completion": comp,
+            # Tool calls as JSON text: a tidy, CSV-friendly column of one type.
+            "parsed": json.dumps(parsed, ensure_ascii=False) if isinstance(parsed, list) else parsed,
+            "answer": ex.get("answer"), "score": score, "correct": score >= 1.0,
+        }
+        for name, values in (extra or {}).items():
+            row[name] = values[i]
+        rows.append(row)
+    columns = ["id", "prompt", "completion", "parsed", "answer", "score", "correct", *(extra or {})]
+    df = pd.DataFrame(rows, columns=columns)
+    n, k = len(df), int(df["correct"].sum()) if len(df) else 0
+    lo, hi = wilson_interval(k, n)
+    return EvalResult(rows=df, accuracy=k / n if n else float("nan"), ci_low=lo, ci_high=hi, n=n, k=k,
+                      benchmark=benchmark, label=label, config=dict(config or {}))
+
+
+def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = None, benchmark: str,
+             batch_size: int = 8, max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
+             top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
+             progress: bool = True, label: str = "") -> EvalResult:
+    """Generate for every example (with the PNG/PIL image, or text only) and score the completions.
+
+    ``image``: a PNG path (opened with PIL, as a user's file would be), a PIL image, or None.
+    ``greedy=False`` samples with ``temperature``/``top_p``; ``seed`` makes sampling repeatable.
+    """
+    import torch
+    from art_lib.rewards import get_scorer
+    from tqdm.auto import tqdm
+
+    scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any generation
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pil = load_image(image)
+    examples = list(examples)
+    texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking)
+             for ex in examples]
+    outs: list[dict] = []
+    with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
+        if seed is not None:
+            torch.manual_seed(seed)
+        with tqdm(total=len(texts), disable=not progress, desc=label or f"eval {benchmark}", unit="ex") as bar:
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start:start + batch_size]
+                outs += generate_completions(model, processor, chunk, pil, max_new_tokens=max_new_tokens,
+                                             greedy=greedy, temperature=temperature, top_p=top_p)
+                bar.update(len(chunk))
+    config = {"image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else
+              ("PIL" if pil is not None else None), "max_new_tokens": max_new_tokens, "greedy": greedy,
+              "enable_thinking": enable_thinking, "batch_size": batch_size}
+    if not greedy:
+        config.update(temperature=temperature, top_p=top_p, seed=seed)
+    return score_completions(
+        examples, [o["completion"] for o in outs], benchmark, scorer=scorer, label=label, config=config,
+        extra={"completion_tokens": [o["completion_tokens"] for o in outs],
+               "finish_reason": [o["finish_reason"] for o in outs]},
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Controls
+# --------------------------------------------------------------------------- #
+
+
+def control_images(size: int | tuple[int, int] = 256, seed_icon_name: str = "math", seed: int = 0) -> dict:
+    """The image controls as 8-bit PIL images: ``{"seed": seed icon, "noise": uniform noise}``."""
+    from art_lib.pixel_prompt import PixelPrompt
+
+    # Through PixelPrompt so the controls are exactly what training would start from at this size.
+    return {
+        "seed": PixelPrompt.from_icon(seed_icon_name, size).to_pil(),
+        "noise": PixelPrompt.from_noise(size, seed).to_pil(),
+    }
+
+
+def visual_token_count(processor, image: ImageArg) -> int:
+    """Number of <|image_pad|> tokens the official processor expands this image into."""
+    pil = load_image(image)
+    text = "<|vision_start|>" + IMAGE_PAD + "<|vision_end|>"
+    ids = processor(text=[text], images=[pil], return_tensors="pt")["input_ids"]
+    return int((ids == processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)).sum())
+
+
+def _normal_token_ids(tokenizer) -> list[int]:
+    """Ids of ordinary vocabulary tokens: no special/added tokens, no partial UTF-8 bytes."""
+    added = set(tokenizer.added_tokens_decoder)
+    ids = [i for i in sorted(set(tokenizer.get_vocab().values())) if i not in added]
+    texts = tokenizer.batch_decode([[i] for i in ids])
+    # A lone byte of a multi-byte character decodes to U+FFFD and would not survive a round trip.
+    return [i for i, t in zip(ids, texts) if t and "\ufffd" not in t]
+
+
+def random_token_text(tokenizer, n_tokens: int, seed: int = 0, max_tries: int = 100) -> str:
+    """A string of random ordinary tokens that re-tokenises to exactly ``n_tokens`` tokens.
+
+    Ids are drawn uniformly (``random.Random(seed)``) from the normal vocabulary, decoded, and the
+    text is re-encoded; tokens are redrawn until ``encode(text)`` has exactly ``n_tokens`` ids and
+    decodes back to ``text`` (BPE may merge neighbours, so the draw is repaired, not trusted).
+    """
+    import random
+
+    if n_tokens <= 0:
+        return ""
+    rng = random.Random(seed)
+    vocab = _normal_token_ids(tokenizer)
+
+    def enc(s: str) -> list[int]:
+        return tokenizer(s, add_special_tokens=False)["input_ids"]
+
+    ids = [rng.choice(vocab) for _ in range(n_tokens)]
+    for _ in range(max_tries):
+        text = tokenizer.decode(ids)
+        back = enc(text)
+        if len(back) == n_tokens and tokenizer.decode(back) == text:
+            return text
+        # Keep the stable re-encoded prefix and redraw the rest.
+        ids = back[: max(0, min(len(back), n_tokens) - 1)]
+        ids += [rng.choice(vocab) for _ in range(n_tokens - len(ids))]
+    raise RuntimeError(f"could not draw {n_tokens} random tokens that round-trip after {max_tries} tries")
+
+
+def evaluate_controls(model, processor, examples: Sequence[dict], *, benchmark: str,
+                      artwork: str | os.PathLike | None = None, size: int | tuple[int, int] | None = None,
+                      seed_icon_name: str = "math", seed: int = 0,
+                      controls: Sequence[str] = ("text_only", "seed", "noise", "random_text"),
+                      return_results: bool = False, **evaluate_kwargs: Any):
+    """Evaluate the controls (and the artwork PNG, if given) with one scorer; one tidy row per run.
+
+    * ``artwork``: the learned PNG (row first, for comparison);
+    * ``text_only``: the prompt with no image;
+    * ``seed``: the seed icon ``seed_icon_name`` at ``size`` (the usual starting point of training);
+    * ``noise``: uniform 8-bit noise at ``size`` (``PixelPrompt.from_noise(size, seed)``);
+    * ``random_text``: no image; instead a string of random ordinary tokens, exactly as many as the
+      image's visual tokens (<|image_pad|> count of the seed icon at ``size``; see
+      :func:`random_token_text`), is prepended to the user text, i.e. placed exactly where
+      ``<|vision_start|>...<|vision_end|>`` would be, with no separator (the template puts none after
+      the image either). The count is exact for the string alone; BPE merges across the boundary
+      with the prompt can shift it by a token.
+
+    ``size`` defaults to the artwork's size (else 256). Extra keyword arguments go to :func:`evaluate`.
+    Returns a DataFrame (``control, n, correct, accuracy, ci_low, ci_high, visual_tokens``), and the
+    per-run :class:`EvalResult` dict too with ``return_results=True``.
+    """
+    import pandas as pd
+
+    evaluate_kwargs.pop("label", None)  # each run is labelled with its control name
+    known = {"text_only", "seed", "noise", "random_text"}
+    unknown = [c for c in controls if c not in known]
+    if unknown:
+        raise ValueError(f"unknown controls {unknown}; valid: {sorted(known)}")
+    if size is None:
+        art = load_image(artwork) if artwork is not None else None
+        size = (art.height, art.width) if art is not None else 256
+    if isinstance(size, (tuple, list)) and size[0] == size[1]:
+        size = int(size[0])
+    images = control_images(size, seed_icon_name, seed)
+    n_visual = visual_token_count(processor, images["seed"])
+    examples = list(examples)
+    runs: list[tuple[str, list[dict], Any]] = []
+    if artwork is not None:
+        runs.append(("artwork", examples, artwork))
+    for name in controls:
+        if name == "text_only":
+            runs.append((name, examples, None))
+        elif name in ("seed", "noise"):
+            runs.append((name, examples, images[name]))
+        else:
+            prefix = random_token_text(processor.tokenizer, n_visual, seed=seed)
+            runs.append((name, [{**ex, "prompt": prefix + ex["prompt"]} for ex in examples], None))
+    results, table = {}, []
+    for name, exs, image in runs:
+        res = evaluate(model, processor, exs, image=image, benchmark=benchmark, label=name, **evaluate_kwargs)
+        results[name] = res
+        tokens = visual_token_count(processor, image) if image is not None else (
+            n_visual if name == "random_text" else 0)
+        table.append({"control": name, "n": res.n, "correct": res.k, "accuracy": res.accuracy,
+                      "ci_low": res.ci_low, "ci_high": res.ci_high, "visual_tokens": tokens})
+    df = pd.DataFrame(table)
+    return (df, results) if return_results else df

@@ -1,0 +1,65 @@
+"""Forward + backward time of the naive (B image copies) and shared (vision tower once) paths at B = 8.
+
+    python benchmarks/shared_image.py [--steps 3] [--skip-real] [--device cpu] [--dtype float32]
+
+Runs the tiny model and the real Qwen3.5-0.8B architecture (random weights, no download), side by
+side in one run, and prints the times and their ratio. Numbers depend on the machine: re-run them.
+"""
+
+import argparse
+import time
+
+import torch
+
+from art_lib.forward import completion_logprobs
+from art_lib.models import random_full_model, tiny_model
+from art_lib.pixel_prompt import PixelPrompt
+from art_lib.preprocess import num_visual_tokens, preprocess_image
+from art_lib.prompting import chat_text, encode
+
+PROMPTS = ["What is 17 + 25?", "Natalia sold clips to 48 of her friends in April, and then half as many in May.",
+           "How many legs do 3 spiders have?", "Compute 12 * 11.", "What is 2 to the power 10?",
+           "A train travels 60 km in 1.5 hours. What is its speed?", "Is 97 prime?", "Add 4, 5 and 6."]
+
+
+def bench(model, proc, naive, steps, size, device):
+    art = PixelPrompt.from_icon("math", size).to(device)
+    texts = [chat_text(proc, p) for p in PROMPTS]
+    batch = encode(proc, texts, [f"Answer: {i}" for i in range(8)],
+                   num_image_tokens=num_visual_tokens(size, size, proc)).to(device)
+    times = []
+    for _ in range(steps + 1):  # the first step warms up and is not counted
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        art.raw.grad = None
+        logps = completion_logprobs(model, batch, preprocess_image(art.pixels(), proc.image_processor), naive=naive)
+        (-(logps * batch.completion_mask).sum()).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sum(times[1:]) / steps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    a = ap.parse_args()
+    device, dtype = torch.device(a.device), getattr(torch, a.dtype)
+    rows = [("tiny",) + tiny_model(dtype=dtype, device=a.device)]
+    if not a.skip_real:
+        rows.append(("Qwen3.5-0.8B arch (random)",) + random_full_model(size="0.8B", dtype=dtype, device=a.device))
+    print(f"B=8, {a.size}x{a.size} artwork, {a.dtype}, {a.device}, mean of {a.steps} fwd+bwd steps after 1 warm-up")
+    print(f"{'model':30s} {'naive s':>9s} {'shared s':>9s} {'naive/shared':>13s}")
+    for name, model, proc in rows:
+        t_naive = bench(model, proc, True, a.steps, a.size, device)
+        t_shared = bench(model, proc, False, a.steps, a.size, device)
+        print(f"{name:30s} {t_naive:9.3f} {t_shared:9.3f} {t_naive / t_shared:13.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Tests of art_lib.serve: the client against a real `python -m art_lib.serve` process on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from art_lib.data import load_benchmark
+from art_lib.evaluate import EvalResult, evaluate, score_completions
+from art_lib.models import save_checkpoint, tiny_model
+from art_lib.pixel_prompt import PixelPrompt
+from art_lib.serve import (
+    VLLM_INSTALL_HINT,
+    ChatClient,
+    evaluate_server,
+    evaluate_vllm,
+    image_data_url,
+    make_server,
+    message_text,
+    openai_messages,
+)
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 180
+FAST = dict(max_new_tokens=8, progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core box, OpenMP threads contend and generate runs ~30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, processor = tiny_model(seed=0)
+    with torch.no_grad():  # x4 weights: greedy outputs then depend on prompt and image
+        for p in model.parameters():
+            if p.ndim >= 2:
+                p.mul_(4.0)
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny, tmp_path_factory) -> Path:
+    return save_checkpoint(*tiny, tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="module")
+def png(tmp_path_factory) -> Path:
+    return PixelPrompt.from_noise(256, seed=3).save_png(tmp_path_factory.mktemp("art") / "artwork.png")
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    """`python -m art_lib.serve` on 127.0.0.1, a free port picked by the OS; always killed afterwards."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "art_lib.serve", "--model", str(checkpoint), "--host", "127.0.0.1",
+           "--port", "0", "--threads", "1", "--served-model-name", "tiny-art"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        url = None
+        while url is None:
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+/v1)", log.read_text())
+            if match:
+                url = match.group(1)
+            elif proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            elif time.monotonic() > deadline:
+                pytest.fail(f"server not up after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+            else:
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def client(server) -> ChatClient:
+    return ChatClient(server, "tiny-art", timeout=120)
+
+
+def _gsm8k(n: int) -> list[dict]:
+    return load_benchmark("gsm8k", source=DATA / "gsm8k", limit=n)
+
+
+# --------------------------------------------------------------------------- against the real server
+
+
+def test_served_answers_equal_in_process(tiny, client, png):
+    model, processor = tiny
+    examples = _gsm8k(3)
+    served = evaluate_server(client, examples, "gsm8k", image=png, max_tokens=8, progress=False)
+    local = evaluate(model, processor, examples, image=png, benchmark="gsm8k", **FAST)
+    assert isinstance(served, EvalResult) and served.n == 3
+    assert list(served.rows["completion"]) == list(local.rows["completion"])
+    assert list(served.rows["completion_tokens"]) == list(local.rows["completion_tokens"])
+    assert list(served.rows["finish_reason"]) == list(local.rows["finish_reason"])
+    assert (served.accuracy, served.ci_low, served.ci_high) == (local.accuracy, local.ci_low, local.ci_high)
+    assert len(set(local.rows["completion"])) > 1  # the model is not constant: equality means something
+    # The single-prompt call gives the same text.
+    assert client.chat(examples[0]["prompt"], png, max_tokens=8) == local.rows["completion"][0]
+
+
+def test_served_text_only_and_tools_equal_in_process(tiny, client):
+    model, processor = tiny
+    # Row 12 of the fixture has a system prompt and an earlier tool call + tool result in its history.
+    toolmind = load_benchmark("toolmind", source=DATA / "toolmind", split="all")
+    examples = [toolmind[12], toolmind[0]]
+    assert any(m.get("tool_calls") for m in examples[0]["meta"]["messages"])
+    served = evaluate_server(client, examples, "toolmind", image=None, max_tokens=8, progress=False, concurrency=2)
+    local = evaluate(model, processor, examples, image=None, benchmark="toolmind", **FAST)
+    assert list(served.rows["completion"]) == list(local.rows["completion"])
+    assert list(served.rows["id"]) == [ex["id"] for ex in examples]
+
+
+def test_server_endpoints_and_errors(client, tmp_path):
+    assert client.models() == ["tiny-art"]
+    with pytest.raises(RuntimeError, match="HTTP 400"):
+        client.complete([], max_tokens=4)
+    with pytest.raises(RuntimeError, match="HTTP 400"):
+        client.complete([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}], max_tokens=4)
+    jpeg = tmp_path / "a.jpg"
+    PixelPrompt.from_noise(32, 0).to_pil().save(jpeg)
+    with pytest.raises(ValueError, match="not a PNG"):
+        client.chat("hi", jpeg)
+
+
+# --------------------------------------------------------------------------- request structure
+
+
+def test_request_payload_structure(png, monkeypatch):
+    sent = []
+    client = ChatClient("http://127.0.0.1:1", "m")
+    monkeypatch.setattr(client, "request", lambda method, path, payload=None: sent.append(payload) or {
+        "choices": [{"message": {"role": "assistant", "content": "Answer: 4"}}]})
+    assert client.chat("What is 2+2?", png, max_tokens=16) == "Answer: 4"
+    body = sent[0]
+    assert body["chat_template_kwargs"] == {"enable_thinking": False} and body["temperature"] == 0.0
+    assert body["max_tokens"] == 16 and body["model"] == "m" and "tools" not in body
+    (user,) = body["messages"]
+    assert [p["type"] for p in user["content"]] == ["image_url", "text"]  # image first, then text
+    url = user["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,") and url == image_data_url(png)
+    assert base64.b64decode(url.split(",", 1)[1]) == Path(png).read_bytes()  # the file's bytes, unchanged
+    assert ChatClient("http://h:8000/", "m").base_url == "http://h:8000/v1"
+
+
+def test_openai_messages_tool_history_is_wire_form():
+    toolmind = load_benchmark("toolmind", source=DATA / "toolmind", split="all")
+    messages = openai_messages(toolmind[12])
+    calls = [c for m in messages for c in m.get("tool_calls") or []]
+    assert calls and all(isinstance(c["function"]["arguments"], str) for c in calls)
+    assert messages[0]["role"] == "system" and messages[-1]["content"] == [
+        {"type": "text", "text": toolmind[12]["prompt"]}]
+    # The example itself is not modified.
+    assert isinstance(toolmind[12]["meta"]["messages"][2]["tool_calls"][0]["function"]["arguments"], dict)
+
+
+def test_parsed_tool_calls_are_scored(tmp_path):
+    example = load_benchmark("bfcl", source=DATA / "bfcl", category="simple", limit=1)[0]
+    gold = json.loads(example["answer"])
+    message = {"role": "assistant", "content": None, "tool_calls": [
+        {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+        for c in gold]}
+    res = score_completions([example], [message_text(message)], "bfcl_simple")
+    assert res.k == 1 and res.accuracy == 1.0
+
+
+# --------------------------------------------------------------------------- in-process server: auth, routes
+
+
+def test_api_key_and_routes(tiny):
+    srv = make_server(*tiny, host="127.0.0.1", port=0, model_name="x", api_key="secret")
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        with pytest.raises(RuntimeError, match="HTTP 401"):
+            ChatClient(url, "x", api_key="wrong", timeout=30).models()
+        ok = ChatClient(url, "x", api_key="secret", timeout=30)
+        assert ok.models() == ["x"]
+        with pytest.raises(RuntimeError, match="HTTP 404"):
+            ok.request("GET", "/nope")
+        resp = ok.complete([{"role": "user", "content": "hi"}], max_tokens=3, stream=False)
+        assert resp["usage"]["completion_tokens"] <= 3 and resp["choices"][0]["finish_reason"] in ("stop", "length")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- vLLM backend
+
+
+def test_evaluate_vllm_without_vllm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    with pytest.raises(ImportError, match=re.escape("pip install 'art-lib[vllm]'")):
+        evaluate_vllm("Qwen/Qwen3.5-0.8B", _gsm8k(1), "gsm8k")
+    assert VLLM_INSTALL_HINT.startswith("vLLM is not installed")
+
+
+def test_evaluate_vllm_calls_llm_chat(png, monkeypatch):
+    """With a stand-in `vllm` module: same messages as the server client, tools grouped per call."""
+    calls = []
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LLM:
+        def __init__(self, model, **kw):
+            self.model, self.kw = model, kw
+
+        def chat(self, conversations, params, use_tqdm=True, tools=None, chat_template_kwargs=None):
+            calls.append(dict(conversations=conversations, params=params.kw, tools=tools,
+                              template=chat_template_kwargs, llm=self.kw))
+            out = types.SimpleNamespace(text="Answer: 18", token_ids=[1, 2, 3], finish_reason="stop")
+            return [types.SimpleNamespace(outputs=[out]) for _ in conversations]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    examples = _gsm8k(2) + load_benchmark("bfcl", source=DATA / "bfcl", category="simple", limit=1)
+    res = evaluate_vllm("Qwen/Qwen3.5-0.8B", examples, "gsm8k", image=png, progress=False)
+    assert res.n == 3 and list(res.rows["correct"]) == [True, False, False]  # gold of gsm8k-0 is 18
+    assert len(calls) == 2 and calls[0]["tools"] is None and calls[1]["tools"] == examples[2]["meta"]["tools"]
+    assert calls[0]["params"] == dict(temperature=0.0, top_p=1.0, max_tokens=512, seed=None)
+    assert calls[0]["template"] == {"enable_thinking": False} and calls[0]["llm"] == {"limit_mm_per_prompt": {"image": 1}}
+    assert calls[0]["conversations"][0] == openai_messages(examples[0], png)
