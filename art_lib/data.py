@@ -64,7 +64,9 @@ CHOICE_SUFFIX = "End your response with: Answer: <letter>"
 
 BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance")
 #: Valid names for :func:`load_benchmark` and :func:`art_lib.rewards.get_scorer`.
-BENCHMARKS = ("gsm8k", "svamp", "gpqa", "toolmind", "bfcl") + tuple(f"bfcl_{c}" for c in BFCL_CATEGORIES)
+TOY_BENCHMARKS = tuple(f"toy_{t}" for t in ("add", "sub", "mul", "max", "tool"))  # see art_lib.toy
+BENCHMARKS = (("gsm8k", "svamp", "gpqa", "toolmind", "bfcl") + tuple(f"bfcl_{c}" for c in BFCL_CATEGORIES)
+              + TOY_BENCHMARKS)
 
 GSM8K_URL = "https://github.com/openai/grade-school-math (grade_school_math/data/{split}.jsonl)"
 SVAMP_URL = "https://github.com/arkilpatel/SVAMP (SVAMP.json)"
@@ -790,6 +792,10 @@ def load_benchmark(name: str, **kw: Any) -> list[Example]:
     }
     if key in loaders:
         return loaders[key](**kw)
+    if key in TOY_BENCHMARKS:
+        from .toy import load_toy_benchmark
+
+        return load_toy_benchmark(key, **kw)
     if key.startswith("bfcl_"):
         category = key[len("bfcl_"):]
         if category == "simple_python":

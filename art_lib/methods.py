@@ -13,7 +13,6 @@ every row of a batch sees, with gradients flowing to the trainable parameters.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -33,11 +32,13 @@ class ArtMethod:
 
     name = "art"
 
-    def __init__(self, model, processor, artwork: PixelPrompt):
+    def __init__(self, model, processor, artwork: PixelPrompt, eot=None, freeze_mask: torch.Tensor | None = None):
         self.model, self.processor, self.artwork = model, processor, artwork
         device = next(model.parameters()).device
         self.artwork.to(device)
         self.initial = artwork.pixels().detach().clone()  # reference policy for KL: the seed image
+        self.eot = eot  # optional expectation over transformations (transforms.EOT), off when None
+        self.freeze_mask = freeze_mask  # (H, W) region of the seed kept fixed, or None
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.artwork.raw]
@@ -47,8 +48,9 @@ class ArtMethod:
         return preprocess_image(self.artwork.pixels() if pixels is None else pixels, self.processor.image_processor)
 
     def policy(self, grad: bool = True):
-        """(model, image inputs, image embeddings) for the current artwork."""
-        image = self.image_inputs()
+        """(model, image inputs, image embeddings) for the current artwork (randomly transformed under EOT)."""
+        pixels = self.artwork.pixels()
+        image = self.image_inputs(self.eot(pixels) if self.eot else pixels)
         if not grad:
             image = {k: v.detach() for k, v in image.items()}
         return self.model, image, vision_embeds(self.model, image["pixel_values"], image["image_grid_thw"])
@@ -59,13 +61,19 @@ class ArtMethod:
 
     def after_step(self) -> None:
         self.artwork.project_()  # projected gradient descent: keep pixels in [0, 1]
+        if self.freeze_mask is not None:
+            from .style import freeze_mask_
+
+            freeze_mask_(self.artwork, self.initial, self.freeze_mask)
 
     def state_dict(self) -> dict:
-        return {"raw": self.artwork.raw.detach().clone()}
+        return {"raw": self.artwork.raw.detach().clone(), "eot": self.eot.state_dict() if self.eot else None}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
             self.artwork.raw.copy_(state["raw"])
+        if self.eot and state.get("eot") is not None:
+            self.eot.load_state_dict(state["eot"])
 
     def save(self, path: str | Path, **metadata) -> Path:
         """The served artifact: an 8-bit PNG."""
@@ -179,7 +187,7 @@ class SoftPromptMethod:
 
 
 def make_method(name: str, model, processor, *, artwork: PixelPrompt | None = None, lora_rank: int = 8,
-                lora_alpha: float | None = None, seed: int = 0):
+                lora_alpha: float | None = None, seed: int = 0, eot=None, freeze_mask=None):
     """Build the adapter of `name` around a frozen model."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
@@ -189,12 +197,14 @@ def make_method(name: str, model, processor, *, artwork: PixelPrompt | None = No
         return LoraMethod(model, processor, rank=lora_rank, alpha=lora_alpha, seed=seed)
     if artwork is None:
         raise ValueError(f"method {name!r} needs an artwork (PixelPrompt) to start from")
-    return ArtMethod(model, processor, artwork) if name == "art" else SoftPromptMethod(model, processor, artwork)
+    if name == "art":
+        return ArtMethod(model, processor, artwork, eot=eot, freeze_mask=freeze_mask)
+    if eot or freeze_mask is not None:
+        raise ValueError("eot and freeze_mask act on pixels: they apply to method 'art' only")
+    return SoftPromptMethod(model, processor, artwork)
 
 
 def trainable_parameter_count(method) -> int:
     """Number of trainable scalars of a method (pixels, LoRA weights or soft-prompt entries)."""
     return sum(p.numel() for p in method.parameters())
 
-
-_ = re  # LORA_TARGETS is a regular expression matched by peft

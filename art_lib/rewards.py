@@ -778,8 +778,10 @@ def get_scorer(benchmark_name: str) -> Callable[[Any, dict], float]:
     from .data import BENCHMARKS, _canonical_name
 
     name = _canonical_name(benchmark_name)
-    if name in ("gsm8k", "svamp"):
+    if name in ("gsm8k", "svamp") or (name.startswith("toy_") and name in BENCHMARKS and name != "toy_tool"):
         return _math_scorer
+    if name == "toy_tool":
+        return _tool_scorer
     if name == "gpqa":
         return _choice_scorer
     if name == "toolmind" or name == "bfcl" or name.startswith("bfcl_"):

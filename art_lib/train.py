@@ -32,6 +32,7 @@ from .methods import METHODS, make_method, trainable_parameter_count
 from .pixel_prompt import PixelPrompt
 from .prompting import encode, example_text, pad_batch
 from .rollout import Rollout, generate_rollouts
+from .style import style_active, style_loss
 
 OBJECTIVES = ("sft", "grpo", "dapo")
 
@@ -116,8 +117,15 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
           max_resample_rounds: int = 3, overlong_filter: bool | None = None, overlong_cache: int = 0,
           reward_fn=None, benchmark: str | None = None, seed: int = 0, eval_fn=None, eval_every: int = 0,
           checkpoint: Checkpointer | None = None, max_nonfinite: int = 3, accelerator=None,
+          style_l2: float = 0.0, style_tv: float = 0.0, style_ssim: float = 0.0,
+          style_mask: torch.Tensor | None = None, freeze_mask: torch.Tensor | None = None, eot=None,
           progress: bool = True) -> TrainResult:
     """Train one method on `examples` with one objective; returns history and the trained method.
+
+    Style terms (ART only; `style.py`) pull the artwork toward its seed icon: `style_l2` (pixel L2),
+    `style_tv` (total variation), `style_ssim` (1 - SSIM), optionally within `style_mask`;
+    `freeze_mask` keeps a region of the seed fixed; `eot` (a `transforms.EOT`) trains on random
+    transformations of the artwork (robustness to JPEG, resizing, colour). All off by default.
 
     `examples` are `{"id", "prompt", "answer", "meta"}` dicts (see `data.py`). ART and soft prompts
     show the image with every prompt; LoRA sees the same prompts without it. `eval_fn(method, step)`
@@ -146,7 +154,11 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
     np.random.seed(seed)
     if artwork is None and method != "lora":
         artwork = PixelPrompt.from_icon(seed_icon, image_size)
-    m = make_method(method, model, processor, artwork=artwork, lora_rank=lora_rank, lora_alpha=lora_alpha, seed=seed)
+    m = make_method(method, model, processor, artwork=artwork, lora_rank=lora_rank, lora_alpha=lora_alpha, seed=seed,
+                    eot=eot, freeze_mask=freeze_mask)
+    styled = style_active(style_l2, style_tv, style_ssim)
+    if styled and method != "art":
+        raise ValueError("style terms act on pixels: they apply to method 'art' only")
     params = m.parameters()
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lr_schedule, steps, warmup_steps))
@@ -189,6 +201,10 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
         for micro in range(grad_accum):
             idx = batch_indices(step, micro, n=len(examples), batch_size=batch_size, grad_accum=grad_accum, seed=seed)
             out = micro_step(idx)
+            if styled and out["loss"] is not None:
+                extra, terms = style_loss(m.artwork.pixels(), m.initial, l2=style_l2, tv=style_tv, ssim=style_ssim,
+                                          mask=style_mask)
+                out = out | terms | {"loss": out["loss"] + extra}
             if out["loss"] is not None:
                 (out["loss"] / grad_accum).backward()
             logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})

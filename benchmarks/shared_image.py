@@ -48,7 +48,10 @@ def main():
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     device, dtype = torch.device(a.device), getattr(torch, a.dtype)
     rows = [("tiny",) + tiny_model(dtype=dtype, device=a.device)]
     if not a.skip_real:

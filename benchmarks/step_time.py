@@ -19,8 +19,11 @@ EXAMPLES = [{"id": str(i), "prompt": f"What is {i} + {i + 7}? Think step by step
              "meta": {}} for i in range(16)]
 
 
-def one(model_name, method, rank, objective, device, dtype, batch, steps):
+def one(model_name, method, rank, objective, device, dtype, batch, steps, threads):
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from art_lib.models import random_full_model, tiny_model
     from art_lib.train import train
@@ -49,6 +52,7 @@ def main():
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--_one", help=argparse.SUPPRESS)
@@ -66,7 +70,7 @@ def main():
             res = {}
             for method, rank in CONFIGS:
                 spec = dict(model_name=model_name, method=method, rank=rank, objective=objective, device=a.device,
-                            dtype=a.dtype, batch=a.batch, steps=a.steps)
+                            dtype=a.dtype, batch=a.batch, steps=a.steps, threads=a.threads)
                 out = subprocess.run([sys.executable, __file__, "--_one", json.dumps(spec)], capture_output=True,
                                      text=True)
                 if out.returncode:

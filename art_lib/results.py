@@ -1,0 +1,83 @@
+"""Where notebooks put what they produce: results/<stem>/ with tables, figures and run info."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+PACKAGES = ("art-lib", "torch", "transformers", "peft", "trl", "accelerate", "numpy", "pillow", "pandas")
+
+
+def results_dir(stem: str, root: str | Path | None = None) -> Path:
+    """`results/<stem>/` (created), under `root` or the repository's `results/`."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent / "results"
+    path = root / stem if root.name != stem else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_table(df: pd.DataFrame, folder: str | Path, name: str = "table.csv") -> Path:
+    """Write a tidy table as CSV (atomically) and return its path."""
+    path = Path(folder) / name
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def save_figure(fig, folder: str | Path, name: str) -> list[Path]:
+    """Save a matplotlib figure as PNG and PDF; returns both paths."""
+    out = []
+    for ext in ("png", "pdf"):
+        path = Path(folder) / f"{name}.{ext}"
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
+        out.append(path)
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_run_info(folder: str | Path, parameters: dict, started: float, device: str = "cpu",
+                   **extra) -> Path:
+    """run_info.json: parameters, git commit, package versions, device, wall time."""
+    import torch
+
+    info = {
+        "parameters": parameters,
+        "git_commit": _git_commit(),
+        "packages": _versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(),
+        "wall_time_s": round(time.time() - started, 1),
+        **extra,
+    }
+    path = Path(folder) / "run_info.json"
+    path.write_text(json.dumps(info, indent=2, default=str))
+    return path

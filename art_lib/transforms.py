@@ -1,0 +1,455 @@
+"""Expectation over transformations (EOT): random, differentiable distortions of the artwork during training.
+
+A learned PNG may not reach the model byte for byte: chat apps re-encode uploads as JPEG, servers
+resize, screenshots shift. Training through random versions of these distortions (applied to the
+artwork *before* ``preprocess_image``) makes the artwork robust to them; ``art_lib.transport``
+measures the real (PIL) versions at evaluation time.
+
+Every transform maps (3, H, W) or (B, 3, H, W) pixels in [0, 1] to the same shape in [0, 1], is
+differentiable with respect to the pixels, and draws its randomness from an explicit
+``torch.Generator``. Output clamps are straight-through (clamp forward, identity backward), as in
+``PixelPrompt.pixels()``, so a pixel a transform saturates still receives gradient.
+
+``EOT(None)`` (or an empty list) is off: it returns its input unchanged and is falsy, so a trainer
+can skip it and reproduce the un-augmented run bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "resize_roundtrip",
+    "jpeg_quant_tables",
+    "rgb_to_ycbcr",
+    "ycbcr_to_rgb",
+    "block_dct",
+    "block_idct",
+    "jpeg_like",
+    "color_jitter",
+    "random_shift",
+    "EOT",
+    "TRANSFORMS",
+]
+
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+TransformSpec = Union[str, tuple[str, dict], Transform]
+
+# ITU-T T.81 Annex K.1: the example quantisation tables libjpeg (and so PIL) scales by quality.
+_LUMA_TABLE = (
+    16, 11, 10, 16, 24, 40, 51, 61,
+    12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77,
+    24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+)
+_CHROMA_TABLE = (
+    17, 18, 24, 47, 99, 99, 99, 99,
+    18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+)
+# JFIF full-range RGB -> YCbCr (the offset 128 is added to Cb and Cr separately).
+_RGB_TO_YCBCR = (
+    (0.299, 0.587, 0.114),
+    (-0.168735892, -0.331264108, 0.5),
+    (0.5, -0.418687589, -0.081312411),
+)
+_GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+class _StraightThroughClamp(torch.autograd.Function):
+    """clamp(x, 0, 1) forward, identity backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def _clamp01(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] with a straight-through gradient."""
+    return _StraightThroughClamp.apply(x)
+
+
+def _as_batch(pixels: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(3, H, W) -> (1, 3, H, W), True; (B, 3, H, W) -> itself, False."""
+    if not isinstance(pixels, torch.Tensor) or not pixels.is_floating_point() or pixels.ndim not in (3, 4):
+        shape = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
+        raise ValueError(f"pixels must be a float tensor (3, H, W) or (B, 3, H, W), got {shape}")
+    if pixels.shape[-3] != 3:
+        raise ValueError(f"pixels must have 3 channels (RGB) at dim -3, got {tuple(pixels.shape)}")
+    return (pixels.unsqueeze(0), True) if pixels.ndim == 3 else (pixels, False)
+
+
+def _uniform(generator: torch.Generator | None, n: int, lo: float, hi: float) -> list[float]:
+    """n floats uniform in [lo, hi) from the generator (drawn on the generator's device)."""
+    dev = generator.device if generator is not None else "cpu"
+    u = torch.rand(n, generator=generator, device=dev, dtype=torch.float64)
+    return (lo + (hi - lo) * u).tolist()
+
+
+def _randint(generator: torch.Generator | None, n: int, lo: int, hi: int) -> list[int]:
+    """n ints uniform in [lo, hi] (inclusive) from the generator."""
+    dev = generator.device if generator is not None else "cpu"
+    return torch.randint(lo, hi + 1, (n,), generator=generator, device=dev).tolist()
+
+
+# --------------------------------------------------------------------------- resize
+
+
+def resize_roundtrip(pixels: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Bilinear (antialiased) resize to `size` (H', W') and back to the original size; same shape, in [0, 1]."""
+    x, single = _as_batch(pixels)
+    h, w = x.shape[-2:]
+    hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if hw[0] <= 0 or hw[1] <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    # antialias=True: a downscale averages like PIL's resampling instead of skipping pixels, so every
+    # pixel of the artwork reaches the output (and gets gradient).
+    y = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
+    y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    y = _clamp01(y)  # only float rounding can leave [0, 1]: bilinear weights are convex
+    return y[0] if single else y
+
+
+# --------------------------------------------------------------------------- JPEG
+
+
+def jpeg_quant_tables(quality: int, device: Any = None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(luma, chroma) (8, 8) quantisation tables of libjpeg's jpeg_set_quality(quality, force_baseline=True)."""
+    q = int(quality)
+    if not 1 <= q <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    scale = 5000 // q if q < 50 else 200 - 2 * q  # IJG jpeg_quality_scaling
+    out = []
+    for table in (_LUMA_TABLE, _CHROMA_TABLE):
+        t = torch.tensor(table, dtype=torch.int64)
+        t = ((t * scale + 50) // 100).clamp(1, 255)  # baseline: 8-bit entries
+        out.append(t.view(8, 8).to(device=device, dtype=dtype))
+    return out[0], out[1]
+
+
+def _dct_matrix(device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """Orthonormal 8-point DCT-II matrix D (8, 8): coefficients = D @ block @ D.T (JPEG's FDCT)."""
+    k = torch.arange(8, dtype=torch.float64).view(8, 1)
+    n = torch.arange(8, dtype=torch.float64).view(1, 8)
+    d = torch.cos((2 * n + 1) * k * math.pi / 16) * math.sqrt(2 / 8)
+    d[0] = math.sqrt(1 / 8)
+    return d.to(device=device, dtype=dtype)
+
+
+def block_dct(x: torch.Tensor) -> torch.Tensor:
+    """8x8 block DCT of planes (..., H, W), H and W multiples of 8; coefficients laid out in place of each block."""
+    *lead, h, w = x.shape
+    if h % 8 or w % 8:
+        raise ValueError(f"block_dct needs sides that are multiples of 8, got {h}x{w}")
+    d = _dct_matrix(x.device, x.dtype)
+    b = x.reshape(*lead, h // 8, 8, w // 8, 8).transpose(-3, -2)  # (..., H/8, W/8, 8, 8)
+    c = d @ b @ d.T
+    return c.transpose(-3, -2).reshape(*lead, h, w)
+
+
+def block_idct(c: torch.Tensor) -> torch.Tensor:
+    """Inverse of block_dct: (..., H, W) coefficients -> planes."""
+    *lead, h, w = c.shape
+    if h % 8 or w % 8:
+        raise ValueError(f"block_idct needs sides that are multiples of 8, got {h}x{w}")
+    d = _dct_matrix(c.device, c.dtype)
+    b = c.reshape(*lead, h // 8, 8, w // 8, 8).transpose(-3, -2)  # (..., H/8, W/8, 8, 8)
+    x = d.T @ b @ d
+    return x.transpose(-3, -2).reshape(*lead, h, w)
+
+
+def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in 0..255 -> JFIF YCbCr in 0..255 (Cb, Cr centred on 128)."""
+    m = torch.tensor(_RGB_TO_YCBCR, dtype=torch.float64).to(device=x.device, dtype=x.dtype)
+    y = torch.einsum("ij,bjhw->bihw", m, x)
+    return y + torch.tensor([0.0, 128.0, 128.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+
+
+def ycbcr_to_rgb(y: torch.Tensor) -> torch.Tensor:
+    """Inverse of rgb_to_ycbcr: (B, 3, H, W) YCbCr -> RGB, both in 0..255 (not clamped)."""
+    # The exact matrix inverse (not the rounded textbook coefficients) so the colour roundtrip is the identity.
+    inv = torch.linalg.inv(torch.tensor(_RGB_TO_YCBCR, dtype=torch.float64)).to(device=y.device, dtype=y.dtype)
+    y = y - torch.tensor([0.0, 128.0, 128.0], device=y.device, dtype=y.dtype).view(1, 3, 1, 1)
+    return torch.einsum("ij,bjhw->bihw", inv, y)
+
+
+def _round(x: torch.Tensor, rounding: str) -> torch.Tensor:
+    """Differentiable rounding: "ste" (exact forward, identity backward) or "cubic" (Shin & Song 2017)."""
+    r = torch.round(x)
+    if rounding == "ste":
+        return x + (r - x).detach()
+    if rounding == "cubic":
+        # round(x) + (x - round(x))^3: close to rounding, gradient 3 (x - round(x))^2 (round's own is 0).
+        return r + (x - r) ** 3
+    raise ValueError(f"unknown rounding {rounding!r}; choose 'ste' or 'cubic'")
+
+
+def _quantise(planes: torch.Tensor, table: torch.Tensor, rounding: str | None) -> torch.Tensor:
+    """DCT, quantise with `table` (None: no quantisation), inverse DCT: (N, H, W) level-shifted planes."""
+    c = block_dct(planes)
+    if rounding is not None:
+        *_, h, w = c.shape
+        q = table.repeat(h // 8, w // 8)  # (H, W): the table tiled over the blocks
+        c = _round(c / q, rounding) * q
+    return block_idct(c)
+
+
+def jpeg_like(pixels: torch.Tensor, quality: int | None = 75, *, subsample: bool = True,
+              rounding: str = "ste") -> torch.Tensor:
+    """Differentiable JPEG approximation: YCbCr, (4:2:0 chroma), 8x8 DCT, quantise with the IJG tables, back.
+
+    Models what PIL's ``img.save(f, "JPEG", quality=q)`` (libjpeg, 4:2:0 by default) does to the pixels:
+    JFIF YCbCr; chroma averaged over 2x2 when ``subsample`` (and brought back with the decoder's
+    triangle filter, i.e. bilinear); sides edge-padded to whole MCUs; coefficients divided by the
+    quality-scaled Annex K tables, rounded (``rounding``: "ste" rounds exactly with an identity gradient,
+    "cubic" is the smooth x + (x - round x)^3 surrogate) and multiplied back; inverse DCT; RGB; clamp.
+    ``quality=None`` skips the quantisation (the transform is then the identity up to float error).
+    The decoder's final rounding to 8 bits and libjpeg's integer DCT are not modelled.
+    """
+    x, single = _as_batch(pixels)
+    b, _, h, w = x.shape
+    mcu = 16 if subsample else 8
+    ph, pw = -h % mcu, -w % mcu
+    xp = x * 255.0
+    if ph or pw:
+        # libjpeg fills partial MCUs by replicating the last row/column.
+        xp = F.pad(xp, (0, pw, 0, ph), mode="replicate")
+    ycc = rgb_to_ycbcr(xp) - 128.0  # (B, 3, H', W') level-shifted
+    if quality is None:
+        luma_t = chroma_t = None
+        mode = None
+    else:
+        luma_t, chroma_t = jpeg_quant_tables(quality, ycc.device, ycc.dtype)
+        mode = rounding
+    y = _quantise(ycc[:, 0], luma_t, mode)  # (B, H', W')
+    chroma = ycc[:, 1:]  # (B, 2, H', W')
+    if subsample:
+        small = F.avg_pool2d(chroma, 2)  # (B, 2, H'/2, W'/2)
+        small = _quantise(small.reshape(b * 2, *small.shape[-2:]), chroma_t, mode).view_as(small)
+        # libjpeg's "fancy" h2v2 upsampling weights 3/4, 1/4 with edge replication: bilinear, half-pixel centres.
+        chroma = F.interpolate(small, scale_factor=2, mode="bilinear", align_corners=False)
+    else:
+        chroma = _quantise(chroma.reshape(b * 2, *chroma.shape[-2:]), chroma_t, mode).view_as(chroma)
+    out = ycbcr_to_rgb(torch.cat([y.unsqueeze(1), chroma], dim=1) + 128.0) / 255.0
+    out = _clamp01(out[..., :h, :w])
+    return out[0] if single else out
+
+
+# --------------------------------------------------------------------------- colour and shift
+
+
+def color_jitter(pixels: torch.Tensor, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """torchvision-style ColorJitter: factors uniform in [1 - a, 1 + a], applied in a random order, per image."""
+    x, single = _as_batch(pixels)
+    for name, a in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+        if not 0 <= a <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {a}")
+    b = x.shape[0]
+    gray_w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    outs = []
+    for i in range(b):
+        img = x[i:i + 1]  # (1, 3, H, W)
+        factors = {"brightness": _uniform(generator, 1, 1 - brightness, 1 + brightness)[0],
+                   "contrast": _uniform(generator, 1, 1 - contrast, 1 + contrast)[0],
+                   "saturation": _uniform(generator, 1, 1 - saturation, 1 + saturation)[0]}
+        order = torch.randperm(3, generator=generator, device=generator.device if generator else "cpu").tolist()
+        for k in order:
+            name = ("brightness", "contrast", "saturation")[k]
+            f = factors[name]
+            if name == "brightness":
+                img = img * f
+            else:
+                gray = (img * gray_w).sum(dim=1, keepdim=True)  # (1, 1, H, W)
+                # Contrast blends towards the mean gray level, saturation towards the pixel's own gray.
+                ref = gray.mean(dim=(-2, -1), keepdim=True) if name == "contrast" else gray
+                img = f * img + (1 - f) * ref
+            img = _clamp01(img)  # as torchvision, clamp after every step
+        outs.append(img)
+    out = torch.cat(outs, dim=0)
+    return out[0] if single else out
+
+
+def random_shift(pixels: torch.Tensor, max_shift: int = 8, generator: torch.Generator | None = None,
+                 mode: str = "replicate") -> torch.Tensor:
+    """Shift each image by integers (dy, dx) uniform in [-max_shift, max_shift]; same shape.
+
+    ``mode="replicate"`` pads with the edge pixels and crops (content shifted out of frame is lost, so
+    it gets no gradient); ``mode="roll"`` wraps around (every pixel stays in the image).
+    """
+    x, single = _as_batch(pixels)
+    if mode not in ("replicate", "roll"):
+        raise ValueError(f"unknown shift mode {mode!r}; choose 'replicate' or 'roll'")
+    m = int(max_shift)
+    if m < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    b, _, h, w = x.shape
+    outs = []
+    for i in range(b):
+        dy, dx = _randint(generator, 2, -m, m)
+        img = x[i:i + 1]
+        if mode == "roll":
+            img = torch.roll(img, shifts=(dy, dx), dims=(-2, -1))
+        else:
+            padded = F.pad(img, (m, m, m, m), mode="replicate")  # (1, 3, H + 2m, W + 2m)
+            # Output pixel (r, c) reads input (r - dy, c - dx): content moves by (+dy, +dx).
+            img = padded[..., m - dy:m - dy + h, m - dx:m - dx + w]
+        outs.append(img)
+    out = torch.cat(outs, dim=0)
+    return out[0] if single else out
+
+
+# --------------------------------------------------------------------------- EOT
+
+
+def _round_to(n: float, multiple: int) -> int:
+    """Nearest positive multiple of `multiple`."""
+    return max(multiple, int(round(n / multiple)) * multiple)
+
+
+def _eot_jpeg(pixels: torch.Tensor, generator: torch.Generator, quality: Sequence[int] = (50, 95),
+              subsample: bool = True, rounding: str = "ste") -> tuple[torch.Tensor, dict]:
+    """jpeg_like at a quality uniform in [quality[0], quality[1]]."""
+    q = _randint(generator, 1, int(quality[0]), int(quality[1]))[0]
+    return jpeg_like(pixels, q, subsample=subsample, rounding=rounding), {"quality": q}
+
+
+def _eot_resize(pixels: torch.Tensor, generator: torch.Generator, scale: Sequence[float] = (0.5, 1.5),
+                multiple: int = 32, sizes: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, dict]:
+    """resize_roundtrip via one of `sizes`, or a size scaled by a factor in `scale`, rounded to `multiple`."""
+    h, w = pixels.shape[-2:]
+    if sizes:
+        size = tuple(int(s) for s in sizes[_randint(generator, 1, 0, len(sizes) - 1)[0]])
+    else:
+        s = _uniform(generator, 1, float(scale[0]), float(scale[1]))[0]
+        # Multiples of the processor's patch factor (32 for Qwen3.5): sizes an app might resize a valid image to.
+        size = (_round_to(h * s, multiple), _round_to(w * s, multiple))
+        if size == (h, w):  # rounding landed back on the original: step one multiple away so it is not a no-op
+            size = (h + multiple, w + multiple) if s >= 1 else (max(multiple, h - multiple), max(multiple, w - multiple))
+    return resize_roundtrip(pixels, size), {"size": size}
+
+
+def _eot_jitter(pixels: torch.Tensor, generator: torch.Generator, brightness: float = 0.1, contrast: float = 0.1,
+                saturation: float = 0.1) -> tuple[torch.Tensor, dict]:
+    """color_jitter with the given strengths."""
+    return color_jitter(pixels, brightness, contrast, saturation, generator), {}
+
+
+def _eot_shift(pixels: torch.Tensor, generator: torch.Generator, max_shift: int = 8,
+               mode: str = "replicate") -> tuple[torch.Tensor, dict]:
+    """random_shift with the given range."""
+    return random_shift(pixels, max_shift, generator, mode), {}
+
+
+# Named transforms for EOT specs; each takes (pixels, generator, **params) -> (pixels, drawn params).
+TRANSFORMS: dict[str, Callable[..., tuple[torch.Tensor, dict]]] = {
+    "jpeg": _eot_jpeg,
+    "resize": _eot_resize,
+    "jitter": _eot_jitter,
+    "shift": _eot_shift,
+}
+
+
+class EOT:
+    """Picks one random transformation per call: identity with probability 1 - p, else one of `transforms`.
+
+    ``transforms`` items: a name in :data:`TRANSFORMS` ("jpeg", "resize", "jitter", "shift") with its
+    default parameters, a ``(name, {param: value})`` pair, or any callable ``f(pixels, generator) -> pixels``.
+    ``weights`` (optional) sets the relative odds of the items. Randomness comes from the generator passed
+    to the call, else from the EOT's own generator seeded with ``seed`` (save it with ``state_dict`` to
+    resume a run exactly). ``None`` or ``[]``: off, the call returns its input object unchanged.
+    ``last`` records the latest choice ({"name": ..., **drawn params}) for logging.
+    """
+
+    def __init__(self, transforms: Sequence[TransformSpec] | None = None, p: float = 0.5, seed: int = 0,
+                 weights: Sequence[float] | None = None) -> None:
+        """Validate the specs; nothing random happens until the first call."""
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        self.items: list[tuple[str, Callable[..., Any], dict, bool]] = []
+        for spec in transforms or ():
+            self.items.append(self._parse(spec))
+        if weights is not None:
+            if len(weights) != len(self.items) or any(float(v) < 0 for v in weights) or not sum(weights) > 0:
+                raise ValueError(f"weights must be {len(self.items)} non-negative numbers with a positive sum")
+        self.weights = None if weights is None else [float(v) for v in weights]
+        self.p = float(p)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.last: dict = {"name": "identity"}
+
+    @staticmethod
+    def _parse(spec: TransformSpec) -> tuple[str, Callable[..., Any], dict, bool]:
+        """spec -> (name, function, params, returns_params)."""
+        if isinstance(spec, str):
+            spec = (spec, {})
+        if isinstance(spec, tuple):
+            if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], dict):
+                raise ValueError(f"a transform spec tuple must be (name, params dict), got {spec!r}")
+            name, params = spec
+            if name not in TRANSFORMS:
+                raise ValueError(f"unknown transform {name!r}; choose from {sorted(TRANSFORMS)} or pass a callable")
+            return name, TRANSFORMS[name], dict(params), True
+        if callable(spec):
+            return getattr(spec, "__name__", type(spec).__name__), spec, {}, False
+        raise ValueError(f"bad transform spec {spec!r}: a name, (name, params) or a callable")
+
+    @property
+    def enabled(self) -> bool:
+        """True when calls can change the pixels (some transform and p > 0)."""
+        return bool(self.items) and self.p > 0
+
+    def __bool__(self) -> bool:
+        return self.enabled
+
+    def __call__(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One random transformation of the pixels (the same one for every image of a batch)."""
+        if not self.enabled:
+            self.last = {"name": "identity"}
+            return pixels
+        g = generator if generator is not None else self.generator
+        if _uniform(g, 1, 0.0, 1.0)[0] >= self.p:
+            self.last = {"name": "identity"}
+            return pixels
+        if self.weights is None:
+            k = _randint(g, 1, 0, len(self.items) - 1)[0]
+        else:
+            dev = g.device
+            k = int(torch.multinomial(torch.tensor(self.weights, device=dev), 1, generator=g))
+        name, fn, params, returns_params = self.items[k]
+        if returns_params:
+            out, drawn = fn(pixels, g, **params)
+        else:
+            out, drawn = fn(pixels, g), {}
+        self.last = {"name": name, **drawn}
+        return out
+
+    def state_dict(self) -> dict:
+        """The internal generator's state (for exact resumption)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the internal generator's state."""
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        names = [name for name, *_ in self.items]
+        return f"EOT(transforms={names}, p={self.p}, seed={self.seed})"
