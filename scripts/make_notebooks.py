@@ -1,0 +1,500 @@
+"""Write the kit's notebooks (without outputs) from the cell sources below.
+
+    python scripts/make_notebooks.py
+
+Notebooks are documents: short cells that call `art_lib` and show a result. Keeping their source
+here makes reviews readable; the generated .ipynb files are committed too.
+"""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+SETUP = '''import os, time
+import pandas as pd
+import torch
+from IPython.display import display
+
+from art_lib.results import results_dir, write_table, save_figure, write_run_info
+
+torch.set_num_threads(cpu_threads)
+started = time.time()
+params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
+out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
+print("results ->", out)'''
+
+CLOSE = '''write_run_info(out, params, started, device="cuda" if torch.cuda.is_available() else "cpu")
+print("wrote", sorted(p.name for p in out.iterdir()))'''
+
+
+def notebook(stem: str, title: str, params: str, cells: list[tuple[str, str]]) -> None:
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells.append(nbf.v4.new_markdown_cell(title))
+    p = nbf.v4.new_code_cell(params.strip())
+    p.metadata["tags"] = ["parameters"]
+    nb.cells.append(p)
+    names = [line.split("=")[0].strip() for line in params.strip().splitlines() if "=" in line and not line.startswith("#")]
+    nb.cells.append(nbf.v4.new_code_cell(f"STEM = {stem!r}\nPARAMETERS = {names!r}\n" + SETUP))
+    for kind, src in cells:
+        nb.cells.append(nbf.v4.new_markdown_cell(src.strip()) if kind == "md" else nbf.v4.new_code_cell(src.strip()))
+    nb.cells.append(nbf.v4.new_code_cell(CLOSE))
+    for i, c in enumerate(nb.cells):
+        c.id = f"{stem[:20]}-{i:02d}"
+    NB_DIR.mkdir(exist_ok=True)
+    nbf.write(nb, NB_DIR / f"{stem}.ipynb")
+
+
+TOY_NOTE = ("**Toy world.** At the default parameters every number here comes from the kit's own tiny "
+            "Qwen3.5-architecture model pretrained on CPU on synthetic tasks (`art_lib.toy`), not from a real "
+            "checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the "
+            "paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.")
+
+notebook("00_quickstart", f"""# Quick start: train an artwork, save it, score it from the PNG
+
+Loads a frozen model, draws a seed icon, optimises only its pixels for a few steps (SFT), saves the 8-bit
+PNG, evaluates the model **from that PNG** through the official processor, and shows it. Under 3 minutes on
+a 2-core CPU (the first run also pretrains the toy model, about 2-4 minutes, then it is cached).
+
+Other scales: `papermill 00_quickstart.ipynb out.ipynb -p model Qwen/Qwen3.5-0.8B -p benchmark gsm8k ...`
+
+{TOY_NOTE}""", '''
+model = "toy:base"          # "toy:<size>" (pretrained here, cached) or a checkpoint id / folder
+benchmark = "toy_add"       # a name from art_lib.data.BENCHMARKS
+method = "art"              # art | lora | soft_prompt
+objective = "sft"           # sft | grpo | dapo
+steps = 40                  # optimiser steps
+batch_size = 16             # prompts per step
+lr = 0.05                   # Adam learning rate on pixels in [0, 1]
+image_size = 64             # artwork side in pixels (the toy processor's minimum; 256 for Qwen3.5)
+seed_icon = "math"          # math | reasoning | tools
+n_test = 80                 # test examples (None: all)
+seed = 0                    # training seed
+cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+''', [
+    ("md", "## 1. Model and data"),
+    ("code", '''from art_lib.data import load_benchmark
+from art_lib.experiments import resolve_model
+
+model_path, model_label = resolve_model(model)
+train_examples = load_benchmark(benchmark, split="train", seed=seed)
+test_examples = load_benchmark(benchmark, split="test", limit=n_test)
+print(model_label, "|", len(train_examples), "train /", len(test_examples), "test examples")
+pd.DataFrame(test_examples[:3])[["id", "prompt", "answer"]]'''),
+    ("md", "## 2. Train (only the pixels change) and evaluate from the saved PNG"),
+    ("code", '''from art_lib.experiments import run_arm, control_rows, tidy
+
+row, res = run_arm(model_path, benchmark, method, objective=objective, seed=seed, out_dir=out,
+                   train_examples=train_examples, test_examples=test_examples, image_size=image_size,
+                   seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr, model_label=model_label)
+res.history[["step", "loss", "grad_norm"]].tail()'''),
+    ("code", '''rows = [row] + control_rows(model_path, benchmark, n_test=n_test, image_size=image_size,
+                           seed_icon=seed_icon, seed=seed, model_label=model_label)
+table = tidy(rows)
+write_table(table, out)
+# NBVAL_CHECK_OUTPUT
+print(table[["method", "accuracy", "ci_low", "ci_high"]].round(3).to_string(index=False))'''),
+    ("md", "## 3. The artwork"),
+    ("code", '''import matplotlib.pyplot as plt
+from art_lib.pixel_prompt import PixelPrompt
+
+if method == "art":
+    learned = PixelPrompt.from_png(out / row["artifact"])
+    fig, ax = plt.subplots(1, 3, figsize=(9, 3))
+    ax[0].imshow(PixelPrompt.from_icon(seed_icon, image_size).to_pil()); ax[0].set_title("seed")
+    ax[1].imshow(learned.to_pil()); ax[1].set_title(f"learned ({steps} steps)")
+    ax[2].plot(res.history["step"], res.history["loss"]); ax[2].set_title("training loss"); ax[2].set_xlabel("step")
+    for a in ax[:2]: a.axis("off")
+    save_figure(fig, out, "quickstart")
+    plt.show()'''),
+])
+
+CI_NOTE = "Accuracy is greedy, scored from the saved artifact (PNG / adapter), with a 95% Wilson interval."
+
+notebook("tab1_model_sizes", f"""# Table 1: ART across model sizes
+
+ART (pixels only) against the text-only model and LoRA, for each model size, on one benchmark.
+The paper reports this for several Qwen3.5 sizes; its numbers are not available to us.
+Default run: about 6 minutes on a 2-core CPU (plus toy pretraining of each size the first time).
+
+Paper scale (GPU): `papermill tab1_model_sizes.ipynb out.ipynb -f params/tab1_model_sizes.paper.yaml`
+
+{TOY_NOTE}""", '''
+models = ["toy:small", "toy:base", "toy:large"]   # model sizes to compare
+benchmark = "toy_add"       # benchmark name (art_lib.data.BENCHMARKS)
+methods = ["art", "lora"]   # trained arms
+objective = "sft"           # sft | grpo | dapo
+steps = 30                  # optimiser steps per arm
+batch_size = 16             # prompts per step
+lr_art = 0.05               # learning rate for pixels
+lr_lora = 0.003             # learning rate for LoRA weights
+lora_rank = 8               # LoRA rank
+image_size = 64             # artwork side
+seed_icon = "math"          # seed icon
+n_train = None              # training examples (None: the whole train split)
+n_test = 80                 # test examples
+seeds = [0]                 # training seeds
+cpu_threads = 1             # torch CPU threads
+results_tag = ""            # "" or e.g. "paper"
+''', [
+    ("md", "## 1. Train and evaluate every (size, method, seed)"),
+    ("code", '''from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
+
+rows = []
+for m in models:
+    path, label = resolve_model(m)
+    rows += [r for r in control_rows(path, benchmark, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
+                                     model_label=label) if r["method"] in ("control:text_only", "control:seed")]
+    for seed in seeds:
+        for method in methods:
+            lr = lr_lora if method == "lora" else lr_art
+            row, _ = run_arm(path, benchmark, method, objective=objective, seed=seed, out_dir=out, n_train=n_train,
+                             n_test=n_test, image_size=image_size, seed_icon=seed_icon, steps=steps,
+                             batch_size=batch_size, lr=lr, lora_rank=lora_rank, model_label=label,
+                             label=f"{method}-{label.replace(':', '_')}")
+            row["method"] = method
+            rows.append(row)
+table = tidy(rows)
+write_table(table, out)
+table.head()'''),
+    ("md", f"## 2. Table\n\n{CI_NOTE}"),
+    ("code", '''pivot = table.pivot_table(index="model", columns="method", values="accuracy", aggfunc="mean").reindex(
+    [resolve_model(m)[1] for m in models])
+# NBVAL_CHECK_OUTPUT
+print(pivot.round(3).to_string())'''),
+    ("md", "## 3. Figure"),
+    ("code", '''import matplotlib.pyplot as plt
+import seaborn as sns
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+sns.barplot(data=table, x="model", y="accuracy", hue="method", ax=ax, errorbar=None)
+ax.set_ylim(0, 1); ax.set_title(f"{benchmark}: accuracy by model size")
+save_figure(fig, out, "model_sizes")
+plt.show()'''),
+])
+
+notebook("tab2_art_vs_lora", f"""# Table 2: ART vs LoRA vs soft prompt vs controls
+
+Per benchmark and objective (SFT, and DAPO for ART and LoRA), with trainable-parameter counts and accuracy
+with 95% intervals. The soft prompt (free embeddings in place of the image tokens) is the upper bound of
+what the image channel could carry. `toy_mul` is never requested through a picture in the toy model's
+pretraining: it is the honest test of whether pixels can carry what the vision tower never learned to convey.
+Default run: about 8 minutes on a 2-core CPU.
+
+Paper scale (GPU): `papermill tab2_art_vs_lora.ipynb out.ipynb -f params/tab2_art_vs_lora.paper.yaml`
+
+{TOY_NOTE}""", '''
+model = "toy:base"                              # model
+benchmarks = ["toy_add", "toy_tool", "toy_mul"]  # benchmarks
+methods = ["art", "lora", "soft_prompt"]        # arms trained with SFT
+rl_methods = ["art", "lora"]                    # arms also trained with the RL objective
+rl_objective = "dapo"                           # grpo | dapo
+rl_benchmarks = ["toy_add"]                     # benchmarks for the RL arms
+steps = 30                  # SFT steps
+rl_steps = 8                # RL steps
+batch_size = 16             # prompts per step (SFT)
+rl_batch_size = 8           # prompts per RL step
+num_generations = 8         # completions per prompt (RL)
+lr = {"art": 0.05, "soft_prompt": 0.05, "lora": 0.003}  # learning rate per method
+lora_rank = 8               # LoRA rank
+image_size = 64             # artwork side
+seed_icon = "math"          # seed icon
+n_test = 80                 # test examples
+seeds = [0]                 # training seeds
+cpu_threads = 1             # torch CPU threads
+results_tag = ""            # "" or e.g. "paper"
+''', [
+    ("md", "## 1. Controls: the frozen model without any adaptation"),
+    ("code", '''from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
+
+model_path, model_label = resolve_model(model)
+rows = []
+for b in benchmarks:
+    rows += control_rows(model_path, b, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
+                         model_label=model_label)
+tidy(rows)[["benchmark", "method", "accuracy"]]'''),
+    ("md", "## 2. SFT arms"),
+    ("code", '''for b in benchmarks:
+    for seed in seeds:
+        for method in methods:
+            row, _ = run_arm(model_path, b, method, objective="sft", seed=seed, out_dir=out, n_test=n_test,
+                             image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size,
+                             lr=lr[method], lora_rank=lora_rank, model_label=model_label)
+            rows.append(row)
+tidy(rows).tail(len(benchmarks) * len(methods) * len(seeds))[["benchmark", "method", "accuracy", "train_seconds"]]'''),
+    ("md", "## 3. RL arms (objective `rl_objective`, DAPO by default)"),
+    ("code", '''for b in rl_benchmarks:
+    for seed in seeds:
+        for method in rl_methods:
+            row, _ = run_arm(model_path, b, method, objective=rl_objective, seed=seed, out_dir=out, n_test=n_test,
+                             image_size=image_size, seed_icon=seed_icon, steps=rl_steps, batch_size=rl_batch_size,
+                             num_generations=num_generations, max_completion_length=48, temperature=1.0,
+                             lr=lr[method], lora_rank=lora_rank, model_label=model_label)
+            rows.append(row)
+table = tidy(rows)
+write_table(table, out)
+table.tail(len(rl_benchmarks) * len(rl_methods) * len(seeds))[["benchmark", "method", "objective", "accuracy"]]'''),
+    ("md", f"## 4. Table\n\n{CI_NOTE}"),
+    ("code", '''show = table.assign(arm=table["method"] + "/" + table["objective"])
+pivot = show.pivot_table(index="arm", columns="benchmark", values="accuracy", aggfunc="mean")
+params_col = show.groupby("arm")["trainable_params"].max()
+# NBVAL_CHECK_OUTPUT
+print(pivot.join(params_col).round(3).to_string())'''),
+    ("md", "## 5. Figure"),
+    ("code", '''import matplotlib.pyplot as plt
+import seaborn as sns
+
+fig, ax = plt.subplots(figsize=(9, 3.8))
+sns.barplot(data=show, x="benchmark", y="accuracy", hue="arm", ax=ax, errorbar=None)
+ax.set_ylim(0, 1); ax.legend(fontsize=7, ncol=3); ax.set_title(f"{model_label}: accuracy per arm")
+save_figure(fig, out, "art_vs_lora")
+plt.show()'''),
+])
+
+notebook("tab3_dimensionality_alignment", f"""# Table 3: dimensionality alignment
+
+An artwork whose sides are multiples of the model's `patch_size * merge_size` grid (and whose area is within
+the processor's limits) reaches the model pixel for pixel; any other size is resized by the official
+processor, so the pixels that were optimised are not the pixels the model sees. This notebook trains ART at
+aligned and non-aligned sizes (the latter through a differentiable stand-in for the processor's resize),
+reports what the processor does to each, the visual-token and trainable-pixel counts, accuracy from the PNG,
+and the loss change after the 8-bit PNG round trip; and compares with LoRA ranks and the soft prompt of
+comparable parameter counts. Default run: about 6 minutes on a 2-core CPU.
+
+Paper scale (GPU): `papermill tab3_dimensionality_alignment.ipynb out.ipynb -f params/tab3_dimensionality_alignment.paper.yaml`
+
+{TOY_NOTE}""", '''
+model = "toy:base"             # model
+benchmark = "toy_add"          # benchmark
+sizes = [64, 96, 128, 80, 100]  # artwork sides (square); 80 and 100 are not multiples of 32
+lora_ranks = [1, 4, 16]        # LoRA ranks to compare
+steps = 30                     # optimiser steps
+batch_size = 16                # prompts per step
+lr_art = 0.05                  # learning rate for pixels and soft prompt
+lr_lora = 0.003                # learning rate for LoRA
+seed_icon = "math"             # seed icon
+n_test = 80                    # test examples
+seed = 0                       # training seed
+cpu_threads = 1                # torch CPU threads
+results_tag = ""               # "" or e.g. "paper"
+''', [
+    ("md", "## 1. What the official processor does with each size"),
+    ("code", '''from art_lib.data import load_benchmark
+from art_lib.experiments import processor_resize, resize_to, resolve_model, run_arm, sft_eval_loss, tidy
+from art_lib.models import load_frozen
+from art_lib.preprocess import num_visual_tokens, patch_geometry, valid_size
+
+model_path, model_label = resolve_model(model)
+frozen, processor = load_frozen(model_path)
+geo = patch_geometry(processor.image_processor)
+plan = []
+for s in sizes:
+    seen = processor_resize(s, s, processor)
+    plan.append({"size": s, "aligned": valid_size(s, s, processor.image_processor), "processor_feeds": f"{seen[0]}x{seen[1]}",
+                 "visual_tokens": num_visual_tokens(*seen, processor.image_processor), "trainable_pixels": 3 * s * s})
+print("grid factor (patch_size * merge_size):", geo["factor"], "| min/max pixels:", geo["min_pixels"], geo["max_pixels"])
+pd.DataFrame(plan)'''),
+    ("md", "## 2. ART at each size; loss before and after the 8-bit PNG round trip"),
+    ("code", '''test_examples = load_benchmark(benchmark, split="test", limit=n_test)
+rows = []
+for p in plan:
+    s = p["size"]
+    seen = tuple(int(v) for v in p["processor_feeds"].split("x"))
+    eot = None if p["aligned"] else resize_to(seen)
+    row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, test_examples=test_examples,
+                       image_size=s, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_art,
+                       model_label=model_label, label=f"art-{s}px", eot=eot)
+    if p["aligned"]:
+        from art_lib.pixel_prompt import PixelPrompt
+        float_px = res.artwork.pixels().detach()
+        png_px = PixelPrompt.from_png(out / row["artifact"]).pixels()
+        row["loss_float"] = sft_eval_loss(frozen, processor, test_examples, float_px)
+        row["loss_png"] = sft_eval_loss(frozen, processor, test_examples, png_px)
+    row.update({k: p[k] for k in ("size", "aligned", "processor_feeds", "visual_tokens")})
+    rows.append(row)
+tidy(rows)[["size", "aligned", "processor_feeds", "visual_tokens", "trainable_params", "accuracy"]]'''),
+    ("md", "## 3. LoRA ranks and the soft prompt at comparable parameter counts"),
+    ("code", '''for r in lora_ranks:
+    row, _ = run_arm(model_path, benchmark, "lora", seed=seed, out_dir=out, test_examples=test_examples,
+                     steps=steps, batch_size=batch_size, lr=lr_lora, lora_rank=r, model_label=model_label,
+                     label=f"lora-r{r}")
+    row["config"] = f"rank {r}"
+    rows.append(row)
+row, _ = run_arm(model_path, benchmark, "soft_prompt", seed=seed, out_dir=out, test_examples=test_examples,
+                 image_size=sizes[0], seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_art,
+                 model_label=model_label)
+row["config"] = f"{num_visual_tokens(sizes[0], sizes[0], processor.image_processor)} tokens"
+rows.append(row)
+table = tidy(rows)
+write_table(table, out)'''),
+    ("md", f"## 4. Table\n\n{CI_NOTE} `loss_png - loss_float` is the cost of the 8-bit round trip."),
+    ("code", '''show = table.copy()
+show["arm"] = show["method"]
+show["png_loss_change"] = show["loss_png"] - show["loss_float"]
+cols = ["arm", "size", "aligned", "processor_feeds", "visual_tokens", "config", "trainable_params", "accuracy",
+        "png_loss_change"]
+# NBVAL_CHECK_OUTPUT
+print(show[[c for c in cols if c in show]].round(4).to_string(index=False))'''),
+    ("md", "## 5. Figure: accuracy against trainable parameters"),
+    ("code", '''import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for method, g in show.groupby("method"):
+    ax.scatter(g["trainable_params"], g["accuracy"], label=method)
+ax.set_xscale("log"); ax.set_xlabel("trainable parameters"); ax.set_ylabel("accuracy"); ax.set_ylim(0, 1.05)
+ax.legend(); ax.set_title(f"{model_label}, {benchmark}")
+save_figure(fig, out, "alignment")
+plt.show()'''),
+])
+
+notebook("fig_artworks", f"""# Figures 1 and 2: learned artworks and their evolution
+
+Figure 1 of the paper shows artworks learned for Qwen3.5-0.8B with a DAPO loss from seed icons (maths,
+brain, wrench); Figure 2 shows one artwork evolving over ToolMind training. Here: the learned artworks beside
+their seeds, and one artwork's training checkpoints. Default run: about 3 minutes on a 2-core CPU.
+
+Paper scale (GPU): `papermill fig_artworks.ipynb out.ipynb -f params/fig_artworks.paper.yaml`
+
+{TOY_NOTE}""", '''
+model = "toy:base"                                  # model
+tasks = {"toy_add": "math", "toy_sub": "reasoning", "toy_tool": "tools"}  # benchmark -> seed icon
+objective = "sft"           # sft | grpo | dapo (the paper's Figure 1 uses DAPO)
+steps = 30                  # optimiser steps
+batch_size = 16             # prompts per step
+lr = 0.05                   # learning rate on pixels
+image_size = 64             # artwork side
+evolution_task = "toy_tool"  # the benchmark whose checkpoints are shown (Figure 2: ToolMind)
+checkpoint_every = 5        # steps between saved artworks
+n_test = 40                 # test examples
+seed = 0                    # training seed
+cpu_threads = 1             # torch CPU threads
+results_tag = ""            # "" or e.g. "paper"
+''', [
+    ("md", "## 1. Train one artwork per task, saving checkpoints"),
+    ("code", '''from art_lib.checkpoint import Checkpointer
+from art_lib.experiments import resolve_model, run_arm, tidy
+from art_lib.pixel_prompt import PixelPrompt
+
+model_path, model_label = resolve_model(model)
+rows, ckpts = [], {}
+for task, icon in tasks.items():
+    ck = Checkpointer(out / f"checkpoints-{task}", every=checkpoint_every, keep=10_000)
+    row, res = run_arm(model_path, task, "art", objective=objective, seed=seed, out_dir=out, n_test=n_test,
+                       image_size=image_size, seed_icon=icon, steps=steps, batch_size=batch_size, lr=lr,
+                       model_label=model_label, checkpoint=ck, num_generations=8, max_completion_length=48)
+    row["seed_icon"] = icon
+    rows.append(row)
+    ckpts[task] = ck
+table = tidy(rows)
+write_table(table, out)
+# NBVAL_CHECK_OUTPUT
+print(table[["benchmark", "seed_icon", "accuracy"]].round(3).to_string(index=False))'''),
+    ("md", "## 2. Figure 1: seeds and learned artworks"),
+    ("code", '''import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(2, len(tasks), figsize=(3 * len(tasks), 6))
+for j, (task, icon) in enumerate(tasks.items()):
+    art = table[table.benchmark == task].iloc[0]
+    ax[0, j].imshow(PixelPrompt.from_icon(icon, image_size).to_pil()); ax[0, j].set_title(f"seed: {icon}")
+    ax[1, j].imshow(PixelPrompt.from_png(out / art["artifact"]).to_pil())
+    ax[1, j].set_title(f"{task}: acc {art['accuracy']:.2f}")
+for a in ax.ravel(): a.axis("off")
+save_figure(fig, out, "fig1_artworks")
+plt.show()'''),
+    ("md", "## 3. Figure 2: evolution over training"),
+    ("code", '''frames = [(0, PixelPrompt.from_icon(tasks[evolution_task], image_size))]
+for path in ckpts[evolution_task].checkpoints():
+    step = int(path.name.split("-")[1])
+    frames.append((step, PixelPrompt.from_png(next(path.glob("artifact*")))))
+fig, ax = plt.subplots(1, len(frames), figsize=(2 * len(frames), 2.3))
+for a, (step, art) in zip(ax, frames):
+    a.imshow(art.to_pil()); a.set_title(f"step {step}"); a.axis("off")
+save_figure(fig, out, "fig2_evolution")
+plt.show()'''),
+])
+
+notebook("fig_style_tradeoff", f"""# Style against accuracy, and robustness to how images travel
+
+Two trade-offs of the artwork as an image. (a) Style terms (SSIM and L2 to the seed icon) keep the artwork
+recognisable; we sweep their weight and plot accuracy against SSIM-to-seed, every weight reported.
+(b) A served image is not always the exact PNG: we evaluate an artwork trained plainly and one trained with
+expectation over transformations (JPEG-like, resize, colour jitter, shifts) after real PIL re-encoding.
+Default run: about 5 minutes on a 2-core CPU.
+
+Paper scale (GPU): `papermill fig_style_tradeoff.ipynb out.ipynb -f params/fig_style_tradeoff.paper.yaml`
+
+{TOY_NOTE}""", '''
+model = "toy:base"               # model
+benchmark = "toy_add"            # benchmark
+style_weights = [0.0, 1.0, 10.0]  # weight of (1 - SSIM) and of L2 to the seed
+steps = 30                       # optimiser steps
+batch_size = 16                  # prompts per step
+lr = 0.05                        # learning rate on pixels
+image_size = 64                  # artwork side
+seed_icon = "math"               # seed icon
+eot_transforms = ["jpeg", "resize", "jitter", "shift"]  # robust training transformations
+eot_p = 0.8                      # probability of a transformation per step
+transports = ["none", "jpeg95", "jpeg75", "jpeg50", "resize", "palette"]  # re-encodings evaluated
+n_test = 80                      # test examples
+seed = 0                         # training seed
+cpu_threads = 1                  # torch CPU threads
+results_tag = ""                 # "" or e.g. "paper"
+''', [
+    ("md", "## 1. Style weight sweep"),
+    ("code", '''from art_lib.experiments import resolve_model, run_arm, tidy
+from art_lib.pixel_prompt import PixelPrompt
+from art_lib.style import ssim
+
+model_path, model_label = resolve_model(model)
+seed_px = PixelPrompt.from_icon(seed_icon, image_size).pixels()
+rows = []
+for w in style_weights:
+    row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, n_test=n_test, image_size=image_size,
+                       seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr, model_label=model_label,
+                       label=f"art-style{w:g}", style_ssim=w, style_l2=w)
+    png = PixelPrompt.from_png(out / row["artifact"]).pixels()
+    row.update({"experiment": "style", "style_weight": w, "ssim_to_seed": float(ssim(png, seed_px))})
+    rows.append(row)
+tidy(rows)[["style_weight", "ssim_to_seed", "accuracy"]]'''),
+    ("md", "## 2. Plain vs robust (EOT) training, evaluated after re-encoding"),
+    ("code", '''from art_lib.models import load_frozen
+from art_lib.transforms import EOT
+from art_lib.transport import evaluate_transports
+from art_lib.data import load_benchmark
+
+test_examples = load_benchmark(benchmark, split="test", limit=n_test)
+transport_rows = []
+for name, eot in [("plain", None), ("robust", EOT(eot_transforms, p=eot_p, seed=seed))]:
+    row, _ = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, test_examples=test_examples,
+                     image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr,
+                     model_label=model_label, label=f"art-{name}", eot=eot)
+    frozen, processor = load_frozen(model_path)
+    df = evaluate_transports(frozen, processor, test_examples, out / row["artifact"], benchmark, kinds=transports,
+                             out_dir=out / f"transport-{name}", max_new_tokens=8)
+    for r in df.to_dict("records"):
+        transport_rows.append({**row, "experiment": "transport", "training": name, "transport": r["kind"],
+                               "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                               "mean_abs_change": r["mean_abs_change"]})
+table = tidy(rows + transport_rows)
+write_table(table, out)
+tr = table[table.experiment == "transport"]
+# NBVAL_CHECK_OUTPUT
+print(tr.pivot_table(index="transport", columns="training", values="accuracy").reindex(transports).round(3).to_string())'''),
+    ("md", "## 3. Figures"),
+    ("code", '''import matplotlib.pyplot as plt
+import seaborn as sns
+
+st = table[table.experiment == "style"]
+fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+ax[0].plot(st["ssim_to_seed"], st["accuracy"], "o-")
+for _, r in st.iterrows():
+    ax[0].annotate(f"w={r['style_weight']:g}", (r["ssim_to_seed"], r["accuracy"]))
+ax[0].set_xlabel("SSIM to seed (PNG)"); ax[0].set_ylabel("accuracy"); ax[0].set_ylim(0, 1.05)
+sns.barplot(data=tr, x="transport", y="accuracy", hue="training", ax=ax[1], order=transports, errorbar=None)
+ax[1].set_ylim(0, 1.05); ax[1].tick_params(axis="x", rotation=30)
+save_figure(fig, out, "style_tradeoff")
+plt.show()'''),
+])
