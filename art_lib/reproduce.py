@@ -42,9 +42,10 @@ def run(scale: str = "default", only: list[str] | None = None, kernel: str = "py
                 print(f"[skip] {nb.stem}: no {pfile.name}", file=sys.stderr)
                 continue
             params = yaml.safe_load(pfile.read_text()) or {}
-        out_dir = ROOT / "results" / (nb.stem if scale == "default" else f"{nb.stem}.{scale}")
+        # The notebook writes its tables and figures into results/<stem>[.<results_tag>]/ itself;
+        # the executed copy goes next to them.
+        out_dir = ROOT / "results" / (nb.stem if scale == "default" else f"{nb.stem}.{params.get('results_tag', scale)}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        params.setdefault("results_dir", str(out_dir))
         t = time.time()
         print(f"[run] {nb.name} -> {out_dir}", flush=True)
         try:

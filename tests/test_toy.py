@@ -1,0 +1,174 @@
+"""The toy world: corpus properties, deterministic pretraining, checkpoints, benchmarks and scorers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from art_lib import toy
+from art_lib.models import count_parameters
+from art_lib import toy_tasks as T
+
+STEPS = 20  # a very short run of the smallest size: enough to test determinism and the file format
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """Two pretraining runs with the same seed and one with another seed (smallest size, few steps)."""
+    root = tmp_path_factory.mktemp("toy")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread count for every run: float reductions then agree bit for bit
+    try:
+        return {name: toy.pretrain_toy_model("small", seed, steps=STEPS, out_dir=root / name, progress=False,
+                                             batch_size=8)
+                for name, seed in (("a", 0), ("b", 0), ("c", 1))}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _info(path):
+    return json.loads((path / "toy_info.json").read_text())
+
+
+def test_pretraining_is_deterministic(pretrained):
+    a, b, c = (_info(pretrained[k]) for k in "abc")
+    assert a["weights_hash"] == b["weights_hash"]
+    assert a["weights_hash"] != c["weights_hash"]
+    assert (pretrained["a"] / "model.safetensors").read_bytes() == (pretrained["b"] / "model.safetensors").read_bytes()
+    assert a["recipe"]["steps"] == STEPS and a["parameters"] == count_parameters(toy.toy_model("small")[0])
+
+
+def test_checkpoint_loads_frozen_like_a_real_one(pretrained):
+    from art_lib.models import load_frozen
+    from art_lib.preprocess import num_visual_tokens
+
+    model, processor = load_frozen(pretrained["a"])
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+    assert toy.weights_hash(model) == _info(pretrained["a"])["weights_hash"]
+    assert type(model).__name__ == "Qwen3_5ForConditionalGeneration"
+    # The toy checkpoint's own image processor takes 64x64 pictures as they are: 4 visual tokens.
+    assert processor.image_processor.size["shortest_edge"] == T.IMAGE_SIZE**2
+    assert num_visual_tokens(T.IMAGE_SIZE, T.IMAGE_SIZE, processor.image_processor) == 4
+    from PIL import Image
+
+    img = T.draw_task_picture("add", np.random.default_rng(0))
+    official = processor.image_processor(images=[Image.fromarray(img)], return_tensors="pt")
+    assert official["image_grid_thw"].tolist() == [[1, 4, 4]]
+    assert torch.equal(official["pixel_values"], toy._image_inputs([img], processor)["pixel_values"])
+    out = toy.generate(model, processor, ["Add the numbers.\n1 and 2", "3 and 4"], [None, img], max_new_tokens=3)
+    assert len(out) == 2 and all(isinstance(s, str) for s in out)
+
+
+def test_toy_checkpoint_caches(tmp_path, monkeypatch, pretrained):
+    monkeypatch.setenv("ART_TOY_CACHE", str(tmp_path))
+    rec = toy.recipe("small", STEPS, batch_size=8)
+    want = toy.default_checkpoint_dir("small", 0, rec)
+    assert want.parent == tmp_path and want.name.startswith("small-seed0-")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = toy.toy_checkpoint("small", 0, steps=STEPS, batch_size=8, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert path == want and _info(path)["weights_hash"] == _info(pretrained["a"])["weights_hash"]
+    stamp = (path / "toy_info.json").stat().st_mtime_ns
+    assert toy.toy_checkpoint("small", 0, steps=STEPS, batch_size=8) == path  # cached: not rebuilt
+    assert (path / "toy_info.json").stat().st_mtime_ns == stamp
+    assert toy.default_checkpoint_dir("small", 0, toy.recipe("small", STEPS + 1)) != want
+    assert toy.default_checkpoint_dir("small", 1, rec) != want
+
+
+def test_mul_is_only_ever_requested_in_text():
+    rng = np.random.default_rng(0)
+    examples = T.sample_examples(rng, 3000)
+    by_cue = {}
+    for e in examples:
+        by_cue.setdefault(e["cue"], set()).add(e["task"])
+        if e["image_kind"] == "task":
+            assert e["task"] in T.PICTURE_TASKS and e["task"] != "mul"
+        if e["task"] == "mul":
+            assert e["cue"] == "text" and any(i in e["prompt"] for i in T.INSTRUCTIONS["mul"])
+        if e["cue"] == "none":
+            assert e["completion"] == T.NO_CUE_REPLY and e["prompt"] == T.operands_text(e["a"], e["b"])
+    assert by_cue["text"] == set(T.TASKS)
+    assert by_cue["picture"] == set(T.PICTURE_TASKS)
+    assert "mul" not in T.PICTURE_TASKS and "mul" not in T.PICTURE_STYLE
+    with pytest.raises(ValueError):
+        T.draw_task_picture("mul", rng)
+
+
+def test_corpus_is_reproducible_and_pictures_vary():
+    a = T.sample_examples(np.random.default_rng(5), 50)
+    b = T.sample_examples(np.random.default_rng(5), 50)
+    for x, y in zip(a, b):
+        assert x["prompt"] == y["prompt"] and x["completion"] == y["completion"]
+        assert (x["image"] is None and y["image"] is None) or np.array_equal(x["image"], y["image"])
+    rng = np.random.default_rng(0)
+    for task in T.PICTURE_TASKS:
+        p, q = T.draw_task_picture(task, rng), T.draw_task_picture(task, rng)
+        assert p.shape == (64, 64, 3) and p.dtype == np.uint8 and not np.array_equal(p, q)
+
+
+def test_benchmarks_load_and_score():
+    from art_lib.data import load_benchmark
+    from art_lib.rewards import get_scorer
+
+    for task in T.TASKS:
+        test = load_benchmark(f"toy_{task}", split="test")
+        train = toy.load_toy(task, "train")
+        assert len(test) == 40 and len(train) == 60
+        assert {(e["meta"]["a"], e["meta"]["b"]) for e in test}.isdisjoint({(e["meta"]["a"], e["meta"]["b"]) for e in train})
+        e = test[0]
+        assert set(e) == {"id", "prompt", "answer", "meta"} and e["prompt"] == T.operands_text(e["meta"]["a"], e["meta"]["b"])
+        assert not any(i in e["prompt"] for i in T.INSTRUCTIONS[task])
+        with_instr = toy.load_toy(task, "test", instruction=True)
+        assert with_instr[0]["answer"] == e["answer"] and with_instr[0]["prompt"].endswith(e["prompt"])
+        assert with_instr[0]["prompt"].split("\n")[0] in T.INSTRUCTIONS[task]
+        scorer = get_scorer(f"toy_{task}")
+        a, b = e["meta"]["a"], e["meta"]["b"]
+        assert e["meta"]["target"] == T.completion(task, a, b) and scorer(e["meta"]["target"], e) == 1.0
+        from art_lib.train import sft_completion
+
+        assert sft_completion(e) == e["meta"]["target"]  # the kit's trainer fine-tunes on the same target
+        assert scorer(T.NO_CUE_REPLY, e) == 0.0
+        assert scorer(T.completion("max" if task != "max" else "add", a + 1, b), e) == 0.0
+    assert len(toy.load_toy("add", n=200)) == 200 and len(load_benchmark("toy_add", split="train", limit=7)) == 7
+    assert toy.load_toy("add", seed=1)[0]["id"] == "toy_add-test-0000"
+    math = toy.get_toy_scorer("toy_sub")
+    assert math("Answer: -3", {"answer": T.answer("sub", 2, 5)}) == 1.0 and math("Answer: 3", {"answer": "-3"}) == 0.0
+    tool = toy.get_toy_scorer("toy_tool")
+    ref = {"answer": T.answer("tool", 12, 7)}
+    assert tool('<tool_call>{"arguments": {"sec": 7, "min": 12}, "name": "timer"}</tool_call>', ref) == 1.0
+    assert tool('<tool_call>{"name": "timer", "arguments": {"min": 12, "sec": 8}}</tool_call>', ref) == 0.0
+    assert tool('<tool_call>{"name": "timer", </tool_call>', ref) == 0.0
+    with pytest.raises(ValueError):
+        toy.load_toy_benchmark("toy_div")
+
+
+def test_build_batch_matches_chat_template():
+    from art_lib.prompting import chat_text, encode
+
+    processor = toy.toy_processor()
+    img = T.draw_task_picture("max", np.random.default_rng(0))
+    batch, inputs = toy.build_batch(processor, ["3 and 4"], [img], ["Answer: 4"])
+    ref = encode(processor, [chat_text(processor, "3 and 4", image=True)], ["Answer: 4"], num_image_tokens=4)
+    assert torch.equal(batch.input_ids, ref.input_ids) and torch.equal(batch.completion_mask, ref.completion_mask)
+    assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+
+
+def test_art_prototype_and_cli_run(pretrained, tmp_path, capsys):
+    """The pixel-only SFT loop runs on a toy checkpoint (only the pixels change); the CLI pretrains."""
+    from art_lib.models import load_frozen
+
+    model, processor = load_frozen(pretrained["a"])
+    before = toy.weights_hash(model)
+    res = toy.art_prototype(model, processor, "add", steps=2, batch_size=4, n_eval=4)
+    assert res["image"].shape == (64, 64, 3) and res["image"].dtype == np.uint8
+    assert 0.0 <= res["after"] <= 1.0 and len(res["curve"]) == 2
+    assert not (res["image"] == 128).all()  # the pixels moved
+    assert toy.weights_hash(model) == before  # the model did not
+    assert toy.main(["pretrain", "--size", "small", "--steps", "1", "--out-dir", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "config.json").exists() and str(tmp_path / "cli") in capsys.readouterr().out
