@@ -64,6 +64,7 @@ SIZES = {
     ),
 }
 DEFAULT_SIZE = "base"
+PRETRAIN_THREADS = 2  # torch CPU threads used for pretraining (part of what makes it reproducible)
 
 # The training recipe. Any change here changes `recipe_hash`, hence the cache folder.
 RECIPE_VERSION = 1
@@ -285,8 +286,23 @@ def pretrain_toy_model(size: str = DEFAULT_SIZE, seed: int = 0, steps: int | Non
     from .models import count_parameters, save_checkpoint
     from .prompting import pad_batch
 
-    if threads:
-        torch.set_num_threads(int(threads))
+    # Float reductions depend on the thread count, so a fixed count makes the weights a function of
+    # the seed on any machine of the same kind (the cached checkpoints were built with 2 threads).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads or PRETRAIN_THREADS))
+    try:
+        return _pretrain(size, seed, steps, out_dir, progress, **train)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path | None, progress: bool, **train) -> Path:
+    from tqdm.auto import tqdm
+
+    from .losses import sft_loss
+    from .models import count_parameters, save_checkpoint
+    from .prompting import pad_batch
+
     rec = recipe(size, steps, **train)
     out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir(size, seed, rec)
     tr, n_steps = rec["train"], rec["steps"]

@@ -65,7 +65,7 @@ model = "toy:base"          # "toy:<size>" (pretrained here, cached) or a checkp
 benchmark = "toy_add"       # a name from art_lib.data.BENCHMARKS
 method = "art"              # art | lora | soft_prompt
 objective = "sft"           # sft | grpo | dapo
-steps = 40                  # optimiser steps
+steps = 300                 # optimiser steps
 batch_size = 16             # prompts per step
 lr = 0.05                   # Adam learning rate on pixels in [0, 1]
 image_size = 64             # artwork side in pixels (the toy processor's minimum; 256 for Qwen3.5)
@@ -118,7 +118,7 @@ notebook("tab1_model_sizes", f"""# Table 1: ART across model sizes
 
 ART (pixels only) against the text-only model and LoRA, for each model size, on one benchmark.
 The paper reports this for several Qwen3.5 sizes; its numbers are not available to us.
-Default run: about 6 minutes on a 2-core CPU (plus toy pretraining of each size the first time).
+Default run: about 2 minutes on a 2-core CPU (plus toy pretraining of each size the first time).
 
 Paper scale (GPU): `papermill tab1_model_sizes.ipynb out.ipynb -f params/tab1_model_sizes.paper.yaml`
 
@@ -127,7 +127,7 @@ models = ["toy:small", "toy:base", "toy:large"]   # model sizes to compare
 benchmark = "toy_add"       # benchmark name (art_lib.data.BENCHMARKS)
 methods = ["art", "lora"]   # trained arms
 objective = "sft"           # sft | grpo | dapo
-steps = 30                  # optimiser steps per arm
+steps = 300                 # optimiser steps per arm
 batch_size = 16             # prompts per step
 lr_art = 0.05               # learning rate for pixels
 lr_lora = 0.003             # learning rate for LoRA weights
@@ -182,7 +182,7 @@ Per benchmark and objective (SFT, and DAPO for ART and LoRA), with trainable-par
 with 95% intervals. The soft prompt (free embeddings in place of the image tokens) is the upper bound of
 what the image channel could carry. `toy_mul` is never requested through a picture in the toy model's
 pretraining: it is the honest test of whether pixels can carry what the vision tower never learned to convey.
-Default run: about 8 minutes on a 2-core CPU.
+Default run: about 2 minutes on a 2-core CPU.
 
 Paper scale (GPU): `papermill tab2_art_vs_lora.ipynb out.ipynb -f params/tab2_art_vs_lora.paper.yaml`
 
@@ -193,12 +193,12 @@ methods = ["art", "lora", "soft_prompt"]        # arms trained with SFT
 rl_methods = ["art", "lora"]                    # arms also trained with the RL objective
 rl_objective = "dapo"                           # grpo | dapo
 rl_benchmarks = ["toy_add"]                     # benchmarks for the RL arms
-steps = 30                  # SFT steps
-rl_steps = 8                # RL steps
+steps = 300                 # SFT steps
+rl_steps = 15               # RL steps
 batch_size = 16             # prompts per step (SFT)
 rl_batch_size = 8           # prompts per RL step
 num_generations = 8         # completions per prompt (RL)
-lr = {"art": 0.05, "soft_prompt": 0.05, "lora": 0.003}  # learning rate per method
+lr = {"art": 0.05, "soft_prompt": 0.3, "lora": 0.003}  # learning rate per method
 lora_rank = 8               # LoRA rank
 image_size = 64             # artwork side
 seed_icon = "math"          # seed icon
@@ -262,7 +262,7 @@ processor, so the pixels that were optimised are not the pixels the model sees. 
 aligned and non-aligned sizes (the latter through a differentiable stand-in for the processor's resize),
 reports what the processor does to each, the visual-token and trainable-pixel counts, accuracy from the PNG,
 and the loss change after the 8-bit PNG round trip; and compares with LoRA ranks and the soft prompt of
-comparable parameter counts. Default run: about 6 minutes on a 2-core CPU.
+comparable parameter counts. Default run: about 2 minutes on a 2-core CPU.
 
 Paper scale (GPU): `papermill tab3_dimensionality_alignment.ipynb out.ipynb -f params/tab3_dimensionality_alignment.paper.yaml`
 
@@ -271,9 +271,10 @@ model = "toy:base"             # model
 benchmark = "toy_add"          # benchmark
 sizes = [64, 96, 128, 80, 100]  # artwork sides (square); 80 and 100 are not multiples of 32
 lora_ranks = [1, 4, 16]        # LoRA ranks to compare
-steps = 30                     # optimiser steps
+steps = 300                    # optimiser steps
 batch_size = 16                # prompts per step
-lr_art = 0.05                  # learning rate for pixels and soft prompt
+lr_art = 0.05                  # learning rate for pixels
+lr_soft = 0.3                  # learning rate for the soft prompt
 lr_lora = 0.003                # learning rate for LoRA
 seed_icon = "math"             # seed icon
 n_test = 80                    # test examples
@@ -324,7 +325,7 @@ tidy(rows)[["size", "aligned", "processor_feeds", "visual_tokens", "trainable_pa
     row["config"] = f"rank {r}"
     rows.append(row)
 row, _ = run_arm(model_path, benchmark, "soft_prompt", seed=seed, out_dir=out, test_examples=test_examples,
-                 image_size=sizes[0], seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_art,
+                 image_size=sizes[0], seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_soft,
                  model_label=model_label)
 row["config"] = f"{num_visual_tokens(sizes[0], sizes[0], processor.image_processor)} tokens"
 rows.append(row)
@@ -354,7 +355,7 @@ notebook("fig_artworks", f"""# Figures 1 and 2: learned artworks and their evolu
 
 Figure 1 of the paper shows artworks learned for Qwen3.5-0.8B with a DAPO loss from seed icons (maths,
 brain, wrench); Figure 2 shows one artwork evolving over ToolMind training. Here: the learned artworks beside
-their seeds, and one artwork's training checkpoints. Default run: about 3 minutes on a 2-core CPU.
+their seeds, and one artwork's training checkpoints. Default run: about 2 minutes on a 2-core CPU.
 
 Paper scale (GPU): `papermill fig_artworks.ipynb out.ipynb -f params/fig_artworks.paper.yaml`
 
@@ -362,12 +363,12 @@ Paper scale (GPU): `papermill fig_artworks.ipynb out.ipynb -f params/fig_artwork
 model = "toy:base"                                  # model
 tasks = {"toy_add": "math", "toy_sub": "reasoning", "toy_tool": "tools"}  # benchmark -> seed icon
 objective = "sft"           # sft | grpo | dapo (the paper's Figure 1 uses DAPO)
-steps = 30                  # optimiser steps
+steps = 300                 # optimiser steps
 batch_size = 16             # prompts per step
 lr = 0.05                   # learning rate on pixels
 image_size = 64             # artwork side
 evolution_task = "toy_tool"  # the benchmark whose checkpoints are shown (Figure 2: ToolMind)
-checkpoint_every = 5        # steps between saved artworks
+checkpoint_every = 50       # steps between saved artworks
 n_test = 40                 # test examples
 seed = 0                    # training seed
 cpu_threads = 1             # torch CPU threads
@@ -422,7 +423,7 @@ Two trade-offs of the artwork as an image. (a) Style terms (SSIM and L2 to the s
 recognisable; we sweep their weight and plot accuracy against SSIM-to-seed, every weight reported.
 (b) A served image is not always the exact PNG: we evaluate an artwork trained plainly and one trained with
 expectation over transformations (JPEG-like, resize, colour jitter, shifts) after real PIL re-encoding.
-Default run: about 5 minutes on a 2-core CPU.
+Default run: about 2 minutes on a 2-core CPU.
 
 Paper scale (GPU): `papermill fig_style_tradeoff.ipynb out.ipynb -f params/fig_style_tradeoff.paper.yaml`
 
@@ -430,7 +431,7 @@ Paper scale (GPU): `papermill fig_style_tradeoff.ipynb out.ipynb -f params/fig_s
 model = "toy:base"               # model
 benchmark = "toy_add"            # benchmark
 style_weights = [0.0, 1.0, 10.0]  # weight of (1 - SSIM) and of L2 to the seed
-steps = 30                       # optimiser steps
+steps = 300                      # optimiser steps
 batch_size = 16                  # prompts per step
 lr = 0.05                        # learning rate on pixels
 image_size = 64                  # artwork side
