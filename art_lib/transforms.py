@@ -23,6 +23,8 @@ from typing import Any, Union
 import torch
 import torch.nn.functional as F
 
+from .pixel_prompt import _StraightThroughClamp  # clamp forward, identity backward
+
 __all__ = [
     "resize_roundtrip",
     "jpeg_quant_tables",
@@ -68,18 +70,6 @@ _RGB_TO_YCBCR = (
     (0.5, -0.418687589, -0.081312411),
 )
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
-
-
-class _StraightThroughClamp(torch.autograd.Function):
-    """clamp(x, 0, 1) forward, identity backward."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(0.0, 1.0)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad
 
 
 def _clamp01(x: torch.Tensor) -> torch.Tensor:

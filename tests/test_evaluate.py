@@ -40,15 +40,6 @@ def lively(model, scale: float = 4.0):
     return model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box, OpenMP threads contend and generate runs ~30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     model, processor = tiny_model(seed=0)

@@ -37,15 +37,6 @@ STARTUP_TIMEOUT_S = 180
 FAST = dict(max_new_tokens=8, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box, OpenMP threads contend and generate runs ~30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     model, processor = tiny_model(seed=0)

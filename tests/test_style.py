@@ -38,15 +38,6 @@ from art_lib.transforms import (
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the test box is a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def structured_u8(h: int, w: int, seed: int = 0) -> np.ndarray:
     """(H, W, 3) uint8 photo-like image: the math icon, smooth colour waves and mild noise."""
     icon = PixelPrompt.from_icon("math", (h, w)).to_uint8().astype(np.float64) / 255
