@@ -14,7 +14,6 @@ Hugging Face files (see `assets/qwen3_5/SOURCE.txt`).
 
 from __future__ import annotations
 
-import copy
 import json
 from importlib import resources
 from pathlib import Path
@@ -234,7 +233,7 @@ def load_frozen(model_id_or_path: str | Path, dtype: torch.dtype | str = torch.f
                 device: str | torch.device = "cpu", attn_implementation: str | None = "sdpa",
                 **kwargs: Any):
     """Load a checkpoint (hub id or local folder) through the Auto classes, frozen, with its processor."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():

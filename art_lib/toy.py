@@ -280,12 +280,6 @@ def pretrain_toy_model(size: str = DEFAULT_SIZE, seed: int = 0, steps: int | Non
     generator seeded by `seed`; on one machine with one thread count the same arguments give the
     same weights (`weights_hash`, recorded in `toy_info.json`). Returns the checkpoint folder.
     """
-    from tqdm.auto import tqdm
-
-    from .losses import sft_loss
-    from .models import count_parameters, save_checkpoint
-    from .prompting import pad_batch
-
     # Float reductions depend on the thread count, so a fixed count makes the weights a function of
     # the seed on any machine of the same kind (the cached checkpoints were built with 2 threads).
     previous = torch.get_num_threads()
