@@ -8,6 +8,7 @@ for LoRA, the embedding file for soft prompts.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -60,8 +61,14 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
             out_dir: str | Path, train_examples: list[dict] | None = None, test_examples: list[dict] | None = None,
             n_train: int | None = None, n_test: int | None = None, image_size: int = 64, seed_icon: str = "math",
             artwork: PixelPrompt | None = None, max_new_tokens: int | None = None, label: str = "",
-            model_label: str = "toy", **train_kw) -> tuple[dict, object]:
-    """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult)."""
+            model_label: str = "toy", warm_start: dict | None = None, **train_kw) -> tuple[dict, object]:
+    """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult).
+
+    `warm_start` (RL objectives only), e.g. `{"steps": 20, "lr": 0.05, "batch_size": 16}`: first train
+    the same artwork / adapter with SFT for that many steps, then continue with `objective` from there
+    (a policy that never earns a reward gives GRPO / DAPO nothing to learn from). The row's
+    `warm_start_steps` says so; score the warm start alone with an SFT arm of the same settings.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_examples = train_examples or load_benchmark(benchmark, split="train", limit=n_train, seed=seed)
@@ -72,8 +79,19 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     if artwork is None and method != "lora":
         artwork = PixelPrompt.from_icon(seed_icon, image_size)
     t = time.perf_counter()
+    init_state = None
+    if warm_start:
+        if objective == "sft":
+            raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
+        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "image_size") if k in train_kw}
+        seed_artwork = copy.deepcopy(artwork)  # training moves the artwork in place; the KL reference stays the seed
+        warm = train(model, processor, train_examples, method=method, objective="sft", artwork=artwork,
+                     benchmark=benchmark, seed=seed, progress=False, **(shared | warm_start))
+        init_state, artwork = warm.method.state_dict(), seed_artwork
+        if method == "lora":
+            model = warm.method.model.unload()  # the frozen base again, without adapter layers
     res = train(model, processor, train_examples, method=method, objective=objective, artwork=artwork,
-                benchmark=benchmark, seed=seed, progress=False, **train_kw)
+                benchmark=benchmark, seed=seed, progress=False, init_state=init_state, **train_kw)
     train_s = time.perf_counter() - t
     stem = f"{label or method}-{benchmark}-{objective}-seed{seed}"
     artifact = res.method.save(out_dir / stem, model_id=str(model_path), objective=objective,
@@ -94,6 +112,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
         ev = evaluate_soft_prompt(fresh, proc, test_examples, artifact, benchmark=benchmark, max_new_tokens=mnt)
     row = {"method": label or method, "objective": objective, "benchmark": benchmark, "model": model_label,
            "seed": seed, "trainable_params": res.trainable_parameters, "steps": len(res.history),
+           "warm_start_steps": int((warm_start or {}).get("steps", 0)),
            "train_seconds": round(train_s, 1), "final_train_loss": float(res.history["loss"].iloc[-1]),
            "n_test": ev.n, "accuracy": ev.accuracy, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
            "artifact": Path(artifact).name}
@@ -112,7 +131,8 @@ def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None =
     rows = []
     for r in df.to_dict("records"):
         rows.append({"method": f"control:{r['control']}", "objective": "none", "benchmark": benchmark,
-                     "model": model_label, "seed": seed, "trainable_params": 0, "steps": 0, "train_seconds": 0.0,
+                     "model": model_label, "seed": seed, "trainable_params": 0, "warm_start_steps": 0, "steps": 0,
+                     "train_seconds": 0.0,
                      "final_train_loss": float("nan"), "n_test": r["n"], "accuracy": r["accuracy"],
                      "ci_low": r["ci_low"], "ci_high": r["ci_high"], "artifact": ""})
     return rows
@@ -120,7 +140,8 @@ def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None =
 
 def tidy(rows: list[dict]) -> pd.DataFrame:
     """Rows -> a tidy table with a fixed column order."""
-    cols = ["model", "benchmark", "method", "objective", "seed", "trainable_params", "steps", "train_seconds",
+    cols = ["model", "benchmark", "method", "objective", "seed", "trainable_params", "warm_start_steps", "steps",
+            "train_seconds",
             "final_train_loss", "n_test", "accuracy", "ci_low", "ci_high", "artifact"]
     df = pd.DataFrame(rows)
     return df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in cols]]

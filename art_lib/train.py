@@ -119,7 +119,7 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
           checkpoint: Checkpointer | None = None, max_nonfinite: int = 3, accelerator=None,
           style_l2: float = 0.0, style_tv: float = 0.0, style_ssim: float = 0.0,
           style_mask: torch.Tensor | None = None, freeze_mask: torch.Tensor | None = None, eot=None,
-          progress: bool = True) -> TrainResult:
+          init_state: dict | None = None, progress: bool = True) -> TrainResult:
     """Train one method on `examples` with one objective; returns history and the trained method.
 
     Style terms (ART only; `style.py`) pull the artwork toward its seed icon: `style_l2` (pixel L2),
@@ -131,6 +131,10 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
     show the image with every prompt; LoRA sees the same prompts without it. `eval_fn(method, step)`
     may return a dict of metrics added to the history. With `checkpoint`, state is saved every N
     steps and a rerun resumes from the newest checkpoint, ending bit-identical to an uninterrupted run.
+
+    `init_state` (a trained method's `state_dict()`, e.g. from an SFT warm start) sets the trainable
+    parameters before the first step; the optimiser starts fresh, and the KL reference stays the
+    method's untrained start (seed image, LoRA off, seed embeddings).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
@@ -156,6 +160,8 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
         artwork = PixelPrompt.from_icon(seed_icon, image_size)
     m = make_method(method, model, processor, artwork=artwork, lora_rank=lora_rank, lora_alpha=lora_alpha, seed=seed,
                     eot=eot, freeze_mask=freeze_mask)
+    if init_state is not None:
+        m.load_state_dict(init_state)
     styled = style_active(style_l2, style_tv, style_ssim)
     if styled and method != "art":
         raise ValueError("style terms act on pixels: they apply to method 'art' only")
@@ -308,7 +314,7 @@ def _rl_step(m, processor, examples, texts, idx, *, reward_fn, G, max_new, tempe
     raw_reward = float(rewards.mean())
     if dynamic:
         keep = losses.dynamic_sampling_mask(rewards, G)
-        ids, rolls, rews = [i for i, k in zip(idx, keep) if k], [r] if keep.any() else [], [rewards]
+        ids, rolls, rews = [i for i, k in zip(idx, keep) if k], [r], [rewards]
         kept = [keep]
         for _ in range(rounds):
             if len(ids) >= len(idx):

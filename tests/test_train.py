@@ -68,6 +68,45 @@ def test_rl_runs_end_to_end_and_changes_the_artwork(objective):
     assert float(res.artwork.pixels().min()) >= 0 and float(res.artwork.pixels().max()) <= 1
 
 
+def test_dapo_resampling_uses_groups_found_after_an_uninformative_first_round():
+    """First rollout: every group has equal rewards; the resampled round's informative groups must be trained on."""
+    model, proc = tiny_model(seed=0)
+    calls = []
+
+    def reward(completions, examples):
+        calls.append(len(completions))
+        if len(calls) == 1:
+            return [0.0] * len(completions)
+        return [float(i % 2) for i in range(len(completions))]  # every group informative
+
+    res = train(model, proc, EXAMPLES, method="art", objective="dapo", artwork=PixelPrompt.from_noise(256, seed=0),
+                steps=1, batch_size=2, num_generations=2, max_completion_length=6, reward_fn=reward, lr=0.05,
+                max_resample_rounds=2, overlong_filter=False, progress=False)
+    row = res.history.iloc[0]
+    assert len(calls) == 2 and not row["skipped"], row.to_dict()
+    assert row["groups_kept"] == 2 and row["loss"] == row["loss"]
+
+
+@pytest.mark.parametrize("method", ["art", "lora"])
+def test_init_state_starts_from_a_warm_start_and_keeps_the_seed_as_reference(method):
+    model, proc = tiny_model(seed=0)
+    warm = train(model, proc, EXAMPLES, method=method, objective="sft", artwork=PixelPrompt.from_icon("math", 256),
+                 steps=2, batch_size=4, lr=0.05, progress=False)
+    state = warm.method.state_dict()
+    if method == "lora":
+        model = warm.method.model.unload()
+    seed = PixelPrompt.from_icon("math", 256)
+    res = train(model, proc, EXAMPLES, method=method, objective="sft", artwork=seed, steps=1, batch_size=4, lr=0.0,
+                progress=False, init_state=state)  # lr 0: the parameters stay where init_state put them
+    after = res.method.state_dict()
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(after[k], v), k
+    assert res.history["loss"].iloc[0] < warm.history["loss"].iloc[0] - 0.05  # it starts where the warm start ended
+    if method == "art":
+        assert torch.equal(res.method.initial, PixelPrompt.from_icon("math", 256).pixels())
+
+
 def _run(tmp, steps, stop_at=None, every=2):
     model, proc = tiny_model(seed=0)
 
