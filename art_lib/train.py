@@ -152,6 +152,8 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
     lr = lr if lr is not None else {"art": 1e-2, "soft_prompt": 1e-2, "lora": 1e-3}[method]
     reward_fn = reward_fn or (_default_reward(benchmark) if rl else None)
     config = {k: v for k, v in locals().items() if isinstance(v, (int, float, str, bool, type(None)))}
+    config["model_fingerprint"] = model_fingerprint(model)  # before any adapter is attached
+    config["examples_fingerprint"] = _examples_fingerprint(examples)
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -177,6 +179,7 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
     history: list[dict] = []
     start, nonfinite = 0, 0
     if checkpoint is not None and (state := checkpoint.latest()) is not None:
+        _check_resumable(state.get("config") or {}, config, checkpoint.folder)
         m.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -255,6 +258,43 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
             checkpoint.save(step + 1, state, method=m, objective=objective, method_name=method)
     return TrainResult(history=pd.DataFrame(history), method=m, trainable_parameters=trainable_parameter_count(m),
                        config=config)
+
+
+# Settings a run may change when it resumes: how long it runs and what it shows.
+_RESUME_MAY_CHANGE = {"steps", "progress", "eval_every", "max_nonfinite"}
+
+
+def model_fingerprint(model) -> str:
+    """A cheap, exact identity of a model's weights: names, shapes and the first and last 256 values of each."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                continue
+            flat = p.detach().reshape(-1)
+            h.update(f"{name}:{tuple(p.shape)}".encode())
+            h.update(torch.cat([flat[:256], flat[-256:]]).float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _examples_fingerprint(examples: list[dict]) -> str:
+    import hashlib
+    import json
+
+    payload = [[e.get("id"), e.get("prompt"), e.get("answer")] for e in examples]
+    return hashlib.sha256(json.dumps(payload, default=str).encode()).hexdigest()[:16]
+
+
+def _check_resumable(saved: dict, current: dict, folder) -> None:
+    """A checkpoint written by another model, data or settings must not be resumed silently."""
+    keys = (set(saved) | set(current)) - _RESUME_MAY_CHANGE
+    diff = sorted(k for k in keys if saved.get(k) != current.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
+        raise ValueError(f"the checkpoint in {folder} was written by a run with other settings ({detail}); "
+                         "resume with the same model, data and settings, or use a new or empty folder")
 
 
 def _item(x) -> float:

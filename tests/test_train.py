@@ -135,6 +135,23 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     assert png_a.read_bytes() == png_b.read_bytes()
 
 
+def test_a_checkpoint_of_another_model_or_setting_is_not_resumed_silently(tmp_path):
+    _run(tmp_path, steps=2)
+    ck = Checkpointer(tmp_path, every=2)
+
+    def again(model, **kw):
+        return train(model, proc, EXAMPLES, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", 256),
+                     batch_size=3, lr_schedule="cosine", checkpoint=ck, progress=False, **({"steps": 2, "lr": 0.05} | kw))
+
+    other, proc = tiny_model(seed=1)
+    with pytest.raises(ValueError, match="model_fingerprint"):
+        again(other)
+    same, proc = tiny_model(seed=0)
+    with pytest.raises(ValueError, match="lr: 0.05 -> 0.1"):
+        again(same, lr=0.1)
+    assert len(again(same, steps=3).history) == 3  # running longer is a legitimate resume
+
+
 def test_non_finite_gradient_skips_the_step_and_keeps_parameters():
     model, proc = tiny_model(seed=0)
     art = PixelPrompt.from_icon("math", 256)
