@@ -47,6 +47,10 @@ def notebook(stem: str, title: str, params: str, cells: list[tuple[str, str]]) -
     nbf.write(nb, NB_DIR / f"{stem}.ipynb")
 
 
+CHECK_NOTE = ("The cell below states what the table should show, with margins; the CI re-runs the notebook and "
+              "compares these lines, not the digits above them (the toy model's exact accuracies depend on the "
+              "CPU it was pretrained on: `run_info.json` records its weights hash).")
+
 TOY_NOTE = ("**Toy world.** At the default parameters every number here comes from the kit's own tiny "
             "Qwen3.5-architecture model pretrained on CPU on synthetic tasks (`art_lib.toy`), not from a real "
             "checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the "
@@ -70,7 +74,7 @@ batch_size = 16             # prompts per step
 lr = 0.05                   # Adam learning rate on pixels in [0, 1]
 image_size = 64             # artwork side in pixels (the toy processor's minimum; 256 for Qwen3.5)
 seed_icon = "math"          # math | reasoning | tools
-n_test = 80                 # test examples (None: all)
+n_test = 40                 # test examples (None: all; the toy test split holds 40 distinct prompts)
 seed = 0                    # training seed
 cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
 results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
@@ -95,8 +99,15 @@ res.history[["step", "loss", "grad_norm"]].tail()'''),
                            seed_icon=seed_icon, seed=seed, model_label=model_label)
 table = tidy(rows)
 write_table(table, out)
-# NBVAL_CHECK_OUTPUT
 print(table[["method", "accuracy", "ci_low", "ci_high"]].round(3).to_string(index=False))'''),
+    ("md", CHECK_NOTE),
+    ("code", '''from art_lib.results import print_checks
+
+acc = dict(zip(table["method"], table["accuracy"]))
+best_control = max(v for k, v in acc.items() if k.startswith("control:"))
+# NBVAL_CHECK_OUTPUT
+print_checks({f"{method} beats every control by >= 0.3": acc[method] >= best_control + 0.3,
+              "every control scores <= 0.3": best_control <= 0.3})'''),
     ("md", "## 3. The artwork"),
     ("code", '''import matplotlib.pyplot as plt
 from art_lib.pixel_prompt import PixelPrompt
@@ -111,6 +122,7 @@ if method == "art":
     save_figure(fig, out, "quickstart")
     plt.show()'''),
 ])
+
 
 CI_NOTE = "Accuracy is greedy, scored from the saved artifact (PNG / adapter), with a 95% Wilson interval."
 
@@ -130,12 +142,12 @@ objective = "sft"           # sft | grpo | dapo
 steps = 300                 # optimiser steps per arm
 batch_size = 16             # prompts per step
 lr_art = 0.05               # learning rate for pixels
-lr_lora = 0.003             # learning rate for LoRA weights
+lr_lora = 0.005             # learning rate for LoRA weights
 lora_rank = 8               # LoRA rank
 image_size = 64             # artwork side
 seed_icon = "math"          # seed icon
 n_train = None              # training examples (None: the whole train split)
-n_test = 80                 # test examples
+n_test = 40                 # test examples (None: all; the toy test split holds 40)
 seeds = [0]                 # training seeds
 cpu_threads = 1             # torch CPU threads
 results_tag = ""            # "" or e.g. "paper"
@@ -163,8 +175,19 @@ table.head()'''),
     ("md", f"## 2. Table\n\n{CI_NOTE}"),
     ("code", '''pivot = table.pivot_table(index="model", columns="method", values="accuracy", aggfunc="mean").reindex(
     [resolve_model(m)[1] for m in models])
-# NBVAL_CHECK_OUTPUT
 print(pivot.round(3).to_string())'''),
+    ("md", CHECK_NOTE),
+    ("code", '''from art_lib.results import print_checks
+
+# ART only: LoRA on the smallest toy size lands anywhere between 0.05 and 0.4 with the learning rate and
+# the CPU (it memorises the 60 training pairs), too close to any margin for a stable statement.
+checks = {}
+for label, g in table.groupby("model", sort=False):
+    best_control = g[g["method"].str.startswith("control:")]["accuracy"].max()
+    acc = g[g["method"] == "art"]["accuracy"].mean()
+    checks[f"{label}: art beats the text-only and seed-image controls by >= 0.3"] = acc >= best_control + 0.3
+# NBVAL_CHECK_OUTPUT
+print_checks(checks)'''),
     ("md", "## 3. Figure"),
     ("code", '''import matplotlib.pyplot as plt
 import seaborn as sns
@@ -193,16 +216,18 @@ methods = ["art", "lora", "soft_prompt"]        # arms trained with SFT
 rl_methods = ["art", "lora"]                    # arms also trained with the RL objective
 rl_objective = "dapo"                           # grpo | dapo
 rl_benchmarks = ["toy_add"]                     # benchmarks for the RL arms
+claim_benchmarks = ["toy_add", "toy_tool"]      # where the checks expect every SFT arm to beat the controls
 steps = 300                 # SFT steps
 rl_steps = 15               # RL steps
+rl_warm_start_steps = 5     # SFT steps before RL (0: RL from the seed; a policy never rewarded gives RL nothing)
 batch_size = 16             # prompts per step (SFT)
 rl_batch_size = 8           # prompts per RL step
 num_generations = 8         # completions per prompt (RL)
-lr = {"art": 0.05, "soft_prompt": 0.3, "lora": 0.003}  # learning rate per method
+lr = {"art": 0.05, "soft_prompt": 0.3, "lora": 0.005}  # learning rate per method
 lora_rank = 8               # LoRA rank
 image_size = 64             # artwork side
 seed_icon = "math"          # seed icon
-n_test = 80                 # test examples
+n_test = 40                 # test examples (None: all; the toy test split holds 40)
 seeds = [0]                 # training seeds
 cpu_threads = 1             # torch CPU threads
 results_tag = ""            # "" or e.g. "paper"
@@ -225,24 +250,53 @@ tidy(rows)[["benchmark", "method", "accuracy"]]'''),
                              lr=lr[method], lora_rank=lora_rank, model_label=model_label)
             rows.append(row)
 tidy(rows).tail(len(benchmarks) * len(methods) * len(seeds))[["benchmark", "method", "accuracy", "train_seconds"]]'''),
-    ("md", "## 3. RL arms (objective `rl_objective`, DAPO by default)"),
+    ("md", """## 3. RL arms (objective `rl_objective`, DAPO by default)
+
+With `rl_warm_start_steps > 0`, each RL arm first trains `rl_warm_start_steps` SFT steps, then continues
+with the RL objective from there; the warm start alone is scored as its own row (`<method>-warm<N>`), so
+the table shows what RL added over it. From the bare seed image the toy model never earns a reward, and
+GRPO / DAPO then have nothing to learn from."""),
     ("code", '''for b in rl_benchmarks:
     for seed in seeds:
         for method in rl_methods:
-            row, _ = run_arm(model_path, b, method, objective=rl_objective, seed=seed, out_dir=out, n_test=n_test,
-                             image_size=image_size, seed_icon=seed_icon, steps=rl_steps, batch_size=rl_batch_size,
+            common = dict(seed=seed, out_dir=out, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
+                          lora_rank=lora_rank, model_label=model_label)
+            warm = {"steps": rl_warm_start_steps, "lr": lr[method], "batch_size": batch_size}
+            if rl_warm_start_steps:
+                row, _ = run_arm(model_path, b, method, objective="sft", steps=rl_warm_start_steps, batch_size=batch_size,
+                                 lr=lr[method], label=f"{method}-warm{rl_warm_start_steps}", **common)
+                rows.append(row)
+            row, _ = run_arm(model_path, b, method, objective=rl_objective, steps=rl_steps, batch_size=rl_batch_size,
                              num_generations=num_generations, max_completion_length=48, temperature=1.0,
-                             lr=lr[method], lora_rank=lora_rank, model_label=model_label)
+                             lr=lr[method], warm_start=warm if rl_warm_start_steps else None, **common)
             rows.append(row)
 table = tidy(rows)
 write_table(table, out)
-table.tail(len(rl_benchmarks) * len(rl_methods) * len(seeds))[["benchmark", "method", "objective", "accuracy"]]'''),
+rl_rows = (table.objective == rl_objective) | table.method.str.endswith(f"-warm{rl_warm_start_steps}")
+table[rl_rows][["benchmark", "method", "objective", "warm_start_steps", "accuracy"]]'''),
     ("md", f"## 4. Table\n\n{CI_NOTE}"),
     ("code", '''show = table.assign(arm=table["method"] + "/" + table["objective"])
 pivot = show.pivot_table(index="arm", columns="benchmark", values="accuracy", aggfunc="mean")
 params_col = show.groupby("arm")["trainable_params"].max()
-# NBVAL_CHECK_OUTPUT
 print(pivot.join(params_col).round(3).to_string())'''),
+    ("md", CHECK_NOTE),
+    ("code", '''from art_lib.results import print_checks
+
+def acc(b, method, objective):
+    return table[(table.benchmark == b) & (table.method == method) & (table.objective == objective)]["accuracy"].mean()
+
+checks = {}
+for b in claim_benchmarks:
+    best_control = table[(table.benchmark == b) & table.method.str.startswith("control:")]["accuracy"].max()
+    checks[f"{b}: every control scores <= 0.3"] = best_control <= 0.3
+    for method in methods:
+        checks[f"{b}: {method}/sft beats every control by >= 0.3"] = acc(b, method, "sft") >= best_control + 0.3
+for b in rl_benchmarks:
+    seed_acc = acc(b, "control:seed", "none")
+    for method in rl_methods:
+        checks[f"{b}: {method}/{rl_objective} beats the seed image by >= 0.3"] = acc(b, method, rl_objective) >= seed_acc + 0.3
+# NBVAL_CHECK_OUTPUT
+print_checks(checks)'''),
     ("md", "## 5. Figure"),
     ("code", '''import matplotlib.pyplot as plt
 import seaborn as sns
@@ -275,9 +329,9 @@ steps = 300                    # optimiser steps
 batch_size = 16                # prompts per step
 lr_art = 0.05                  # learning rate for pixels
 lr_soft = 0.3                  # learning rate for the soft prompt
-lr_lora = 0.003                # learning rate for LoRA
+lr_lora = 0.005                # learning rate for LoRA
 seed_icon = "math"             # seed icon
-n_test = 80                    # test examples
+n_test = 40                    # test examples (None: all; the toy test split holds 40)
 seed = 0                       # training seed
 cpu_threads = 1                # torch CPU threads
 results_tag = ""               # "" or e.g. "paper"
@@ -337,8 +391,15 @@ show["arm"] = show["method"]
 show["png_loss_change"] = show["loss_png"] - show["loss_float"]
 cols = ["arm", "size", "aligned", "processor_feeds", "visual_tokens", "config", "trainable_params", "accuracy",
         "png_loss_change"]
-# NBVAL_CHECK_OUTPUT
 print(show[[c for c in cols if c in show]].round(4).to_string(index=False))'''),
+    ("md", CHECK_NOTE),
+    ("code", '''from art_lib.results import print_checks
+
+aligned = show[show.method.str.startswith("art-") & (show.aligned == True)]
+# NBVAL_CHECK_OUTPUT
+print_checks({"every aligned size reaches >= 0.7": bool((aligned["accuracy"] >= 0.7).all()),
+              "the 8-bit PNG round trip changes the loss by < 0.01": bool((aligned["png_loss_change"].abs() < 0.01).all()),
+              "the processor feeds aligned sizes unchanged": bool((aligned["processor_feeds"] == aligned["size"].map(lambda s: f"{int(s)}x{int(s)}")).all())})'''),
     ("md", "## 5. Figure: accuracy against trainable parameters"),
     ("code", '''import matplotlib.pyplot as plt
 
@@ -369,19 +430,24 @@ lr = 0.05                   # learning rate on pixels
 image_size = 64             # artwork side
 evolution_task = "toy_tool"  # the benchmark whose checkpoints are shown (Figure 2: ToolMind)
 checkpoint_every = 50       # steps between saved artworks
+resume = False              # True: continue from the checkpoints in the results folder (same model and settings)
 n_test = 40                 # test examples
 seed = 0                    # training seed
 cpu_threads = 1             # torch CPU threads
 results_tag = ""            # "" or e.g. "paper"
 ''', [
     ("md", "## 1. Train one artwork per task, saving checkpoints"),
-    ("code", '''from art_lib.checkpoint import Checkpointer
+    ("code", '''import shutil
+
+from art_lib.checkpoint import Checkpointer
 from art_lib.experiments import resolve_model, run_arm, tidy
 from art_lib.pixel_prompt import PixelPrompt
 
 model_path, model_label = resolve_model(model)
 rows, ckpts = [], {}
 for task, icon in tasks.items():
+    if not resume:
+        shutil.rmtree(out / f"checkpoints-{task}", ignore_errors=True)  # a fresh run, not an old one's checkpoints
     ck = Checkpointer(out / f"checkpoints-{task}", every=checkpoint_every, keep=10_000)
     row, res = run_arm(model_path, task, "art", objective=objective, seed=seed, out_dir=out, n_test=n_test,
                        image_size=image_size, seed_icon=icon, steps=steps, batch_size=batch_size, lr=lr,
@@ -391,8 +457,11 @@ for task, icon in tasks.items():
     ckpts[task] = ck
 table = tidy(rows)
 write_table(table, out)
+print(table[["benchmark", "seed_icon", "accuracy"]].round(3).to_string(index=False))
+from art_lib.results import print_checks
+
 # NBVAL_CHECK_OUTPUT
-print(table[["benchmark", "seed_icon", "accuracy"]].round(3).to_string(index=False))'''),
+print_checks({f"{b}: the artwork reaches >= 0.7": a >= 0.7 for b, a in zip(table["benchmark"], table["accuracy"])})'''),
     ("md", "## 2. Figure 1: seeds and learned artworks"),
     ("code", '''import matplotlib.pyplot as plt
 
@@ -436,10 +505,10 @@ batch_size = 16                  # prompts per step
 lr = 0.05                        # learning rate on pixels
 image_size = 64                  # artwork side
 seed_icon = "math"               # seed icon
-eot_transforms = ["jpeg", "resize", "jitter", "shift"]  # robust training transformations
+eot_transforms = ["jpeg"]         # robust training transformations (also: "resize", "jitter", "shift")
 eot_p = 0.8                      # probability of a transformation per step
 transports = ["none", "jpeg95", "jpeg75", "jpeg50", "resize", "palette"]  # re-encodings evaluated
-n_test = 80                      # test examples
+n_test = 40                      # test examples (None: all; the toy test split holds 40)
 seed = 0                         # training seed
 cpu_threads = 1                  # torch CPU threads
 results_tag = ""                 # "" or e.g. "paper"
@@ -482,8 +551,21 @@ for name, eot in [("plain", None), ("robust", EOT(eot_transforms, p=eot_p, seed=
 table = tidy(rows + transport_rows)
 write_table(table, out)
 tr = table[table.experiment == "transport"]
+jpeg = tr.pivot_table(index="transport", columns="training", values="accuracy").reindex(transports)
+print(jpeg.round(3).to_string())'''),
+    ("md", CHECK_NOTE),
+    ("code", '''from art_lib.results import print_checks
+
+st = table[table.experiment == "style"].sort_values("style_weight")
 # NBVAL_CHECK_OUTPUT
-print(tr.pivot_table(index="transport", columns="training", values="accuracy").reindex(transports).round(3).to_string())'''),
+unstyled = float(st[st.style_weight == 0]["ssim_to_seed"].mean())
+print_checks({f"style weight {w:g} gives a higher SSIM to the seed than weight 0": v > unstyled
+              for w, v in zip(st["style_weight"], st["ssim_to_seed"]) if w > 0})'''),
+    ("md", "Not part of the CI check: on the toy model, what JPEG does to an artwork depends on the pretrained weights "
+           "(on one CPU's toy checkpoint the plain artwork lost most of its accuracy, on another none), so this "
+           "comparison is reported, not checked."),
+    ("code", '''print_checks({f"after {t} the robust artwork keeps more accuracy than the plain one": jpeg.loc[t, "robust"] > jpeg.loc[t, "plain"]
+              for t in transports if t.startswith("jpeg")})'''),
     ("md", "## 3. Figures"),
     ("code", '''import matplotlib.pyplot as plt
 import seaborn as sns
