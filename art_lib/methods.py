@@ -187,14 +187,14 @@ class SoftPromptMethod:
 
 
 def make_method(name: str, model, processor, *, artwork: PixelPrompt | None = None, lora_rank: int = 8,
-                lora_alpha: float | None = None, seed: int = 0, eot=None, freeze_mask=None):
+                lora_alpha: float | None = None, lora_dropout: float = 0.0, seed: int = 0, eot=None, freeze_mask=None):
     """Build the adapter of `name` around a frozen model."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
     if any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has trainable weights: load it with load_frozen / tiny_model (frozen)")
     if name == "lora":
-        return LoraMethod(model, processor, rank=lora_rank, alpha=lora_alpha, seed=seed)
+        return LoraMethod(model, processor, rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, seed=seed)
     if artwork is None:
         raise ValueError(f"method {name!r} needs an artwork (PixelPrompt) to start from")
     if name == "art":

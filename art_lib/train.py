@@ -110,7 +110,7 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
           artwork: PixelPrompt | None = None, image_size: int | tuple[int, int] = 256, seed_icon: str = "math",
           steps: int = 100, batch_size: int = 8, grad_accum: int = 1, lr: float | None = None,
           lr_schedule: str = "constant", warmup_steps: int = 0, max_grad_norm: float | None = 1.0,
-          weight_decay: float = 0.0, lora_rank: int = 8, lora_alpha: float | None = None,
+          weight_decay: float = 0.0, lora_rank: int = 8, lora_alpha: float | None = None, lora_dropout: float = 0.0,
           num_generations: int = 8, max_completion_length: int = 256, temperature: float = 1.0,
           top_p: float = 1.0, loss_type: str | None = None, beta: float = 0.0, epsilon_low: float = 0.2,
           epsilon_high: float | None = None, scale_rewards: str = "group", dynamic_sampling: bool | None = None,
@@ -160,7 +160,8 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
     np.random.seed(seed)
     if artwork is None and method != "lora":
         artwork = PixelPrompt.from_icon(seed_icon, image_size)
-    m = make_method(method, model, processor, artwork=artwork, lora_rank=lora_rank, lora_alpha=lora_alpha, seed=seed,
+    m = make_method(method, model, processor, artwork=artwork, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                    lora_dropout=lora_dropout, seed=seed,
                     eot=eot, freeze_mask=freeze_mask)
     if init_state is not None:
         m.load_state_dict(init_state)

@@ -68,6 +68,18 @@ def test_rl_runs_end_to_end_and_changes_the_artwork(objective):
     assert float(res.artwork.pixels().min()) >= 0 and float(res.artwork.pixels().max()) <= 1
 
 
+def test_lora_dropout_and_weight_decay_reach_the_adapter_and_optimiser():
+    model, proc = tiny_model(seed=0)
+    res = train(model, proc, EXAMPLES, method="lora", objective="sft", steps=2, batch_size=4, lr=5e-3,
+                lora_dropout=0.1, weight_decay=0.5, progress=False)
+    assert res.method.model.peft_config["default"].lora_dropout == 0.1
+    model2, _ = tiny_model(seed=0)
+    plain = train(model2, proc, EXAMPLES, method="lora", objective="sft", steps=2, batch_size=4, lr=5e-3,
+                  lora_dropout=0.1, progress=False)
+    a, b = res.method.state_dict(), plain.method.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # weight decay changed the update
+
+
 def test_dapo_resampling_uses_groups_found_after_an_uninformative_first_round():
     """First rollout: every group has equal rewards; the resampled round's informative groups must be trained on."""
     model, proc = tiny_model(seed=0)
