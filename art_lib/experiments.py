@@ -2,8 +2,9 @@
 
 Notebooks call these functions; they hold no training loop, loss or answer parsing themselves.
 Every arm starts from a freshly loaded frozen model, trains with `train.train` (the same loop for
-every method) and is evaluated from its saved artifact: the 8-bit PNG for ART, the adapter folder
-for LoRA, the embedding file for soft prompts.
+every method) and is evaluated from its saved artifact: the 8-bit PNG for ART (on the same frozen
+model, whose weights training leaves bit-identical), the adapter folder for LoRA (on a fresh base),
+the embedding file for soft prompts.
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     stem = f"{label or method}-{benchmark}-{objective}-seed{seed}"
     artifact = res.method.save(out_dir / stem, model_id=str(model_path), objective=objective,
                                step=int(res.history["step"].iloc[-1]), benchmark=benchmark)
-    # Score what would be served, loaded back from disk.
+    # Score what would be served, loaded back from disk. ART and soft prompts leave the frozen model
+    # bit-identical (tested), so it is reused; LoRA needs the base without the trained adapter layers.
     if method == "art":
-        fresh, proc = load_frozen(model_path)
-        ev = evaluate(fresh, proc, test_examples, image=artifact, benchmark=benchmark, max_new_tokens=mnt,
+        ev = evaluate(model, processor, test_examples, image=artifact, benchmark=benchmark, max_new_tokens=mnt,
                       progress=False)
     elif method == "lora":
         from peft import PeftModel
@@ -108,8 +109,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
         ev = evaluate(PeftModel.from_pretrained(base, artifact).eval(), proc, test_examples, image=None,
                       benchmark=benchmark, max_new_tokens=mnt, progress=False)
     else:
-        fresh, proc = load_frozen(model_path)
-        ev = evaluate_soft_prompt(fresh, proc, test_examples, artifact, benchmark=benchmark, max_new_tokens=mnt)
+        ev = evaluate_soft_prompt(model, processor, test_examples, artifact, benchmark=benchmark, max_new_tokens=mnt)
     row = {"method": label or method, "objective": objective, "benchmark": benchmark, "model": model_label,
            "seed": seed, "trainable_params": res.trainable_parameters, "steps": len(res.history),
            "warm_start_steps": int((warm_start or {}).get("steps", 0)),
