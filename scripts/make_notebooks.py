@@ -465,8 +465,9 @@ for task, icon in tasks.items():
     ckpts[task] = ck
 table = tidy(rows)
 write_table(table, out)
-print(table[["benchmark", "seed_icon", "accuracy"]].round(3).to_string(index=False))
-from art_lib.results import print_checks
+print(table[["benchmark", "seed_icon", "accuracy"]].round(3).to_string(index=False))'''),
+    ("md", CHECK_NOTE),
+    ("code", '''from art_lib.results import print_checks
 
 # NBVAL_CHECK_OUTPUT
 print_checks({f"{b}: the artwork reaches >= 0.7": a >= 0.7 for b, a in zip(table["benchmark"], table["accuracy"])})'''),

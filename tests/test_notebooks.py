@@ -40,3 +40,16 @@ def test_notebook_has_a_parameters_cell_of_literals_no_outputs_and_no_training_l
     src = "\n".join("".join(c["source"]) for c in code)
     for banned in (".backward(", "optimizer", "log_softmax", "cross_entropy", "re.search", "extract_answer"):
         assert banned not in src, f"{path.name} contains {banned!r}: that belongs in art_lib"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_ci_checked_cells_only_state_results(path):
+    """nbval compares a checked cell's whole output: a cell that also loads, trains or scores would compare
+    progress lines and CPU-dependent digits too. Each notebook has at least one such cell."""
+    cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    checked = [src for src in cells if "NBVAL_CHECK_OUTPUT" in src]
+    assert checked, f"{path.name} has no CI-checked cell"
+    for src in checked:
+        for work in ("run_arm(", "load_frozen(", "control_rows(", "evaluate(", "train(", "resolve_model("):
+            assert work not in src, f"{path.name}: a checked cell calls {work}"
+        assert "print_checks(" in src
