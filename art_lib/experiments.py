@@ -84,7 +84,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     if warm_start:
         if objective == "sft":
             raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
-        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "image_size") if k in train_kw}
+        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") if k in train_kw}  # same adapter
         seed_artwork = copy.deepcopy(artwork)  # training moves the artwork in place; the KL reference stays the seed
         warm = train(model, processor, train_examples, method=method, objective="sft", artwork=artwork,
                      benchmark=benchmark, seed=seed, progress=False, **(shared | warm_start))

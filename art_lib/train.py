@@ -152,8 +152,9 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
     lr = lr if lr is not None else {"art": 1e-2, "soft_prompt": 1e-2, "lora": 1e-3}[method]
     reward_fn = reward_fn or (_default_reward(benchmark) if rl else None)
     config = {k: v for k, v in locals().items() if isinstance(v, (int, float, str, bool, type(None)))}
-    config["model_fingerprint"] = model_fingerprint(model)  # before any adapter is attached
-    config["examples_fingerprint"] = _examples_fingerprint(examples)
+    if checkpoint is not None:  # what a resume must match; computed before any adapter is attached
+        config["model_fingerprint"] = model_fingerprint(model)
+        config["examples_fingerprint"] = _examples_fingerprint(examples)
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -266,14 +267,15 @@ _RESUME_MAY_CHANGE = {"steps", "progress", "eval_every", "max_nonfinite"}
 
 
 def model_fingerprint(model) -> str:
-    """A cheap, exact identity of a model's weights: names, shapes and the first and last 256 values of each."""
+    """A cheap, exact identity of a model's weights: names, shapes and the first and last 256 values of each.
+
+    Unlike `toy.weights_hash` (every byte), it costs next to nothing for billions of parameters.
+    """
     import hashlib
 
     h = hashlib.sha256()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "lora_" in name:
-                continue
             flat = p.detach().reshape(-1)
             h.update(f"{name}:{tuple(p.shape)}".encode())
             h.update(torch.cat([flat[:256], flat[-256:]]).float().cpu().numpy().tobytes())
