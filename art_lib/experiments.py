@@ -24,9 +24,10 @@ from .train import train
 
 
 def resolve_model(model: str) -> tuple[str, str]:
-    """`"toy:<size>"` -> the cached toy checkpoint (built when missing); anything else is a hub id or folder.
+    """`"toy:<name>"` -> the cached toy checkpoint (built when missing); anything else is a hub id or folder.
 
-    Returns (path or id to load, label for tables: "toy:<size>" or the checkpoint id).
+    <name> is a size ("base") or a size and picture kind ("base-texture"), see `toy.parse_spec`.
+    Returns (path or id to load, label for tables: "toy:<name>" or the checkpoint id).
     """
     if model.startswith("toy:"):
         from .toy import toy_checkpoint
@@ -35,7 +36,8 @@ def resolve_model(model: str) -> tuple[str, str]:
     return model, model
 
 
-def _max_new_tokens(examples: list[dict], default: int) -> int:
+def max_new_tokens_for(examples: list[dict], default: int = 512) -> int:
+    """The generation budget a set of examples needs: the largest `meta["max_new_tokens"]`, else `default`."""
     return max([int((e.get("meta") or {}).get("max_new_tokens", default)) for e in examples] or [default])
 
 
@@ -74,7 +76,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     out_dir.mkdir(parents=True, exist_ok=True)
     train_examples = train_examples or load_benchmark(benchmark, split="train", limit=n_train, seed=seed)
     test_examples = test_examples or load_benchmark(benchmark, split="test", limit=n_test)
-    mnt = max_new_tokens or _max_new_tokens(test_examples, 512)
+    mnt = max_new_tokens or max_new_tokens_for(test_examples)
     model, processor = load_frozen(model_path)
     torch.manual_seed(seed)
     if artwork is None and method != "lora":
@@ -125,7 +127,7 @@ def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None =
     """Rows for the controls (text-only, seed image, noise image, token-matched random text), same scorer."""
     test_examples = load_benchmark(benchmark, split="test", limit=n_test)
     model, processor = load_frozen(model_path)
-    mnt = max_new_tokens or _max_new_tokens(test_examples, 512)
+    mnt = max_new_tokens or max_new_tokens_for(test_examples)
     df = evaluate_controls(model, processor, test_examples, benchmark=benchmark, size=image_size,
                            seed_icon_name=seed_icon, seed=seed, max_new_tokens=mnt, progress=False)
     rows = []

@@ -8,7 +8,9 @@ compared end to end in minutes, through the same code paths as a real checkpoint
   `tiny_config`) from scratch on the corpus of `toy_tasks`: five tasks on two numbers, each named by
   a text instruction or, except `mul`, by a small picture; distractor images to be ignored; and
   "no cue -> Which task?". It saves a standard Hugging Face folder that `load_frozen` reads.
-* `toy_checkpoint` returns a cached checkpoint, building it the first time.
+* `toy_checkpoint` returns a cached checkpoint, building it the first time. Toy names are a size
+  ("small", "base", "large") or a size and picture kind: "base-texture" is the base model pretrained
+  on texture pictures instead of glyphs (`toy_tasks.PICTURE_KINDS`), a tower that reads fine detail.
 * `load_toy` / `TOY_BENCHMARKS` / `get_toy_scorer` are the toy benchmarks: a task WITHOUT its
   instruction ("3 and 7"), so the task must come from the artwork, the weights or the embeddings.
 * `evaluate_toy` measures greedy accuracy per task without a cue, with the text instruction and
@@ -122,14 +124,30 @@ def _arch(size: str) -> dict:
     return SIZES[size]
 
 
-def recipe(size: str = DEFAULT_SIZE, steps: int | None = None, **train) -> dict:
+def parse_spec(spec: str) -> tuple[str, str]:
+    """A toy model name -> (size, picture kind): "base" -> ("base", "glyph"), "base-texture" -> ("base", "texture")."""
+    size, _, pictures = spec.partition("-")
+    pictures = pictures or "glyph"
+    _arch(size)
+    if pictures not in T.PICTURE_KINDS:
+        raise ValueError(f"unknown toy picture kind {pictures!r} in {spec!r}; known: {T.PICTURE_KINDS}")
+    return size, pictures
+
+
+def recipe(size: str = DEFAULT_SIZE, steps: int | None = None, pictures: str = "glyph", **train) -> dict:
     """Everything that determines the pretrained weights (with the seed)."""
     unknown = set(train) - set(TRAIN)
     if unknown:
         raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(TRAIN)}")
-    return {
+    if pictures not in T.PICTURE_KINDS:
+        raise ValueError(f"unknown toy picture kind {pictures!r}; known: {T.PICTURE_KINDS}")
+    # The default glyph pictures add no key, so the recipes (and cache folders) from before kinds existed stay valid.
+    extra = {} if pictures == "glyph" else {"pictures": pictures}
+    if steps is None:
+        steps = STEPS[size]
+    return {**extra,
         "version": RECIPE_VERSION, "size": size, "arch": _arch(size),
-        "steps": int(STEPS[size] if steps is None else steps), "train": {**TRAIN, **train},
+        "steps": int(steps), "train": {**TRAIN, **train},
         "min_pixels": MIN_PIXELS, "image_size": T.IMAGE_SIZE, "num_range": T.NUM_RANGE,
         "tasks": T.TASKS, "picture_tasks": T.PICTURE_TASKS, "instructions": T.INSTRUCTIONS,
         "mix": T.MIX, "no_cue_reply": T.NO_CUE_REPLY,
@@ -273,7 +291,7 @@ def _lr_at(step: int, steps: int, train: dict) -> float:
 
 def pretrain_toy_model(size: str = DEFAULT_SIZE, seed: int = 0, steps: int | None = None,
                        out_dir: str | Path | None = None, progress: bool = True, threads: int | None = None,
-                       **train) -> Path:
+                       pictures: str = "glyph", **train) -> Path:
     """Pretrain a toy model from scratch (all weights, SFT loss on completion tokens, Adam) and save it.
 
     Deterministic: a fixed number of steps, the init seeded by `seed`, the data drawn from a numpy
@@ -285,20 +303,22 @@ def pretrain_toy_model(size: str = DEFAULT_SIZE, seed: int = 0, steps: int | Non
     previous = torch.get_num_threads()
     torch.set_num_threads(int(threads or PRETRAIN_THREADS))
     try:
-        return _pretrain(size, seed, steps, out_dir, progress, **train)
+        return _pretrain(size, seed, steps, out_dir, progress, pictures, **train)
     finally:
         torch.set_num_threads(previous)
 
 
-def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path | None, progress: bool, **train) -> Path:
+def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path | None, progress: bool, pictures: str,
+              **train) -> Path:
     from tqdm.auto import tqdm
 
     from .losses import sft_loss
     from .models import count_parameters, save_checkpoint
     from .prompting import pad_batch
 
-    rec = recipe(size, steps, **train)
-    out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir(size, seed, rec)
+    rec = recipe(size, steps, pictures, **train)
+    spec = size if pictures == "glyph" else f"{size}-{pictures}"
+    out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir(spec, seed, rec)
     tr, n_steps = rec["train"], rec["steps"]
     model, processor = toy_model(size, seed)
     model.train()
@@ -309,9 +329,9 @@ def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path | Non
     rng = np.random.default_rng([seed, 1])
     templates = _Templates(processor)
     start, losses = time.perf_counter(), []
-    bar = tqdm(range(n_steps), desc=f"pretrain toy {size} seed {seed}", disable=not progress, mininterval=1.0)
+    bar = tqdm(range(n_steps), desc=f"pretrain toy {spec} seed {seed}", disable=not progress, mininterval=1.0)
     for step in bar:
-        examples = T.sample_examples(rng, tr["batch_size"])
+        examples = T.sample_examples(rng, tr["batch_size"], pictures=pictures)
         images = [e["image"] for e in examples]
         prompt_ids, comp_ids = _row_ids(processor, [e["prompt"] for e in examples], images,
                                         [e["completion"] for e in examples], templates)
@@ -358,20 +378,28 @@ def default_cache_dir() -> Path:
 
 def default_checkpoint_dir(size: str = DEFAULT_SIZE, seed: int = 0, rec: dict | None = None,
                            cache_dir: str | Path | None = None) -> Path:
-    rec = rec or recipe(size)
+    """The cache folder of a toy model; `size` is a toy name as in `parse_spec` ("base", "base-texture")."""
+    name, pictures = parse_spec(size)
+    rec = rec or recipe(name, pictures=pictures)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return root / f"{size}-seed{seed}-{recipe_hash(rec)}"
 
 
 def toy_checkpoint(size: str = DEFAULT_SIZE, seed: int = 0, cache_dir: str | Path | None = None,
                    progress: bool = True, **pretrain) -> Path:
-    """The cached toy checkpoint folder for (size, seed, recipe); pretrained first if missing."""
-    rec = recipe(size, pretrain.pop("steps", None), **{k: pretrain.pop(k) for k in list(pretrain) if k in TRAIN})
+    """The cached toy checkpoint folder for (toy name, seed, recipe); pretrained first if missing.
+
+    `size` is a toy name as in `parse_spec`: "base", or "base-texture" for texture pictures.
+    """
+    size_only, pictures = parse_spec(size)
+    rec = recipe(size_only, pretrain.pop("steps", None), pictures,
+                 **{k: pretrain.pop(k) for k in list(pretrain) if k in TRAIN})
     path = default_checkpoint_dir(size, seed, rec, cache_dir)
     if (path / "toy_info.json").exists():
         return path
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    pretrain_toy_model(size, seed, rec["steps"], out_dir=tmp, progress=progress, **rec["train"], **pretrain)
+    pretrain_toy_model(size_only, seed, rec["steps"], out_dir=tmp, progress=progress, pictures=pictures,
+                       **rec["train"], **pretrain)
     try:
         tmp.rename(path)  # atomic: a concurrent build of the same recipe leaves one folder
     except OSError:
@@ -482,12 +510,17 @@ def accuracy(model, processor, examples: list[dict], images: list | None = None,
 
 
 def evaluate_toy(model_or_path, processor=None, n: int | None = None, seed: int = 0,
-                 split: str = "test") -> dict:
+                 split: str = "test", pictures: str | None = None) -> dict:
     """Greedy accuracy per task and cue: {"none": {task: acc}, "text": ..., "picture": ..., "distractor": ...}.
 
     none: the benchmark prompt alone; text: with the instruction; picture: with a fresh task picture
-    (picture tasks only); distractor: a distractor image and the instruction.
+    (picture tasks only) of kind `pictures` (default: the kind the checkpoint folder was pretrained
+    on, else "glyph"); distractor: a distractor image and the instruction.
     """
+    if pictures is None:
+        info = Path(model_or_path) / "toy_info.json" if isinstance(model_or_path, (str, Path)) else None
+        rec = json.loads(info.read_text())["recipe"] if info is not None and info.exists() else {}
+        pictures = rec.get("pictures", "glyph")
     if processor is None:
         from .models import load_frozen
 
@@ -503,7 +536,8 @@ def evaluate_toy(model_or_path, processor=None, n: int | None = None, seed: int 
         res["text"][task] = accuracy(model, processor, instructed)
         res["distractor"][task] = accuracy(model, processor, instructed, [T.draw_distractor(rng) for _ in instructed])
         if task in T.PICTURE_TASKS:
-            res["picture"][task] = accuracy(model, processor, plain, [T.draw_task_picture(task, rng) for _ in plain])
+            res["picture"][task] = accuracy(model, processor, plain,
+                                           [T.draw_task_picture(task, rng, kind=pictures) for _ in plain])
     return res
 
 
@@ -570,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pretrain", help="pretrain (or find in the cache) a toy checkpoint and print its folder")
     p.add_argument("--size", default=DEFAULT_SIZE, choices=tuple(SIZES))
+    p.add_argument("--pictures", default="glyph", choices=T.PICTURE_KINDS, help="kind of task picture")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--out-dir", default=None, help="save here instead of the cache")
@@ -588,9 +623,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "pretrain":
         if args.out_dir:
-            path = pretrain_toy_model(args.size, args.seed, args.steps, out_dir=args.out_dir, threads=args.threads)
+            path = pretrain_toy_model(args.size, args.seed, args.steps, out_dir=args.out_dir, threads=args.threads,
+                                      pictures=args.pictures)
         else:
-            path = toy_checkpoint(args.size, args.seed, steps=args.steps, threads=args.threads)
+            spec = args.size if args.pictures == "glyph" else f"{args.size}-{args.pictures}"
+            path = toy_checkpoint(spec, args.seed, steps=args.steps, threads=args.threads)
         print(json.dumps({k: v for k, v in json.loads((path / "toy_info.json").read_text()).items() if k != "recipe"}))
         print(path)
         if args.eval:

@@ -5,6 +5,13 @@ instruction ("Add the numbers.") or, for every task but `mul`, a small procedura
 (a "+" for add, a "-" for sub, a triangle for max, a hollow square for tool). `mul` is only ever
 requested in text: no picture of it exists anywhere in the corpus (`PICTURE_TASKS`).
 
+Pictures come in two kinds (`PICTURE_KINDS`). "glyph" (the default world): a coloured glyph, which a
+vision tower reads from colour and coarse shape, so re-encoding an image (JPEG) hardly changes what it
+sees. "texture": the task is named only by a fine texture, a 4x4-pixel tile repeated on the pixel grid
+(`TEXTURE_TILES`), along a random colour direction, over a random smooth background; a tower
+pretrained on these reads fine detail, as real vision towers do, and what JPEG does to fine detail
+(4:2:0 chroma subsampling, coarse quantisation of high frequencies) then matters.
+
 Answers are "Answer: N" (the kit's maths format) or one tool call
 `<tool_call>{"name": "timer", "arguments": {"min": a, "sec": b}}</tool_call>`.
 Without any cue the model was taught to reply `NO_CUE_REPLY`, so a fine-tuning target
@@ -46,6 +53,14 @@ PICTURE_STYLE = {
     "max": ((30, 150, 60), "triangle"),
     "tool": ((150, 60, 170), "box"),
 }
+
+# Texture pictures: each task's 4x4 tile is the outer product of two rows of the 4x4 Walsh-Hadamard
+# matrix (so the four tiles are orthogonal and zero-mean): add alternates columns, sub alternates
+# rows, max is a 1-pixel checkerboard, tool a 2-pixel one.
+_WALSH = ((1, 1, 1, 1), (1, 1, -1, -1), (1, -1, -1, 1), (1, -1, 1, -1))
+TEXTURE_TILES = {task: np.outer(_WALSH[r], _WALSH[c]).astype(np.float64)
+                 for task, (r, c) in {"add": (0, 3), "sub": (3, 0), "max": (3, 3), "tool": (2, 2)}.items()}
+PICTURE_KINDS = ("glyph", "texture")
 
 # Pretraining mix: (cue, image, weight).  cue: "text" instruction, "picture" only, "both", or "none".
 # image: None, "task" picture, or "distractor" (noise, blobs, discs, stripes: to be ignored).
@@ -169,10 +184,35 @@ def _finish(img: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarr
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def draw_task_picture(task: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
-    """The task's picture with jittered background, colour, position and scale: (size, size, 3) uint8."""
+def _smooth_field(rng: np.random.Generator, size: int, k: int, lo: float = 0.0, hi: float = 255.0) -> np.ndarray:
+    """Bilinear upsampling of a random k x k colour grid to (size, size, 3), values in [lo, hi]."""
+    coarse = rng.uniform(lo, hi, (k, k, 3))
+    pos = np.linspace(0, k - 1, size)
+    i0 = np.floor(pos).astype(int).clip(0, k - 2) if k > 1 else np.zeros(size, int)
+    f = (pos - i0)[:, None]
+    rows = coarse[i0] * (1 - f[..., None]) + coarse[np.minimum(i0 + 1, k - 1)] * f[..., None]
+    return rows[:, i0] * (1 - f[None]) + rows[:, np.minimum(i0 + 1, k - 1)] * f[None]
+
+
+def draw_task_picture(task: str, rng: np.random.Generator, size: int = IMAGE_SIZE, kind: str = "glyph") -> np.ndarray:
+    """The task's picture of `kind` (see `PICTURE_KINDS`), randomly jittered: (size, size, 3) uint8.
+
+    glyph: the task's glyph in its colour, jittered background, colour, position and scale.
+    texture: the task's 4x4 tile (`TEXTURE_TILES`) repeated from the top-left pixel, amplitude 30-80
+    levels along a random colour direction, over a random smooth background (sides: multiples of 4).
+    """
     if task not in PICTURE_STYLE:
         raise ValueError(f"task {task!r} has no picture; picture tasks: {PICTURE_TASKS}")
+    if kind == "texture":
+        if size % 4:
+            raise ValueError(f"texture pictures need a side that is a multiple of 4, got {size}")
+        bg = _smooth_field(rng, size, int(rng.integers(2, 5)), 40, 215)
+        pattern = np.tile(TEXTURE_TILES[task], (size // 4, size // 4))
+        direction = rng.normal(size=3)
+        direction *= np.sqrt(3) / 2 / np.linalg.norm(direction)
+        return _finish(bg + rng.uniform(30, 80) * pattern[..., None] * direction, rng, rng.uniform(0, 4))
+    if kind != "glyph":
+        raise ValueError(f"unknown picture kind {kind!r}; choose from {PICTURE_KINDS}")
     base, glyph = PICTURE_STYLE[task]
     bg = rng.uniform(200, 255) + rng.uniform(-15, 15, 3)
     fg = _jitter_colour(rng, base, 35)
@@ -190,14 +230,7 @@ def draw_distractor(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndar
     if kind == 0:  # uniform noise
         return rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     if kind == 1:  # smooth colour field (bilinear upsampling of a coarse random grid)
-        k = int(rng.integers(2, 6))
-        coarse = rng.uniform(0, 255, (k, k, 3))
-        pos = np.linspace(0, k - 1, size)
-        i0 = np.floor(pos).astype(int).clip(0, k - 2) if k > 1 else np.zeros(size, int)
-        f = (pos - i0)[:, None]
-        rows = coarse[i0] * (1 - f[..., None]) + coarse[np.minimum(i0 + 1, k - 1)] * f[..., None]
-        img = rows[:, i0] * (1 - f[None]) + rows[:, np.minimum(i0 + 1, k - 1)] * f[None]
-        return _finish(img, rng, 3)
+        return _finish(_smooth_field(rng, size, int(rng.integers(2, 6))), rng, 3)
     if kind == 2:  # flat colour
         img = np.broadcast_to(rng.uniform(0, 255, 3), (size, size, 3))
         return _finish(img, rng, rng.uniform(0, 8))
@@ -235,8 +268,11 @@ def text_task_weights(mix=MIX) -> np.ndarray:
     return w / w.sum()
 
 
-def sample_example(rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX) -> dict:
-    """One pretraining example: {task, cue, prompt, image (uint8 HWC or None), image_kind, completion}."""
+def sample_example(rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX, pictures: str = "glyph") -> dict:
+    """One pretraining example: {task, cue, prompt, image (uint8 HWC or None), image_kind, completion}.
+
+    `pictures`: the kind of task picture drawn (see `PICTURE_KINDS`).
+    """
     weights = np.array([w for *_, w in mix], dtype=np.float64)
     cue, image_kind, _ = mix[int(rng.choice(len(mix), p=weights / weights.sum()))]
     if cue in ("picture", "both"):
@@ -250,7 +286,7 @@ def sample_example(rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX) ->
         instruction = options[int(rng.integers(len(options)))]
     image = None
     if image_kind == "task":
-        image = draw_task_picture(task, rng, size)
+        image = draw_task_picture(task, rng, size, pictures)
     elif image_kind == "distractor":
         image = draw_distractor(rng, size)
     target = NO_CUE_REPLY if cue == "none" else completion(task, a, b)
@@ -261,5 +297,6 @@ def sample_example(rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX) ->
     }
 
 
-def sample_examples(rng: np.random.Generator, n: int, size: int = IMAGE_SIZE, mix=MIX) -> list[dict]:
-    return [sample_example(rng, size, mix) for _ in range(n)]
+def sample_examples(rng: np.random.Generator, n: int, size: int = IMAGE_SIZE, mix=MIX,
+                    pictures: str = "glyph") -> list[dict]:
+    return [sample_example(rng, size, mix, pictures) for _ in range(n)]

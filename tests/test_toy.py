@@ -227,3 +227,59 @@ def test_run_info_records_the_toy_weights_used(pretrained, tmp_path, monkeypatch
     info = json.loads(path.read_text())["toy_checkpoints"]
     assert info == {"toy:small": {k: _info(pretrained["a"])[k] for k in
                                   ("recipe_hash", "weights_hash", "final_loss", "threads", "torch")}}
+
+
+def test_texture_pictures_carry_their_task_in_the_tile_frequency():
+    # Independent of how the pictures are drawn: the 2-D spectrum of each texture picture peaks at
+    # its task's tile frequency (add: columns alternate, sub: rows alternate, max: 1-px checkerboard,
+    # tool: 2-px checkerboard), well above the bins of the other tasks.
+    n = T.IMAGE_SIZE
+    bins = {"add": (0, n // 2), "sub": (n // 2, 0), "max": (n // 2, n // 2), "tool": (n // 4, n // 4)}
+    rng = np.random.default_rng(0)
+    for task in T.PICTURE_TASKS:
+        for _ in range(5):
+            img = T.draw_task_picture(task, rng, kind="texture").astype(np.float64)
+            spec = np.abs(np.fft.fft2(img - img.mean(axis=(0, 1)), axes=(0, 1))).sum(axis=2)
+            own = spec[bins[task]]
+            others = max(spec[b] for t, b in bins.items() if t != task)
+            assert own > 5 * others, (task, own, others)
+    glyph = T.draw_task_picture("add", np.random.default_rng(1))
+    assert not np.array_equal(glyph, T.draw_task_picture("add", np.random.default_rng(1), kind="texture"))
+    with pytest.raises(ValueError, match="picture kind"):
+        T.draw_task_picture("add", rng, kind="stripes")
+    with pytest.raises(ValueError, match="multiple of 4"):
+        T.draw_task_picture("add", rng, size=66, kind="texture")
+
+
+def test_toy_names_select_size_and_picture_kind(tmp_path):
+    assert toy.parse_spec("base") == ("base", "glyph")
+    assert toy.parse_spec("small-texture") == ("small", "texture")
+    with pytest.raises(ValueError, match="picture kind"):
+        toy.parse_spec("base-stripes")
+    with pytest.raises(ValueError, match="unknown toy size"):
+        toy.parse_spec("huge")
+    glyph, texture = toy.recipe("base"), toy.recipe("base", pictures="texture")
+    assert "pictures" not in glyph and texture["pictures"] == "texture"  # glyph recipes (and caches) unchanged
+    assert toy.recipe_hash(glyph) != toy.recipe_hash(texture)
+    assert toy.default_checkpoint_dir("base-texture", 0, cache_dir=tmp_path).name.startswith("base-texture-seed0-")
+    # A texture pretraining run records its kind, and evaluate_toy draws that kind of picture for it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = toy.pretrain_toy_model("small", 0, steps=2, out_dir=tmp_path / "tex", progress=False, batch_size=4,
+                                      pictures="texture")
+    finally:
+        torch.set_num_threads(threads)
+    assert _info(path)["recipe"]["pictures"] == "texture"
+    drawn = []
+    real = T.draw_task_picture
+
+    def spy(task, rng, size=T.IMAGE_SIZE, kind="glyph"):
+        drawn.append(kind)
+        return real(task, rng, size, kind)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(T, "draw_task_picture", spy):
+        toy.evaluate_toy(path, n=1)
+    assert drawn and set(drawn) == {"texture"}
