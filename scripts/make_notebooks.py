@@ -521,8 +521,7 @@ image_size = 64                  # artwork side
 seed_icon = "math"               # seed icon
 eot_transforms = ["jpeg"]         # robust training transformations (also: "resize", "jitter", "shift")
 eot_p = 0.8                      # probability of a transformation per step
-transport_runs = {"toy:base": ["toy_add"],  # part (b): model -> benchmarks
-                  "toy:base-texture": ["toy_add", "toy_sub", "toy_max", "toy_tool"]}
+transport_runs = {"toy:base": ["toy_add"], "toy:base-texture": ["toy_add", "toy_sub", "toy_max", "toy_tool"]}  # (b): model -> benchmarks
 transports = ["none", "jpeg95", "jpeg75", "jpeg50", "resize", "palette"]  # re-encodings evaluated
 n_test = 40                      # test examples (None: all; the toy test split holds 40)
 seed = 0                         # training seed
