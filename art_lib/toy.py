@@ -134,6 +134,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return size, pictures
 
 
+def toy_name(size: str, pictures: str = "glyph") -> str:
+    """The inverse of `parse_spec`: ("base", "glyph") -> "base", ("base", "texture") -> "base-texture"."""
+    return size if pictures == "glyph" else f"{size}-{pictures}"
+
+
 def recipe(size: str = DEFAULT_SIZE, steps: int | None = None, pictures: str = "glyph", **train) -> dict:
     """Everything that determines the pretrained weights (with the seed)."""
     unknown = set(train) - set(TRAIN)
@@ -317,7 +322,7 @@ def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path | Non
     from .prompting import pad_batch
 
     rec = recipe(size, steps, pictures, **train)
-    spec = size if pictures == "glyph" else f"{size}-{pictures}"
+    spec = toy_name(size, pictures)
     out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir(spec, seed, rec)
     tr, n_steps = rec["train"], rec["steps"]
     model, processor = toy_model(size, seed)
@@ -626,8 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             path = pretrain_toy_model(args.size, args.seed, args.steps, out_dir=args.out_dir, threads=args.threads,
                                       pictures=args.pictures)
         else:
-            spec = args.size if args.pictures == "glyph" else f"{args.size}-{args.pictures}"
-            path = toy_checkpoint(spec, args.seed, steps=args.steps, threads=args.threads)
+            path = toy_checkpoint(toy_name(args.size, args.pictures), args.seed, steps=args.steps, threads=args.threads)
         print(json.dumps({k: v for k, v in json.loads((path / "toy_info.json").read_text()).items() if k != "recipe"}))
         print(path)
         if args.eval:

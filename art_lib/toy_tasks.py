@@ -9,7 +9,7 @@ Pictures come in two kinds (`PICTURE_KINDS`). "glyph" (the default world): a col
 vision tower reads from colour and coarse shape, so re-encoding an image (JPEG) hardly changes what it
 sees. "texture": the task is named only by a fine texture, a 4x4-pixel tile repeated on the pixel grid
 (`TEXTURE_TILES`), along a random colour direction, over a random smooth background; a tower
-pretrained on these reads fine detail, as real vision towers do, and what JPEG does to fine detail
+pretrained on these reads fine detail, and what JPEG does to fine detail
 (4:2:0 chroma subsampling, coarse quantisation of high frequencies) then matters.
 
 Answers are "Answer: N" (the kit's maths format) or one tool call

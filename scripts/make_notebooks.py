@@ -503,7 +503,7 @@ recognisable; we sweep their weight and plot accuracy against SSIM-to-seed, ever
 expectation over transformations (EOT: a differentiable JPEG, optionally resizes, colour jitter, shifts) after
 real PIL re-encoding. Part (b) runs on two toy models: `toy:base`, whose task pictures are coloured glyphs (its
 vision tower reads colour and coarse shape), and `toy:base-texture`, the same architecture pretrained on task
-pictures that differ only by a fine 4x4-pixel texture (a tower that reads fine detail, as real ones do). JPEG
+pictures that differ only by a fine 4x4-pixel texture (a tower that reads fine detail). JPEG
 removes fine detail (4:2:0 chroma subsampling, coarse quantisation of high frequencies), so only the second
 can show what robust training buys. Default run: about 6 minutes on a 2-core CPU, plus 5 minutes to pretrain
 `toy:base-texture` the first time.

@@ -254,6 +254,7 @@ def test_texture_pictures_carry_their_task_in_the_tile_frequency():
 def test_toy_names_select_size_and_picture_kind(tmp_path):
     assert toy.parse_spec("base") == ("base", "glyph")
     assert toy.parse_spec("small-texture") == ("small", "texture")
+    assert toy.toy_name(*toy.parse_spec("small-texture")) == "small-texture" and toy.toy_name("base") == "base"
     with pytest.raises(ValueError, match="picture kind"):
         toy.parse_spec("base-stripes")
     with pytest.raises(ValueError, match="unknown toy size"):
