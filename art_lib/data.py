@@ -63,10 +63,8 @@ MATH_SUFFIX = "End your response with: Answer: <number>"
 CHOICE_SUFFIX = "End your response with: Answer: <letter>"
 
 BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance")
-#: Valid names for :func:`load_benchmark` and :func:`art_lib.rewards.get_scorer`.
-TOY_BENCHMARKS = tuple(f"toy_{t}" for t in ("add", "sub", "mul", "max", "tool"))  # see art_lib.toy
-BENCHMARKS = (("gsm8k", "svamp", "gpqa", "toolmind", "bfcl") + tuple(f"bfcl_{c}" for c in BFCL_CATEGORIES)
-              + TOY_BENCHMARKS)
+#: The built-in benchmarks (`registry.benchmark_names()` lists every registered one, plugins included).
+BENCHMARKS = ("gsm8k", "svamp", "gpqa", "toolmind", "bfcl") + tuple(f"bfcl_{c}" for c in BFCL_CATEGORIES)
 
 GSM8K_URL = "https://github.com/openai/grade-school-math (grade_school_math/data/{split}.jsonl)"
 SVAMP_URL = "https://github.com/arkilpatel/SVAMP (SVAMP.json)"
@@ -773,33 +771,10 @@ def load_toolmind(
 # --------------------------------------------------------------------------- #
 
 
-def _canonical_name(name: Any) -> str:
-    key = str(name).strip().lower().replace("-", "_")
-    return "bfcl_simple" if key == "bfcl_simple_python" else key
-
-
 def load_benchmark(name: str, **kw: Any) -> list[Example]:
-    """Load a benchmark by name: ``gsm8k``, ``svamp``, ``gpqa``, ``toolmind``,
-    ``bfcl`` (pass ``category=``) or ``bfcl_<category>``. Keyword arguments go to
+    """Load a registered benchmark by name (`registry.benchmark_names()`: ``gsm8k``, ``svamp``, ``gpqa``,
+    ``toolmind``, ``bfcl``, ``bfcl_<category>``, and any user or plugin benchmark). Keyword arguments go to
     the loader. Unknown name -> ValueError listing the valid names."""
-    key = _canonical_name(name)
-    loaders: dict[str, Callable[..., list[Example]]] = {
-        "gsm8k": load_gsm8k,
-        "svamp": load_svamp,
-        "gpqa": load_gpqa,
-        "toolmind": load_toolmind,
-        "bfcl": load_bfcl,
-    }
-    if key in loaders:
-        return loaders[key](**kw)
-    if key in TOY_BENCHMARKS:
-        from .toy import load_toy_benchmark
+    from .registry import get_benchmark
 
-        return load_toy_benchmark(key, **kw)
-    if key.startswith("bfcl_"):
-        category = key[len("bfcl_"):]
-        if category == "simple_python":
-            category = "simple"
-        if category in BFCL_CATEGORIES:
-            return load_bfcl(category=category, **kw)
-    raise ValueError(f"Unknown benchmark {name!r}; valid names: {', '.join(BENCHMARKS)}")
+    return get_benchmark(name).load(**kw)

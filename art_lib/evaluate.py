@@ -193,22 +193,11 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
 # --------------------------------------------------------------------------- #
 
 
-def _benchmark_key(benchmark: str) -> str:
-    """Normalised benchmark name (as art_lib.data spells it)."""
-    key = str(benchmark).strip().lower().replace("-", "_")
-    return "bfcl_simple" if key == "bfcl_simple_python" else key
-
-
 def parse_prediction(completion: str, example: dict, benchmark: str) -> Any:
-    """What the scorer reads from a completion: a number, a letter, or a list of tool calls."""
-    from art_lib.rewards import extract_answer, extract_choice, parse_tool_calls
+    """What the benchmark's scorer reads from a completion: a number, a letter, or a list of tool calls."""
+    from art_lib.registry import get_benchmark
 
-    key = _benchmark_key(benchmark)
-    if key in ("gsm8k", "svamp"):
-        return extract_answer(completion, strict=True)
-    if key == "gpqa":
-        return extract_choice(completion)
-    return parse_tool_calls(completion, tools=(example.get("meta") or {}).get("tools"))
+    return get_benchmark(benchmark).parse(completion, example)
 
 
 def score_completions(examples: Sequence[dict], completions: Sequence[str], benchmark: str, *,

@@ -24,16 +24,11 @@ from .train import train
 
 
 def resolve_model(model: str) -> tuple[str, str]:
-    """`"toy:<name>"` -> the cached toy checkpoint (built when missing); anything else is a hub id or folder.
+    """(path or id to load, label for tables): `"<scheme>:<spec>"` names of a registered scheme (`registry`)
+    resolve to a checkpoint folder; anything else is a hub id or folder."""
+    from .registry import resolve_model as resolve
 
-    <name> is a size ("base") or a size and picture kind ("base-texture"), see `toy.parse_spec`.
-    Returns (path or id to load, label for tables: "toy:<name>" or the checkpoint id).
-    """
-    if model.startswith("toy:"):
-        from .toy import toy_checkpoint
-
-        return str(toy_checkpoint(model.split(":", 1)[1])), model
-    return model, model
+    return resolve(model)
 
 
 def max_new_tokens_for(examples: list[dict], default: int = 512) -> int:

@@ -83,28 +83,20 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def _toy_checkpoints(parameters: dict) -> dict:
-    """Identity (recipe and weights hashes) of the cached toy checkpoints a run's parameters name.
+def _checkpoint_info(parameters: dict) -> dict:
+    """Identity (e.g. weights hashes) of the checkpoints a run's parameters name through a registered scheme.
 
-    Pretraining is deterministic on one machine; another CPU may round differently and give other
-    weights, so a results folder records which ones it used.
+    Checkpoints built on this machine (the toy world's, say) may differ on another CPU, so a results folder
+    records which ones it used.
     """
-    from .toy import default_checkpoint_dir
+    from .registry import model_scheme
 
-    names = []
+    out = {}
     for v in parameters.values():
         for x in v if isinstance(v, (list, tuple)) else [v]:
-            if isinstance(x, str) and x.startswith("toy:"):
-                names.append(x)
-    out = {}
-    for name in dict.fromkeys(names):
-        try:
-            path = default_checkpoint_dir(name.split(":", 1)[1]) / "toy_info.json"
-        except (KeyError, ValueError):
-            continue
-        if path.exists():
-            info = json.loads(path.read_text())
-            out[name] = {k: info.get(k) for k in ("recipe_hash", "weights_hash", "final_loss", "threads", "torch")}
+            found = model_scheme(x) if isinstance(x, str) else None
+            if found and found[0].info is not None and x not in out:
+                out[x] = found[0].info(found[1])
     return out
 
 
@@ -124,7 +116,7 @@ def write_run_info(folder: str | Path, parameters: dict, started: float, device:
         "cpu": _cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "wall_time_s": round(time.time() - started, 1),
-        "toy_checkpoints": _toy_checkpoints(parameters),
+        "checkpoints": _checkpoint_info(parameters),
         **extra,
     }
     path = Path(folder) / "run_info.json"

@@ -749,42 +749,9 @@ def score_tool_call(
         return 0.0
 
 
-# --------------------------------------------------------------------------- #
-# Benchmark dispatch
-# --------------------------------------------------------------------------- #
-
-
-def _math_scorer(completion: Any, example: dict) -> float:
-    return score_math(completion, example.get("answer"))
-
-
-def _choice_scorer(completion: Any, example: dict) -> float:
-    return score_choice(completion, example.get("answer"))
-
-
-def _tool_scorer(completion: Any, example: dict) -> float:
-    meta = example.get("meta") or {}
-    return score_tool_call(
-        completion, example.get("answer"), meta.get("possible_answers"), tools=meta.get("tools")
-    )
-
-
 def get_scorer(benchmark_name: str) -> Callable[[Any, dict], float]:
-    """``scorer(completion, example) -> float`` for a benchmark of :mod:`art_lib.data`.
+    """``scorer(completion, example) -> float`` of a registered benchmark (see :mod:`art_lib.registry`);
+    unknown name -> ValueError listing the valid names."""
+    from .registry import get_benchmark
 
-    Names as in :data:`art_lib.data.BENCHMARKS` (``gsm8k``, ``svamp``, ``gpqa``,
-    ``toolmind``, ``bfcl`` and ``bfcl_<category>``); unknown -> ValueError.
-    """
-    from .data import BENCHMARKS, _canonical_name
-
-    name = _canonical_name(benchmark_name)
-    if name in ("gsm8k", "svamp") or (name.startswith("toy_") and name in BENCHMARKS and name != "toy_tool"):
-        return _math_scorer
-    if name == "toy_tool":
-        return _tool_scorer
-    if name == "gpqa":
-        return _choice_scorer
-    if name == "toolmind" or name == "bfcl" or name.startswith("bfcl_"):
-        if name in BENCHMARKS:
-            return _tool_scorer
-    raise ValueError(f"Unknown benchmark {benchmark_name!r}; valid names: {', '.join(BENCHMARKS)}")
+    return get_benchmark(benchmark_name).score

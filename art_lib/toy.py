@@ -476,6 +476,30 @@ def get_toy_scorer(name: str) -> Callable[[str, dict], float]:
     return get_scorer(name)
 
 
+def register() -> None:
+    """Register the toy benchmarks (`toy_<task>`) and the `toy:<name>` model scheme with `art_lib.registry`."""
+    from .registry import Benchmark, ModelScheme, get_benchmark, register_benchmark, register_model_scheme
+
+    for task in T.TASKS:
+        kind = get_benchmark("toolmind" if task == "tool" else "gsm8k")  # same scorer and parser
+        register_benchmark(Benchmark(f"toy_{task}", (lambda t: lambda **kw: load_toy(t, **kw))(task), kind.score,
+                                     kind.parse, max_new_tokens=MAX_NEW_TOKENS.get(task, 8)), replace=True)
+    register_model_scheme(ModelScheme("toy", lambda spec: str(toy_checkpoint(spec)), _checkpoint_identity),
+                          replace=True)
+
+
+def _checkpoint_identity(spec: str) -> dict:
+    """Recipe and weights hashes of a toy checkpoint, for run_info.json (empty when not built yet)."""
+    try:
+        path = default_checkpoint_dir(spec) / "toy_info.json"
+    except (KeyError, ValueError):
+        return {}
+    if not path.exists():
+        return {}
+    info = json.loads(path.read_text())
+    return {k: info.get(k) for k in ("recipe_hash", "weights_hash", "final_loss", "threads", "torch")}
+
+
 # --------------------------------------------------------------------------------------------------
 # Greedy evaluation
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""One registry of benchmarks and model-name schemes.
+
+A benchmark is one `Benchmark` object: how to load its examples, how much a model may generate for it,
+what an SFT target looks like, how a completion is parsed and scored. `data.load_benchmark`,
+`rewards.get_scorer`, `evaluate.parse_prediction` and the trainer all look names up here, so a user
+benchmark registered with `register_benchmark` works everywhere a built-in one does.
+
+A model-name scheme maps names such as `"<scheme>:<spec>"` to a loadable checkpoint folder
+(`register_model_scheme`); names without a registered scheme are hub ids or folders.
+
+Plugins (modules with a `register()` function, e.g. the toy world) are imported the first time the
+registry is consulted, never at import time of the kit.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["Benchmark", "ModelScheme", "register_benchmark", "get_benchmark", "benchmark_names",
+           "register_model_scheme", "resolve_model", "model_scheme", "canonical_name", "default_sft_target"]
+
+#: Modules whose `register()` adds benchmarks and model schemes; imported lazily on first lookup.
+PLUGINS: list[str] = ["art_lib.toy"]
+
+
+def default_sft_target(example: dict) -> str:
+    """`meta["target"]` when the loader gives one, else `Answer: <answer>`."""
+    meta = example.get("meta") or {}
+    return meta["target"] if "target" in meta else f"Answer: {example['answer']}"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Everything the kit needs to know about one benchmark."""
+
+    name: str
+    load: Callable[..., list[dict]]  # (split=, limit=, seed=, source=, ...) -> examples
+    score: Callable[[Any, dict], float]  # (completion, example) -> score in [0, 1]; never raises on output
+    parse: Callable[[Any, dict], Any]  # (completion, example) -> what `score` reads (number, letter, calls)
+    max_new_tokens: int = 512  # generation budget for evaluation and RL rollouts
+    sft_target: Callable[[dict], str] = default_sft_target  # the completion SFT trains toward
+    aliases: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ModelScheme:
+    """How `"<scheme>:<spec>"` model names resolve to a checkpoint folder (and what to record about it)."""
+
+    scheme: str
+    resolve: Callable[[str], str]  # spec -> path of a checkpoint folder
+    info: Callable[[str], dict] | None = None  # spec -> identity to record in run_info.json (hashes, ...)
+
+
+_BENCHMARKS: dict[str, Benchmark] = {}
+_ALIASES: dict[str, str] = {}
+_SCHEMES: dict[str, ModelScheme] = {}
+_state = {"builtins": False, "plugins": False}
+
+
+def canonical_name(name: Any) -> str:
+    """Lower case, `-` -> `_`, aliases resolved."""
+    key = str(name).strip().lower().replace("-", "_")
+    return _ALIASES.get(key, key)
+
+
+def register_benchmark(benchmark: Benchmark, *, replace: bool = False) -> Benchmark:
+    """Add a benchmark (and its aliases); an existing name needs `replace=True`."""
+    key = canonical_name(benchmark.name)
+    if key in _BENCHMARKS and not replace:
+        raise ValueError(f"benchmark {benchmark.name!r} is already registered; pass replace=True to override")
+    _BENCHMARKS[key] = benchmark
+    for alias in benchmark.aliases:
+        _ALIASES[str(alias).strip().lower().replace("-", "_")] = key
+    return benchmark
+
+
+def register_model_scheme(scheme: ModelScheme, *, replace: bool = False) -> ModelScheme:
+    """Add a model-name scheme (`"toy"` for `"toy:base"`, say)."""
+    if scheme.scheme in _SCHEMES and not replace:
+        raise ValueError(f"model scheme {scheme.scheme!r} is already registered; pass replace=True to override")
+    _SCHEMES[scheme.scheme] = scheme
+    return scheme
+
+
+def _ensure_loaded() -> None:
+    if not _state["builtins"]:
+        _state["builtins"] = True
+        _register_builtins()
+    if not _state["plugins"]:
+        _state["plugins"] = True
+        for module in PLUGINS:
+            importlib.import_module(module).register()
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """The registered benchmark called `name` (case and `-`/`_` insensitive); unknown -> ValueError."""
+    _ensure_loaded()
+    key = canonical_name(name)
+    if key not in _BENCHMARKS:
+        raise ValueError(f"Unknown benchmark {name!r}; valid names: {', '.join(benchmark_names())}")
+    return _BENCHMARKS[key]
+
+
+def benchmark_names() -> tuple[str, ...]:
+    """Every registered benchmark name, in registration order."""
+    _ensure_loaded()
+    return tuple(_BENCHMARKS)
+
+
+def model_scheme(model: str) -> tuple[ModelScheme, str] | None:
+    """`(scheme, spec)` when `model` is `"<registered scheme>:<spec>"`, else None."""
+    _ensure_loaded()
+    scheme, sep, spec = str(model).partition(":")
+    return (_SCHEMES[scheme], spec) if sep and scheme in _SCHEMES else None
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """(path or hub id to load, label for tables): registered schemes resolve, anything else is itself."""
+    found = model_scheme(model)
+    return (found[0].resolve(found[1]), model) if found else (model, model)
+
+
+def _register_builtins() -> None:
+    from functools import partial
+
+    from . import data, rewards
+
+    def math_parse(completion: Any, example: dict) -> Any:
+        return rewards.extract_answer(completion, strict=True)
+
+    def choice_parse(completion: Any, example: dict) -> Any:
+        return rewards.extract_choice(completion)
+
+    def tool_parse(completion: Any, example: dict) -> Any:
+        return rewards.parse_tool_calls(completion, tools=(example.get("meta") or {}).get("tools"))
+
+    def math_score(completion: Any, example: dict) -> float:
+        return rewards.score_math(completion, example.get("answer"))
+
+    def choice_score(completion: Any, example: dict) -> float:
+        return rewards.score_choice(completion, example.get("answer"))
+
+    def tool_score(completion: Any, example: dict) -> float:
+        meta = example.get("meta") or {}
+        return rewards.score_tool_call(completion, example.get("answer"), meta.get("possible_answers"),
+                                       tools=meta.get("tools"))
+
+    # The authors' evaluation generates 512 new tokens (greedy, thinking off) for every benchmark.
+    for name, load, score, parse in (("gsm8k", data.load_gsm8k, math_score, math_parse),
+                                     ("svamp", data.load_svamp, math_score, math_parse),
+                                     ("gpqa", data.load_gpqa, choice_score, choice_parse),
+                                     ("toolmind", data.load_toolmind, tool_score, tool_parse),
+                                     ("bfcl", data.load_bfcl, tool_score, tool_parse)):
+        register_benchmark(Benchmark(name, load, score, parse, max_new_tokens=512), replace=True)
+    for category in data.BFCL_CATEGORIES:
+        aliases = ("bfcl_simple_python",) if category == "simple" else ()
+        register_benchmark(Benchmark(f"bfcl_{category}", partial(data.load_bfcl, category=category), tool_score,
+                                     tool_parse, max_new_tokens=512, aliases=aliases), replace=True)

@@ -1,0 +1,44 @@
+"""The benchmark registry: one object per benchmark, used by loaders, scorers, parsers and the trainer."""
+
+import pytest
+
+from art_lib import registry
+from art_lib.data import load_benchmark
+from art_lib.evaluate import parse_prediction, score_completions
+from art_lib.rewards import get_scorer
+
+
+def test_a_user_benchmark_works_wherever_a_builtin_one_does():
+    examples = [{"id": "u0", "prompt": "Say yes", "answer": "yes", "meta": {}}]
+    bench = registry.Benchmark(
+        "my_yes", load=lambda **kw: examples, score=lambda c, e: float(c.strip() == e["answer"]),
+        parse=lambda c, e: c.strip(), max_new_tokens=4, aliases=("my-yes-alias",))
+    registry.register_benchmark(bench, replace=True)
+    assert load_benchmark("MY-YES") == examples
+    assert load_benchmark("my_yes_alias") == examples
+    assert get_scorer("my_yes")(" yes", examples[0]) == 1.0
+    assert parse_prediction(" yes ", examples[0], "my_yes") == "yes"
+    res = score_completions(examples, ["yes"], "my_yes")
+    assert res.accuracy == 1.0
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_benchmark(bench)
+
+
+def test_unknown_benchmark_lists_the_registered_names():
+    with pytest.raises(ValueError, match="gsm8k"):
+        get_scorer("no_such_benchmark")
+
+
+def test_parsed_column_shows_what_the_scorer_read():
+    # An arithmetic toy benchmark is parsed as a number, the toy tool task as tool calls.
+    add = {"id": "a", "prompt": "3 and 4", "answer": "7", "meta": {}}
+    assert parse_prediction("Answer: 7", add, "toy_add") == "7"
+    tool = load_benchmark("toy_tool", split="test", limit=1)[0]
+    calls = parse_prediction(tool["meta"]["target"], tool, "toy_tool")
+    assert isinstance(calls, list) and calls and calls[0]["name"]
+    assert get_scorer("toy_tool")(tool["meta"]["target"], tool) == 1.0
+
+
+def test_model_names_of_unregistered_schemes_are_left_alone():
+    assert registry.resolve_model("Qwen/Qwen3.5-0.8B") == ("Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-0.8B")
+    assert registry.model_scheme("toy:base")[0].scheme == "toy"
