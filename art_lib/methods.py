@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
+from .config import METHODS
 from .forward import vision_embeds
 from .pixel_prompt import PixelPrompt
 from .preprocess import preprocess_image
 
-METHODS = ("art", "lora", "soft_prompt")
 # Language-model projections only: the vision tower and the linear-attention (GatedDeltaNet)
 # projections stay frozen, as vLLM's LoRA support for Qwen3.5 covers these modules.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"

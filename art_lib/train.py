@@ -19,6 +19,7 @@ import math
 import random
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,14 +28,13 @@ import torch
 
 from . import losses
 from .checkpoint import Checkpointer
+from .config import OBJECTIVES, TrainConfig, check_field_names  # noqa: F401 (OBJECTIVES: re-exported)
 from .forward import completion_logprobs
-from .methods import METHODS, make_method, trainable_parameter_count
+from .methods import make_method, trainable_parameter_count
 from .pixel_prompt import PixelPrompt
 from .prompting import encode, example_text, pad_batch
 from .rollout import Rollout, generate_rollouts
 from .style import style_active, style_loss
-
-OBJECTIVES = ("sft", "grpo", "dapo")
 
 
 @dataclass
@@ -106,21 +106,15 @@ def _default_reward(benchmark: str | None):
     return lambda completions, examples: [float(scorer(c, e)) for c, e in zip(completions, examples)]
 
 
-def train(model, processor, examples: list[dict], *, method: str = "art", objective: str = "sft",
-          artwork: PixelPrompt | None = None, image_size: int | tuple[int, int] = 256, seed_icon: str = "math",
-          steps: int = 100, batch_size: int = 8, grad_accum: int = 1, lr: float | None = None,
-          lr_schedule: str = "constant", warmup_steps: int = 0, max_grad_norm: float | None = 1.0,
-          weight_decay: float = 0.0, lora_rank: int = 8, lora_alpha: float | None = None, lora_dropout: float = 0.0,
-          num_generations: int = 8, max_completion_length: int = 256, temperature: float = 1.0,
-          top_p: float = 1.0, loss_type: str | None = None, beta: float = 0.0, epsilon_low: float = 0.2,
-          epsilon_high: float | None = None, scale_rewards: str = "group", dynamic_sampling: bool | None = None,
-          max_resample_rounds: int = 3, overlong_filter: bool | None = None, overlong_cache: int = 0,
-          reward_fn=None, benchmark: str | None = None, seed: int = 0, eval_fn=None, eval_every: int = 0,
-          checkpoint: Checkpointer | None = None, max_nonfinite: int = 3, accelerator=None,
-          style_l2: float = 0.0, style_tv: float = 0.0, style_ssim: float = 0.0,
-          style_mask: torch.Tensor | None = None, freeze_mask: torch.Tensor | None = None, eot=None,
-          init_state: dict | None = None, progress: bool = True) -> TrainResult:
+def train(model, processor, examples: list[dict], config: TrainConfig | dict | None = None, *,
+          artwork: PixelPrompt | None = None, reward_fn=None, eval_fn=None, checkpoint: Checkpointer | None = None,
+          accelerator=None, style_mask: torch.Tensor | None = None, freeze_mask: torch.Tensor | None = None,
+          eot=None, init_state: dict | None = None, progress: bool = True, **fields) -> TrainResult:
     """Train one method on `examples` with one objective; returns history and the trained method.
+
+    Settings come from `config` (a `TrainConfig`, or a dict of its fields) with any keyword `fields`
+    overriding it, so `train(model, proc, examples, steps=10, lr=0.05)` works as well; an unknown
+    name is a TypeError naming the nearest field.
 
     Style terms (ART only; `style.py`) pull the artwork toward its seed icon: `style_l2` (pixel L2),
     `style_tv` (total variation), `style_ssim` (1 - SSIM), optionally within `style_mask`;
@@ -136,47 +130,40 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
     parameters before the first step; the optimiser starts fresh, and the KL reference stays the
     method's untrained start (seed image, LoRA off, seed embeddings).
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if isinstance(config, dict):
+        check_field_names(config)
+        config = TrainConfig(**config)
+    c = (config or TrainConfig()).replace(**fields).resolved()
     if not examples:
         raise ValueError("no training examples")
-    rl = objective != "sft"
-    loss_type = loss_type or ("dapo" if objective == "dapo" else "grpo")
-    if loss_type not in losses.LOSS_TYPES:
-        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {losses.LOSS_TYPES}")
-    epsilon_high = epsilon_high if epsilon_high is not None else (0.28 if objective == "dapo" else epsilon_low)
-    dynamic_sampling = (objective == "dapo") if dynamic_sampling is None else dynamic_sampling
-    overlong_filter = (objective == "dapo") if overlong_filter is None else overlong_filter
-    lr = lr if lr is not None else {"art": 1e-2, "soft_prompt": 1e-2, "lora": 1e-3}[method]
-    reward_fn = reward_fn or (_default_reward(benchmark) if rl else None)
-    config = {k: v for k, v in locals().items() if isinstance(v, (int, float, str, bool, type(None)))}
+    rl = c.rl
+    reward_fn = reward_fn or (_default_reward(c.benchmark) if rl else None)
+    config = _plain(dataclasses.asdict(c))
     if checkpoint is not None:  # what a resume must match; computed before any adapter is attached
         config["model_fingerprint"] = model_fingerprint(model)
         config["examples_fingerprint"] = _examples_fingerprint(examples)
+    method, objective, seed, steps, grad_accum = c.method, c.objective, c.seed, c.steps, c.grad_accum
 
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     if artwork is None and method != "lora":
-        artwork = PixelPrompt.from_icon(seed_icon, image_size)
-    m = make_method(method, model, processor, artwork=artwork, lora_rank=lora_rank, lora_alpha=lora_alpha,
-                    lora_dropout=lora_dropout, seed=seed,
-                    eot=eot, freeze_mask=freeze_mask)
+        artwork = PixelPrompt.from_icon(c.seed_icon, c.image_size)
+    m = make_method(method, model, processor, artwork=artwork, lora_rank=c.lora_rank, lora_alpha=c.lora_alpha,
+                    lora_dropout=c.lora_dropout, seed=seed, eot=eot, freeze_mask=freeze_mask)
     if init_state is not None:
         m.load_state_dict(init_state)
-    styled = style_active(style_l2, style_tv, style_ssim)
+    styled = style_active(c.style_l2, c.style_tv, c.style_ssim)
     if styled and method != "art":
         raise ValueError("style terms act on pixels: they apply to method 'art' only")
     params = m.parameters()
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lr_schedule, steps, warmup_steps))
+    opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c.lr_schedule, steps, c.warmup_steps))
     with_image = method != "lora"
     texts = [example_text(processor, ex, image=with_image) for ex in examples]
     world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
-    if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} must be divisible by the {world} processes")
+    if c.batch_size % world:
+        raise ValueError(f"batch_size {c.batch_size} must be divisible by the {world} processes")
 
     history: list[dict] = []
     start, nonfinite = 0, 0
@@ -198,11 +185,7 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
                 tokens = accelerator.reduce(tokens.to(accelerator.device), reduction="sum").cpu()
             out["loss"] = out.pop("nll_sum") / tokens.clamp(min=1) * world
             return out
-        return _rl_step(m, processor, examples, texts, idx, reward_fn=reward_fn, G=num_generations,
-                        max_new=max_completion_length, temperature=temperature, top_p=top_p, loss_type=loss_type,
-                        beta=beta, eps_low=epsilon_low, eps_high=epsilon_high, scale=scale_rewards,
-                        dynamic=dynamic_sampling, rounds=max_resample_rounds, overlong=overlong_filter,
-                        cache=overlong_cache, accelerator=accelerator)
+        return _rl_step(m, processor, examples, texts, idx, c, reward_fn=reward_fn, accelerator=accelerator)
 
     bar = _progress(range(start, steps), progress and rank == 0, initial=start, total=steps, desc=f"{method}/{objective}")
     for step in bar:
@@ -210,11 +193,12 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
         opt.zero_grad(set_to_none=True)
         logs: list[dict] = []
         for micro in range(grad_accum):
-            idx = batch_indices(step, micro, n=len(examples), batch_size=batch_size, grad_accum=grad_accum, seed=seed)
+            idx = batch_indices(step, micro, n=len(examples), batch_size=c.batch_size, grad_accum=grad_accum,
+                                seed=seed)
             out = micro_step(idx)
             if styled and out["loss"] is not None:
-                extra, terms = style_loss(m.artwork.pixels(), m.initial, l2=style_l2, tv=style_tv, ssim=style_ssim,
-                                          mask=style_mask)
+                extra, terms = style_loss(m.artwork.pixels(), m.initial, l2=c.style_l2, tv=c.style_tv,
+                                          ssim=c.style_ssim, mask=style_mask)
                 out = out | terms | {"loss": out["loss"] + extra}
             if out["loss"] is not None:
                 (out["loss"] / grad_accum).backward()
@@ -232,7 +216,7 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
             # Nothing to learn from (e.g. every DAPO group had equal rewards): not an error.
             row["grad_norm"], row["skipped"] = float("nan"), True
         elif finite:
-            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm else float("inf"))
+            norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm if c.max_grad_norm else float("inf"))
             opt.step()
             m.after_step()
             row["grad_norm"], nonfinite, row["skipped"] = float(norm), 0, False
@@ -240,7 +224,7 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
             # Keep the last good parameters; a run of bad steps means the setup is broken.
             nonfinite += 1
             row["grad_norm"], row["skipped"] = float("nan"), True
-            if nonfinite >= max_nonfinite:
+            if nonfinite >= c.max_nonfinite:
                 raise NonFiniteLossError(
                     f"{nonfinite} consecutive steps with a non-finite loss or gradient (last at step {step + 1}); "
                     "lower the learning rate or check the data")
@@ -248,7 +232,7 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
             warnings.simplefilter("ignore", UserWarning)
             sched.step()
         row["seconds"] = time.perf_counter() - t0
-        if eval_fn is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        if eval_fn is not None and c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == steps):
             row |= dict(eval_fn(m, step + 1) or {})
         history.append(row)
         if progress and rank == 0 and hasattr(bar, "set_postfix"):
@@ -262,8 +246,10 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
                        config=config)
 
 
-# Settings a run may change when it resumes: how long it runs and what it shows.
-_RESUME_MAY_CHANGE = {"steps", "progress", "eval_every", "max_nonfinite"}
+# Settings a run may change when it resumes: how long it runs, what it shows, and how it fits in memory
+# (micro-batching and checkpointing give the same gradients; a new generation_batch_size only reorders sampling).
+_RESUME_MAY_CHANGE = {"steps", "eval_every", "max_nonfinite", "micro_batch_size", "generation_batch_size",
+                      "gradient_checkpointing"}
 
 
 def model_fingerprint(model) -> str:
@@ -298,6 +284,11 @@ def _check_resumable(saved: dict, current: dict, folder) -> None:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
         raise ValueError(f"the checkpoint in {folder} was written by a run with other settings ({detail}); "
                          "resume with the same model, data and settings, or use a new or empty folder")
+
+
+def _plain(d: dict) -> dict:
+    """Tuples as lists, so a config compares equal after a round trip through JSON or YAML."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def _item(x) -> float:
@@ -338,28 +329,28 @@ def _sft_step(m, processor, texts: list[str], exs: list[dict]) -> dict:
     return {"nll_sum": -(logps * mask).sum(), "tokens": float(mask.sum())}
 
 
-def _rl_step(m, processor, examples, texts, idx, *, reward_fn, G, max_new, temperature, top_p, loss_type, beta,
-             eps_low, eps_high, scale, dynamic, rounds, overlong, cache, accelerator=None) -> dict:
+def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, accelerator=None) -> dict:
+    G, max_new, temperature, beta, loss_type = c.num_generations, c.max_completion_length, c.temperature, c.beta, c.loss_type
     model, image, embeds = m.policy()  # the vision tower runs here, once for the whole step
     sample_model, sample_image, sample_embeds = model, image, (None if embeds is None else embeds.detach())
 
     def rollout(ids: list[int]) -> tuple[Rollout, torch.Tensor]:
         r = generate_rollouts(sample_model, processor, [texts[i] for i in ids], [examples[i] for i in ids],
                               num_generations=G, image=_detached(sample_image), image_embeds=sample_embeds, max_new_tokens=max_new, temperature=temperature,
-                              top_p=top_p)
+                              top_p=c.top_p)
         rew = torch.tensor(reward_fn(r.completions, r.examples), dtype=torch.float32)
-        if cache:
+        if c.overlong_cache:
             lengths = r.batch.completion_mask.sum(1)
-            rew = rew + losses.soft_overlong_penalty(lengths, max_new, cache)
+            rew = rew + losses.soft_overlong_penalty(lengths, max_new, c.overlong_cache)
         return r, rew
 
     r, rewards = rollout(idx)
     raw_reward = float(rewards.mean())
-    if dynamic:
+    if c.dynamic_sampling:
         keep = losses.dynamic_sampling_mask(rewards, G)
         ids, rolls, rews = [i for i, k in zip(idx, keep) if k], [r], [rewards]
         kept = [keep]
-        for _ in range(rounds):
+        for _ in range(c.max_resample_rounds):
             if len(ids) >= len(idx):
                 break
             extra = [random.randrange(len(examples)) for _ in range(len(idx) - len(ids))]
@@ -370,10 +361,10 @@ def _rl_step(m, processor, examples, texts, idx, *, reward_fn, G, max_new, tempe
         r, rewards = _select_groups(processor, rolls, rews, kept, G, limit=len(idx))
         if r is None:  # every group had equal rewards: nothing to learn from at this step
             return {"loss": None, "reward": raw_reward, "groups_kept": 0.0}
-    adv = losses.group_advantages(rewards, G, scale=scale)
+    adv = losses.group_advantages(rewards, G, scale=c.scale_rewards)
     batch = r.batch.to(next(model.parameters()).device)
     cmask = batch.completion_mask
-    if overlong:
+    if c.overlong_filter:
         cmask = losses.overlong_mask(cmask, batch.truncated)
     logps = completion_logprobs(model, batch, image, image_embeds=embeds, temperature=temperature)
     ref = None
@@ -387,14 +378,14 @@ def _rl_step(m, processor, examples, texts, idx, *, reward_fn, G, max_new, tempe
         total = accelerator.reduce(cmask.sum().float().to(accelerator.device), reduction="sum").cpu()
         num_items = float(total) / accelerator.num_processes
     loss, metrics = losses.policy_loss(
-        logps, r.old_logps, adv.to(logps.device), cmask, loss_type=loss_type, epsilon_low=eps_low,
-        epsilon_high=eps_high, beta=beta, ref_per_token_logps=ref, max_completion_length=max_new,
+        logps, r.old_logps, adv.to(logps.device), cmask, loss_type=loss_type, epsilon_low=c.epsilon_low,
+        epsilon_high=c.epsilon_high, beta=beta, ref_per_token_logps=ref, max_completion_length=max_new,
         num_items_in_batch=num_items)
     out = {"loss": loss, "reward": raw_reward, "reward_kept": float(rewards.mean()),
            "completion_length": float(batch.completion_mask.sum(1).float().mean()),
            "truncated": float(batch.truncated.float().mean())}
     out |= {k: float(v) for k, v in metrics.items()}
-    if dynamic:
+    if c.dynamic_sampling:
         out["groups_kept"] = float(len(rewards) // G)
     return out
 

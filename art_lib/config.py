@@ -1,0 +1,182 @@
+"""Every scalar setting of one training run, as one dataclass (the shape of TRL's `GRPOConfig`).
+
+Field names are the notebook parameter names, so a notebook reads `train(..., lr=lr, steps=steps)` or builds a
+`TrainConfig` from its parameters cell. `None` means "the default for this method / objective", filled in by
+`TrainConfig.resolved()`; the stored config of a run (`TrainResult.config`, checkpoints) is the resolved one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+from .losses import LOSS_TYPES, SCALE_REWARDS
+
+OBJECTIVES = ("sft", "grpo", "dapo")
+METHODS = ("art", "lora", "soft_prompt")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+DEFAULT_LR = {"art": 1e-2, "soft_prompt": 1e-2, "lora": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `train.train`: method, optimisation, RL, generation, memory, style and run."""
+
+    # --- method ---
+    method: str = "art"
+    """What is trained: "art" (pixels of one image), "lora" (adapters, no image) or "soft_prompt"."""
+    objective: str = "sft"
+    """Objective: "sft", "grpo" or "dapo"."""
+    image_size: int | tuple[int, int] = 256
+    """Side (or (height, width)) of the artwork built from `seed_icon` when no artwork is given."""
+    seed_icon: str = "math"
+    """Icon the artwork starts from when no artwork is given (see `icons.py`)."""
+    lora_rank: int = 8
+    """LoRA rank (method "lora")."""
+    lora_alpha: float | None = None
+    """LoRA scaling numerator; None = 2 * lora_rank."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input (method "lora")."""
+
+    # --- optimisation ---
+    steps: int = 100
+    """Optimiser steps."""
+    batch_size: int = 8
+    """Prompts per micro-step (RL: each sampled `num_generations` times)."""
+    grad_accum: int = 1
+    """Micro-steps of `batch_size` prompts per optimiser step."""
+    lr: float | None = None
+    """Adam learning rate; None = 1e-2 for art / soft_prompt, 1e-3 for lora."""
+    lr_schedule: str = "constant"
+    """"constant", "cosine" or "linear" decay after the warm-up."""
+    warmup_steps: int = 0
+    """Linear warm-up steps."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping norm; None or 0 = no clipping."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    max_nonfinite: int = 3
+    """Consecutive steps with a non-finite loss or gradient before the run stops with an error."""
+
+    # --- RL ---
+    num_generations: int = 8
+    """Completions sampled per prompt (the group size G)."""
+    loss_type: str | None = None
+    """Aggregation of the per-token policy loss (`losses.LOSS_TYPES`); None = the objective's own."""
+    beta: float = 0.0
+    """Weight of the KL penalty to the method's starting point; 0 = no reference forward at all."""
+    epsilon_low: float = 0.2
+    """Lower clip of the importance ratio: 1 - epsilon_low."""
+    epsilon_high: float | None = None
+    """Upper clip: 1 + epsilon_high; None = 0.28 for DAPO (clip-higher), epsilon_low otherwise."""
+    scale_rewards: str = "group"
+    """Advantage divisor: "group" std, "batch" std or "none" (Dr. GRPO)."""
+    dynamic_sampling: bool | None = None
+    """Drop groups whose rewards are all equal and sample more prompts (DAPO); None = on for DAPO."""
+    max_resample_rounds: int = 3
+    """Cap on dynamic sampling's extra rollout rounds per micro-step."""
+    overlong_filter: bool | None = None
+    """Mask the loss of truncated completions (DAPO); None = on for DAPO."""
+    overlong_cache: int = 0
+    """DAPO's soft overlong punishment buffer in tokens; 0 = off."""
+    benchmark: str | None = None
+    """Benchmark whose scorer is the reward when `train` gets no `reward_fn`."""
+
+    # --- generation (RL rollouts) ---
+    max_completion_length: int = 256
+    """Most new tokens per sampled completion."""
+    temperature: float = 1.0
+    """Sampling temperature (also divides the logits of the policy loss, as TRL does)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+
+    # --- memory (none of these changes the result) ---
+    micro_batch_size: int | None = None
+    """Rows (completions) per forward/backward pass; gradients are accumulated. None = all rows of a micro-step."""
+    generation_batch_size: int | None = None
+    """Prompts per `generate` call in rollouts (each with num_generations rows). None = all prompts at once."""
+    gradient_checkpointing: bool = False
+    """Recompute the language model's layers in the backward pass instead of storing their activations."""
+
+    # --- style (method "art" only; `style.py`) ---
+    style_l2: float = 0.0
+    """Weight of the pixel L2 distance to the seed icon."""
+    style_tv: float = 0.0
+    """Weight of total variation."""
+    style_ssim: float = 0.0
+    """Weight of 1 - SSIM to the seed icon."""
+
+    # --- run ---
+    seed: int = 0
+    """Seed of data order, artwork/LoRA init and sampling."""
+    eval_every: int = 0
+    """Call `eval_fn` every this many steps (and at the end); 0 = never."""
+
+    def __post_init__(self):
+        _choice("method", self.method, METHODS)
+        _choice("objective", self.objective, OBJECTIVES)
+        if self.loss_type is not None:
+            _choice("loss_type", self.loss_type, LOSS_TYPES)
+        _choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for name in ("steps", "batch_size", "grad_accum", "num_generations", "max_completion_length", "lora_rank",
+                     "max_nonfinite"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("micro_batch_size", "generation_batch_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be None (everything at once) or an integer >= 1, got {v!r}")
+        for name in ("warmup_steps", "max_resample_rounds", "overlong_cache", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("beta", "epsilon_low", "weight_decay", "lora_dropout", "style_l2", "style_tv", "style_ssim"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.lr is not None and self.lr < 0:
+            raise ValueError(f"lr must be >= 0, got {self.lr!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.overlong_cache >= self.max_completion_length:
+            raise ValueError(f"overlong_cache ({self.overlong_cache}) must be below max_completion_length "
+                             f"({self.max_completion_length})")
+
+    @property
+    def rl(self) -> bool:
+        return self.objective != "sft"
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every `None` default filled in for this method and objective."""
+        dapo = self.objective == "dapo"
+        return dataclasses.replace(
+            self, lr=DEFAULT_LR[self.method] if self.lr is None else self.lr,
+            loss_type=self.loss_type or ("dapo" if dapo else "grpo"),
+            epsilon_high=(0.28 if dapo else self.epsilon_low) if self.epsilon_high is None else self.epsilon_high,
+            dynamic_sampling=dapo if self.dynamic_sampling is None else self.dynamic_sampling,
+            overlong_filter=dapo if self.overlong_filter is None else self.overlong_filter,
+            lora_alpha=2 * self.lora_rank if self.lora_alpha is None else self.lora_alpha)
+
+    def replace(self, **fields) -> "TrainConfig":
+        """A copy with `fields` changed; an unknown name is a TypeError naming the nearest field."""
+        check_field_names(fields)
+        return dataclasses.replace(self, **fields)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def check_field_names(fields) -> None:
+    """TypeError for a name that is not a `TrainConfig` field (papermill-style typos must not pass silently)."""
+    for name in fields:
+        if name not in FIELDS:
+            near = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.5)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise TypeError(f"{name!r} is not a TrainConfig field{hint}")
+
+
+def _choice(name: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
