@@ -24,7 +24,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
-from .prompting import example_messages, example_text
+from .prompting import example_messages, example_text, vision_token_ids
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     import pandas as pd
@@ -170,6 +170,7 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
     device = next(model.parameters()).device
     inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
     gen_kw = _generation_kwargs(model, processor, max_new_tokens, greedy, temperature, top_p)
+    gen_kw["suppress_tokens"] = vision_token_ids(model, processor)  # a sampled image pad breaks the next forward
     with torch.inference_mode():
         out = model.generate(**inputs, **gen_kw)
     new = out[:, inputs["input_ids"].shape[1]:].tolist()

@@ -71,6 +71,23 @@ class Batch:
         return self.input_ids.shape[0]
 
 
+def vision_token_ids(model, processor) -> list[int]:
+    """Ids of the vision special tokens (image/video pads, vision start/end) that generation must never emit.
+
+    A sampled `<|image_pad|>` makes the next forward fail ("Image features and image tokens do not match"),
+    and none of them is text. The ids come from the model's config and the processor's token names.
+    """
+    config = getattr(model, "config", None)
+    ids = {getattr(config, k, None) for k in ("image_token_id", "video_token_id", "vision_start_token_id",
+                                                "vision_end_token_id")}
+    tok = processor.tokenizer
+    for name in ("image_token", "video_token", "vision_start_token", "vision_end_token"):
+        token = getattr(processor, name, None)
+        if token is not None and token in tok.get_vocab():
+            ids.add(tok.convert_tokens_to_ids(token))
+    return sorted(i for i in ids if isinstance(i, int))
+
+
 def expand_image_tokens(text: str, num_image_tokens: int) -> str:
     """Replace the single <|image_pad|> with one per visual token, as the official processor does."""
     found = text.count(IMAGE_PAD)

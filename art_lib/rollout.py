@@ -12,7 +12,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .forward import completion_logprobs
-from .prompting import Batch, encode
+from .prompting import Batch, encode, vision_token_ids
 
 
 @dataclass
@@ -66,7 +66,8 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
     out = model.generate(
         input_ids=ids, attention_mask=attn, mm_token_type_ids=mm, max_new_tokens=max_new_tokens,
         do_sample=do_sample, temperature=temperature if do_sample else None, top_p=top_p if do_sample else None,
-        top_k=None, eos_token_id=eos, pad_token_id=processor.tokenizer.pad_token_id, **kwargs,
+        top_k=None, eos_token_id=eos, pad_token_id=processor.tokenizer.pad_token_id,
+        suppress_tokens=vision_token_ids(model, processor), **kwargs,
     )
     P = ids.shape[1]
     comp = out[:, P:]
