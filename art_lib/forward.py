@@ -19,6 +19,8 @@ def vision_embeds(model, pixel_values: torch.Tensor, image_grid_thw: torch.Tenso
     """Visual tokens of one image after the patch merger: (N, D) in the language model's space."""
     if image_grid_thw.shape[0] != 1:
         raise ValueError(f"expected the grid of one image, got {tuple(image_grid_thw.shape)}")
+    # The artwork stays float32; it meets the model's dtype only here, at the vision tower's input.
+    pixel_values = pixel_values.to(model.model.visual.dtype)
     out = model.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
     return out.pooler_output[0]
 

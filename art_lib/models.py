@@ -165,10 +165,12 @@ def _split_mrope(total: int, real: list[int]) -> list[int]:
 
 
 def tiny_model(family: str = "qwen3_5", seed: int = 0, size: str = "0.8B", text: dict | None = None,
-               vision: dict | None = None, dtype: torch.dtype = torch.float32, device: str = "cpu"):
+               vision: dict | None = None, dtype: torch.dtype | str = torch.float32, device: str = "cpu"):
     """A random-initialised, frozen Qwen3.5-architecture model and its processor, fully offline."""
     from transformers import AutoModelForImageTextToText
 
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     _check_family(family)
     processor = tiny_processor(family, size)
     config = tiny_config(family, size, text=text, vision=vision, tokenizer=processor.tokenizer)
@@ -179,7 +181,7 @@ def tiny_model(family: str = "qwen3_5", seed: int = 0, size: str = "0.8B", text:
 
 
 def random_full_model(family: str = "qwen3_5", size: str = "0.8B", seed: int = 0,
-                      dtype: torch.dtype = torch.float32, device: str = "cpu"):
+                      dtype: torch.dtype | str = torch.float32, device: str = "cpu"):
     """A checkpoint's full architecture with random weights (for timing and memory, no download).
 
     The vocabulary keeps the real size; the special ids the model reads are remapped to the tiny
@@ -187,6 +189,8 @@ def random_full_model(family: str = "qwen3_5", size: str = "0.8B", seed: int = 0
     """
     from transformers import AutoModelForImageTextToText
 
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     processor = tiny_processor(family, size)
     cfg = real_config(family, size)
     tok = processor.tokenizer
@@ -229,17 +233,39 @@ def freeze(model):
     return model.eval()
 
 
-def load_frozen(model_id_or_path: str | Path, dtype: torch.dtype | str = torch.float32,
-                device: str | torch.device = "cpu", attn_implementation: str | None = "sdpa",
-                **kwargs: Any):
-    """Load a checkpoint (hub id or local folder) through the Auto classes, frozen, with its processor."""
-    from transformers import AutoModelForImageTextToText
-
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" = the first CUDA device when there is one, else CPU; asking for CUDA without one is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for but CUDA is not available")
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+        raise RuntimeError(f"device {device} was asked for but CUDA is not available on this machine "
+                           "(install a CUDA build of torch, or pass device='cpu' to run on CPU on purpose)")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
+    """"auto" = bfloat16 on CUDA, float32 elsewhere; names like "bfloat16" become torch dtypes."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto', 'bfloat16', 'float16' or 'float32'")
+    return value
+
+
+def load_frozen(model_id_or_path: str | Path, dtype: torch.dtype | str = "auto", device: str | torch.device = "auto",
+                attn_implementation: str | None = "sdpa", **kwargs: Any):
+    """Load a checkpoint (hub id or local folder), frozen, with its processor, on `device` in `dtype`.
+
+    "auto": CUDA in bfloat16 when a GPU is present, else CPU in float32 (see `runtime_info` for what ran).
+    """
+    from transformers import AutoModelForImageTextToText
+
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     path = Path(model_id_or_path)
     if path.exists() and not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} exists but holds no config.json: not a checkpoint folder")
@@ -248,6 +274,41 @@ def load_frozen(model_id_or_path: str | Path, dtype: torch.dtype | str = torch.f
     )
     processor = load_processor(model_id_or_path)
     return freeze(model.to(device)), processor
+
+
+def linear_attention_kernels() -> dict[str, str]:
+    """Which implementation transformers bound to each Qwen3.5 linear-attention kernel: "fla",
+    "causal_conv1d" (the fast packages, found by import when transformers loaded) or "torch" (the slow fallback)."""
+    import inspect
+
+    from transformers.models.qwen3_5 import modeling_qwen3_5 as mq
+
+    out = {}
+    for name in ("causal_conv1d_fn", "causal_conv1d_update", "torch_chunk_gated_delta_rule",
+                 "torch_recurrent_gated_delta_rule"):
+        fn = getattr(mq, name, None)
+        impl = inspect.getclosurevars(fn).nonlocals.get("implementation") if fn is not None else None
+        module = getattr(impl, "__module__", "") or ""
+        out[name] = "torch" if impl is None or module.startswith("transformers") else module.split(".")[0]
+    return out
+
+
+def runtime_info(model) -> dict:
+    """What a run actually used, for run_info.json: device, dtype, attention and linear-attention kernels."""
+    import transformers
+
+    p = next(model.parameters())
+    config = getattr(model, "config", None)
+    kernels = linear_attention_kernels()
+    info = {"device": str(p.device), "dtype": str(p.dtype).removeprefix("torch."),
+            "attn_implementation": getattr(config, "_attn_implementation", None),
+            "linear_attention": "fast" if all(v != "torch" for v in kernels.values())
+            else "torch" if all(v == "torch" for v in kernels.values()) else "mixed",
+            "linear_attention_kernels": kernels, "torch": torch.__version__, "transformers": transformers.__version__,
+            "cuda_available": torch.cuda.is_available()}
+    if p.device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(p.device)
+    return info
 
 
 def load_processor(model_id_or_path: str | Path):

@@ -75,3 +75,38 @@ def test_unknown_family_and_bad_paths_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_frozen(tmp_path / "empty")
     assert "qwen3_5" in FAMILIES
+
+
+def test_device_and_dtype_reach_the_model_and_runtime_info_reports_them(tiny, tmp_path):
+    from art_lib.models import resolve_device, resolve_dtype, runtime_info
+
+    model, proc = tiny
+    save_checkpoint(model, proc, tmp_path / "ck")
+    auto, _ = load_frozen(tmp_path / "ck")  # "auto" on a machine without CUDA: CPU, float32
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert next(auto.parameters()).device.type == expected
+    assert next(auto.parameters()).dtype == (torch.bfloat16 if expected == "cuda" else torch.float32)
+    half, _ = load_frozen(tmp_path / "ck", device="cpu", dtype="bfloat16")
+    info = runtime_info(half)
+    assert (info["device"], info["dtype"]) == ("cpu", "bfloat16")
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in half.parameters())
+    assert info["linear_attention"] in ("fast", "torch", "mixed") and len(info["linear_attention_kernels"]) == 4
+    assert resolve_dtype("auto", "cuda") == torch.bfloat16 and resolve_dtype("auto", "cpu") == torch.float32
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("bf16")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            load_frozen(tmp_path / "ck", device="cuda")
+
+
+def test_linear_attention_kernel_report_matches_what_is_importable():
+    import importlib.util
+
+    from art_lib.models import linear_attention_kernels
+
+    kernels = linear_attention_kernels()
+    fla = importlib.util.find_spec("fla") is not None
+    conv = importlib.util.find_spec("causal_conv1d") is not None
+    assert (kernels["torch_chunk_gated_delta_rule"] == "fla") == fla
+    assert (kernels["causal_conv1d_fn"] == "causal_conv1d") == conv
