@@ -10,6 +10,7 @@ B copies through the vision tower instead, the path the official processor produ
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .prompting import Batch
@@ -25,30 +26,48 @@ def vision_embeds(model, pixel_values: torch.Tensor, image_grid_thw: torch.Tenso
     return out.pooler_output[0]
 
 
-def forward_logits(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
-                   image_embeds: torch.Tensor | None = None, logits_to_keep: int = 0) -> torch.Tensor:
-    """Logits (B, T or logits_to_keep, V) of a batch whose rows all show `image` (or no image).
+# Completion tokens per vocabulary projection: (1024, V) float32 logits are ~1 GB at Qwen3.5's V = 248,320.
+LOGIT_CHUNK_TOKENS = 1024
+
+
+def _lm_parts(model):
+    """(decoder returning hidden states, lm_head) of a model, a peft model, or a view with adapters off."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.model, base.lm_head
+
+
+def forward_hidden(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
+                   image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Last hidden states (B, T, D) of a batch whose rows all show `image` (or no image): no vocabulary projection.
 
     `image` is `{"pixel_values", "image_grid_thw"}` for ONE image (see `preprocess_image`);
     `image_embeds` may carry its precomputed `vision_embeds` (e.g. reused across micro-batches).
     """
+    decoder, _ = _lm_parts(model)
     B = len(batch)
     kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                  mm_token_type_ids=batch.mm_token_type_ids, logits_to_keep=logits_to_keep)
+                  mm_token_type_ids=batch.mm_token_type_ids, use_cache=False)
     if image is None and image_embeds is None:
         if (batch.mm_token_type_ids == 1).any():
             raise ValueError("the batch holds image tokens but no image was given")
-        return model(**kwargs).logits
+        return decoder(**kwargs).last_hidden_state
     grid = image["image_grid_thw"]
     grids = grid.expand(B, 3)
     if naive:
         # What the official processor builds for B prompts with the same image: B copies.
         pixels = image["pixel_values"].repeat(B, 1)
-        return model(**kwargs, pixel_values=pixels, image_grid_thw=grids).logits
+        return decoder(**kwargs, pixel_values=pixels, image_grid_thw=grids).last_hidden_state
     if image_embeds is None:
         image_embeds = vision_embeds(model, image["pixel_values"], grid)
     encoded = BaseModelOutputWithPooling(pooler_output=(image_embeds,) * B)
-    return model(**kwargs, image_grid_thw=grids, mm_encoder_outputs={"image": encoded}).logits
+    return decoder(**kwargs, image_grid_thw=grids, mm_encoder_outputs={"image": encoded}).last_hidden_state
+
+
+def forward_logits(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
+                   image_embeds: torch.Tensor | None = None, logits_to_keep: int = 0) -> torch.Tensor:
+    """Logits (B, T or logits_to_keep, V) of a batch whose rows all show `image` (or no image)."""
+    hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
+    return _lm_parts(model)[1](hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
 
 
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -58,13 +77,48 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Te
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+def _projected_logprobs(lm_head, hidden: torch.Tensor, ids: torch.Tensor, temperature: float) -> torch.Tensor:
+    return selective_log_softmax(lm_head(hidden).float() / temperature, ids)
+
+
+def token_logprobs_chunked(lm_head, hidden: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0,
+                           chunk: int = LOGIT_CHUNK_TOKENS) -> torch.Tensor:
+    """log p(ids) (N,) from hidden states (N, D), projecting `chunk` tokens onto the vocabulary at a time.
+
+    With gradients, each chunk is checkpointed: its (chunk, V) logits are recomputed in the backward
+    pass instead of being kept, so at most one chunk's logits exist at any time.
+    """
+    grad = torch.is_grad_enabled() and hidden.requires_grad
+    parts = []
+    for i in range(0, hidden.shape[0], chunk):
+        h, t = hidden[i:i + chunk], ids[i:i + chunk]
+        if grad:
+            parts.append(torch.utils.checkpoint.checkpoint(_projected_logprobs, lm_head, h, t, temperature,
+                                                           use_reentrant=False))
+        else:
+            parts.append(_projected_logprobs(lm_head, h, t, temperature))
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+
+
 def completion_logprobs(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
-                        image_embeds: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
-    """Per-token log-probabilities (B, C) of the completion tokens under the frozen model + artwork."""
+                        image_embeds: torch.Tensor | None = None, temperature: float = 1.0,
+                        micro_batch_size: int | None = None) -> torch.Tensor:
+    """Per-token log-probabilities (B, C) of the completion tokens under the frozen model + artwork; 0 on padding.
+
+    Only completion positions are projected onto the vocabulary, in chunks of `LOGIT_CHUNK_TOKENS`, so
+    the (B, T, V) logits never exist. `micro_batch_size` runs the rows in groups of that many (for
+    no-grad passes; with gradients, call per micro-batch and backpropagate each to bound memory).
+    """
     C = batch.completion_ids.shape[1]
     if C == 0:
         raise ValueError("the batch has no completion tokens")
-    # Only the last C + 1 positions predict completion tokens: skip the vocabulary projection elsewhere.
-    logits = forward_logits(model, batch, image, naive=naive, image_embeds=image_embeds, logits_to_keep=C + 1)
-    logits = logits[:, :-1] / temperature
-    return selective_log_softmax(logits, batch.completion_ids)
+    if micro_batch_size and micro_batch_size < len(batch):
+        return torch.cat([completion_logprobs(model, batch.rows(i, i + micro_batch_size), image, naive=naive,
+                                              image_embeds=image_embeds, temperature=temperature)
+                          for i in range(0, len(batch), micro_batch_size)])
+    hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
+    P = batch.prompt_length
+    hidden = hidden[:, P - 1:P + C - 1]  # (B, C, D): position t predicts token t + 1
+    mask = batch.completion_mask.bool()
+    logps = token_logprobs_chunked(_lm_parts(model)[1], hidden[mask], batch.completion_ids[mask], temperature)
+    return torch.zeros(mask.shape, dtype=logps.dtype, device=logps.device).masked_scatter(mask, logps)

@@ -214,6 +214,23 @@ def policy_loss(
     return loss, metrics
 
 
+def micro_batch_weight(loss_type: str, rows: int, total_rows: int, tokens: float, total_tokens: float) -> float:
+    """Factor turning ``policy_loss`` of a micro-batch of rows into its share of the whole batch's loss.
+
+    The weighted micro-batch losses sum to the loss of all rows at once (so do their gradients):
+    ``"grpo"`` and ``"dr_grpo"`` average over sequences (weight ``rows / total_rows``); ``"bnpo"`` divides by
+    the micro-batch's own tokens (weight ``tokens / total_tokens``); ``"dapo"`` is already normalised by the
+    whole batch when ``num_items_in_batch`` is its active-token count (weight 1).
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}: expected one of {LOSS_TYPES}")
+    if loss_type in ("grpo", "dr_grpo"):
+        return rows / total_rows
+    if loss_type == "bnpo":
+        return tokens / total_tokens if total_tokens else 0.0
+    return 1.0
+
+
 # --------------------------------------------------------------------------------------------------------------
 # DAPO's other parts: dynamic sampling, overlong filtering, soft overlong punishment
 # --------------------------------------------------------------------------------------------------------------

@@ -138,6 +138,20 @@ class _Disabled:
     def parameters(self):
         return self.peft_model.parameters()
 
+    @property
+    def model(self):
+        """The decoder (hidden states), called with the adapters off, as `forward.forward_hidden` uses it."""
+        decoder = self.peft_model.get_base_model().model
+
+        def run(*args, **kwargs):
+            with self.peft_model.disable_adapter():
+                return decoder(*args, **kwargs)
+        return run
+
+    @property
+    def lm_head(self):
+        return self.peft_model.get_base_model().lm_head  # not a LoRA target: the same with adapters off
+
 
 class SoftPromptMethod:
     """Free embeddings in place of the visual tokens of the seed image."""

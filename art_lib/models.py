@@ -15,6 +15,7 @@ Hugging Face files (see `assets/qwen3_5/SOURCE.txt`).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,41 @@ def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device 
     if not isinstance(value, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use 'auto', 'bfloat16', 'float16' or 'float32'")
     return value
+
+
+@contextmanager
+def gradient_checkpointing(model, enabled: bool = True):
+    """Within the block, the language model's decoder layers recompute their activations in the backward pass.
+
+    transformers checkpoints a layer only when `layer.gradient_checkpointing and layer.training`; the
+    frozen model stays in eval mode (no dropout anywhere), so only the layers' own `training` flags are
+    set, not their children's. Non-reentrant checkpointing: gradients reach the pixels (or LoRA
+    weights) through inputs and frozen weights alike. The vision tower runs once per step: not checkpointed.
+    """
+    if not enabled:
+        yield model
+        return
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [mod for name, mod in model.named_modules()
+              if isinstance(mod, GradientCheckpointingLayer) and "visual" not in name]
+    saved = [(mod.training, dict(mod.__dict__)) for mod in layers]
+    for mod in layers:
+        mod.gradient_checkpointing, mod.training = True, True
+        mod._gradient_checkpointing_func = partial(checkpoint, use_reentrant=False)
+    try:
+        yield model
+    finally:
+        for mod, (training, attrs) in zip(layers, saved):
+            mod.training = training
+            for key in ("gradient_checkpointing", "_gradient_checkpointing_func"):
+                if key in attrs:
+                    setattr(mod, key, attrs[key])
+                else:
+                    mod.__dict__.pop(key, None)
 
 
 def load_frozen(model_id_or_path: str | Path, dtype: torch.dtype | str = "auto", device: str | torch.device = "auto",

@@ -67,6 +67,10 @@ class Batch:
     def to(self, device) -> "Batch":
         return replace(self, **{k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)})
 
+    def rows(self, start: int, stop: int) -> "Batch":
+        """Rows [start, stop) with the same layout (P and C unchanged)."""
+        return replace(self, **{k: v[start:stop] for k, v in vars(self).items() if isinstance(v, torch.Tensor)})
+
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 

@@ -12,7 +12,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .forward import completion_logprobs
-from .prompting import Batch, encode, vision_token_ids
+from .prompting import Batch, encode, pad_batch, vision_token_ids
 
 
 @dataclass
@@ -44,9 +44,33 @@ def completion_mask_from_ids(completion_ids: torch.Tensor, eos_ids: list[int]) -
 def generate_rollouts(model, processor, prompts: list[str], examples: list[dict], *, num_generations: int = 8,
                       image: dict | None = None, image_embeds: torch.Tensor | None = None,
                       max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
-                      do_sample: bool = True, compute_logprobs: bool = True) -> Rollout:
-    """Sample `num_generations` completions for each rendered prompt, all rows showing the same image."""
-    G = num_generations
+                      do_sample: bool = True, compute_logprobs: bool = True, generation_batch_size: int | None = None,
+                      micro_batch_size: int | None = None) -> Rollout:
+    """Sample `num_generations` completions for each rendered prompt, all rows showing the same image.
+
+    `generation_batch_size` prompts (x G rows) go through one `generate` call (None = all at once);
+    the old log-probs are computed `micro_batch_size` rows at a time (None = all rows at once).
+    """
+    if image is not None and image_embeds is None:
+        from .forward import vision_embeds
+
+        image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
+    step = generation_batch_size or len(prompts)
+    parts = [_generate(model, processor, prompts[i:i + step], num_generations, image, image_embeds, max_new_tokens,
+                       temperature, top_p, do_sample) for i in range(0, len(prompts), step)]
+    batch = parts[0] if len(parts) == 1 else concat_batches(processor, parts)
+    texts = processor.tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
+    rows = [ex for ex in examples for _ in range(num_generations)]
+    old = None
+    if compute_logprobs:
+        old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature,
+                                  micro_batch_size=micro_batch_size)
+    return Rollout(batch=batch, completions=texts, examples=rows, old_logps=old)
+
+
+def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens, temperature, top_p,
+              do_sample) -> Batch:
+    """One `generate` call: G samples of each prompt, as a Batch [pads | prompt | completion | pads]."""
     n_img = 0 if image is None else int(image["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
     prompt_batch = encode(processor, prompts, num_image_tokens=n_img)
     device = next(model.parameters()).device
@@ -55,10 +79,6 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
     mm = prompt_batch.mm_token_type_ids.repeat_interleave(G, 0).to(device)
     kwargs = {}
     if image is not None:
-        if image_embeds is None:
-            from .forward import vision_embeds
-
-            image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
         kwargs = dict(image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3),
                       mm_encoder_outputs={"image": BaseModelOutputWithPooling(
                           pooler_output=(image_embeds.detach(),) * ids.shape[0])})
@@ -75,14 +95,26 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
         raise RuntimeError("generate returned no new tokens")
     cmask, truncated = completion_mask_from_ids(comp, eos)
     comp = torch.where(cmask.bool(), comp, torch.full_like(comp, processor.tokenizer.pad_token_id))
-    batch = Batch(
+    return Batch(
         input_ids=torch.cat([ids, comp], 1), attention_mask=torch.cat([attn, cmask], 1),
         mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1), prompt_length=P,
         completion_mask=cmask, truncated=truncated,
     )
-    texts = processor.tokenizer.batch_decode(comp, skip_special_tokens=True)
-    rows = [ex for ex in examples for _ in range(G)]
-    old = None
-    if compute_logprobs:
-        old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature)
-    return Rollout(batch=batch, completions=texts, examples=rows, old_logps=old)
+
+
+def row_token_ids(batch: Batch, j: int) -> tuple[list[int], list[int]]:
+    """(prompt ids without padding, completion ids without padding) of row j."""
+    P = batch.prompt_length
+    prompt = batch.input_ids[j, :P][batch.attention_mask[j, :P].bool()].tolist()
+    n = int(batch.completion_mask[j].sum())
+    return prompt, batch.input_ids[j, P:P + n].tolist()
+
+
+def concat_batches(processor, batches: list[Batch]) -> Batch:
+    """Rows of several batches (each with its own P and C) re-padded into one batch on the first one's device."""
+    prompts, comps, trunc = [], [], []
+    for b in batches:
+        for j in range(len(b)):
+            p, c = row_token_ids(b, j)
+            prompts.append(p), comps.append(c), trunc.append(bool(b.truncated[j]))
+    return pad_batch(processor, prompts, comps, trunc).to(batches[0].input_ids.device)

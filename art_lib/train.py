@@ -31,9 +31,10 @@ from .checkpoint import Checkpointer
 from .config import OBJECTIVES, TrainConfig, check_field_names  # noqa: F401 (OBJECTIVES: re-exported)
 from .forward import completion_logprobs
 from .methods import make_method, trainable_parameter_count
+from .models import gradient_checkpointing
 from .pixel_prompt import PixelPrompt
 from .prompting import encode, example_text, pad_batch
-from .rollout import Rollout, generate_rollouts
+from .rollout import Rollout, generate_rollouts, row_token_ids
 from .style import style_active, style_loss
 
 
@@ -176,18 +177,16 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
         history, start, nonfinite = state["history"], state["step"], state["nonfinite"]
 
     def micro_step(idx: list[int]) -> dict:
+        """Loss of one micro-step, already backpropagated (scaled by 1 / grad_accum) in micro-batches of rows."""
         idx = idx[rank * len(idx) // world:(rank + 1) * len(idx) // world]  # this process's share
-        exs = [examples[i] for i in idx]
         if not rl:
-            out = _sft_step(m, processor, [texts[i] for i in idx], exs)
-            tokens = torch.tensor(out["tokens"])
-            if accelerator is not None:  # normalise by the tokens of the whole batch, on every process
-                tokens = accelerator.reduce(tokens.to(accelerator.device), reduction="sum").cpu()
-            out["loss"] = out.pop("nll_sum") / tokens.clamp(min=1) * world
-            return out
-        return _rl_step(m, processor, examples, texts, idx, c, reward_fn=reward_fn, accelerator=accelerator)
+            return _sft_step(m, processor, [texts[i] for i in idx], [examples[i] for i in idx], c,
+                             scale=1 / grad_accum, accelerator=accelerator)
+        return _rl_step(m, processor, examples, texts, idx, c, reward_fn=reward_fn, accelerator=accelerator,
+                        scale=1 / grad_accum)
 
-    bar = _progress(range(start, steps), progress and rank == 0, initial=start, total=steps, desc=f"{method}/{objective}")
+    bar = _progress(range(start, steps), progress and rank == 0, initial=start, total=steps,
+                    desc=f"{method}/{objective}")
     for step in bar:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -199,9 +198,8 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
             if styled and out["loss"] is not None:
                 extra, terms = style_loss(m.artwork.pixels(), m.initial, l2=c.style_l2, tv=c.style_tv,
                                           ssim=c.style_ssim, mask=style_mask)
-                out = out | terms | {"loss": out["loss"] + extra}
-            if out["loss"] is not None:
-                (out["loss"] / grad_accum).backward()
+                (extra / grad_accum).backward()
+                out = out | terms | {"loss": out["loss"] + float(extra)}
             logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})
         if accelerator is not None:
             _all_reduce_grads(params, accelerator)
@@ -319,29 +317,63 @@ def _num_image_tokens(m, image) -> int:
     return 0 if image is None else int(image["image_grid_thw"].prod()) // m.processor.image_processor.merge_size ** 2
 
 
-def _sft_step(m, processor, texts: list[str], exs: list[dict]) -> dict:
-    """Summed negative log-likelihood of the completion tokens (the caller normalises by token count)."""
-    model, image, embeds = m.policy()
+def _shared_leaf(embeds: torch.Tensor | None) -> torch.Tensor | None:
+    """The step's image embeddings as a leaf: micro-batch backwards stop here and accumulate its `.grad`."""
+    if embeds is None or not embeds.requires_grad:
+        return embeds
+    return embeds.detach().requires_grad_()
+
+
+def _backward_shared(embeds: torch.Tensor | None, leaf: torch.Tensor | None) -> None:
+    """Backpropagate the accumulated gradient of the image embeddings once, through the vision tower to the pixels."""
+    if leaf is not embeds and leaf.grad is not None:
+        embeds.backward(leaf.grad)
+
+
+def _row_chunks(n: int, size: int | None) -> list[tuple[int, int]]:
+    size = size or n
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *, scale: float,
+              accelerator=None) -> dict:
+    """Mean completion-token NLL of the rows, backpropagated `c.micro_batch_size` rows at a time."""
+    model, image, embeds = m.policy()  # the vision tower runs here, once for all micro-batches
     batch = encode(processor, texts, [sft_completion(e) for e in exs], num_image_tokens=_num_image_tokens(m, image))
     batch = batch.to(next(model.parameters()).device)
-    logps = completion_logprobs(model, batch, image, image_embeds=embeds)  # (B, C)
-    mask = batch.completion_mask.float()
-    return {"nll_sum": -(logps * mask).sum(), "tokens": float(mask.sum())}
+    tokens = batch.completion_mask.sum().float()
+    world = 1
+    if accelerator is not None:  # normalise by the tokens of the whole batch, on every process
+        tokens = accelerator.reduce(tokens.to(accelerator.device), reduction="sum")
+        world = accelerator.num_processes
+    norm = tokens.clamp(min=1).to(batch.input_ids.device) / world
+    leaf, total = _shared_leaf(embeds), 0.0
+    for a, b in _row_chunks(len(batch), c.micro_batch_size):
+        sub = batch.rows(a, b)
+        with gradient_checkpointing(model, c.gradient_checkpointing):
+            logps = completion_logprobs(model, sub, image, image_embeds=leaf)  # (b - a, C)
+        part = -(logps * sub.completion_mask).sum() / norm
+        (part * scale).backward()
+        total += float(part.detach())
+    _backward_shared(embeds, leaf)
+    return {"loss": total, "tokens": float(tokens)}
 
 
-def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, accelerator=None) -> dict:
-    G, max_new, temperature, beta, loss_type = c.num_generations, c.max_completion_length, c.temperature, c.beta, c.loss_type
+def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, scale: float,
+             accelerator=None) -> dict:
+    G, max_new, loss_type = c.num_generations, c.max_completion_length, c.loss_type
     model, image, embeds = m.policy()  # the vision tower runs here, once for the whole step
-    sample_model, sample_image, sample_embeds = model, image, (None if embeds is None else embeds.detach())
+    sample_image, sample_embeds = _detached(image), (None if embeds is None else embeds.detach())
 
     def rollout(ids: list[int]) -> tuple[Rollout, torch.Tensor]:
-        r = generate_rollouts(sample_model, processor, [texts[i] for i in ids], [examples[i] for i in ids],
-                              num_generations=G, image=_detached(sample_image), image_embeds=sample_embeds, max_new_tokens=max_new, temperature=temperature,
-                              top_p=c.top_p)
+        r = generate_rollouts(model, processor, [texts[i] for i in ids], [examples[i] for i in ids],
+                              num_generations=G, image=sample_image, image_embeds=sample_embeds,
+                              max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
+                              generation_batch_size=c.generation_batch_size, micro_batch_size=c.micro_batch_size)
         rew = torch.tensor(reward_fn(r.completions, r.examples), dtype=torch.float32)
         if c.overlong_cache:
             lengths = r.batch.completion_mask.sum(1)
-            rew = rew + losses.soft_overlong_penalty(lengths, max_new, c.overlong_cache)
+            rew = rew + losses.soft_overlong_penalty(lengths.cpu(), max_new, c.overlong_cache)
         return r, rew
 
     r, rewards = rollout(idx)
@@ -361,48 +393,66 @@ def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, a
         r, rewards = _select_groups(processor, rolls, rews, kept, G, limit=len(idx))
         if r is None:  # every group had equal rewards: nothing to learn from at this step
             return {"loss": None, "reward": raw_reward, "groups_kept": 0.0}
-    adv = losses.group_advantages(rewards, G, scale=c.scale_rewards)
-    batch = r.batch.to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    adv = losses.group_advantages(rewards, G, scale=c.scale_rewards).to(device)
+    batch = r.batch.to(device)
+    old = r.old_logps.to(device)
     cmask = batch.completion_mask
     if c.overlong_filter:
         cmask = losses.overlong_mask(cmask, batch.truncated)
-    logps = completion_logprobs(model, batch, image, image_embeds=embeds, temperature=temperature)
-    ref = None
-    if beta:
-        with torch.no_grad():
-            rmodel, rimage, rembeds = m.reference()
-            ref = completion_logprobs(rmodel, batch, rimage, image_embeds=rembeds, temperature=temperature)
-    num_items = None
+    # Normalisers of the whole step, so that micro-batches add up to the unchunked loss.
+    tokens = float(cmask.sum())
+    num_items = tokens
     if accelerator is not None and loss_type == "dapo":
         # DAPO normalises by the active tokens of the whole batch; gradients are then averaged.
         total = accelerator.reduce(cmask.sum().float().to(accelerator.device), reduction="sum").cpu()
         num_items = float(total) / accelerator.num_processes
-    loss, metrics = losses.policy_loss(
-        logps, r.old_logps, adv.to(logps.device), cmask, loss_type=loss_type, epsilon_low=c.epsilon_low,
-        epsilon_high=c.epsilon_high, beta=beta, ref_per_token_logps=ref, max_completion_length=max_new,
-        num_items_in_batch=num_items)
-    out = {"loss": loss, "reward": raw_reward, "reward_kept": float(rewards.mean()),
+    ref_model = ref_image = ref_embeds = None
+    if c.beta:
+        with torch.no_grad():
+            ref_model, ref_image, ref_embeds = m.reference()
+    leaf, loss_sum, metrics = _shared_leaf(embeds), 0.0, {}
+    for a, b in _row_chunks(len(batch), c.micro_batch_size):
+        sub = batch.rows(a, b)
+        with gradient_checkpointing(model, c.gradient_checkpointing):
+            logps = completion_logprobs(model, sub, image, image_embeds=leaf, temperature=c.temperature)
+        ref = None
+        if c.beta:
+            with torch.no_grad():
+                ref = completion_logprobs(ref_model, sub, ref_image, image_embeds=ref_embeds,
+                                          temperature=c.temperature)
+        loss, parts = losses.policy_loss(
+            logps, old[a:b], adv[a:b], cmask[a:b], loss_type=loss_type, epsilon_low=c.epsilon_low,
+            epsilon_high=c.epsilon_high, beta=c.beta, ref_per_token_logps=ref, max_completion_length=max_new,
+            num_items_in_batch=num_items if loss_type == "dapo" else None)
+        chunk_tokens = float(cmask[a:b].sum())
+        loss = loss * losses.micro_batch_weight(loss_type, b - a, len(batch), chunk_tokens, tokens)
+        (loss * scale).backward()
+        loss_sum += float(loss.detach())
+        for k, v in parts.items():  # token-weighted means over the micro-batches
+            metrics[k] = metrics.get(k, 0.0) + float(v) * chunk_tokens / max(tokens, 1.0)
+    _backward_shared(embeds, leaf)
+    out = {"loss": loss_sum, "reward": raw_reward, "reward_kept": float(rewards.mean()),
            "completion_length": float(batch.completion_mask.sum(1).float().mean()),
            "truncated": float(batch.truncated.float().mean())}
-    out |= {k: float(v) for k, v in metrics.items()}
+    out |= metrics
     if c.dynamic_sampling:
         out["groups_kept"] = float(len(rewards) // G)
     return out
 
 
-def _select_groups(processor, rolls: list[Rollout], rews: list[torch.Tensor], kept: list[torch.Tensor], G: int, limit: int):
+def _select_groups(processor, rolls: list[Rollout], rews: list[torch.Tensor], kept: list[torch.Tensor], G: int,
+                   limit: int):
     """Concatenate the informative groups of several rollout rounds into one batch (at most `limit` groups)."""
     prompt_ids, comp_ids, trunc, comps, exs, old, rewards = [], [], [], [], [], [], []
     for r, rew, keep in zip(rolls, rews, kept):
-        P = r.batch.prompt_length
         for g, k in enumerate(keep.tolist()):
             if not k or len(rewards) >= limit * G:
                 continue
             for j in range(g * G, (g + 1) * G):
-                am = r.batch.attention_mask[j, :P].bool()
-                prompt_ids.append(r.batch.input_ids[j, :P][am].tolist())
-                n = int(r.batch.completion_mask[j].sum())
-                comp_ids.append(r.batch.input_ids[j, P:P + n].tolist())
+                p, comp = row_token_ids(r.batch, j)
+                n = len(comp)
+                prompt_ids.append(p), comp_ids.append(comp)
                 trunc.append(bool(r.batch.truncated[j]))
                 comps.append(r.completions[j]), exs.append(r.examples[j])
                 old.append(r.old_logps[j, :n]), rewards.append(float(rew[j]))
