@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# GPU smoke test, one command, under 10 minutes on one GPU:  bash scripts/gpu_smoke.sh
+# Refuses to run without CUDA. Run it from the kit's environment (environment.yml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_smoke: no CUDA device visible to torch; nothing was run')"
+"$PY" -c "from art_lib.models import linear_attention_kernels as k; print('linear-attention kernels:', k())"
+
+# 1. Paper dry run on CUDA in bfloat16 (every notebook with its paper yaml, stand-in model): added with the
+#    paper dry-run tier; it goes here, before the RL step.
+
+# 2. One paper-settings RL step on the real 0.8B architecture (random weights), bfloat16, time and peak memory.
+"$PY" scripts/gpu_smoke.py "$@"
