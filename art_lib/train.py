@@ -130,6 +130,11 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     `init_state` (a trained method's `state_dict()`, e.g. from an SFT warm start) sets the trainable
     parameters before the first step; the optimiser starts fresh, and the KL reference stays the
     method's untrained start (seed image, LoRA off, seed embeddings).
+
+    Memory: `micro_batch_size` rows go through each forward/backward (old and reference log-probs
+    too) and gradients accumulate, with the loss normalised by the whole step (the same gradient as
+    all rows at once); the vision tower runs once per step; `generation_batch_size` prompts share one
+    `generate` call; `gradient_checkpointing` recomputes the language model's layers in backward.
     """
     if isinstance(config, dict):
         check_field_names(config)

@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--gradient-checkpointing", action="store_true", help="recompute decoder layers in backward")
     a = ap.parse_args()
 
     import torch
@@ -65,7 +66,7 @@ def main():
     from art_lib import losses
     from art_lib.forward import LOGIT_CHUNK_TOKENS, completion_logprobs
     from art_lib.methods import make_method
-    from art_lib.models import random_full_model, runtime_info
+    from art_lib.models import gradient_checkpointing, random_full_model, runtime_info
     from art_lib.pixel_prompt import PixelPrompt
     from art_lib.preprocess import num_visual_tokens
     from art_lib.prompting import encode, example_text, pad_batch
@@ -105,7 +106,8 @@ def main():
     with torch.no_grad():
         old = completion_logprobs(model, sub, image, image_embeds=embeds.detach())
     t_old = time.perf_counter() - t
-    logps = completion_logprobs(model, sub, image, image_embeds=leaf)
+    with gradient_checkpointing(model, a.gradient_checkpointing):
+        logps = completion_logprobs(model, sub, image, image_embeds=leaf)
     loss, _ = losses.policy_loss(logps, old, adv[:a.micro], sub.completion_mask, loss_type="dapo",
                                  epsilon_low=0.2, epsilon_high=0.28, num_items_in_batch=tokens)
     loss.backward()
@@ -136,9 +138,11 @@ def main():
     print(f"step: {a.prompts} prompts x {a.generations} completions = {rows} rows; prompt tokens (with 64 image "
           f"tokens) min/mean/max {min(prompt_lengths)}/{sum(prompt_lengths) / len(prompt_lengths):.0f}/"
           f"{max(prompt_lengths)}; {C} completion tokens; padded row length T = {T}; vocabulary V = {V}")
-    print(f"measured, ONE micro-batch of {a.micro} rows (vision tower + old log-probs + policy forward + DAPO "
-          f"loss + backward into the pixels): {micro_s:.1f} s (old log-probs {t_old:.1f} s), peak "
-          f"{peak / GiB:.2f} GiB, i.e. {act / GiB:.2f} GiB over the loaded model; pixel grad finite: {grad_ok}")
+    print(f"measured, ONE micro-batch of {a.micro} rows, gradient_checkpointing {a.gradient_checkpointing} "
+          "(vision tower + old log-probs + policy forward + DAPO loss + backward into the pixels): "
+          f"{micro_s:.1f} s (old log-probs {t_old:.1f} s), peak "
+          f"{peak / GiB:.2f} GiB, i.e. {act / GiB:.2f} GiB over the loaded model = "
+          f"{act / (a.micro * T) / 2**20:.2f} MiB per row token; pixel grad finite: {grad_ok}")
     print(f"whole step, {rows // a.micro} micro-batches: about {micro_s * rows / a.micro / 60:.1f} min here "
           "(generation not included)")
     print("analytic, the whole step UNCHUNKED (the old code path): logits (rows, C+1, V) = "
@@ -157,7 +161,8 @@ def main():
         print(f"  micro_batch_size {micro:>2}: activations {act_bf16 / GiB:.2f} GiB x {micro}/{a.micro} = "
               f"{act_m / GiB:.2f} GiB -> peak ~ {total / GiB:.1f} GiB "
               f"({'fits' if total < 40e9 else 'does NOT fit'} in 40 GB)")
-    print(f"  (activations measured above in {a.dtype} x 2/{el} for bfloat16)")
+    print(f"  (activations measured above in {a.dtype} x 2/{el} for bfloat16; they include one projection chunk, "
+          "so adding it again errs high)")
 
 
 if __name__ == "__main__":

@@ -373,3 +373,30 @@ def test_policy_loss_on_policy_parity_with_trl(trl_trainer_factory):
     loss, grad, _ = _ours(logps, None, ref, adv, mask, mask.sum(), **cfg)
     assert abs(loss.item() - trl_loss.item()) <= 1e-6
     assert (grad - trl_grad).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo", "bnpo"])
+def test_weighted_micro_batch_losses_sum_to_the_whole_batch_loss(loss_type):
+    from art_lib.losses import micro_batch_weight, policy_loss
+
+    g = torch.Generator().manual_seed(0)
+    B, C = 10, 7
+    logps = (torch.randn(B, C, generator=g) * 0.1 - 1).requires_grad_()
+    old = logps.detach() + torch.randn(B, C, generator=g) * 0.05
+    ref = logps.detach() + torch.randn(B, C, generator=g) * 0.05
+    adv = torch.randn(B, generator=g)
+    lengths = torch.tensor([7, 1, 3, 0, 5, 7, 2, 6, 4, 1])  # ragged, one row fully masked (e.g. overlong)
+    mask = (torch.arange(C)[None] < lengths[:, None]).long()
+    kw = dict(loss_type=loss_type, epsilon_low=0.2, epsilon_high=0.28, beta=0.04, max_completion_length=C)
+    total = float(mask.sum())
+    full, _ = policy_loss(logps, old, adv, mask, ref_per_token_logps=ref, num_items_in_batch=total, **kw)
+    (full_grad,) = torch.autograd.grad(full, logps)
+    parts, grad = 0.0, torch.zeros_like(logps)
+    for a, b in [(0, 3), (3, 4), (4, 9), (9, 10)]:
+        loss, _ = policy_loss(logps[a:b], old[a:b], adv[a:b], mask[a:b], ref_per_token_logps=ref[a:b],
+                              num_items_in_batch=total if loss_type == "dapo" else None, **kw)
+        w = micro_batch_weight(loss_type, b - a, B, float(mask[a:b].sum()), total)
+        (g_part,) = torch.autograd.grad(loss * w, logps)
+        parts, grad = parts + float(loss * w), grad + g_part
+    assert abs(parts - float(full)) < 1e-6
+    assert torch.allclose(grad, full_grad, atol=1e-7)
