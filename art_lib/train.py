@@ -346,10 +346,10 @@ def _sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *
     model, image, embeds = m.policy()  # the vision tower runs here, once for all micro-batches
     batch = encode(processor, texts, [sft_completion(e) for e in exs], num_image_tokens=_num_image_tokens(m, image))
     batch = batch.to(next(model.parameters()).device)
-    tokens = batch.completion_mask.sum().float()
-    world = 1
+    local = batch.completion_mask.sum().float()
+    tokens, world = local, 1
     if accelerator is not None:  # normalise by the tokens of the whole batch, on every process
-        tokens = accelerator.reduce(tokens.to(accelerator.device), reduction="sum")
+        tokens = accelerator.reduce(local.to(accelerator.device), reduction="sum")
         world = accelerator.num_processes
     norm = tokens.clamp(min=1).to(batch.input_ids.device) / world
     leaf, total = _shared_leaf(embeds), 0.0
@@ -358,10 +358,11 @@ def _sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *
         with gradient_checkpointing(model, c.gradient_checkpointing):
             logps = completion_logprobs(model, sub, image, image_embeds=leaf)  # (b - a, C)
         part = -(logps * sub.completion_mask).sum() / norm
-        (part * scale).backward()
+        if part.requires_grad:  # a micro-batch without completion tokens has no graph
+            (part * scale).backward()
         total += float(part.detach())
     _backward_shared(embeds, leaf)
-    return {"loss": total, "tokens": float(tokens)}
+    return {"loss": total, "tokens": float(local)}
 
 
 def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, scale: float,
@@ -432,7 +433,8 @@ def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, s
             num_items_in_batch=num_items if loss_type == "dapo" else None)
         chunk_tokens = float(cmask[a:b].sum())
         loss = loss * losses.micro_batch_weight(loss_type, b - a, len(batch), chunk_tokens, tokens)
-        (loss * scale).backward()
+        if loss.requires_grad:
+            (loss * scale).backward()
         loss_sum += float(loss.detach())
         for k, v in parts.items():  # token-weighted means over the micro-batches
             metrics[k] = metrics.get(k, 0.0) + float(v) * chunk_tokens / max(tokens, 1.0)

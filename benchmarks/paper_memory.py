@@ -147,8 +147,9 @@ def main():
           "(generation not included)")
     print("analytic, the whole step UNCHUNKED (the old code path): logits (rows, C+1, V) = "
           f"{rows} x {C + 1} x {V} = {full_logits_bf16 / 1e9:.1f} GB in bfloat16, {full_logits_f32 / 1e9:.1f} GB "
-          "as float32, and the old code kept a float32 copy plus log-softmax temporaries: "
-          f"> {2 * full_logits_f32 / 1e9:.0f} GB for the loss alone, before any activation")
+          "as float32; the old code upcast them, so bfloat16 logits + their float32 copy = "
+          f"{(full_logits_bf16 + full_logits_f32) / 1e9:.1f} GB for the loss alone, before log-softmax "
+          "temporaries and any activation")
     print("estimate, bfloat16 GPU peak of the whole step with micro-batching:")
     print(f"  weights {n_params / 1e9:.3f} B x 2 B = {bf16_weights / GiB:.2f} GiB")
     print(f"  logits of one projection chunk: {LOGIT_CHUNK_TOKENS} tokens x V x (2 + 4 + 4 B) = "
