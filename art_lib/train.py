@@ -15,11 +15,11 @@ Deliberate departures from the papers we follow:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
 import warnings
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np

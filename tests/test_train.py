@@ -162,6 +162,10 @@ def test_a_checkpoint_of_another_model_or_setting_is_not_resumed_silently(tmp_pa
     with pytest.raises(ValueError, match="lr: 0.05 -> 0.1"):
         again(same, lr=0.1)
     assert len(again(same, steps=3).history) == 3  # running longer is a legitimate resume
+    with pytest.raises(ValueError, match="max_completion_length: 256 -> 64"):  # the whole config is compared
+        again(same, steps=4, max_completion_length=64)
+    # Memory settings give the same gradients: a run that ran out of memory may resume with smaller micro-batches.
+    assert len(again(same, steps=4, micro_batch_size=1, gradient_checkpointing=True).history) == 4
 
 
 def test_non_finite_gradient_skips_the_step_and_keeps_parameters():
