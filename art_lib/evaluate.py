@@ -179,11 +179,12 @@ def _eos_ids(model, processor) -> set[int]:
 
 def generate_completions(model, processor, texts: Sequence[str], image: "Image.Image | None" = None, *,
                          max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
-                         top_p: float = 1.0) -> list[dict]:
+                         top_p: float = 1.0, cancelled: Callable[[], bool] | None = None) -> list[dict]:
     """One batched `generate` over rendered prompts sharing one image: text, token count, finish reason.
 
     Every row gets the same image through the official processor (``images=[image] * B``); prompts
-    are left-padded so all rows end where generation starts.
+    are left-padded so all rows end where generation starts. ``cancelled()`` is asked between
+    tokens; when it returns True generation stops early (a server whose client has gone).
     """
     import torch
 
@@ -198,6 +199,14 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
     device = next(model.parameters()).device
     inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
     gen_kw = _generation_kwargs(model, processor, max_new_tokens, greedy, temperature, top_p)
+    if cancelled is not None:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw):
+                return torch.full((input_ids.shape[0],), bool(cancelled()), dtype=torch.bool, device=input_ids.device)
+
+        gen_kw["stopping_criteria"] = StoppingCriteriaList([_Cancel()])
     with torch.inference_mode():
         out = model.generate(**inputs, **gen_kw)
     new = out[:, inputs["input_ids"].shape[1]:].tolist()
