@@ -9,6 +9,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -142,19 +143,27 @@ def test_settings_are_checked_before_any_state_file_is_read(tmp_path):
 
 def test_two_processes_saving_the_same_steps_never_fail(tmp_path):
     code = """
-        import sys, torch
+        import os, sys, time, torch
         from art_lib.checkpoint import Checkpointer
         ck = Checkpointer(sys.argv[1], keep=2)
-        for step in range(1, 41):
-            ck.save(step, {"w": torch.full((20000,), float(step)), "config": {}})
+        go = os.path.join(sys.argv[1], "go")
+        while not os.path.exists(go):  # start together, so that the saves of one step collide
+            time.sleep(0.001)
+        end = time.time() + 4
+        while time.time() < end:  # the same step over and over: every save races the other process's
+            ck.save(1, {"w": torch.full((1000,), 1.0), "config": {}})
+        ck.save(2, {"w": torch.full((1000,), 2.0), "config": {}})
         print("ok", flush=True)
     """
+    tmp_path.mkdir(exist_ok=True)
     procs = [_python(code, str(tmp_path)) for _ in range(2)]
+    time.sleep(5)  # both imported torch and wait
+    (tmp_path / "go").write_text("")
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     done = Checkpointer(tmp_path).checkpoints()
-    assert [p.name for p in done] == ["step-000039", "step-000040"]
-    assert float(Checkpointer(tmp_path).latest()["w"][0]) == 40.0
+    assert [p.name for p in done] == ["step-000001", "step-000002"]
+    assert float(Checkpointer(tmp_path).latest()["w"][0]) == 2.0
 
 
 def test_a_truncated_newest_checkpoint_resumes_from_the_one_before(tmp_path):

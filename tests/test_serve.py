@@ -315,7 +315,8 @@ def test_max_tokens_1e9_is_answered_within_the_cap_and_the_next_request_is_serve
 def test_generation_stops_when_the_client_disconnects(tiny):
     with _serving(tiny) as addr:  # no configured cap: only the model's context (4096) bounds generation
         sock = socket.create_connection(addr, timeout=10)
-        raw = json.dumps(_ask("count forever", max_tokens=10**9)).encode()
+        # Greedy on this prompt never emits an end token: it would generate until the context is full.
+        raw = json.dumps(_ask("hello", max_tokens=10**9) | {"chat_template_kwargs": {"enable_thinking": False}}).encode()
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
         time.sleep(1.0)  # generating now, holding the generation lock
