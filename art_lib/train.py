@@ -69,6 +69,13 @@ def reward_tensor(values, n: int) -> torch.Tensor:
     return torch.tensor([float(v) for v in values], dtype=torch.float32)
 
 
+def check_positive_ints(**counts) -> None:
+    """Counts such as `grad_accum=0` fail here, by name, instead of deep inside the loop."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def check_context(lengths: list[int], context: int, ids: list) -> None:
     """Prompts (image tokens included) must fit the model's context: a truncated prompt trains on nonsense."""
     over = [(i, n) for i, n in zip(ids, lengths) if n >= context]
@@ -171,10 +178,8 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if not examples:
         raise ValueError("no training examples")
-    for name, value in {"steps": steps, "batch_size": batch_size, "grad_accum": grad_accum,
-                        "num_generations": num_generations, "max_nonfinite": max_nonfinite}.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(steps=steps, batch_size=batch_size, grad_accum=grad_accum, num_generations=num_generations,
+                        max_nonfinite=max_nonfinite)
     rl = objective != "sft"
     loss_type = loss_type or ("dapo" if objective == "dapo" else "grpo")
     if loss_type not in losses.LOSS_TYPES:

@@ -217,3 +217,35 @@ def test_a_full_disk_gives_a_clear_error_and_leaves_no_temporary_folder(tmp_path
     assert proc.returncode == 0, err[-2000:]
     assert "could not write checkpoint step 3 into" in out and "is the disk full?" in out
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_a_run_killed_by_sigkill_mid_save_resumes_bit_identical(tmp_path):
+    code = """
+        import sys, torch
+        from art_lib.checkpoint import Checkpointer
+        from art_lib.models import tiny_model
+        from art_lib.pixel_prompt import PixelPrompt
+        from art_lib.train import train
+        torch.set_num_threads(1)
+        examples = [{"id": str(i), "prompt": f"What is {i} + {i}?", "answer": str(2 * i), "meta": {}} for i in range(6)]
+        model, proc = tiny_model(seed=0)
+        res = train(model, proc, examples, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", 256),
+                    steps=5, batch_size=2, lr=0.05, lr_schedule="cosine", progress=False,
+                    checkpoint=Checkpointer(sys.argv[1], every=1),
+                    eval_fn=lambda m, step: print(f"step {step}", flush=True), eval_every=1)
+        torch.save(res.artwork.raw.detach(), sys.argv[2])
+    """
+    full = _python(code, str(tmp_path / "a"), str(tmp_path / "a.pt"))
+    assert full.wait(timeout=600) == 0, full.stderr.read()[-2000:]
+    victim = _python(code, str(tmp_path / "b"), str(tmp_path / "unused.pt"))
+    while victim.stdout.readline().strip() != "step 3":  # printed just before step 3 is saved
+        assert victim.poll() is None, victim.stderr.read()[-2000:]
+    victim.kill()  # SIGKILL: no cleanup runs, the lock dies with the process
+    victim.wait()
+    resumed = _python(code, str(tmp_path / "b"), str(tmp_path / "b.pt"))
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    assert out.split()[1] in ("3", "4")  # resumed after step 2 or 3, not from scratch
+    assert torch.equal(torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt"))
+    png = [Checkpointer(tmp_path / run).artifact().read_bytes() for run in ("a", "b")]
+    assert png[0] == png[1]
