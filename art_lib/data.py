@@ -148,30 +148,33 @@ def _read_jsonl(path: Path, max_rows: int | None = None,
                 fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict]:
     """Rows of a JSONL file (or a .json array): UTF-8 with or without BOM; errors name file, line and field."""
     path = Path(path)
+    if path.suffix == ".json" and _is_json_array(path):
+        try:
+            with open(path, encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not parsed
+                items = json.load(f)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
+        items = items[:max_rows] if max_rows is not None else items
+        return [_row(v, f"{path} item {i}", fields) for i, v in enumerate(items)]
     rows: list[dict] = []
-    n = 0
-    try:
-        with open(path, encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not parsed
-            if path.suffix == ".json" and _is_json_array(path):
-                try:
-                    items = json.load(f)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
-                items = items[:max_rows] if max_rows is not None else items
-                return [_row(v, f"{path} item {i}", fields) for i, v in enumerate(items)]
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{n}: invalid JSON ({err.msg}, column {err.colno})") from None
-                rows.append(_row(value, f"{path}:{n}", fields))
-                if max_rows is not None and len(rows) >= max_rows:
-                    break
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (line {n + 1}: {err.reason} at byte {err.start} of the line "
-                        "block); re-save the file as UTF-8") from None
+    with open(path, "rb") as f:  # bytes, decoded line by line, so an encoding error names its line
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{n}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
+                                "re-save the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{n}: invalid JSON ({err.msg}, column {err.colno})") from None
+            rows.append(_row(value, f"{path}:{n}", fields))
+            if max_rows is not None and len(rows) >= max_rows:
+                break
     return rows
 
 

@@ -472,7 +472,7 @@ def test_a_utf8_bom_is_accepted_and_other_encodings_are_a_clear_error(tmp_path):
     assert bom == plain
     latin1 = json.dumps({"question": "Caf\u00e9?", "answer": "#### 1"}, ensure_ascii=False).encode("latin-1")
     path = _gsm8k_file(tmp_path, [], GOOD.encode() + b"\n" + latin1 + b"\n")
-    with pytest.raises(D.DataError, match=rf"{path}: not UTF-8 text"):
+    with pytest.raises(D.DataError, match=rf"{path}:2: not UTF-8 text"):
         load_benchmark("gsm8k", source=path)
 
 
