@@ -316,7 +316,8 @@ def test_generation_stops_when_the_client_disconnects(tiny):
     with _serving(tiny) as addr:  # no configured cap: only the model's context (4096) bounds generation
         sock = socket.create_connection(addr, timeout=10)
         # Greedy on this prompt never emits an end token: it would generate until the context is full.
-        raw = json.dumps(_ask("hello", max_tokens=10**9) | {"chat_template_kwargs": {"enable_thinking": False}}).encode()
+        body = _ask("hello", max_tokens=10**9) | {"chat_template_kwargs": {"enable_thinking": False}}
+        raw = json.dumps(body).encode()
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
         time.sleep(1.0)  # generating now, holding the generation lock
