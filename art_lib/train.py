@@ -267,6 +267,9 @@ def train(model, processor, examples: list[dict], *, method: str = "art", object
             logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})
         if accelerator is not None:
             _all_reduce_grads(params, accelerator)
+            flag = torch.tensor(float(bad_source is not None), device=accelerator.device)
+            if float(accelerator.reduce(flag, reduction="sum")) and bad_source is None:
+                bad_source = "reward function"  # on another process: every process must skip the same steps
             for log in logs:  # report the whole batch's loss, not this process's share
                 loss_t = torch.tensor(log["loss"] / world, device=accelerator.device)
                 log["loss"] = float(accelerator.reduce(loss_t, reduction="sum"))
