@@ -110,24 +110,87 @@ def _hub_load(source: str, *args: Any, guidance: str, **kwargs: Any):
         ) from exc
 
 
-def _read_jsonl(path: Path, max_rows: int | None = None) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        text = f.read() if path.suffix == ".json" and _is_json_array(path) else None
-        if text is not None:
-            rows = json.loads(text)
-            return rows[:max_rows] if max_rows is not None else rows
-        for line in f:
-            line = line.strip()
-            if line:
-                rows.append(json.loads(line))
-                if max_rows is not None and len(rows) >= max_rows:
-                    break
+class DataError(ValueError):
+    """A data file that cannot be read as the loader expects; the message names file, line and field."""
+
+
+class MissingFieldError(DataError, KeyError):
+    """A row lacks a field the loader needs (a KeyError too, for callers that catch that)."""
+
+    def __str__(self) -> str:  # KeyError would print the message's repr
+        return str(self.args[0])
+
+
+class _Row(dict):
+    """A parsed row that knows where it came from, so a missing key names the file and line."""
+
+    where = "?"
+
+    def __missing__(self, key: Any):
+        raise MissingFieldError(f"{self.where}: missing field {key!r} (fields present: {sorted(self)})")
+
+
+def _row(value: Any, where: str, fields: dict[str, type | tuple[type, ...]] | None) -> _Row:
+    """Check one parsed row: a JSON object whose `fields` exist with the given types."""
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    row = _Row(value)
+    row.where = where
+    for key, kind in (fields or {}).items():
+        if not isinstance(row[key], kind):  # a missing key raises MissingFieldError here
+            want = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise DataError(f"{where}: field {key!r} must be {want}, got {type(value[key]).__name__} "
+                            f"{str(value[key])[:80]!r}")
+    return row
+
+
+def _read_jsonl(path: Path, max_rows: int | None = None,
+                fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict]:
+    """Rows of a JSONL file (or a .json array): UTF-8 with or without BOM; errors name file, line and field."""
+    path = Path(path)
+    if path.suffix == ".json" and _is_json_array(path):
+        try:
+            with open(path, encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not parsed
+                items = json.load(f)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
+        items = items[:max_rows] if max_rows is not None else items
+        return [_row(v, f"{path} item {i}", fields) for i, v in enumerate(items)]
+    rows: list[dict] = []
+    with open(path, "rb") as f:  # bytes, decoded line by line, so an encoding error names its line
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{n}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
+                                "re-save the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{n}: invalid JSON ({err.msg}, column {err.colno})") from None
+            rows.append(_row(value, f"{path}:{n}", fields))
+            if max_rows is not None and len(rows) >= max_rows:
+                break
     return rows
 
 
+def _read_csv(path: Path, fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict]:
+    """Rows of a CSV file with a header, checked like `_read_jsonl` (a short row has None fields)."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            return [_row(r, f"{path}:{reader.line_num}", fields) for r in reader]
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason}); re-save the file as UTF-8") from None
+
+
 def _is_json_array(path: Path) -> bool:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         while True:
             ch = f.read(1)
             if not ch or not ch.isspace():
@@ -178,7 +241,7 @@ def load_gsm8k(
         file = path / f"{split}.jsonl" if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(f"GSM8K {split} file not found at {file}: {guidance}")
-        rows = _read_jsonl(file)
+        rows = _read_jsonl(file, fields={"question": str, "answer": str})
     else:
         rows = list(_hub_load(str(source), "main", split=split, guidance=guidance))
     examples = []
@@ -205,7 +268,7 @@ def _svamp_split_ids(ids_in_file_order: list[str], split_file: Path | None) -> d
     otherwise reconstructed (shuffle the file-order ids with ``random.Random(42)``;
     train = first 700, test = last 300 -- see that file's description)."""
     if split_file is not None and split_file.is_file():
-        with open(split_file, encoding="utf-8") as f:
+        with open(split_file, encoding="utf-8-sig") as f:
             data = json.load(f)
         return {"train": list(data["train_ids"]), "test": list(data["test_ids"])}
     ids = list(ids_in_file_order)
@@ -234,8 +297,7 @@ def load_svamp(
         file = path / "SVAMP.json" if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(f"SVAMP file not found at {file}: {guidance}")
-        with open(file, encoding="utf-8") as f:
-            rows = json.load(f)
+        rows = _read_jsonl(file, fields={"ID": str, "Body": str, "Question": str, "Answer": (int, float, str)})
         if split != "all":
             if split not in ("train", "test"):
                 raise ValueError(f"SVAMP split must be 'train', 'test' or 'all', got {split!r}")
@@ -294,8 +356,8 @@ def load_gpqa(
             file = file / f"{subset}.csv"
         if not file.is_file():
             raise FileNotFoundError(f"GPQA CSV not found at {file}: {guidance}")
-        with open(file, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = _read_csv(file, fields={k: str for k in ("Question", "Correct Answer", "Incorrect Answer 1",
+                                                         "Incorrect Answer 2", "Incorrect Answer 3")})
     else:
         rows = list(_hub_load(str(source), subset, split=split, guidance=guidance))
     examples = []

@@ -98,23 +98,51 @@ class EvalResult:
 # --------------------------------------------------------------------------- #
 
 
-def load_image(image: ImageArg) -> "Image.Image | None":
-    """A PNG path opened with PIL (pixels decoded now), a PIL image as is, or None (text only)."""
+def load_image(image: ImageArg, processor=None) -> "Image.Image | None":
+    """A PNG path opened with PIL (pixels decoded now), a PIL image as is, or None (text only).
+
+    With `processor`, the image is validated as training validates it, so a score always belongs to
+    the artwork's own pixels: a path must be a PNG file; the size (read from the header, before
+    decoding) must be one the processor keeps as is (else a ValueError naming the nearest valid
+    sizes: never resampled); 16-bit and float images are refused (never silently requantised);
+    other 8-bit modes become RGB as in training (transparency over white).
+    """
     if image is None:
         return None
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        return image
+        return _checked_pil(image, processor) if processor is not None else image
     if isinstance(image, (str, os.PathLike)):
         with Image.open(image) as img:
+            if processor is not None:
+                if img.format != "PNG":
+                    raise ValueError(f"{os.fspath(image)!r} is a {img.format} file, not a PNG; evaluate the "
+                                     "lossless PNG the artwork was saved as")
+                _check_header(img, processor)
             img.load()
-            # Copy so the file handle is closed; mode conversion is left to the official processor.
-            return img.copy()
+            # Copy so the file handle is closed.
+            return _checked_pil(img.copy(), processor) if processor is not None else img.copy()
     raise TypeError(
         f"image must be a PNG path, a PIL image or None, got {type(image).__name__}; "
         "save a PixelPrompt with .save_png(path) and evaluate that file"
     )
+
+
+def _check_header(img: "Image.Image", processor) -> None:
+    """Size and bit depth, known before the pixels are decoded."""
+    from art_lib.pixel_prompt import check_8bit_mode
+    from art_lib.preprocess import num_visual_tokens
+
+    num_visual_tokens(img.height, img.width, processor.image_processor)  # raises naming the nearest valid sizes
+    check_8bit_mode(img.mode)
+
+
+def _checked_pil(img: "Image.Image", processor) -> "Image.Image":
+    from art_lib.pixel_prompt import _pil_to_rgb
+
+    _check_header(img, processor)
+    return _pil_to_rgb(img)
 
 
 # One renderer for training and evaluation: a prompt is the same string in both.
@@ -151,11 +179,12 @@ def _eos_ids(model, processor) -> set[int]:
 
 def generate_completions(model, processor, texts: Sequence[str], image: "Image.Image | None" = None, *,
                          max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
-                         top_p: float = 1.0) -> list[dict]:
+                         top_p: float = 1.0, cancelled: Callable[[], bool] | None = None) -> list[dict]:
     """One batched `generate` over rendered prompts sharing one image: text, token count, finish reason.
 
     Every row gets the same image through the official processor (``images=[image] * B``); prompts
-    are left-padded so all rows end where generation starts.
+    are left-padded so all rows end where generation starts. ``cancelled()`` is asked between
+    tokens; when it returns True generation stops early (a server whose client has gone).
     """
     import torch
 
@@ -171,6 +200,14 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
     inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in inputs.items()}
     gen_kw = _generation_kwargs(model, processor, max_new_tokens, greedy, temperature, top_p)
     gen_kw["suppress_tokens"] = vision_token_ids(model, processor)  # a sampled image pad breaks the next forward
+    if cancelled is not None:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw):
+                return torch.full((input_ids.shape[0],), bool(cancelled()), dtype=torch.bool, device=input_ids.device)
+
+        gen_kw["stopping_criteria"] = StoppingCriteriaList([_Cancel()])
     with torch.inference_mode():
         out = model.generate(**inputs, **gen_kw)
     new = out[:, inputs["input_ids"].shape[1]:].tolist()
@@ -253,7 +290,7 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
     scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any generation
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pil = load_image(image)
+    pil = load_image(image, processor)  # validated like training: never resampled or requantised
     examples = list(examples)
     texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking)
              for ex in examples]
@@ -371,7 +408,7 @@ def evaluate_controls(model, processor, examples: Sequence[dict], *, benchmark: 
     if unknown:
         raise ValueError(f"unknown controls {unknown}; valid: {sorted(known)}")
     if size is None:
-        art = load_image(artwork) if artwork is not None else None
+        art = load_image(artwork, processor) if artwork is not None else None
         size = (art.height, art.width) if art is not None else 256
     if isinstance(size, (tuple, list)) and size[0] == size[1]:
         size = int(size[0])

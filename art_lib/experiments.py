@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .checkpoint import safe_load
 from .data import load_benchmark
 from .evaluate import EvalResult, evaluate, evaluate_controls, score_completions
 from .models import load_frozen
@@ -42,7 +43,7 @@ def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Pat
     from .prompting import example_text
     from .rollout import generate_rollouts
 
-    saved = torch.load(path, weights_only=False)
+    saved = safe_load(path)  # a .pt file may come from anyone: tensors only, never code
     dtype = next(model.parameters()).dtype
     image = {"pixel_values": None, "image_grid_thw": saved["image_grid_thw"]}
     texts = [example_text(processor, e) for e in examples]

@@ -46,6 +46,10 @@ _RESERVED_KEYS = frozenset({VERSION_KEY, SIZE_KEY, JSON_KEYS_KEY})
 _ZIP_THRESHOLD = 1024  # compress text values longer than this (zTXt / compressed iTXt)
 _RESAMPLE = Image.Resampling.BICUBIC
 _WHITE = (255, 255, 255)
+# The most pixels a supported processor accepts (Qwen3.5: longest_edge 16777216 = 4096 x 4096);
+# a larger PNG is refused from its header, before its pixels are decoded.
+MAX_PIXELS = 4096 * 4096
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class _StraightThroughClamp(torch.autograd.Function):
@@ -87,13 +91,18 @@ def _uint8_to_unit(arr: np.ndarray) -> torch.Tensor:
     return (t / 255.0).contiguous()
 
 
-def _pil_to_rgb(img: Image.Image) -> Image.Image:
-    """Any 8-bit PIL image -> RGB, compositing transparency onto white."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+def check_8bit_mode(mode: str) -> None:
+    """16-bit and float images are refused: quantising them to 8 bits would change the artwork."""
+    if mode in _HIGH_DEPTH_MODES:
         raise ValueError(
-            f"PIL mode {img.mode!r} (16-bit or float) is not supported; convert to 8-bit, "
+            f"PIL mode {mode!r} (16-bit or float) is not supported; convert to 8-bit, "
             "or pass a float array in [0, 1]"
         )
+
+
+def _pil_to_rgb(img: Image.Image) -> Image.Image:
+    """Any 8-bit PIL image -> RGB, compositing transparency onto white."""
+    check_8bit_mode(img.mode)
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if has_alpha:
         rgba = img.convert("RGBA")
@@ -306,11 +315,19 @@ class PixelPrompt(nn.Module):
         return cls.from_image(seed_icon(name, max(h, w)), size=(h, w))
 
     @classmethod
-    def from_png(cls, path: str | os.PathLike) -> PixelPrompt:
-        """Load a saved artwork: pixels are exactly the PNG's bytes / 255, metadata parsed."""
+    def from_png(cls, path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS) -> PixelPrompt:
+        """Load a saved artwork: pixels are exactly the PNG's bytes / 255, metadata parsed.
+
+        Size and bit depth are checked from the header, before decoding: more than `max_pixels`
+        (None: no limit) or a 16-bit/float PNG raises at once.
+        """
         with Image.open(path) as img:
             if img.format != "PNG":
                 raise ValueError(f"{os.fspath(path)!r} is not a PNG file (format {img.format!r})")
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ValueError(f"{os.fspath(path)!r} is {img.height}x{img.width} = {img.width * img.height} "
+                                 f"pixels, more than max_pixels={max_pixels} (a model sees at most that many)")
+            check_8bit_mode(img.mode)
             img.load()
             text = _png_text(img)
             rgb = _pil_to_rgb(img)
@@ -353,6 +370,9 @@ class PixelPrompt(nn.Module):
     @torch.no_grad()
     def to_uint8(self) -> np.ndarray:
         """(H, W, 3) uint8 via floor(x * 255 + 0.5) (halves round up, not to even)."""
+        bad = int((~torch.isfinite(self.raw.detach())).sum())
+        if bad:  # clamp would keep NaN and the cast would write it as 0: a silently different artwork
+            raise ValueError(f"the artwork has {bad} non-finite (NaN/inf) values; refusing to quantise or save it")
         x = self.raw.detach().clamp(0.0, 1.0).permute(1, 2, 0).to("cpu", torch.float64).numpy()  # (H, W, 3)
         return np.floor(x * 255.0 + 0.5).astype(np.uint8)
 

@@ -28,11 +28,14 @@ import torch
 
 from . import losses
 from .checkpoint import Checkpointer
+from .checkpoint import rng_state as _rng_state
+from .checkpoint import set_rng_state as _set_rng_state
 from .config import OBJECTIVES, TrainConfig, check_field_names  # noqa: F401 (OBJECTIVES: re-exported)
 from .forward import completion_logprobs
 from .methods import make_method, trainable_parameter_count
 from .models import gradient_checkpointing
 from .pixel_prompt import PixelPrompt
+from .preprocess import num_visual_tokens
 from .prompting import encode, example_text, pad_batch
 from .rollout import Rollout, generate_rollouts, row_token_ids
 from .style import style_active, style_loss
@@ -53,7 +56,42 @@ class TrainResult:
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised when too many consecutive steps have a non-finite loss or gradient."""
+    """Raised when too many consecutive steps have a non-finite reward, loss or gradient."""
+
+
+def reward_tensor(values, n: int) -> torch.Tensor:
+    """A reward function's output as a float32 tensor of `n` values; wrong types or counts raise."""
+    values = list(values) if not isinstance(values, torch.Tensor) else values.detach().reshape(-1).tolist()
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float, np.number))]
+    if bad:
+        raise TypeError(f"the reward function must return numbers, got {type(bad[0]).__name__} {bad[0]!r}")
+    if len(values) != n:
+        raise ValueError(f"the reward function returned {len(values)} rewards for {n} completions")
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
+
+
+def check_context(lengths: list[int], context: int, ids: list) -> None:
+    """Prompts (image tokens included) must fit the model's context: a truncated prompt trains on nonsense."""
+    over = [(i, n) for i, n in zip(ids, lengths) if n >= context]
+    if over:
+        i, n = max(over, key=lambda x: x[1])
+        raise ValueError(f"{len(over)} prompt(s) do not fit the model's context of {context} tokens "
+                         f"(longest: example {i!r}, {n} tokens); shorten them or drop them")
+
+
+def _releases_checkpoint(fn):
+    """Release the checkpoint folder's lock when `train` returns or raises (unless the caller opened it)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, checkpoint: Checkpointer | None = None, **kw):
+        opened_by_caller = checkpoint is not None and checkpoint.is_open
+        try:
+            return fn(*args, checkpoint=checkpoint, **kw)
+        finally:
+            if checkpoint is not None and not opened_by_caller:
+                checkpoint.close()
+    return wrapper
 
 
 def sft_completion(example: dict) -> str:
@@ -88,16 +126,6 @@ def _lr_lambda(schedule: str, steps: int, warmup: int):
     return f
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-
-
 def _default_reward(benchmark: str | None):
     if benchmark is None:
         raise ValueError("an RL objective needs reward_fn=... or benchmark=<name> to pick its scorer")
@@ -107,6 +135,7 @@ def _default_reward(benchmark: str | None):
     return lambda completions, examples: [float(scorer(c, e)) for c, e in zip(completions, examples)]
 
 
+@_releases_checkpoint
 def train(model, processor, examples: list[dict], config: TrainConfig | dict | None = None, *,
           artwork: PixelPrompt | None = None, reward_fn=None, eval_fn=None, checkpoint: Checkpointer | None = None,
           accelerator=None, style_mask: torch.Tensor | None = None, freeze_mask: torch.Tensor | None = None,
@@ -170,11 +199,16 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
     if c.batch_size % world:
         raise ValueError(f"batch_size {c.batch_size} must be divisible by the {world} processes")
+    image_tokens = num_visual_tokens(*artwork.size, processor.image_processor) if with_image else 0
+    check_context([len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) + image_tokens for t in texts],
+                  _context_length(model), [e.get("id", i) for i, e in enumerate(examples)])
 
     history: list[dict] = []
     start, nonfinite = 0, 0
-    if checkpoint is not None and (state := checkpoint.latest()) is not None:
-        _check_resumable(state.get("config") or {}, config, checkpoint.folder)
+    if checkpoint is not None and rank == 0:
+        checkpoint.open()  # this run owns the folder; an unwritable one fails here, before any step
+    check = (lambda saved: _check_resumable(saved, config, checkpoint.folder))  # noqa: E731
+    if checkpoint is not None and (state := checkpoint.latest(check=check)) is not None:
         m.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -196,29 +230,39 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         logs: list[dict] = []
+        bad_source, computed = None, []  # what gave a non-finite value; losses of micro-batches that had one
         for micro in range(grad_accum):
             idx = batch_indices(step, micro, n=len(examples), batch_size=c.batch_size, grad_accum=grad_accum,
                                 seed=seed)
             out = micro_step(idx)
+            bad_source = bad_source or out.pop("nonfinite", None)
             if styled and out["loss"] is not None:
                 extra, terms = style_loss(m.artwork.pixels(), m.initial, l2=c.style_l2, tv=c.style_tv,
                                           ssim=c.style_ssim, mask=style_mask)
                 (extra / grad_accum).backward()
                 out = out | terms | {"loss": out["loss"] + float(extra)}
+            if out["loss"] is not None:
+                computed.append(_item(out["loss"]))
             logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})
         if accelerator is not None:
             _all_reduce_grads(params, accelerator)
+            flag = torch.tensor(float(bad_source is not None), device=accelerator.device)
+            if float(accelerator.reduce(flag, reduction="sum")) and bad_source is None:
+                bad_source = "reward function"  # on another process: every process must skip the same steps
             for log in logs:  # report the whole batch's loss, not this process's share
                 loss_t = torch.tensor(log["loss"] / world, device=accelerator.device)
                 log["loss"] = float(accelerator.reduce(loss_t, reduction="sum"))
         row = {"step": step + 1, "method": method, "objective": objective, "lr": sched.get_last_lr()[0]}
         row |= {k: float(np.mean([l[k] for l in logs if l.get(k) is not None] or [np.nan])) for k in logs[0]}
         grads = [p.grad for p in params if p.grad is not None]
-        finite = bool(grads) and math.isfinite(row["loss"]) and all(torch.isfinite(g).all() for g in grads)
-        if all(out_["loss"] != out_["loss"] for out_ in logs):
+        if bad_source is None and computed and not all(math.isfinite(x) for x in computed):
+            bad_source = "loss"
+        if bad_source is None and computed and not (grads and all(torch.isfinite(g).all() for g in grads)):
+            bad_source = "gradient"
+        if bad_source is None and not computed:
             # Nothing to learn from (e.g. every DAPO group had equal rewards): not an error.
             row["grad_norm"], row["skipped"] = float("nan"), True
-        elif finite:
+        elif bad_source is None:
             norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm if c.max_grad_norm else float("inf"))
             opt.step()
             m.after_step()
@@ -226,11 +270,12 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
         else:
             # Keep the last good parameters; a run of bad steps means the setup is broken.
             nonfinite += 1
-            row["grad_norm"], row["skipped"] = float("nan"), True
+            row["grad_norm"], row["skipped"], row["nonfinite"] = float("nan"), True, bad_source
             if nonfinite >= c.max_nonfinite:
                 raise NonFiniteLossError(
-                    f"{nonfinite} consecutive steps with a non-finite loss or gradient (last at step {step + 1}); "
-                    "lower the learning rate or check the data")
+                    f"{nonfinite} consecutive steps with a non-finite value (last at step {step + 1}, from the "
+                    f"{bad_source}); " + ("check the reward function" if bad_source == "reward function" else
+                                          "lower the learning rate or check the data"))
         with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
             warnings.simplefilter("ignore", UserWarning)
             sched.step()
@@ -244,7 +289,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
             state = {"method": m.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "rng": _rng_state(), "history": history, "step": step + 1, "nonfinite": nonfinite,
                      "config": config}
-            checkpoint.save(step + 1, state, method=m, objective=objective, method_name=method)
+            checkpoint.save(step + 1, state, method=m, config=config, objective=objective, method_name=method)
     return TrainResult(history=pd.DataFrame(history), method=m, trainable_parameters=trainable_parameter_count(m),
                        config=config)
 
@@ -287,6 +332,11 @@ def _check_resumable(saved: dict, current: dict, folder) -> None:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
         raise ValueError(f"the checkpoint in {folder} was written by a run with other settings ({detail}); "
                          "resume with the same model, data and settings, or use a new or empty folder")
+
+
+def _context_length(model) -> int:
+    config = getattr(model.config, "text_config", model.config)
+    return int(getattr(config, "max_position_embeddings", None) or 2**62)
 
 
 def _plain(d: dict) -> dict:
@@ -376,7 +426,7 @@ def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, s
                               num_generations=G, image=sample_image, image_embeds=sample_embeds,
                               max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
                               generation_batch_size=c.generation_batch_size, micro_batch_size=c.micro_batch_size)
-        rew = torch.tensor(reward_fn(r.completions, r.examples), dtype=torch.float32)
+        rew = reward_tensor(reward_fn(r.completions, r.examples), len(r.completions))
         if c.overlong_cache:
             lengths = r.batch.completion_mask.sum(1)
             rew = rew + losses.soft_overlong_penalty(lengths.cpu(), max_new, c.overlong_cache)
@@ -384,6 +434,8 @@ def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, s
 
     r, rewards = rollout(idx)
     raw_reward = float(rewards.mean())
+    if not torch.isfinite(rewards).all():  # a NaN reward would make every group look uninformative
+        return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
     if c.dynamic_sampling:
         keep = losses.dynamic_sampling_mask(rewards, G)
         ids, rolls, rews = [i for i, k in zip(idx, keep) if k], [r], [rewards]
@@ -393,6 +445,8 @@ def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, s
                 break
             extra = [random.randrange(len(examples)) for _ in range(len(idx) - len(ids))]
             r2, rew2 = rollout(extra)
+            if not torch.isfinite(rew2).all():
+                return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
             k2 = losses.dynamic_sampling_mask(rew2, G)
             ids += [i for i, k in zip(extra, k2) if k]
             rolls.append(r2), rews.append(rew2), kept.append(k2)

@@ -431,3 +431,67 @@ def test_load_benchmark_unknown_name_lists_valid_names():
 def test_looks_local_distinguishes_hub_ids():
     assert not D._looks_local("openai/gsm8k")
     assert D._looks_local("/abs/path") and D._looks_local("data/x/test.jsonl") and D._looks_local("file.csv")
+
+
+# --------------------------------------------------------------------------- data errors name file, line, field
+
+
+def _gsm8k_file(tmp_path: Path, lines: list[str], data: bytes | None = None) -> Path:
+    path = tmp_path / "test.jsonl"
+    path.write_bytes(data if data is not None else "\n".join(lines).encode() + b"\n")
+    return path
+
+
+GOOD = json.dumps({"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n#### 2"})
+
+
+def test_a_malformed_line_names_the_file_and_line(tmp_path):
+    path = _gsm8k_file(tmp_path, [GOOD, GOOD, '{"question": "x", "answer": '])
+    with pytest.raises(D.DataError, match=rf"{path}:3: invalid JSON"):
+        load_benchmark("gsm8k", source=path)
+
+
+def test_a_missing_key_names_the_key_file_and_line(tmp_path):
+    path = _gsm8k_file(tmp_path, [GOOD, json.dumps({"question": "x"})])
+    with pytest.raises(KeyError, match=rf"{path}:2: missing field 'answer'"):
+        load_benchmark("gsm8k", source=path)
+
+
+def test_a_non_string_field_is_named(tmp_path):
+    path = _gsm8k_file(tmp_path, [json.dumps({"question": 7, "answer": "#### 7"})])
+    with pytest.raises(D.DataError, match=rf"{path}:1: field 'question' must be str, got int"):
+        load_benchmark("gsm8k", source=path)
+    path.write_text("[1, 2]\n")
+    with pytest.raises(D.DataError, match=rf"{path}:1: expected a JSON object, got list"):
+        load_benchmark("gsm8k", source=path)
+
+
+def test_a_utf8_bom_is_accepted_and_other_encodings_are_a_clear_error(tmp_path):
+    plain = load_benchmark("gsm8k", source=_gsm8k_file(tmp_path, [GOOD]))
+    bom = load_benchmark("gsm8k", source=_gsm8k_file(tmp_path, [], b"\xef\xbb\xbf" + GOOD.encode() + b"\n"))
+    assert bom == plain
+    latin1 = json.dumps({"question": "Caf\u00e9?", "answer": "#### 1"}, ensure_ascii=False).encode("latin-1")
+    path = _gsm8k_file(tmp_path, [], GOOD.encode() + b"\n" + latin1 + b"\n")
+    with pytest.raises(D.DataError, match=rf"{path}:2: not UTF-8 text"):
+        load_benchmark("gsm8k", source=path)
+
+
+def test_json_array_files_with_a_bom_and_bad_items_are_checked(tmp_path):
+    src = json.loads((DATA / "svamp" / "SVAMP.json").read_text())
+    path = tmp_path / "SVAMP.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(src).encode())
+    assert len(load_benchmark("svamp", source=path, split="all")) == len(src)
+    del src[5]["Body"]
+    path.write_text(json.dumps(src))
+    with pytest.raises(KeyError, match=rf"{path} item 5: missing field 'Body'"):
+        load_benchmark("svamp", source=path, split="all")
+
+
+def test_a_gpqa_csv_with_a_short_row_names_its_line(tmp_path):
+    path = tmp_path / "gpqa.csv"
+    cols = ["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols), w.writerow(["q", "a", "b", "c", "d"]), w.writerow(["q2", "a"])
+    with pytest.raises(D.DataError, match=rf"{path}:3: field 'Incorrect Answer 1' must be str, got NoneType"):
+        load_benchmark("gpqa", source=path)

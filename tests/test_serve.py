@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import types
+import zlib
 from pathlib import Path
 
 import pytest
@@ -23,6 +28,7 @@ from art_lib.pixel_prompt import PixelPrompt
 from art_lib.serve import (
     VLLM_INSTALL_HINT,
     ChatClient,
+    ServerLimits,
     evaluate_server,
     evaluate_vllm,
     image_data_url,
@@ -241,3 +247,133 @@ def test_evaluate_vllm_calls_llm_chat(png, monkeypatch):
     assert calls[0]["params"] == dict(temperature=0.0, top_p=1.0, max_tokens=512, seed=None)
     assert calls[0]["template"] == {"enable_thinking": False} and calls[0]["llm"] == {"limit_mm_per_prompt": {"image": 1}}
     assert calls[0]["conversations"][0] == openai_messages(examples[0], png)
+
+
+# --------------------------------------------------------------------------- hardening: validation, limits, load
+
+
+@contextlib.contextmanager
+def _serving(tiny, **kw):
+    """make_server on 127.0.0.1 (a free port) in a thread; yields (host, port); always shut down."""
+    srv = make_server(*tiny, host="127.0.0.1", port=0, model_name="x", **kw)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv.server_address[:2]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
+
+
+def _post(addr, body: dict | bytes, headers: dict | None = None, timeout: float = 60) -> tuple[int, dict]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn = http.client.HTTPConnection(*addr, timeout=timeout)
+    try:
+        conn.request("POST", "/v1/chat/completions", raw, {"Content-Type": "application/json", **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def _ask(content, max_tokens: int = 2) -> dict:
+    return {"model": "x", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+            "temperature": 0}
+
+
+def _image(url: str) -> list[dict]:
+    return [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "hi"}]
+
+
+def test_local_files_and_file_urls_are_refused_without_revealing_which_exist(tiny, tmp_path, png):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with _serving(tiny) as addr:
+        answers = [_post(addr, _ask(_image(url)), timeout=20)
+                   for url in (f"file://{png}", str(png), "/no/such/file.png", str(fifo), f"file://{fifo}")]
+    assert {status for status, _ in answers} == {400}
+    assert len({body["error"]["message"] for _, body in answers}) == 1  # no existence oracle
+    root = png.parent
+    os.mkfifo(root / "fifo")
+    with _serving(tiny, limits=ServerLimits(image_root=str(root))) as addr:
+        assert _post(addr, _ask(_image(png.name)))[0] == 200  # allowed: a file under the folder
+        refused = [_post(addr, _ask(_image(p)), timeout=20) for p in
+                   ("../" + png.parent.parent.name, "fifo", "missing.png", str(tmp_path / "x.png"), f"file://{png}")]
+    assert {status for status, _ in refused} == {400}
+    assert len({body["error"]["message"] for _, body in refused[:4]}) == 1
+
+
+def test_max_tokens_1e9_is_answered_within_the_cap_and_the_next_request_is_served(tiny):
+    with _serving(tiny, limits=ServerLimits(max_tokens=12)) as addr:
+        status, body = _post(addr, _ask("hi", max_tokens=10**9))
+        assert status == 200 and body["usage"]["completion_tokens"] <= 12
+        assert _post(addr, _ask("hello"))[0] == 200
+        assert _post(addr, _ask("hello", max_tokens=0))[0] == 400
+
+
+def test_generation_stops_when_the_client_disconnects(tiny):
+    with _serving(tiny) as addr:  # no configured cap: only the model's context (4096) bounds generation
+        sock = socket.create_connection(addr, timeout=10)
+        # Greedy on this prompt never emits an end token: it would generate until the context is full.
+        body = _ask("hello", max_tokens=10**9) | {"chat_template_kwargs": {"enable_thinking": False}}
+        raw = json.dumps(body).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+        time.sleep(1.0)  # generating now, holding the generation lock
+        sock.close()
+        t0 = time.monotonic()
+        status, _ = _post(addr, _ask("hello"), timeout=60)
+        # The abandoned generation would run ~4000 tokens (tens of seconds) if it were not stopped.
+        assert status == 200 and time.monotonic() - t0 < 8
+
+
+def test_100_concurrent_requests_are_all_answered_200_or_503(tiny):
+    statuses, errors = [], []
+
+    def one():
+        try:
+            statuses.append(_post(addr, _ask("hi", max_tokens=1), timeout=120)[0])
+        except OSError as err:  # a reset or refused connection
+            errors.append(repr(err))
+
+    with _serving(tiny) as addr:
+        threads = [threading.Thread(target=one) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+    assert errors == [] and len(statuses) == 100
+    assert set(statuses) <= {200, 503} and 200 in statuses
+
+
+def test_bad_lengths_big_bodies_and_many_images_are_refused_before_work(tiny, tmp_path):
+    big = tmp_path / "big.png"  # header says 8000x8000, pixel data cut short: decoding would fail differently
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 8000, 8000, 8, 2, 0, 0, 0)
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                    + chunk(b"IEND", b""))
+    with _serving(tiny, limits=ServerLimits(max_body_bytes=2**20)) as addr:
+        status, body = _post(addr, b"{}", {"Content-Length": "abc"})
+        assert status == 400 and "Content-Length" in body["error"]["message"]
+        with socket.create_connection(addr, timeout=10) as sock:  # declares 100 MiB, sends none of it
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 413")
+        url = image_data_url(big)
+        status, body = _post(addr, _ask(_image(url) + _image(url)[:1] * 4))
+        assert status == 400 and "at most 1 image" in body["error"]["message"]
+        status, body = _post(addr, _ask(_image(url)))
+        assert status == 400 and "larger than this server's limit" in body["error"]["message"]
+        assert _post(addr, _ask("still serving"))[0] == 200
+
+
+def test_a_stalled_request_body_is_dropped_after_the_socket_timeout(tiny):
+    with _serving(tiny, limits=ServerLimits(timeout=1.0)) as addr:
+        with socket.create_connection(addr, timeout=10) as sock:
+            t0 = time.monotonic()
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mo")
+            assert sock.recv(100).startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 5
+        assert _post(addr, _ask("hi"))[0] == 200
