@@ -51,6 +51,9 @@ __all__ = [
     "load_toolmind",
     "load_bfcl",
     "load_benchmark",
+    "data_kwargs",
+    "gsm8k_target",
+    "tool_call_target",
     "bfcl_function_to_tool",
     "normalize_tool",
     "bfcl_gold_calls",
@@ -71,7 +74,11 @@ SVAMP_URL = "https://github.com/arkilpatel/SVAMP (SVAMP.json)"
 GPQA_URL = "https://huggingface.co/datasets/Idavidrein/gpqa (gated: accept the terms, then download gpqa_diamond.csv)"
 TOOLMIND_REPO = "Nanbeige/ToolMind"
 TOOLMIND_REVISION = "8020ed1c03c367e4eb720ac3828ab4b0b95d8baf"
-TOOLMIND_DEFAULT_FILE = "open_datasets/ToolACE-query.jsonl"
+#: Every ToolMind file at TOOLMIND_REVISION (SCHEMA.md); `load_toolmind(subsets=[<stem>, ...])` picks some.
+TOOLMIND_FILES = ("open_datasets/ToolACE-query.jsonl", "open_datasets/APIGen-MT-5k-query.jsonl",
+                  "open_datasets/BUTTONInstruct-query.jsonl", "open_datasets/When2Call-query.jsonl",
+                  "open_datasets/glaive-function-calling-v2-query.jsonl", "open_datasets/tau-train-query.jsonl",
+                  "open_datasets/xlam-function-calling-60k-query.jsonl", "graph_syn_datasets/graphsyn.jsonl")
 BFCL_URL = (
     "https://github.com/ShishirPatil/gorilla/tree/main/berkeley-function-call-leaderboard/bfcl_eval/data"
     " (or `pip install bfcl-eval`, which ships them under bfcl_eval/data/)"
@@ -93,6 +100,8 @@ def _looks_local(source: Any) -> bool:
     if os.path.exists(s):
         return True
     if s.startswith(("/", ".", "~")) or "\\" in s or s.count("/") != 1:
+        return True
+    if os.path.isdir(s.split("/")[0]):  # "data/gsm8k" next to a local "data/" folder is a path, not a hub id
         return True
     return bool(re.search(r"\.(jsonl?|csv|parquet|txt)$", s, re.IGNORECASE))
 
@@ -215,6 +224,12 @@ def _math_prompt(question: str) -> str:
 # --------------------------------------------------------------------------- #
 
 
+def gsm8k_target(solution: str) -> str:
+    """GSM8K SFT target: the worked solution without `<<...>>` calculator annotations, then `Answer: N`."""
+    steps = re.sub(r"<<[^>]*>>", "", solution.split("####")[0]).strip()
+    return f"{steps}\nAnswer: {_gsm8k_final(solution)}" if steps else f"Answer: {_gsm8k_final(solution)}"
+
+
 def _gsm8k_final(solution: str) -> str:
     final = solution.split("####")[-1].strip().replace(",", "")
     return normalize_number(final) or final
@@ -230,7 +245,8 @@ def load_gsm8k(
     holding ``<split>.jsonl``) or from the hub (``openai/gsm8k``, config ``main``).
 
     ``answer`` = the number after ``####`` with commas removed; ``meta`` keeps the
-    question and the full gold ``solution``. ids: ``gsm8k-<split>-<row index>``.
+    question, the full gold ``solution`` and the SFT ``target`` (:func:`gsm8k_target`).
+    ids: ``gsm8k-<split>-<row index>``.
     """
     guidance = (
         f"download {split}.jsonl from {GSM8K_URL.format(split=split)} and pass "
@@ -252,7 +268,8 @@ def load_gsm8k(
                 "id": f"gsm8k-{split}-{i:04d}",
                 "prompt": _math_prompt(row["question"]),
                 "answer": _gsm8k_final(solution),
-                "meta": {"question": row["question"], "solution": solution, "split": split},
+                "meta": {"question": row["question"], "solution": solution, "split": split,
+                         "target": gsm8k_target(solution)},
             }
         )
     return _finalize(examples, limit, seed)
@@ -710,44 +727,104 @@ def _norm_message(msg: dict) -> dict:
     return out
 
 
-def _toolmind_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and p.is_file())
-    return [path]
+def _toolmind_files(path: Path, subsets: list[str] | None) -> list[Path]:
+    """The JSONL files of a ToolMind file or folder; with `subsets`, those whose stem (or name) is listed."""
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and p.is_file()) if path.is_dir() \
+        else [path]
+    if subsets is None:
+        return files
+    wanted = {_toolmind_stem(s) for s in subsets}
+    found = [f for f in files if _toolmind_stem(f.name) in wanted]
+    missing = wanted - {_toolmind_stem(f.name) for f in found}
+    if missing:
+        raise FileNotFoundError(f"ToolMind subsets {sorted(missing)} not found under {path} "
+                                f"(files there: {[f.name for f in files]}); known subsets: {list(TOOLMIND_FILES)}")
+    return found
+
+
+def _toolmind_stem(name: str) -> str:
+    """'open_datasets/ToolACE-query.jsonl', 'ToolACE-query.jsonl', 'ToolACE-query' -> 'ToolACE-query'."""
+    return Path(name).name.removesuffix(".jsonl").removesuffix(".json")
+
+
+def _system_first(messages: list[dict]) -> list[dict]:
+    """All system messages merged into one leading message (chat templates reject a system turn elsewhere)."""
+    system = [m["content"] for m in messages if m.get("role") == "system" and m.get("content")]
+    rest = [m for m in messages if m.get("role") != "system"]
+    return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest
+
+
+def reference_chat_template(family: str = "qwen3_5", size: str = "0.8B") -> str:
+    """The published chat template shipped with the kit (art_lib/assets/<family>/<size>/chat_template.jinja)."""
+    return (Path(__file__).resolve().parent / "assets" / family / size / "chat_template.jinja").read_text()
+
+
+def tool_call_target(example: Example, chat_template: str | None = None) -> str:
+    """SFT target of a tool task: the gold call(s) exactly as the chat template renders an assistant tool call.
+
+    Rendered as (conversation + assistant turn with `tool_calls`) minus (conversation + generation
+    prompt), so it is the text the model should generate after the prompt (thinking off), without
+    the end-of-turn token.
+    """
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from .prompting import example_messages
+
+    template = chat_template or reference_chat_template()
+    meta = example.get("meta") or {}
+    messages = example_messages(example, image=None)
+    calls = [{"type": "function", "function": c} for c in json.loads(example["answer"])]
+
+    def render(msgs: list[dict], gen: bool) -> str:
+        out = render_jinja_template([msgs], tools=meta.get("tools") or None, chat_template=template,
+                                    add_generation_prompt=gen, enable_thinking=False)
+        return out[0][0] if isinstance(out, tuple) else out[0]
+
+    prefix = render(messages, True)
+    full = render(messages + [{"role": "assistant", "content": "", "tool_calls": calls}], False)
+    if not full.startswith(prefix):
+        raise ValueError(f"chat template renders {example['id']}'s assistant turn unlike its generation prompt")
+    return full[len(prefix):].removesuffix("\n").removesuffix("<|im_end|>")
 
 
 def load_toolmind(
     source: str | os.PathLike = TOOLMIND_REPO,
     split: str = "test",
     limit: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     test_fraction: float = 0.1,
     include_text_targets: bool = False,
-    hub_file: str = TOOLMIND_DEFAULT_FILE,
+    subsets: list[str] | None = None,
+    split_seed: int = 0,
     max_rows: int | None = None,
 ) -> list[Example]:
     """ToolMind rows (``{"conversations": [...], "tools": [...]}``, see SCHEMA.md).
 
-    ``source``: a JSONL file, a folder of them, or the hub repo id (then
-    ``hub_file`` of revision ``TOOLMIND_REVISION`` is downloaded; loading the
-    whole hub config fails on mixed schemas). ToolMind has no test split: a
-    held-out ``split="test"`` (``test_fraction`` of the conversations) and
-    ``split="train"`` (the rest) are drawn with ``random.Random(seed)`` over
-    conversation groups (rows sharing tools and first user turn are turn-level
-    prefixes of one conversation, so they stay on the same side). ``split="all"``
-    keeps every row. Rows keep file order within a split; ``limit`` keeps the first.
+    ``source``: a JSONL file, a folder of them, or the hub repo id (then the
+    ``subsets`` files of revision ``TOOLMIND_REVISION`` are downloaded).
+    ``subsets``: file stems to read (e.g. ``["ToolACE-query"]``, see
+    ``TOOLMIND_FILES``); None reads every file (all of ToolMind, ~4 GB).
+    ToolMind has no test split: a held-out ``split="test"`` (``test_fraction``
+    of the conversations) and ``split="train"`` (the rest) are drawn with
+    ``random.Random(split_seed)`` over conversation groups (rows sharing tools
+    and first user turn are turn-level prefixes of one conversation, so they
+    stay on the same side). ``split_seed`` is fixed by default and independent
+    of ``seed`` (which, as for every loader, only shuffles before ``limit``), so
+    training seeds never move test rows into training. ``split="all"`` keeps every row.
 
     Target (``answer``): the final assistant message's tool call(s) as a JSON
     ``[{"name", "arguments"}]``; rows whose final turn is plain text are dropped
     unless ``include_text_targets`` (then ``answer="[]"``, i.e. "no call").
     ``prompt`` = the last user turn; ``meta["messages"]`` = the normalised turns
-    before it, ``meta["followup"]`` = assistant/tool turns between it and the
-    target (to be appended after it); ``meta["tools"]`` = normalised JSON-schema
-    tools. ids: ``toolmind-<file stem>-<row index>``.
+    before it (system messages merged into one first turn), ``meta["followup"]``
+    = assistant/tool turns between it and the target (to be appended after it);
+    ``meta["tools"]`` = normalised JSON-schema tools; ``meta["target"]`` = the
+    SFT target (:func:`tool_call_target`, Qwen3.5's template), for call targets.
+    ids: ``toolmind-<file stem>-<row index>``.
     """
     guidance = (
-        f"download a ToolMind JSONL (e.g. {TOOLMIND_DEFAULT_FILE}) from https://huggingface.co/datasets/"
-        f"{TOOLMIND_REPO} (revision {TOOLMIND_REVISION}) and pass source=<path to the .jsonl or its folder>."
+        f"download ToolMind JSONL files (e.g. {TOOLMIND_FILES[0]}) from https://huggingface.co/datasets/"
+        f"{TOOLMIND_REPO} (revision {TOOLMIND_REVISION}) and pass source=<path to a .jsonl or their folder>."
     )
     if split not in ("train", "test", "all"):
         raise ValueError(f"ToolMind split must be 'train', 'test' or 'all', got {split!r}")
@@ -755,21 +832,18 @@ def load_toolmind(
         path = Path(source).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"ToolMind data not found at {path}: {guidance}")
-        files = _toolmind_files(path)
+        files = _toolmind_files(path, subsets)
     else:
+        wanted = [f for f in TOOLMIND_FILES if subsets is None or _toolmind_stem(f) in
+                  {_toolmind_stem(s) for s in subsets}]
         try:
             from huggingface_hub import hf_hub_download
 
-            files = [
-                Path(
-                    hf_hub_download(
-                        repo_id=str(source), repo_type="dataset", filename=hub_file, revision=TOOLMIND_REVISION
-                    )
-                )
-            ]
+            files = [Path(hf_hub_download(repo_id=str(source), repo_type="dataset", filename=f,
+                                          revision=TOOLMIND_REVISION)) for f in wanted]
         except Exception as exc:  # noqa: BLE001
             raise FileNotFoundError(
-                f"Could not download {hub_file!r} of {source!r} from the Hugging Face hub "
+                f"Could not download {wanted} of {source!r} from the Hugging Face hub "
                 f"({type(exc).__name__}: {exc}). If you are offline: {guidance}"
             ) from exc
     if not files:
@@ -803,29 +877,32 @@ def load_toolmind(
                 json.dumps([raw_tools, first_user], sort_keys=True, ensure_ascii=False, default=str).encode()
             ).hexdigest()
             groups.append(group)
-            examples.append(
-                {
-                    "id": f"toolmind-{file.stem}-{i:06d}",
-                    "prompt": prompt,
-                    "answer": json.dumps(target, ensure_ascii=False),
-                    "meta": {
-                        "tools": tools,
-                        "messages": [_norm_message(m) for m in before],
-                        "followup": [_norm_message(m) for m in after],
-                        "source_file": file.name,
-                    },
-                }
-            )
+            # A system turn after the prompt cannot move before it; its text joins the leading system turn.
+            late_system = [m for m in after if m.get("role") == "system"]
+            ex = {
+                "id": f"toolmind-{file.stem}-{i:06d}",
+                "prompt": prompt,
+                "answer": json.dumps(target, ensure_ascii=False),
+                "meta": {
+                    "tools": tools,
+                    "messages": _system_first([_norm_message(m) for m in before + late_system]),
+                    "followup": [_norm_message(m) for m in after if m.get("role") != "system"],
+                    "source_file": file.name,
+                },
+            }
+            if target:
+                ex["meta"]["target"] = tool_call_target(ex)
+            examples.append(ex)
     if split != "all":
         unique = sorted(set(groups))
-        random.Random(seed).shuffle(unique)
+        random.Random(split_seed).shuffle(unique)
         n_test = int(round(len(unique) * float(test_fraction)))
         if len(unique) > 1 and test_fraction > 0:
             n_test = min(max(n_test, 1), len(unique) - 1)
         test_groups = set(unique[:n_test])
         want_test = split == "test"
         examples = [ex for ex, g in zip(examples, groups) if (g in test_groups) == want_test]
-    return _finalize(examples, limit, None)
+    return _finalize(examples, limit, seed)
 
 
 # --------------------------------------------------------------------------- #
@@ -833,10 +910,51 @@ def load_toolmind(
 # --------------------------------------------------------------------------- #
 
 
-def load_benchmark(name: str, **kw: Any) -> list[Example]:
+#: Per benchmark: the sub-folder of a notebook's `data_dir` and what to put there (README "Data").
+DATA_FILES = {
+    "gsm8k": ("gsm8k", f"train.jsonl and test.jsonl from {GSM8K_URL.format(split='<split>')}"),
+    "svamp": ("svamp", f"SVAMP.json (and optionally chilled_split_ids.json) from {SVAMP_URL}"),
+    "gpqa": ("gpqa", f"gpqa_diamond.csv from {GPQA_URL}"),
+    "toolmind": ("toolmind", f"ToolMind .jsonl files (any of {', '.join(TOOLMIND_FILES)}) from "
+                             f"https://huggingface.co/datasets/{TOOLMIND_REPO}"),
+    "bfcl": ("bfcl", f"BFCL_v4_<category>.json and possible_answer/ from {BFCL_URL}"),
+}
+
+
+def data_kwargs(name: str, data_dir: str | os.PathLike | dict | None) -> dict:
+    """Loader keyword arguments for benchmark `name` given a notebook's `data_dir`.
+
+    `data_dir` is None (each loader's default: the hub), one folder holding `<benchmark>/` sub-folders
+    (`DATA_FILES`), or a dict `{benchmark: source}` where a source is a path / hub id or a dict of
+    loader arguments (e.g. `{"source": "data/toolmind", "subsets": ["ToolACE-query"]}`); benchmarks
+    missing from the dict, and benchmarks without files (the toy world's), use their loader's default.
+    A missing sub-folder is an error naming its files.
+    """
+    from .registry import canonical_name
+
+    key = canonical_name(name)
+    family = "bfcl" if key.startswith("bfcl_") else key  # one BFCL folder holds every category
+    if data_dir is None:
+        return {}
+    if isinstance(data_dir, dict):
+        given = {canonical_name(k): v for k, v in data_dir.items()}
+        given = given.get(key, given.get(family))
+        return {} if given is None else dict(given) if isinstance(given, dict) else {"source": str(given)}
+    if family not in DATA_FILES:
+        return {}
+    sub, files = DATA_FILES[family]
+    folder = Path(data_dir).expanduser() / sub
+    if not folder.exists():
+        raise FileNotFoundError(f"{name}: data folder {folder} does not exist; put {files} there "
+                                f"(or pass data_dir={{{family!r}: <path or hub id>}})")
+    return {"source": str(folder)}
+
+
+def load_benchmark(name: str, data_dir: str | os.PathLike | dict | None = None, **kw: Any) -> list[Example]:
     """Load a registered benchmark by name (`registry.benchmark_names()`: ``gsm8k``, ``svamp``, ``gpqa``,
-    ``toolmind``, ``bfcl``, ``bfcl_<category>``, and any user or plugin benchmark). Keyword arguments go to
-    the loader. Unknown name -> ValueError listing the valid names."""
+    ``toolmind``, ``bfcl``, ``bfcl_<category>``, and any user or plugin benchmark). ``data_dir``: see
+    :func:`data_kwargs`. Keyword arguments go to the loader. Unknown name -> ValueError listing the valid names."""
     from .registry import get_benchmark
 
+    kw = data_kwargs(name, data_dir) | kw
     return get_benchmark(name).load(**kw)

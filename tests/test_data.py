@@ -290,19 +290,123 @@ def test_toolmind_tool_quirks_are_normalised():
 
 def test_toolmind_split_is_deterministic_disjoint_and_grouped():
     everything = set(_ids(load_toolmind(TOOLMIND, split="all")))
-    for seed in (0, 1, 2):
-        test = load_toolmind(TOOLMIND, split="test", seed=seed, test_fraction=0.25)
-        train = load_toolmind(TOOLMIND, split="train", seed=seed, test_fraction=0.25)
-        assert _ids(test) == _ids(load_toolmind(TOOLMIND, split="test", seed=seed, test_fraction=0.25))
+    for split_seed in (0, 1, 2):
+        kw = dict(split_seed=split_seed, test_fraction=0.25)
+        test = load_toolmind(TOOLMIND, split="test", **kw)
+        train = load_toolmind(TOOLMIND, split="train", **kw)
+        assert _ids(test) == _ids(load_toolmind(TOOLMIND, split="test", **kw))
         assert not set(_ids(test)) & set(_ids(train))
         assert set(_ids(test)) | set(_ids(train)) == everything
         assert 0 < len(test) < len(everything)
         # the two turn-level rows of the one conversation stay on the same side
         pair = {"toolmind-toolmind_fixture-000011", "toolmind-toolmind_fixture-000012"}
         assert pair <= set(_ids(test)) or pair <= set(_ids(train))
-    splits = {tuple(_ids(load_toolmind(TOOLMIND, split="test", seed=s, test_fraction=0.25))) for s in range(5)}
+    splits = {tuple(_ids(load_toolmind(TOOLMIND, split="test", split_seed=s, test_fraction=0.25))) for s in range(5)}
     assert len(splits) > 1
     assert len(load_toolmind(TOOLMIND, split="train", limit=3)) == 3
+
+
+def test_toolmind_held_out_split_does_not_move_with_the_training_seed():
+    test = set(_ids(load_toolmind(TOOLMIND, split="test", test_fraction=0.25)))
+    for seed in (0, 1, 2, 3):
+        train = load_toolmind(TOOLMIND, split="train", seed=seed, test_fraction=0.25)
+        assert not test & set(_ids(train))
+        assert set(_ids(load_toolmind(TOOLMIND, split="test", seed=seed, test_fraction=0.25))) == test
+
+
+def test_every_toolmind_sft_target_scores_one_under_the_toolmind_scorer():
+    from art_lib.rewards import get_scorer
+
+    scorer = get_scorer("toolmind")
+    rows = load_toolmind(TOOLMIND, split="all")
+    assert rows and all(scorer(ex["meta"]["target"], ex) == 1.0 for ex in rows)
+    assert all(ex["meta"]["target"].startswith("<tool_call>\n<function=") for ex in rows)
+
+
+def test_toolmind_target_is_what_the_real_chat_template_renders_after_the_prompt():
+    from art_lib.models import tiny_model
+    from art_lib.prompting import example_messages
+
+    _, processor = tiny_model()  # the real Qwen3.5 chat template
+    ex = load_toolmind(TOOLMIND, split="all")[8]
+    calls = [{"type": "function", "function": c} for c in json.loads(ex["answer"])]
+    msgs = example_messages(ex, {"type": "image"})
+    kw = dict(tools=ex["meta"]["tools"], tokenize=False, enable_thinking=False)
+    prompt = processor.apply_chat_template(msgs, add_generation_prompt=True, **kw)
+    full = processor.apply_chat_template(msgs + [{"role": "assistant", "content": "", "tool_calls": calls}], **kw)
+    assert full == prompt + ex["meta"]["target"] + "<|im_end|>\n"
+
+
+def test_toolmind_system_messages_anywhere_render(tmp_path):
+    from art_lib.models import tiny_model
+    from art_lib.prompting import example_text
+
+    rows = [json.loads(line) for line in TOOLMIND.read_text().splitlines() if line.strip()]
+    row = next(r for r in rows if sum(m["role"] == "user" for m in r["conversations"]) > 1)
+    conv = list(row["conversations"])
+    conv.insert(2, {"role": "system", "content": "Late rule: be brief."})  # not first
+    conv.insert(len(conv) - 1, {"role": "system", "content": "Rule after the prompt."})
+    (tmp_path / "sys.jsonl").write_text(json.dumps({**row, "conversations": conv}) + "\n")
+    (ex,) = load_toolmind(tmp_path / "sys.jsonl", split="all")
+    roles = [m["role"] for m in ex["meta"]["messages"]]
+    assert roles.count("system") == 1 and roles[0] == "system"
+    assert "Late rule" in ex["meta"]["messages"][0]["content"]
+    assert "Rule after the prompt" in ex["meta"]["messages"][0]["content"]
+    _, processor = tiny_model()
+    assert "Late rule: be brief." in example_text(processor, ex)
+
+
+def test_toolmind_named_subsets(tmp_path):
+    (tmp_path / "open_datasets").mkdir()
+    (tmp_path / "open_datasets" / "ToolACE-query.jsonl").write_text(TOOLMIND.read_text())
+    (tmp_path / "open_datasets" / "When2Call-query.jsonl").write_text(TOOLMIND.read_text())
+    both = load_toolmind(tmp_path, split="all")
+    one = load_toolmind(tmp_path, split="all", subsets=["ToolACE-query"])
+    assert len(both) == 2 * len(one) and {e["meta"]["source_file"] for e in one} == {"ToolACE-query.jsonl"}
+    with pytest.raises(FileNotFoundError, match="graphsyn"):
+        load_toolmind(tmp_path, split="all", subsets=["graphsyn"])
+
+
+def test_gsm8k_sft_target_carries_the_worked_solution_without_calculator_annotations():
+    from art_lib.rewards import get_scorer
+    from art_lib.train import sft_completion
+
+    for ex in load_gsm8k(GSM8K, limit=50):
+        target = sft_completion(ex)
+        steps = ex["meta"]["solution"].split("####")[0].strip()
+        assert "<<" not in target and ">>" not in target and "####" not in target
+        assert target.endswith(f"\nAnswer: {ex['answer']}")
+        assert len(target.splitlines()) == len(steps.splitlines()) + 1  # every solution line, then the answer
+        assert get_scorer("gsm8k")(target, ex) == 1.0
+    first = load_gsm8k(GSM8K, limit=1)[0]
+    assert sft_completion(first) == ("Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n"
+                                     "She makes 9 * 2 = $18 every day at the farmer\u2019s market.\nAnswer: 18")
+
+
+def test_data_dir_resolves_per_benchmark_sources_and_names_missing_files(tmp_path):
+    from art_lib.data import data_kwargs
+
+    assert data_kwargs("gsm8k", None) == {} and data_kwargs("toy_add", tmp_path) == {}
+    assert data_kwargs("svamp", DATA) == {"source": str(DATA / "svamp")}
+    assert data_kwargs("bfcl_simple", DATA) == {"source": str(DATA / "bfcl")}
+    assert data_kwargs("toolmind", {"toolmind": {"source": "x", "subsets": ["a"]}}) == {"source": "x", "subsets": ["a"]}
+    assert data_kwargs("gsm8k", {"svamp": "y"}) == {}
+    assert len(load_benchmark("svamp", data_dir=DATA, split="test")) == 300
+    with pytest.raises(FileNotFoundError, match="gpqa_diamond.csv"):
+        load_benchmark("gpqa", data_dir=DATA)
+    with pytest.raises(FileNotFoundError, match="train.jsonl"):
+        load_benchmark("gsm8k", data_dir=DATA, split="train")
+
+
+def test_a_local_looking_missing_path_is_never_sent_to_the_hub(tmp_path, monkeypatch):
+    import time
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    t = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="test.jsonl"):
+        load_gsm8k("data/gsm8k")  # the README's example, folder not there yet
+    assert time.perf_counter() - t < 2
 
 
 def test_toolmind_errors(tmp_path, monkeypatch):
@@ -318,7 +422,7 @@ def test_toolmind_errors(tmp_path, monkeypatch):
     fake.hf_hub_download = offline
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     with pytest.raises(FileNotFoundError, match="Nanbeige/ToolMind"):
-        load_toolmind("Nanbeige/ToolMind")
+        load_toolmind("Nanbeige/ToolMind", subsets=["ToolACE-query"])
 
 
 # --------------------------------------------------------------------------- #
