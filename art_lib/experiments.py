@@ -10,13 +10,16 @@ the embedding file for soft prompts.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .checkpoint import safe_load
+from .checkpoint import Checkpointer, safe_load
 from .data import load_benchmark
 from .evaluate import EvalResult, evaluate, evaluate_controls, score_completions
 from .models import load_frozen
@@ -35,6 +38,82 @@ def resolve_model(model: str) -> tuple[str, str]:
 def max_new_tokens_for(examples: list[dict], default: int = 512) -> int:
     """The generation budget a set of examples needs: the largest `meta["max_new_tokens"]`, else `default`."""
     return max([int((e.get("meta") or {}).get("max_new_tokens", default)) for e in examples] or [default])
+
+
+def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """("auto", "auto") -> ("cuda", "bfloat16") with a GPU, ("cpu", "float32") without; CUDA asked, none there: error."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for but CUDA is not available (use 'auto' or 'cpu')")
+    if dtype == "auto":
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    return str(device), str(dtype)
+
+
+def dry_run_reward(completions: list, examples: list[dict]) -> list[float]:
+    """Dry runs only: 1, 0, 1, 0, ... by position, so every group of >= 2 completions is informative.
+
+    A random stand-in model never earns a real reward; this forces non-zero advantages so the
+    dry run reaches a policy update. Never used by a paper or default parameter file.
+    """
+    return [float(i % 2 == 0) for i in range(len(completions))]
+
+
+REWARDS = {"dry_run": dry_run_reward}
+
+
+def _jsonable(o):
+    """A stable JSON stand-in for config values (callables by name and closure, objects by their fields)."""
+    if callable(o) and hasattr(o, "__qualname__"):
+        return [o.__module__, o.__qualname__, [_jsonable(c.cell_contents) for c in (o.__closure__ or [])]]
+    if isinstance(o, torch.Tensor):
+        return hashlib.sha1(o.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    if hasattr(o, "__dict__"):
+        return [type(o).__qualname__, {k: _jsonable(v) for k, v in sorted(vars(o).items())}]
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    return o if isinstance(o, (str, int, float, bool, type(None))) else repr(o)
+
+
+def config_hash(config: dict) -> str:
+    """Short hash of an arm's whole configuration (what the manifest compares before skipping it)."""
+    return hashlib.sha1(json.dumps(_jsonable(config), sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+def finished_arm(out_dir: Path, stem: str, chash: str) -> dict | None:
+    """The manifest row (`arms.jsonl`) of an arm finished earlier with the same config, if its artifact is there."""
+    path = Path(out_dir) / "arms.jsonl"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("stem") == stem and rec.get("config_hash") == chash and (Path(out_dir) / rec["row"]["artifact"]).exists():
+            return rec["row"]
+    return None
+
+
+def record_arm(out_dir: Path, stem: str, chash: str, row: dict) -> None:
+    """Append a finished arm to the results folder's manifest (one JSON line, flushed at once)."""
+    with open(Path(out_dir) / "arms.jsonl", "a") as f:
+        f.write(json.dumps({"stem": stem, "config_hash": chash, "row": row}, default=str) + "\n")
+
+
+def arm_stem(method: str, benchmark: str, objective: str, seed: int, label: str = "") -> str:
+    """An arm's file stem in its results folder (artifact, checkpoints, manifest)."""
+    return f"{label or method}-{benchmark}-{objective}-seed{seed}"
+
+
+def final_float_pixels(out_dir: str | Path, row: dict) -> torch.Tensor:
+    """The float pixels (3, H, W) an ART arm ended with (saved next to its PNG by `run_arm`)."""
+    return safe_load(Path(out_dir) / f"{Path(row['artifact']).stem}.float.pt")
+
+
+def arm_checkpoints(out_dir: str | Path, stem: str, every: int, keep: int = 2) -> Checkpointer:
+    """The per-arm checkpoint folder `<results>/checkpoints/<arm stem>/`."""
+    return Checkpointer(Path(out_dir) / "checkpoints" / stem, every=every, keep=keep)
 
 
 def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Path, *, benchmark: str,
@@ -56,24 +135,62 @@ def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Pat
     return score_completions(examples, completions, benchmark, label="soft_prompt")
 
 
+#: Trainer fields passed only when set, so parameter files can state them before every trainer has them.
+OPTIONAL_TRAIN_FIELDS = ("micro_batch_size", "gradient_checkpointing")
+
+
 def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: str = "sft", seed: int = 0,
             out_dir: str | Path, train_examples: list[dict] | None = None, test_examples: list[dict] | None = None,
             n_train: int | None = None, n_test: int | None = None, image_size: int = 64, seed_icon: str = "math",
             artwork: PixelPrompt | None = None, max_new_tokens: int | None = None, label: str = "",
-            model_label: str = "toy", warm_start: dict | None = None, **train_kw) -> tuple[dict, object]:
-    """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult).
+            model_label: str = "toy", warm_start: dict | None = None, device: str = "auto", dtype: str = "auto",
+            data_dir: str | dict | None = None, checkpoint_every: int = 0, checkpoint_keep: int = 2,
+            resume: bool = False, reward: str | None = None, eval_batch_size: int = 8, progress: bool = False,
+            **train_kw) -> tuple[dict, object | None]:
+    """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult or None).
 
     `warm_start` (RL objectives only), e.g. `{"steps": 20, "lr": 0.05, "batch_size": 16}`: first train
     the same artwork / adapter with SFT for that many steps, then continue with `objective` from there
     (a policy that never earns a reward gives GRPO / DAPO nothing to learn from). The row's
     `warm_start_steps` says so; score the warm start alone with an SFT arm of the same settings.
+
+    Long runs: `checkpoint_every` > 0 saves the arm every N steps under `<out_dir>/checkpoints/<arm>/`;
+    with `resume`, a rerun continues from there, and an arm already recorded in `<out_dir>/arms.jsonl`
+    with the same configuration is not trained again (its row is returned with `None` for the result).
+    Without `resume` the arm's old checkpoints are deleted first. `max_new_tokens` is the generation
+    budget of evaluation and (unless `max_completion_length` is given) of RL rollouts; default: the
+    benchmark's. `reward="dry_run"` (dry runs only) replaces the benchmark's scorer for RL.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_examples = train_examples or load_benchmark(benchmark, split="train", limit=n_train, seed=seed)
-    test_examples = test_examples or load_benchmark(benchmark, split="test", limit=n_test)
+    stem = arm_stem(method, benchmark, objective, seed, label)
+    train_examples = train_examples or load_benchmark(benchmark, data_dir=data_dir, split="train", limit=n_train,
+                                                      seed=seed)
+    test_examples = test_examples or load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
     mnt = max_new_tokens or max_new_tokens_for(test_examples)
-    model, processor = load_frozen(model_path)
+    if objective != "sft":
+        train_kw.setdefault("max_completion_length", mnt)
+    for k in OPTIONAL_TRAIN_FIELDS:
+        if not train_kw.get(k):
+            train_kw.pop(k, None)
+    device, dtype = resolve_runtime(device, dtype)
+    config = {"model": str(model_path), "benchmark": benchmark, "method": method, "objective": objective,
+              "seed": seed, "image_size": image_size, "seed_icon": seed_icon, "max_new_tokens": mnt,
+              "warm_start": warm_start, "dtype": dtype, "reward": reward, "train_kw": train_kw,
+              "train_ids": [e["id"] for e in train_examples], "test_ids": [e["id"] for e in test_examples],
+              "artwork": artwork}
+    chash = config_hash(config)
+    if resume and (done := finished_arm(out_dir, stem, chash)) is not None:
+        print(f"[arm] {stem}: finished earlier (arms.jsonl), not trained again", flush=True)
+        return done, None
+    if checkpoint_every and "checkpoint" not in train_kw:
+        if not resume:
+            shutil.rmtree(out_dir / "checkpoints" / stem, ignore_errors=True)  # a fresh run, not an old one's state
+        train_kw["checkpoint"] = arm_checkpoints(out_dir, stem, checkpoint_every, keep=checkpoint_keep)
+    if reward is not None:
+        train_kw["reward_fn"] = REWARDS[reward]
+    print(f"[arm] {stem}: {train_kw.get('steps', '?')} steps on {device} ({dtype})", flush=True)
+    model, processor = load_frozen(model_path, device=device, dtype=dtype)
     torch.manual_seed(seed)
     if artwork is None and method != "lora":
         artwork = PixelPrompt.from_icon(seed_icon, image_size)
@@ -82,65 +199,75 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     if warm_start:
         if objective == "sft":
             raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
-        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") if k in train_kw}  # same adapter
+        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") + OPTIONAL_TRAIN_FIELDS
+                  if k in train_kw}  # same adapter, same memory settings
         seed_artwork = copy.deepcopy(artwork)  # training moves the artwork in place; the KL reference stays the seed
         warm = train(model, processor, train_examples, method=method, objective="sft", artwork=artwork,
-                     benchmark=benchmark, seed=seed, progress=False, **(shared | warm_start))
+                     benchmark=benchmark, seed=seed, progress=progress, **(shared | warm_start))
         init_state, artwork = warm.method.state_dict(), seed_artwork
         if method == "lora":
             model = warm.method.model.unload()  # the frozen base again, without adapter layers
     res = train(model, processor, train_examples, method=method, objective=objective, artwork=artwork,
-                benchmark=benchmark, seed=seed, progress=False, init_state=init_state, **train_kw)
+                benchmark=benchmark, seed=seed, progress=progress, init_state=init_state, **train_kw)
     train_s = time.perf_counter() - t
-    stem = f"{label or method}-{benchmark}-{objective}-seed{seed}"
     artifact = res.method.save(out_dir / stem, model_id=str(model_path), objective=objective,
                                step=int(res.history["step"].iloc[-1]), benchmark=benchmark)
+    if method == "art":  # the float pixels too, to compare with the 8-bit PNG after a resumed run
+        torch.save(res.artwork.pixels().detach().cpu(), out_dir / f"{stem}.float.pt")
     # Score what would be served, loaded back from disk. ART and soft prompts leave the frozen model
     # bit-identical (tested), so it is reused; LoRA needs the base without the trained adapter layers.
+    ev_kw = dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size)
     if method == "art":
-        ev = evaluate(model, processor, test_examples, image=artifact, benchmark=benchmark, max_new_tokens=mnt,
-                      progress=False)
+        ev = evaluate(model, processor, test_examples, image=artifact, progress=False, **ev_kw)
     elif method == "lora":
         from peft import PeftModel
 
-        base, proc = load_frozen(model_path)
+        base, proc = load_frozen(model_path, device=device, dtype=dtype)
         ev = evaluate(PeftModel.from_pretrained(base, artifact).eval(), proc, test_examples, image=None,
-                      benchmark=benchmark, max_new_tokens=mnt, progress=False)
+                      progress=False, **ev_kw)
     else:
-        ev = evaluate_soft_prompt(model, processor, test_examples, artifact, benchmark=benchmark, max_new_tokens=mnt)
+        ev = evaluate_soft_prompt(model, processor, test_examples, artifact, **ev_kw)
+    h = res.history
+    grad = h["grad_norm"] if "grad_norm" in h else pd.Series(0.0, index=h.index)
     row = {"method": label or method, "objective": objective, "benchmark": benchmark, "model": model_label,
-           "seed": seed, "trainable_params": res.trainable_parameters, "steps": len(res.history),
+           "seed": seed, "trainable_params": res.trainable_parameters, "steps": len(h),
            "warm_start_steps": int((warm_start or {}).get("steps", 0)),
-           "train_seconds": round(train_s, 1), "final_train_loss": float(res.history["loss"].iloc[-1]),
+           # steps whose loss moved the trainable parameters (RL: a step whose groups all tie has none)
+           "policy_updates": int((h["loss"].notna() & (grad.fillna(0) > 0)).sum()),
+           "train_seconds": round(train_s, 1), "final_train_loss": float(h["loss"].iloc[-1]),
            "n_test": ev.n, "accuracy": ev.accuracy, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
-           "artifact": Path(artifact).name}
+           "max_new_tokens": mnt, "device": device, "dtype": dtype, "artifact": Path(artifact).name}
+    record_arm(out_dir, stem, chash, row)
     return row, res
 
 
 def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None = None, image_size: int = 64,
                  seed_icon: str = "math", seed: int = 0, model_label: str = "toy",
-                 max_new_tokens: int | None = None) -> list[dict]:
+                 max_new_tokens: int | None = None, device: str = "auto", dtype: str = "auto",
+                 data_dir: str | dict | None = None, eval_batch_size: int = 8) -> list[dict]:
     """Rows for the controls (text-only, seed image, noise image, token-matched random text), same scorer."""
-    test_examples = load_benchmark(benchmark, split="test", limit=n_test)
-    model, processor = load_frozen(model_path)
+    test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
+    device, dtype = resolve_runtime(device, dtype)
+    model, processor = load_frozen(model_path, device=device, dtype=dtype)
     mnt = max_new_tokens or max_new_tokens_for(test_examples)
     df = evaluate_controls(model, processor, test_examples, benchmark=benchmark, size=image_size,
-                           seed_icon_name=seed_icon, seed=seed, max_new_tokens=mnt, progress=False)
+                           seed_icon_name=seed_icon, seed=seed, max_new_tokens=mnt, batch_size=eval_batch_size,
+                           progress=False)
     rows = []
     for r in df.to_dict("records"):
         rows.append({"method": f"control:{r['control']}", "objective": "none", "benchmark": benchmark,
                      "model": model_label, "seed": seed, "trainable_params": 0, "warm_start_steps": 0, "steps": 0,
-                     "train_seconds": 0.0,
-                     "final_train_loss": float("nan"), "n_test": r["n"], "accuracy": r["accuracy"],
-                     "ci_low": r["ci_low"], "ci_high": r["ci_high"], "artifact": ""})
+                     "policy_updates": 0, "train_seconds": 0.0, "final_train_loss": float("nan"), "n_test": r["n"],
+                     "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                     "max_new_tokens": mnt, "device": device, "dtype": dtype, "artifact": ""})
     return rows
 
 
 def tidy(rows: list[dict]) -> pd.DataFrame:
     """Rows -> a tidy table with a fixed column order."""
     cols = ["model", "benchmark", "method", "objective", "seed", "trainable_params", "warm_start_steps", "steps",
-            "train_seconds",
-            "final_train_loss", "n_test", "accuracy", "ci_low", "ci_high", "artifact"]
+            "policy_updates", "train_seconds", "final_train_loss", "n_test", "accuracy", "ci_low", "ci_high",
+            "max_new_tokens", "device", "dtype", "artifact"]
     df = pd.DataFrame(rows)
     return df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in cols]]
 
@@ -152,7 +279,8 @@ def sft_eval_loss(model, processor, examples: list[dict], pixels: torch.Tensor, 
     from .prompting import encode, example_text
     from .train import sft_completion
 
-    image = preprocess_image(pixels, processor.image_processor)
+    device = next(model.parameters()).device
+    image = preprocess_image(pixels.to(device), processor.image_processor)
     n = num_visual_tokens(pixels.shape[1], pixels.shape[2], processor.image_processor)
     total, count = 0.0, 0.0
     with torch.no_grad():
@@ -160,9 +288,10 @@ def sft_eval_loss(model, processor, examples: list[dict], pixels: torch.Tensor, 
             chunk = examples[i:i + batch_size]
             batch = encode(processor, [example_text(processor, e) for e in chunk], [sft_completion(e) for e in chunk],
                            num_image_tokens=n)
-            logps = completion_logprobs(model, batch, image)
-            total += float(-(logps * batch.completion_mask).sum())
-            count += float(batch.completion_mask.sum())
+            logps = completion_logprobs(model, batch.to(device), image).float()
+            mask = batch.completion_mask.to(device)
+            total += float(-(logps * mask).sum())
+            count += float(mask.sum())
     return total / max(count, 1.0)
 
 

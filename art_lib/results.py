@@ -122,3 +122,27 @@ def write_run_info(folder: str | Path, parameters: dict, started: float, device:
     path = Path(folder) / "run_info.json"
     path.write_text(json.dumps(info, indent=2, default=str))
     return path
+
+
+def table_checks(table: pd.DataFrame, expected: list[dict]) -> dict[str, bool]:
+    """Statements that mean something at any scale (paper runs, dry runs), unlike the toy world's margins.
+
+    `expected`: one dict of column values per arm the run should have produced, e.g.
+    `{"benchmark": "gsm8k", "method": "art", "objective": "dapo"}`. Checks: every expected arm has a
+    row; every accuracy is in [0, 1] inside its 95% interval; every arm scored at least one example;
+    every RL arm made at least one policy update (a step with informative groups and a gradient).
+    """
+    checks = {}
+    for want in expected:
+        hit = pd.Series(True, index=table.index)
+        for k, v in want.items():
+            hit &= table[k] == v
+        checks["arm present: " + ", ".join(f"{k}={v}" for k, v in want.items())] = bool(hit.any())
+    acc, lo, hi = table["accuracy"], table["ci_low"], table["ci_high"]
+    checks["every accuracy is in [0, 1] and inside its 95% interval"] = bool(
+        ((acc >= 0) & (acc <= 1) & (lo <= acc + 1e-12) & (acc <= hi + 1e-12)).all())
+    checks["every arm was scored on at least one example"] = bool((table["n_test"] > 0).all())
+    rl = table[~table["objective"].isin(["sft", "none"])]
+    if len(rl) and "policy_updates" in rl:
+        checks["every RL arm made at least one policy update"] = bool((rl["policy_updates"] >= 1).all())
+    return checks

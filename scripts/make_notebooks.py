@@ -19,24 +19,56 @@ from IPython.display import display
 
 from art_lib.results import results_dir, write_table, save_figure, write_run_info
 
+from art_lib.experiments import resolve_runtime
+
 torch.set_num_threads(cpu_threads)
 started = time.time()
 params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
 out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
-print("results ->", out)'''
+device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
+runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
+               eval_batch_size=eval_batch_size)  # every model load and evaluation
+arm_kw = dict(runtime, micro_batch_size=micro_batch_size, gradient_checkpointing=gradient_checkpointing,
+              checkpoint_every=checkpoint_every, resume=resume, reward=reward, progress=progress)  # every arm
+print("results ->", out, "|", device, dtype)'''
 
-CLOSE = '''write_run_info(out, params, started, device="cuda" if torch.cuda.is_available() else "cpu")
+CLOSE = '''write_run_info(out, params, started, device=device, dtype=dtype)
 print("wrote", sorted(p.name for p in out.iterdir()))'''
 
 
+#: Parameters every notebook has (after its own, unless it sets one itself): where and how it runs.
+COMMON_PARAMS = '''
+device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir = None             # None: loaders' defaults (hub); a folder of <benchmark>/ sub-folders; or {benchmark: source}
+max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size = 8         # prompts per generate call when evaluating
+micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
+gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
+checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
+resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+progress = False            # a progress bar per arm: steps done, time left
+cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+'''
+
+
+def _names(params: str) -> list[str]:
+    return [line.split("=")[0].strip() for line in params.strip().splitlines() if "=" in line and not line.startswith("#")]
+
+
 def notebook(stem: str, title: str, params: str, cells: list[tuple[str, str]]) -> None:
+    own = _names(params)
+    params = params.rstrip() + "\n" + "\n".join(line for line in COMMON_PARAMS.strip().splitlines()
+                                                 if line.split("=")[0].strip() not in own)
     nb = nbf.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells.append(nbf.v4.new_markdown_cell(title))
     p = nbf.v4.new_code_cell(params.strip())
     p.metadata["tags"] = ["parameters"]
     nb.cells.append(p)
-    names = [line.split("=")[0].strip() for line in params.strip().splitlines() if "=" in line and not line.startswith("#")]
+    names = _names(params)
     nb.cells.append(nbf.v4.new_code_cell(f"STEM = {stem!r}\nPARAMETERS = {names!r}\n" + SETUP))
     for kind, src in cells:
         nb.cells.append(nbf.v4.new_markdown_cell(src.strip()) if kind == "md" else nbf.v4.new_code_cell(src.strip()))
@@ -72,20 +104,19 @@ objective = "sft"           # sft | grpo | dapo
 steps = 300                 # optimiser steps
 batch_size = 16             # prompts per step
 lr = 0.05                   # Adam learning rate on pixels in [0, 1]
+num_generations = 8         # completions per prompt (RL objectives)
 image_size = 64             # artwork side in pixels (the toy processor's minimum; 256 for Qwen3.5)
 seed_icon = "math"          # math | reasoning | tools
 n_test = 40                 # test examples (None: all; the toy test split holds 40 distinct prompts)
 seed = 0                    # training seed
-cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
-results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
 ''', [
     ("md", "## 1. Model and data"),
     ("code", '''from art_lib.data import load_benchmark
 from art_lib.experiments import resolve_model
 
 model_path, model_label = resolve_model(model)
-train_examples = load_benchmark(benchmark, split="train", seed=seed)
-test_examples = load_benchmark(benchmark, split="test", limit=n_test)
+train_examples = load_benchmark(benchmark, data_dir=data_dir, split="train", seed=seed)
+test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
 print(model_label, "|", len(train_examples), "train /", len(test_examples), "test examples")
 pd.DataFrame(test_examples[:3])[["id", "prompt", "answer"]]'''),
     ("md", "## 2. Train (only the pixels change) and evaluate from the saved PNG"),
@@ -93,31 +124,37 @@ pd.DataFrame(test_examples[:3])[["id", "prompt", "answer"]]'''),
 
 row, res = run_arm(model_path, benchmark, method, objective=objective, seed=seed, out_dir=out,
                    train_examples=train_examples, test_examples=test_examples, image_size=image_size,
-                   seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr, model_label=model_label)
-res.history[["step", "loss", "grad_norm"]].tail()'''),
+                   seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr,
+                   num_generations=num_generations, model_label=model_label, **arm_kw)
+if res is not None:  # None: finished in an earlier run (resume), its row comes from arms.jsonl
+    display(res.history[["step", "loss", "grad_norm"]].tail())'''),
     ("code", '''rows = [row] + control_rows(model_path, benchmark, n_test=n_test, image_size=image_size,
-                           seed_icon=seed_icon, seed=seed, model_label=model_label)
+                           seed_icon=seed_icon, seed=seed, model_label=model_label, **runtime)
 table = tidy(rows)
 write_table(table, out)
 print(table[["method", "accuracy", "ci_low", "ci_high"]].round(3).to_string(index=False))'''),
     ("md", CHECK_NOTE),
-    ("code", '''from art_lib.results import print_checks
+    ("code", '''from art_lib.results import print_checks, table_checks
 
 acc = dict(zip(table["method"], table["accuracy"]))
 best_control = max(v for k, v in acc.items() if k.startswith("control:"))
 # NBVAL_CHECK_OUTPUT
-print_checks({f"{method} beats every control by >= 0.3": acc[method] >= best_control + 0.3,
-              "every control scores <= 0.3": best_control <= 0.3})'''),
+if model_label.startswith("toy:"):  # margins that only the toy world's known answers justify
+    print_checks({f"{method} beats every control by >= 0.3": acc[method] >= best_control + 0.3,
+                  "every control scores <= 0.3": best_control <= 0.3})
+else:
+    print_checks(table_checks(table, [{"method": m} for m in [method, "control:text_only", "control:seed"]]))'''),
     ("md", "## 3. The artwork"),
     ("code", '''import matplotlib.pyplot as plt
 from art_lib.pixel_prompt import PixelPrompt
 
 if method == "art":
     learned = PixelPrompt.from_png(out / row["artifact"])
+    history = res.history if res is not None else pd.DataFrame({"step": [], "loss": []})
     fig, ax = plt.subplots(1, 3, figsize=(9, 3))
     ax[0].imshow(PixelPrompt.from_icon(seed_icon, image_size).to_pil()); ax[0].set_title("seed")
     ax[1].imshow(learned.to_pil()); ax[1].set_title(f"learned ({steps} steps)")
-    ax[2].plot(res.history["step"], res.history["loss"]); ax[2].set_title("training loss"); ax[2].set_xlabel("step")
+    ax[2].plot(history["step"], history["loss"]); ax[2].set_title("training loss"); ax[2].set_xlabel("step")
     for a in ax[:2]: a.axis("off")
     save_figure(fig, out, "quickstart")
     plt.show()'''),
@@ -145,13 +182,12 @@ lr_art = 0.05               # learning rate for pixels
 lr_lora = 0.005             # learning rate for LoRA weights
 lora_weight_decay = 0.05    # L2 on LoRA weights (without it LoRA memorises the 60 toy training pairs)
 lora_rank = 8               # LoRA rank
+num_generations = 8         # completions per prompt (RL objectives)
 image_size = 64             # artwork side
 seed_icon = "math"          # seed icon
 n_train = None              # training examples (None: the whole train split)
 n_test = 40                 # test examples (None: all; the toy test split holds 40)
 seeds = [0]                 # training seeds
-cpu_threads = 1             # torch CPU threads
-results_tag = ""            # "" or e.g. "paper"
 ''', [
     ("md", "## 1. Train and evaluate every (size, method, seed)"),
     ("code", '''from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
@@ -160,7 +196,7 @@ rows = []
 for m in models:
     path, label = resolve_model(m)
     rows += [r for r in control_rows(path, benchmark, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                                     model_label=label) if r["method"] in ("control:text_only", "control:seed")]
+                                     model_label=label, **runtime) if r["method"] in ("control:text_only", "control:seed")]
     for seed in seeds:
         for method in methods:
             lr = lr_lora if method == "lora" else lr_art
@@ -168,7 +204,8 @@ for m in models:
             row, _ = run_arm(path, benchmark, method, objective=objective, seed=seed, out_dir=out, n_train=n_train,
                              n_test=n_test, image_size=image_size, seed_icon=seed_icon, steps=steps,
                              batch_size=batch_size, lr=lr, weight_decay=wd, lora_rank=lora_rank, model_label=label,
-                             label=f"{method}-{label.replace(':', '_')}")
+                             label=f"{method}-{label.replace(':', '_').replace('/', '_')}",
+                             num_generations=num_generations, **arm_kw)
             row["method"] = method
             rows.append(row)
 table = tidy(rows)
@@ -179,7 +216,7 @@ table.head()'''),
     [resolve_model(m)[1] for m in models])
 print(pivot.round(3).to_string())'''),
     ("md", CHECK_NOTE),
-    ("code", '''from art_lib.results import print_checks
+    ("code", '''from art_lib.results import print_checks, table_checks
 
 checks = {}
 for label, g in table.groupby("model", sort=False):
@@ -188,7 +225,11 @@ for label, g in table.groupby("model", sort=False):
         acc = g[g["method"] == method]["accuracy"].mean()
         checks[f"{label}: {method} beats the text-only and seed-image controls by >= 0.3"] = acc >= best_control + 0.3
 # NBVAL_CHECK_OUTPUT
-print_checks(checks)'''),
+if all(str(m).startswith("toy:") for m in models):  # margins that only the toy world's known answers justify
+    print_checks(checks)
+else:
+    print_checks(table_checks(table, [{"model": m, "method": a} for m in models
+                                      for a in methods + ["control:text_only", "control:seed"]]))'''),
     ("md", "## 3. Figure"),
     ("code", '''import matplotlib.pyplot as plt
 import seaborn as sns
@@ -231,8 +272,6 @@ image_size = 64             # artwork side
 seed_icon = "math"          # seed icon
 n_test = 40                 # test examples (None: all; the toy test split holds 40)
 seeds = [0]                 # training seeds
-cpu_threads = 1             # torch CPU threads
-results_tag = ""            # "" or e.g. "paper"
 ''', [
     ("md", "## 1. Controls: the frozen model without any adaptation"),
     ("code", '''from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
@@ -241,7 +280,7 @@ model_path, model_label = resolve_model(model)
 rows = []
 for b in benchmarks:
     rows += control_rows(model_path, b, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                         model_label=model_label)
+                         model_label=model_label, **runtime)
 tidy(rows)[["benchmark", "method", "accuracy"]]'''),
     ("md", "## 2. SFT arms"),
     ("code", '''for b in benchmarks:
@@ -250,7 +289,7 @@ tidy(rows)[["benchmark", "method", "accuracy"]]'''),
             row, _ = run_arm(model_path, b, method, objective="sft", seed=seed, out_dir=out, n_test=n_test,
                              image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size,
                              lr=lr[method], weight_decay=weight_decay[method], lora_rank=lora_rank,
-                             model_label=model_label)
+                             model_label=model_label, **arm_kw)
             rows.append(row)
 tidy(rows).tail(len(benchmarks) * len(methods) * len(seeds))[["benchmark", "method", "accuracy", "train_seconds"]]'''),
     ("md", """## 3. RL arms (objective `rl_objective`, DAPO by default)
@@ -263,7 +302,7 @@ GRPO / DAPO then have nothing to learn from."""),
     for seed in seeds:
         for method in rl_methods:
             common = dict(seed=seed, out_dir=out, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                          lora_rank=lora_rank, model_label=model_label)
+                          lora_rank=lora_rank, model_label=model_label, **arm_kw)
             warm = {"steps": rl_warm_start_steps, "lr": lr[method], "batch_size": batch_size,
                     "weight_decay": weight_decay[method]}
             if rl_warm_start_steps:
@@ -272,7 +311,7 @@ GRPO / DAPO then have nothing to learn from."""),
                                  label=f"{method}-warm{rl_warm_start_steps}", **common)
                 rows.append(row)
             row, _ = run_arm(model_path, b, method, objective=rl_objective, steps=rl_steps, batch_size=rl_batch_size,
-                             num_generations=num_generations, max_completion_length=48, temperature=1.0,
+                             num_generations=num_generations, temperature=1.0,
                              lr=lr[method], weight_decay=weight_decay[method],
                              warm_start=warm if rl_warm_start_steps else None, **common)
             rows.append(row)
@@ -286,7 +325,7 @@ pivot = show.pivot_table(index="arm", columns="benchmark", values="accuracy", ag
 params_col = show.groupby("arm")["trainable_params"].max()
 print(pivot.join(params_col).round(3).to_string())'''),
     ("md", CHECK_NOTE),
-    ("code", '''from art_lib.results import print_checks
+    ("code", '''from art_lib.results import print_checks, table_checks
 
 def acc(b, method, objective):
     return table[(table.benchmark == b) & (table.method == method) & (table.objective == objective)]["accuracy"].mean()
@@ -301,8 +340,11 @@ for b in rl_benchmarks:
     seed_acc = acc(b, "control:seed", "none")
     for method in rl_methods:
         checks[f"{b}: {method}/{rl_objective} beats the seed image by >= 0.3"] = acc(b, method, rl_objective) >= seed_acc + 0.3
+expected = ([{"benchmark": b, "method": m, "objective": "sft"} for b in benchmarks for m in methods]
+            + [{"benchmark": b, "method": m, "objective": rl_objective} for b in rl_benchmarks for m in rl_methods]
+            + [{"benchmark": b, "method": f"control:{c}"} for b in benchmarks for c in ("text_only", "seed", "noise")])
 # NBVAL_CHECK_OUTPUT
-print_checks(checks)'''),
+print_checks(checks if model_label.startswith("toy:") else table_checks(table, expected))'''),
     ("md", "## 5. Figure"),
     ("code", '''import matplotlib.pyplot as plt
 import seaborn as sns
@@ -340,17 +382,16 @@ lora_weight_decay = 0.05       # L2 on LoRA weights
 seed_icon = "math"             # seed icon
 n_test = 40                    # test examples (None: all; the toy test split holds 40)
 seed = 0                       # training seed
-cpu_threads = 1                # torch CPU threads
-results_tag = ""               # "" or e.g. "paper"
 ''', [
     ("md", "## 1. What the official processor does with each size"),
     ("code", '''from art_lib.data import load_benchmark
-from art_lib.experiments import processor_resize, resize_to, resolve_model, run_arm, sft_eval_loss, tidy
+from art_lib.experiments import (final_float_pixels, processor_resize, resize_to, resolve_model, run_arm,
+                                 sft_eval_loss, tidy)
 from art_lib.models import load_frozen
 from art_lib.preprocess import num_visual_tokens, patch_geometry, valid_size
 
 model_path, model_label = resolve_model(model)
-frozen, processor = load_frozen(model_path)
+frozen, processor = load_frozen(model_path, device=device, dtype=dtype)
 geo = patch_geometry(processor.image_processor)
 plan = []
 for s in sizes:
@@ -360,7 +401,7 @@ for s in sizes:
 print("grid factor (patch_size * merge_size):", geo["factor"], "| min/max pixels:", geo["min_pixels"], geo["max_pixels"])
 pd.DataFrame(plan)'''),
     ("md", "## 2. ART at each size; loss before and after the 8-bit PNG round trip"),
-    ("code", '''test_examples = load_benchmark(benchmark, split="test", limit=n_test)
+    ("code", '''test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
 rows = []
 for p in plan:
     s = p["size"]
@@ -368,10 +409,10 @@ for p in plan:
     eot = None if p["aligned"] else resize_to(seen)
     row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, test_examples=test_examples,
                        image_size=s, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_art,
-                       model_label=model_label, label=f"art-{s}px", eot=eot)
+                       model_label=model_label, label=f"art-{s}px", eot=eot, **arm_kw)
     if p["aligned"]:
         from art_lib.pixel_prompt import PixelPrompt
-        float_px = res.artwork.pixels().detach()
+        float_px = final_float_pixels(out, row)
         png_px = PixelPrompt.from_png(out / row["artifact"]).pixels()
         row["loss_float"] = sft_eval_loss(frozen, processor, test_examples, float_px)
         row["loss_png"] = sft_eval_loss(frozen, processor, test_examples, png_px)
@@ -382,13 +423,12 @@ tidy(rows)[["size", "aligned", "processor_feeds", "visual_tokens", "trainable_pa
     ("code", '''for r in lora_ranks:
     row, _ = run_arm(model_path, benchmark, "lora", seed=seed, out_dir=out, test_examples=test_examples,
                      steps=steps, batch_size=batch_size, lr=lr_lora, weight_decay=lora_weight_decay, lora_rank=r,
-                     model_label=model_label,
-                     label=f"lora-r{r}")
+                     model_label=model_label, label=f"lora-r{r}", **arm_kw)
     row["config"] = f"rank {r}"
     rows.append(row)
 row, _ = run_arm(model_path, benchmark, "soft_prompt", seed=seed, out_dir=out, test_examples=test_examples,
                  image_size=sizes[0], seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_soft,
-                 model_label=model_label)
+                 model_label=model_label, **arm_kw)
 row["config"] = f"{num_visual_tokens(sizes[0], sizes[0], processor.image_processor)} tokens"
 rows.append(row)
 table = tidy(rows)
@@ -401,13 +441,17 @@ cols = ["arm", "size", "aligned", "processor_feeds", "visual_tokens", "config", 
         "png_loss_change"]
 print(show[[c for c in cols if c in show]].round(4).to_string(index=False))'''),
     ("md", CHECK_NOTE),
-    ("code", '''from art_lib.results import print_checks
+    ("code", '''from art_lib.results import print_checks, table_checks
 
 aligned = show[show.method.str.startswith("art-") & (show.aligned == True)]
+both = {"the 8-bit PNG round trip changes the loss by < 0.01": bool((aligned["png_loss_change"].abs() < 0.01).all()),
+        "the processor feeds aligned sizes unchanged": bool((aligned["processor_feeds"] == aligned["size"].map(lambda s: f"{int(s)}x{int(s)}")).all())}
+expected = [{"method": f"art-{s}px"} for s in sizes] + [{"method": f"lora-r{r}"} for r in lora_ranks] + [{"method": "soft_prompt"}]
 # NBVAL_CHECK_OUTPUT
-print_checks({"every aligned size reaches >= 0.7": bool((aligned["accuracy"] >= 0.7).all()),
-              "the 8-bit PNG round trip changes the loss by < 0.01": bool((aligned["png_loss_change"].abs() < 0.01).all()),
-              "the processor feeds aligned sizes unchanged": bool((aligned["processor_feeds"] == aligned["size"].map(lambda s: f"{int(s)}x{int(s)}")).all())})'''),
+if model_label.startswith("toy:"):  # the accuracy margin only the toy world's known answers justify
+    print_checks({"every aligned size reaches >= 0.7": bool((aligned["accuracy"] >= 0.7).all())} | both)
+else:
+    print_checks(table_checks(table, expected) | both)'''),
     ("md", "## 5. Figure: accuracy against trainable parameters"),
     ("code", '''import matplotlib.pyplot as plt
 
@@ -437,40 +481,36 @@ batch_size = 16             # prompts per step
 lr = 0.05                   # learning rate on pixels
 image_size = 64             # artwork side
 evolution_task = "toy_tool"  # the benchmark whose checkpoints are shown (Figure 2: ToolMind)
-checkpoint_every = 50       # steps between saved artworks
-resume = False              # True: continue from the checkpoints in the results folder (same model and settings)
+num_generations = 8         # completions per prompt (RL objectives)
+checkpoint_every = 50       # steps between saved artworks (also the resume points; every one is kept)
 n_test = 40                 # test examples
 seed = 0                    # training seed
-cpu_threads = 1             # torch CPU threads
-results_tag = ""            # "" or e.g. "paper"
 ''', [
     ("md", "## 1. Train one artwork per task, saving checkpoints"),
-    ("code", '''import shutil
-
-from art_lib.checkpoint import Checkpointer
-from art_lib.experiments import resolve_model, run_arm, tidy
+    ("code", '''from art_lib.experiments import arm_checkpoints, arm_stem, resolve_model, run_arm, tidy
 from art_lib.pixel_prompt import PixelPrompt
 
 model_path, model_label = resolve_model(model)
 rows, ckpts = [], {}
 for task, icon in tasks.items():
-    if not resume:
-        shutil.rmtree(out / f"checkpoints-{task}", ignore_errors=True)  # a fresh run, not an old one's checkpoints
-    ck = Checkpointer(out / f"checkpoints-{task}", every=checkpoint_every, keep=10_000)
     row, res = run_arm(model_path, task, "art", objective=objective, seed=seed, out_dir=out, n_test=n_test,
                        image_size=image_size, seed_icon=icon, steps=steps, batch_size=batch_size, lr=lr,
-                       model_label=model_label, checkpoint=ck, num_generations=8, max_completion_length=48)
+                       model_label=model_label, num_generations=num_generations, checkpoint_keep=10_000,
+                       **(arm_kw | {"checkpoint_every": checkpoint_every}))
     row["seed_icon"] = icon
     rows.append(row)
-    ckpts[task] = ck
+    ckpts[task] = arm_checkpoints(out, arm_stem("art", task, objective, seed), checkpoint_every)
 table = tidy(rows)
 write_table(table, out)
 print(table[["benchmark", "seed_icon", "accuracy"]].round(3).to_string(index=False))'''),
     ("md", CHECK_NOTE),
-    ("code", '''from art_lib.results import print_checks
+    ("code", '''from art_lib.results import print_checks, table_checks
 
 # NBVAL_CHECK_OUTPUT
-print_checks({f"{b}: the artwork reaches >= 0.7": a >= 0.7 for b, a in zip(table["benchmark"], table["accuracy"])})'''),
+if model_label.startswith("toy:"):  # the accuracy margin only the toy world's known answers justify
+    print_checks({f"{b}: the artwork reaches >= 0.7": a >= 0.7 for b, a in zip(table["benchmark"], table["accuracy"])})
+else:
+    print_checks(table_checks(table, [{"benchmark": t, "objective": objective} for t in tasks]))'''),
     ("md", "## 2. Figure 1: seeds and learned artworks"),
     ("code", '''import matplotlib.pyplot as plt
 
@@ -525,8 +565,6 @@ transport_runs = {"toy:base": ["toy_add"], "toy:base-texture": ["toy_add", "toy_
 transports = ["none", "jpeg95", "jpeg75", "jpeg50", "resize", "palette"]  # re-encodings evaluated
 n_test = 40                      # test examples (None: all; the toy test split holds 40)
 seed = 0                         # training seed
-cpu_threads = 1                  # torch CPU threads
-results_tag = ""                 # "" or e.g. "paper"
 ''', [
     ("md", "## 1. Style weight sweep"),
     ("code", '''from art_lib.experiments import resolve_model, run_arm, tidy
@@ -539,7 +577,7 @@ rows = []
 for w in style_weights:
     row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, n_test=n_test, image_size=image_size,
                        seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr, model_label=model_label,
-                       label=f"art-style{w:g}", style_ssim=w, style_l2=w)
+                       label=f"art-style{w:g}", style_ssim=w, style_l2=w, **arm_kw)
     png = PixelPrompt.from_png(out / row["artifact"]).pixels()
     row.update({"experiment": "style", "style_weight": w, "ssim_to_seed": float(ssim(png, seed_px))})
     rows.append(row)
@@ -555,15 +593,16 @@ transport_rows = []
 for tm, benches in transport_runs.items():
     tm_path, tm_label = resolve_model(tm)
     tag = tm_label.split(":")[-1].replace("/", "_")
-    frozen, processor = load_frozen(tm_path)
+    frozen, processor = load_frozen(tm_path, device=device, dtype=dtype)
     for bench in benches:
-        test_examples = load_benchmark(bench, split="test", limit=n_test)
+        test_examples = load_benchmark(bench, data_dir=data_dir, split="test", limit=n_test)
         for name, eot in [("plain", None), ("robust", EOT(eot_transforms, p=eot_p, seed=seed))]:
             row, _ = run_arm(tm_path, bench, "art", seed=seed, out_dir=out, test_examples=test_examples,
                              image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr,
-                             model_label=tm_label, label=f"art-{name}-{tag}", eot=eot)
+                             model_label=tm_label, label=f"art-{name}-{tag}", eot=eot, **arm_kw)
             df = evaluate_transports(frozen, processor, test_examples, out / row["artifact"], bench, kinds=transports,
-                                     out_dir=out / f"transport-{name}-{tag}", max_new_tokens=max_new_tokens_for(test_examples))
+                                     out_dir=out / f"transport-{name}-{tag}",
+                                     max_new_tokens=max_new_tokens or max_new_tokens_for(test_examples))
             for r in df.to_dict("records"):
                 transport_rows.append({**row, "experiment": "transport", "training": name, "transport": r["kind"],
                                        "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
@@ -574,7 +613,7 @@ tr = table[table.experiment == "transport"]
 acc = tr.pivot_table(index=["model", "benchmark", "transport"], columns="training", values="accuracy")
 print(acc.round(3).to_string())'''),
     ("md", CHECK_NOTE),
-    ("code", '''from art_lib.results import print_checks
+    ("code", '''from art_lib.results import print_checks, table_checks
 
 st = table[table.experiment == "style"].sort_values("style_weight")
 jpeg75 = tr[tr.transport == "jpeg75"].pivot_table(index=["model", "benchmark"], columns="training", values="accuracy")
@@ -585,7 +624,12 @@ print_checks({f"style weight {w:g} gives a higher SSIM to the seed than weight 0
               for w, v in zip(st["style_weight"], st["ssim_to_seed"]) if w > 0})
 if len(texture):  # the toy whose vision tower reads fine detail
     print_checks({"texture toy, after jpeg75: the robust artworks keep more accuracy than the plain ones "
-                  "(mean over benchmarks) by >= 0.1": texture["robust"].mean() >= texture["plain"].mean() + 0.1})'''),
+                  "(mean over benchmarks) by >= 0.1": texture["robust"].mean() >= texture["plain"].mean() + 0.1})
+if not model_label.startswith("toy:"):
+    print_checks(table_checks(table, [{"experiment": "style", "style_weight": w} for w in style_weights]
+                              + [{"experiment": "transport", "benchmark": b, "training": t, "transport": k}
+                                 for bs in transport_runs.values() for b in bs for t in ("plain", "robust")
+                                 for k in transports]))'''),
     ("md", "Per model and benchmark (reported, not CI-checked: which artworks JPEG breaks depends on the toy weights, "
            "which depend on the CPU they were pretrained on)."),
     ("code", '''print_checks({f"{m} {b}: after jpeg75 the robust artwork keeps more accuracy than the plain one": r["robust"] > r["plain"]
