@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import shutil
 import time
@@ -38,6 +39,11 @@ def resolve_model(model: str) -> tuple[str, str]:
 def max_new_tokens_for(examples: list[dict], default: int = 512) -> int:
     """The generation budget a set of examples needs: the largest `meta["max_new_tokens"]`, else `default`."""
     return max([int((e.get("meta") or {}).get("max_new_tokens", default)) for e in examples] or [default])
+
+
+def generation_budget(benchmark: str, examples: list[dict] | None = None) -> int:
+    """A benchmark's generation budget for evaluation and RL rollouts (512 unless its examples carry one)."""
+    return max_new_tokens_for(examples or [])
 
 
 def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
@@ -170,9 +176,13 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     mnt = max_new_tokens or max_new_tokens_for(test_examples)
     if objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
+    accepted = inspect.signature(train).parameters
     for k in OPTIONAL_TRAIN_FIELDS:
         if not train_kw.get(k):
             train_kw.pop(k, None)
+        elif k not in accepted and not any(v.kind is v.VAR_KEYWORD for v in accepted.values()):
+            print(f"[arm] this trainer has no {k}; the whole step runs in one pass", flush=True)
+            train_kw.pop(k)
     device, dtype = resolve_runtime(device, dtype)
     config = {"model": str(model_path), "benchmark": benchmark, "method": method, "objective": objective,
               "seed": seed, "image_size": image_size, "seed_icon": seed_icon, "max_new_tokens": mnt,

@@ -1,22 +1,30 @@
 """Run every notebook with papermill and collect its outputs under results/<stem>/.
 
-    python -m art_lib.reproduce            # default (toy-world, CPU) parameters
-    python -m art_lib.reproduce paper      # notebooks/params/<stem>.paper.yaml (GPU, real checkpoints)
+    python -m art_lib.reproduce                 # default (toy-world, CPU) parameters
+    python -m art_lib.reproduce paper --plan    # per notebook: arms, steps, tokens, GPU memory and hours; no model
+    python -m art_lib.reproduce paper --dry-run # every notebook with its paper yaml on a tiny stand-in model
+    python -m art_lib.reproduce paper           # notebooks/params/<stem>.paper.yaml (GPU, real checkpoints)
     python -m art_lib.reproduce --only tab2_art_vs_lora
 
 A notebook that fails makes the command fail (after the others have run), so no table is silently missing.
+A paper run resumes by default: rerun the same command after an interruption and each notebook skips the
+arms recorded in its results folder's `arms.jsonl` and continues the others from their checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
 
 
 def notebooks(folder: Path = ROOT / "notebooks") -> list[Path]:
@@ -27,36 +35,340 @@ def notebooks(folder: Path = ROOT / "notebooks") -> list[Path]:
     return found
 
 
-def run(scale: str = "default", only: list[str] | None = None, kernel: str = "python3") -> int:
-    """Execute the notebooks; return the number that failed."""
-    import papermill as pm
+def load_params(stem: str, scale: str) -> dict | None:
+    """A notebook's parameter overrides for `scale` (None when it has no such file; {} for 'default')."""
+    if scale == "default":
+        return {}
+    pfile = ROOT / "notebooks" / "params" / f"{stem}.{scale}.yaml"
+    return (yaml.safe_load(pfile.read_text()) or {}) if pfile.exists() else None
 
-    failed = []
+
+# --------------------------------------------------------------------------- #
+# Dry run: the paper yamls on a stand-in model, with small counts
+# --------------------------------------------------------------------------- #
+
+#: What a dry run changes in every paper yaml: the model (set at run time), counts, budgets, the data location
+#: (the fixtures in tests/data; GSM8K's train split is read from its test file there, dry runs only), a
+#: reward that makes every RL group informative, and DAPO's overlong filter off (a random model cut at a
+#: budget of a few tokens truncates every completion, and the filter would then mask the whole loss).
+#: Everything else (methods, objectives, loss type, image sizes, seed icons, learning rates,
+#: checkpointing, resume) is the paper yaml's.
+DRY_RUN = {
+    "steps": 2, "rl_steps": 2, "batch_size": 2, "rl_batch_size": 2, "num_generations": 2, "n_train": 4, "n_test": 2,
+    "max_new_tokens": 6, "eval_batch_size": 2, "micro_batch_size": 2, "checkpoint_every": 1, "reward": "dry_run",
+    "overlong_filter": False,
+    "progress": False, "cpu_threads": 1, "results_tag": "dry-run",
+    "data_dir": {"gsm8k": str(DATA / "gsm8k" / "test.jsonl"), "svamp": str(DATA / "svamp"),
+                 "toolmind": str(DATA / "toolmind"), "bfcl": str(DATA / "bfcl")},
+}
+
+
+def standin_checkpoint(folder: str | Path) -> Path:
+    """The kit's tiny random model of the real Qwen3.5 architecture, saved as a checkpoint folder (built once)."""
+    from .models import save_checkpoint, tiny_model
+
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        model, processor = tiny_model()
+        save_checkpoint(model, processor, folder)
+    return folder
+
+
+def dry_run_params(params: dict, model: str) -> dict:
+    """A paper yaml with the model replaced by `model` and the `DRY_RUN` overrides for the keys it has."""
+    out = dict(params)
+    for k, v in DRY_RUN.items():
+        if k in params or k in ("reward", "overlong_filter", "data_dir", "max_new_tokens", "micro_batch_size",
+                                "eval_batch_size"):
+            out[k] = v
+    if "model" in params:
+        out["model"] = model
+    if "models" in params:
+        out["models"] = [model]
+    if "transport_runs" in params:
+        out["transport_runs"] = {model: sorted({b for bs in params["transport_runs"].values() for b in bs})}
+    return out
+
+
+def check_dry_run_table(folder: Path) -> list[str]:
+    """Problems with a dry run's table: missing file or columns, RL arms without a policy update."""
+    import pandas as pd
+
+    from .experiments import tidy
+
+    path = folder / "table.csv"
+    if not path.exists():
+        return [f"{folder.name}: no table.csv"]
+    table = pd.read_csv(path)
+    problems = [f"{folder.name}: missing column {c}" for c in tidy([{}]).columns if c not in table]
+    base = ["model", "benchmark", "method", "objective", "accuracy", "ci_low", "ci_high", "n_test", "policy_updates"]
+    problems += [f"{folder.name}: missing column {c}" for c in base if c not in table]
+    if problems:
+        return problems
+    rl = table[~table["objective"].isin(["sft", "none"])].drop_duplicates(["method", "benchmark", "objective"])
+    problems += [f"{folder.name}: RL arm {r.method}/{r.benchmark} made no policy update"
+                 for r in rl.itertuples() if r.policy_updates < 1]
+    bad = table[(table.accuracy < 0) | (table.accuracy > 1)]
+    problems += [f"{folder.name}: accuracy out of range in {r.method}" for r in bad.itertuples()]
+    return problems
+
+
+# --------------------------------------------------------------------------- #
+# Plan: what a paper run costs, from its parameters and the published configs only
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class Throughput:
+    """Assumed speeds of one GPU (H100/H200 class, bfloat16). Assumptions, not measurements: scale the hours."""
+
+    gen_tokens_per_s_1b: float = 2500.0  # sampled tokens/s of batched generation (>= 64 rows) for a 1B model (~1/params)
+    train_tflops: float = 250.0  # achieved bfloat16 TFLOP/s of forward + backward (about 25-35% of an H100's peak)
+    prompt_tokens: int = 300  # chat template + question + 64 visual tokens of a 256x256 artwork
+    sft_target_tokens: int = 200  # a GSM8K worked solution + "Answer: N" (tool calls are shorter)
+
+
+#: Test-split sizes when n_test is None (ToolMind: 10% of all 368,611 rows; rows without a call are dropped).
+TEST_SIZES = {"gsm8k": 1319, "svamp": 300, "gpqa": 198, "toolmind": 36861}
+
+
+def _size(model: str) -> tuple[str, str]:
+    """'Qwen/Qwen3.5-0.8B' -> ('qwen3_5', '0.8B'): the published config shipped in art_lib/assets."""
+    name = Path(str(model)).name
+    if not name.lower().startswith("qwen3.5-"):
+        raise ValueError(f"--plan knows the Qwen3.5 configs in art_lib/assets; cannot size {model!r}")
+    return "qwen3_5", name.split("-", 1)[1]
+
+
+def _budget(benchmark: str, params: dict) -> int:
+    from .experiments import generation_budget
+
+    return int(params.get("max_new_tokens") or generation_budget(benchmark))
+
+
+def _n_test(benchmark: str, params: dict) -> int:
+    return int(params.get("n_test") or TEST_SIZES.get(benchmark, 0))
+
+
+def _arm(model, benchmark, method, objective, steps, batch, params, G=None, evals=1, label=None) -> dict:
+    return {"arm": label or method, "model": model, "benchmark": benchmark, "objective": objective,
+            "steps": int(steps), "batch_size": int(batch), "num_generations": int(G or params.get("num_generations", 8)),
+            "budget": _budget(benchmark, params), "n_test": _n_test(benchmark, params), "evals": evals}
+
+
+def plan_arms(stem: str, p: dict) -> list[dict]:
+    """The arms (and control evaluations) a notebook runs with parameters `p`, mirroring its loops."""
+    arms = []
+    ctl = lambda m, b, n=4: _arm(m, b, "controls", "none", 0, 0, p, evals=n)  # noqa: E731
+    if stem == "00_quickstart":
+        arms += [_arm(p["model"], p["benchmark"], p["method"], p["objective"], p["steps"], p["batch_size"], p),
+                 ctl(p["model"], p["benchmark"])]
+    elif stem == "tab1_model_sizes":
+        for m in p["models"]:
+            arms.append(ctl(m, p["benchmark"]))
+            arms += [_arm(m, p["benchmark"], a, p["objective"], p["steps"], p["batch_size"], p)
+                     for _ in p["seeds"] for a in p["methods"]]
+    elif stem == "tab2_art_vs_lora":
+        for b in p["benchmarks"]:
+            arms.append(ctl(p["model"], b))
+            arms += [_arm(p["model"], b, a, "sft", p["steps"], p["batch_size"], p) for _ in p["seeds"] for a in p["methods"]]
+        for b in p["rl_benchmarks"]:
+            for _ in p["seeds"]:
+                for a in p["rl_methods"]:
+                    w = p.get("rl_warm_start_steps", 0)
+                    if w:
+                        arms.append(_arm(p["model"], b, a, "sft", w, p["batch_size"], p, label=f"{a}-warm{w}"))
+                        arms.append(_arm(p["model"], b, a, "sft", w, p["batch_size"], p, evals=0, label=f"{a} warm start"))
+                    arms.append(_arm(p["model"], b, a, p["rl_objective"], p["rl_steps"], p["rl_batch_size"], p))
+    elif stem == "tab3_dimensionality_alignment":
+        arms += [_arm(p["model"], p["benchmark"], f"art-{s}px", "sft", p["steps"], p["batch_size"], p) for s in p["sizes"]]
+        arms += [_arm(p["model"], p["benchmark"], f"lora-r{r}", "sft", p["steps"], p["batch_size"], p)
+                 for r in p["lora_ranks"]]
+        arms.append(_arm(p["model"], p["benchmark"], "soft_prompt", "sft", p["steps"], p["batch_size"], p))
+    elif stem == "fig_artworks":
+        arms += [_arm(p["model"], t, "art", p["objective"], p["steps"], p["batch_size"], p) for t in p["tasks"]]
+    elif stem == "fig_style_tradeoff":
+        arms += [_arm(p["model"], p["benchmark"], f"art-style{w:g}", "sft", p["steps"], p["batch_size"], p)
+                 for w in p["style_weights"]]
+        for m, benches in p["transport_runs"].items():
+            for b in benches:
+                arms += [_arm(m, b, f"art-{k}", "sft", p["steps"], p["batch_size"], p, evals=1 + len(p["transports"]))
+                         for k in ("plain", "robust")]
+    else:
+        raise ValueError(f"no plan for notebook {stem!r}")
+    return arms
+
+
+def _text_config(model: str):
+    from .models import real_config
+
+    return real_config(*_size(model)).text_config
+
+
+def _parameters(model: str) -> int:
+    from .models import meta_model
+
+    return sum(p.numel() for p in meta_model(*_size(model)).parameters())
+
+
+def peak_memory_gb(arm: dict, p: dict, tp: Throughput) -> float:
+    """Estimated peak GPU memory of one arm in bfloat16 (analytic; see README for what it includes)."""
+    c = _text_config(arm["model"])
+    n, h, layers, vocab = _parameters(arm["model"]), c.hidden_size, c.num_hidden_layers, c.vocab_size
+    weights = 2 * n
+    full = sum(t == "full_attention" for t in c.layer_types)
+    linear = layers - full
+    rl = arm["objective"] not in ("sft", "none")
+    completion = arm["budget"] if rl else tp.sft_target_tokens
+    T = tp.prompt_tokens + completion
+    # Sampling: KV cache of the full-attention layers, fixed-size state of the linear ones, last-step logits.
+    rows_gen = arm["batch_size"] * arm["num_generations"] if rl else int(p.get("eval_batch_size") or 8)
+    kv = rows_gen * (tp.prompt_tokens + arm["budget"]) * full * 2 * c.num_key_value_heads * c.head_dim * 2
+    state = rows_gen * linear * c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim * 4
+    gen = kv + state + rows_gen * vocab * 4
+    # Training: activations per layer (~34 bytes x hidden per token without recomputation, 2 with),
+    # and (rows, completion tokens, vocabulary) float32 log-probabilities and their gradient.
+    rows = arm["batch_size"] * (arm["num_generations"] if rl else 1)
+    micro = min(rows, int(p.get("micro_batch_size") or rows))
+    per_token = (2 * layers + 34) if p.get("gradient_checkpointing") else 34 * layers
+    train = micro * T * h * per_token + micro * completion * vocab * 8 if arm["steps"] else 0
+    return round((weights + max(gen, train)) / 1e9 + 1.0, 1)  # + ~1 GB CUDA context and allocator slack
+
+
+def gpu_hours(arm: dict, p: dict, tp: Throughput) -> tuple[float, int]:
+    """(estimated GPU-hours, generated tokens) of one arm: sampling, training FLOPs and evaluation."""
+    n = _parameters(arm["model"])
+    rl = arm["objective"] not in ("sft", "none")
+    gen_rate = tp.gen_tokens_per_s_1b * 1e9 / n
+    gen_tokens = arm["evals"] * arm["n_test"] * arm["budget"]  # greedy evaluation, at most the budget each
+    flops = 0.0
+    if rl:
+        rows = arm["steps"] * arm["batch_size"] * arm["num_generations"]
+        gen_tokens += rows * arm["budget"]  # rollouts (DAPO's extra resample rounds not counted)
+        flops += rows * (tp.prompt_tokens + arm["budget"]) * 8 * n  # old log-probs (2N) + loss fwd/bwd (6N)
+    elif arm["steps"]:
+        flops += arm["steps"] * arm["batch_size"] * (tp.prompt_tokens + tp.sft_target_tokens) * 6 * n
+    if p.get("gradient_checkpointing"):
+        flops *= 8 / 6  # one more forward
+    seconds = gen_tokens / gen_rate + flops / (tp.train_tflops * 1e12)
+    return seconds / 3600, gen_tokens
+
+
+def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | None = None) -> "pd.DataFrame":
+    """One row per arm of every notebook at `scale`: steps, generated tokens, peak memory, GPU-hours."""
+    import pandas as pd
+
+    tp = tp or Throughput()
+    rows = []
     for nb in notebooks():
         if only and nb.stem not in only:
             continue
-        params = {}
-        if scale != "default":
-            pfile = nb.parent / "params" / f"{nb.stem}.{scale}.yaml"
-            if not pfile.exists():
-                print(f"[skip] {nb.stem}: no {pfile.name}", file=sys.stderr)
+        p = load_params(nb.stem, scale)
+        if p is None:
+            continue
+        defaults = _notebook_defaults(nb)
+        p = defaults | p
+        for arm in plan_arms(nb.stem, p):
+            hours, tokens = gpu_hours(arm, p, tp)
+            rows.append({"notebook": nb.stem, **{k: arm[k] for k in ("model", "benchmark", "arm", "objective", "steps")},
+                         "prompts_per_step": arm["batch_size"],
+                         "generations": arm["num_generations"] if arm["objective"] not in ("sft", "none") else 0,
+                         "budget": arm["budget"], "eval_examples": arm["n_test"] * arm["evals"],
+                         "generated_tokens": tokens, "peak_gpu_gb": peak_memory_gb(arm, p, tp),
+                         "gpu_hours": round(hours, 2)})
+    return pd.DataFrame(rows)
+
+
+def _notebook_defaults(nb: Path) -> dict:
+    """The notebook's parameters-cell defaults (papermill's inspection of the cell; no execution)."""
+    import ast
+    import json
+
+    cells = json.loads(nb.read_text())["cells"]
+    src = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    out = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def print_plan(df, tp: Throughput) -> None:
+    """The plan as text: per arm, per notebook totals, and the assumptions behind the estimates."""
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
+        for stem, g in df.groupby("notebook", sort=False):
+            print(f"\n== {stem}: {len(g)} arms, {g.steps.sum()} steps, {g.generated_tokens.sum() / 1e6:.1f}M generated "
+                  f"tokens, peak {g.peak_gpu_gb.max():.0f} GB, ~{g.gpu_hours.sum():.1f} GPU-hours")
+            print(g.drop(columns="notebook").to_string(index=False))
+    print(f"\nTotal: ~{df.gpu_hours.sum():.0f} GPU-hours, {df.generated_tokens.sum() / 1e9:.2f}B generated tokens, "
+          f"peak {df.peak_gpu_gb.max():.0f} GB on one GPU.")
+    print("Assumptions (estimates, not measurements):", ", ".join(f"{k}={v}" for k, v in asdict(tp).items()),
+          "| every completion and evaluation answer counted at its full budget (an upper bound); DAPO resample"
+          " rounds not counted; memory = bfloat16 weights + the larger of sampling (KV cache, linear-attention"
+          " state) and one training micro-batch (activations, float32 log-probabilities of the vocabulary).")
+
+
+# --------------------------------------------------------------------------- #
+# Run
+# --------------------------------------------------------------------------- #
+
+
+def run(scale: str = "default", only: list[str] | None = None, kernel: str = "python3", dry_run: bool = False,
+        results_root: str | Path | None = None, device: str | None = None) -> int:
+    """Execute the notebooks; return the number that failed (dry run: or whose table has a problem)."""
+    import papermill as pm
+    import torch
+
+    if dry_run and scale == "default":
+        raise ValueError("--dry-run runs the paper yamls on a stand-in model: use 'reproduce paper --dry-run'")
+    root = Path(results_root) if results_root else (Path(tempfile.mkdtemp(prefix="art-dry-run-")) if dry_run
+                                                    else ROOT / "results")
+    root.mkdir(parents=True, exist_ok=True)
+    env_root = os.environ.get("ART_RESULTS_ROOT")
+    os.environ["ART_RESULTS_ROOT"] = str(root)  # the notebooks write <root>/<stem>.<tag>/
+    model = str(standin_checkpoint(root / "standin-qwen3_5")) if dry_run else None
+    failed = []
+    try:
+        for nb in notebooks():
+            if only and nb.stem not in only:
                 continue
-            params = yaml.safe_load(pfile.read_text()) or {}
-        # The notebook writes its tables and figures into results/<stem>[.<results_tag>]/ itself;
-        # the executed copy goes next to them.
-        out_dir = ROOT / "results" / (nb.stem if scale == "default" else f"{nb.stem}.{params.get('results_tag', scale)}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        t = time.time()
-        print(f"[run] {nb.name} -> {out_dir}", flush=True)
-        try:
-            pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel,
-                                cwd=str(nb.parent), progress_bar=False)
-            print(f"[ok] {nb.stem} in {time.time() - t:.0f} s", flush=True)
-        except Exception as e:  # keep going so every table is attempted, then fail loudly
-            failed.append(nb.stem)
-            print(f"[FAILED] {nb.stem}: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr, flush=True)
+            params = load_params(nb.stem, scale)
+            if params is None:
+                print(f"[skip] {nb.stem}: no {nb.stem}.{scale}.yaml", file=sys.stderr)
+                continue
+            if dry_run:
+                params = dry_run_params(params, model)
+            if device:
+                params["device"] = device
+            if scale != "default" and not dry_run and params.get("device", "auto") in ("auto", "cuda") \
+                    and not torch.cuda.is_available():
+                raise RuntimeError(f"{scale} parameters run real checkpoints on a GPU and none is visible here; "
+                                   "use --plan, --dry-run, or set device: cpu in the yaml on purpose")
+            out_dir = root / (nb.stem if scale == "default" else f"{nb.stem}.{params.get('results_tag', scale)}")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            t = time.time()
+            print(f"[run] {nb.name} -> {out_dir}", flush=True)
+            try:
+                pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel,
+                                    cwd=str(nb.parent), progress_bar=False)
+                problems = check_dry_run_table(out_dir) if dry_run else []
+                if problems:
+                    raise RuntimeError("; ".join(problems))
+                print(f"[ok] {nb.stem} in {time.time() - t:.0f} s", flush=True)
+            except Exception as e:  # keep going so every table is attempted, then fail loudly
+                failed.append(nb.stem)
+                print(f"[FAILED] {nb.stem}: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr, flush=True)
+    finally:
+        if env_root is None:
+            os.environ.pop("ART_RESULTS_ROOT", None)
+        else:
+            os.environ["ART_RESULTS_ROOT"] = env_root
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+    if dry_run:
+        print(f"dry run outputs in {root}", flush=True)
     return len(failed)
 
 
@@ -64,8 +376,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scale", nargs="?", default="default", help="'default' or a params suffix such as 'paper'")
     ap.add_argument("--only", nargs="*", help="notebook stems to run")
+    ap.add_argument("--plan", action="store_true", help="print arms, tokens, memory and GPU-hours; run nothing")
+    ap.add_argument("--dry-run", action="store_true", help="the scale's yamls on a tiny stand-in model, small counts")
+    ap.add_argument("--results-root", help="where results folders go (dry run default: a new temporary folder)")
+    ap.add_argument("--device", help="override every notebook's device (e.g. cuda for the GPU smoke test)")
+    ap.add_argument("--gen-tokens-per-s-1b", type=float, default=Throughput.gen_tokens_per_s_1b)
+    ap.add_argument("--train-tflops", type=float, default=Throughput.train_tflops)
     args = ap.parse_args(argv)
-    sys.exit(1 if run(args.scale, args.only) else 0)
+    if args.plan:
+        tp = Throughput(gen_tokens_per_s_1b=args.gen_tokens_per_s_1b, train_tflops=args.train_tflops)
+        print_plan(plan(args.scale, args.only, tp), tp)
+        return
+    sys.exit(1 if run(args.scale, args.only, dry_run=args.dry_run, results_root=args.results_root,
+                      device=args.device) else 0)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine ru
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
                eval_batch_size=eval_batch_size)  # every model load and evaluation
 arm_kw = dict(runtime, micro_batch_size=micro_batch_size, gradient_checkpointing=gradient_checkpointing,
-              checkpoint_every=checkpoint_every, resume=resume, reward=reward, progress=progress)  # every arm
+              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
+              progress=progress)  # every arm
 print("results ->", out, "|", device, dtype)'''
 
 CLOSE = '''write_run_info(out, params, started, device=device, dtype=dtype)
@@ -48,6 +49,7 @@ gradient_checkpointing = False  # recompute activations in the backward pass: le
 checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
 resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
 reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
 progress = False            # a progress bar per arm: steps done, time left
 cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
 results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
