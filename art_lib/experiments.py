@@ -15,6 +15,7 @@ import inspect
 import json
 import shutil
 import time
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -57,6 +58,12 @@ def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str
     return str(device), str(dtype)
 
 
+def _placement(model) -> dict:
+    """Where the frozen weights actually are: {"device": "cuda:0" | "cpu", "dtype": "bfloat16" | ...}."""
+    p = next(model.parameters())
+    return {"device": str(p.device), "dtype": str(p.dtype).removeprefix("torch.")}
+
+
 def dry_run_reward(completions: list, examples: list[dict]) -> list[float]:
     """Dry runs only: 1, 0, 1, 0, ... by position, so every group of >= 2 completions is informative.
 
@@ -71,6 +78,8 @@ REWARDS = {"dry_run": dry_run_reward}
 
 def _jsonable(o):
     """A stable JSON stand-in for config values (callables by name and closure, objects by their fields)."""
+    if isinstance(o, types.ModuleType):
+        return o.__name__
     if callable(o) and hasattr(o, "__qualname__"):
         return [o.__module__, o.__qualname__, [_jsonable(c.cell_contents) for c in (o.__closure__ or [])]]
     if isinstance(o, torch.Tensor):
@@ -246,7 +255,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
            "policy_updates": int((h["loss"].notna() & (grad.fillna(0) > 0)).sum()),
            "train_seconds": round(train_s, 1), "final_train_loss": float(h["loss"].iloc[-1]),
            "n_test": ev.n, "accuracy": ev.accuracy, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
-           "max_new_tokens": mnt, "device": device, "dtype": dtype, "artifact": Path(artifact).name}
+           "max_new_tokens": mnt, **_placement(model), "artifact": Path(artifact).name}
     record_arm(out_dir, stem, chash, row)
     return row, res
 
@@ -269,7 +278,7 @@ def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None =
                      "model": model_label, "seed": seed, "trainable_params": 0, "warm_start_steps": 0, "steps": 0,
                      "policy_updates": 0, "train_seconds": 0.0, "final_train_loss": float("nan"), "n_test": r["n"],
                      "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                     "max_new_tokens": mnt, "device": device, "dtype": dtype, "artifact": ""})
+                     "max_new_tokens": mnt, **_placement(model), "artifact": ""})
     return rows
 
 
@@ -315,15 +324,25 @@ def processor_resize(h: int, w: int, processor) -> tuple[int, int]:
     return tuple(smart_resize(h, w, factor=g["factor"], min_pixels=g["min_pixels"], max_pixels=g["max_pixels"]))
 
 
-def resize_to(size: tuple[int, int]):
+class resize_to:  # noqa: N801 - used like a function: `train(eot=resize_to((h, w)))`
     """A deterministic 'transformation' for `train(eot=...)`: resample the artwork to `size` (differentiable).
 
     Used to train an artwork whose size the processor would resize: the model then sees an
     approximation (torch bilinear, antialiased) of what the official processor (PIL bicubic) will feed it.
+    Stateless, but checkpointable like `transforms.EOT` (empty `state_dict`).
     """
-    import torch.nn.functional as F
 
-    def f(pixels: torch.Tensor, generator=None) -> torch.Tensor:
-        return F.interpolate(pixels[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+    def __init__(self, size: tuple[int, int]):
+        self.size = tuple(size)
 
-    return f
+    def __call__(self, pixels: torch.Tensor, generator=None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.interpolate(pixels[None], size=self.size, mode="bilinear", antialias=True,
+                             align_corners=False)[0].clamp(0, 1)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -14,6 +14,7 @@ arms recorded in its results folder's `arms.jsonl` and continues the others from
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -199,12 +200,14 @@ def plan_arms(stem: str, p: dict) -> list[dict]:
     return arms
 
 
+@functools.lru_cache(maxsize=None)
 def _text_config(model: str):
     from .models import real_config
 
     return real_config(*_size(model)).text_config
 
 
+@functools.lru_cache(maxsize=None)
 def _parameters(model: str) -> int:
     from .models import meta_model
 
