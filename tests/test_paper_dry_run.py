@@ -1,0 +1,60 @@
+"""The paper dry-run tier: every notebook with its paper yaml on the kit's stand-in checkpoint (a few minutes).
+
+Only the model, counts, budgets, the data location (tests/data) and a reward forcing informative RL
+groups are overridden (`reproduce.DRY_RUN`); everything else is the paper yaml's.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+
+from art_lib import reproduce
+from art_lib.experiments import tidy
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dry-run")
+    failed = reproduce.run("paper", dry_run=True, results_root=root)
+    return root, failed
+
+
+def _outputs(nb_path) -> str:
+    cells = json.loads(nb_path.read_text())["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+
+
+def test_every_notebook_passes_with_its_paper_yaml_on_the_standin(dry_run):
+    root, failed = dry_run
+    assert failed == 0
+    stems = [nb.stem for nb in reproduce.notebooks()]
+    for stem in stems:
+        folder = root / f"{stem}.dry-run"
+        table = pd.read_csv(folder / "table.csv")
+        assert set(tidy([{}]).columns) <= set(table.columns), stem  # the columns a real run writes
+        assert len(table) and table["n_test"].gt(0).all()
+        info = json.loads((folder / "run_info.json").read_text())
+        assert info["device"] in ("cpu", "cuda") and info["dtype"] in ("float32", "bfloat16")
+        assert "[does not hold] every" not in _outputs(folder / f"{stem}.ipynb")
+
+
+def test_every_rl_arm_makes_a_policy_update_with_non_zero_advantages(dry_run):
+    root, _ = dry_run
+    rl_notebooks = 0
+    for folder in root.glob("*.dry-run"):
+        table = pd.read_csv(folder / "table.csv")
+        rl = table[~table.objective.isin(["sft", "none"])]
+        if len(rl):
+            rl_notebooks += 1
+            assert (rl.policy_updates >= 1).all(), folder.name
+    assert rl_notebooks >= 4  # quickstart, tab1, tab2, fig_artworks run DAPO at paper settings
+
+
+def test_a_rerun_skips_the_finished_arms(dry_run):
+    root, _ = dry_run
+    folder = root / "00_quickstart.dry-run"
+    before = pd.read_csv(folder / "table.csv")
+    assert reproduce.run("paper", only=["00_quickstart"], dry_run=True, results_root=root) == 0
+    assert "finished earlier" in _outputs(folder / "00_quickstart.ipynb")
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "table.csv"), before)

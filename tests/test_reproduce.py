@@ -1,0 +1,81 @@
+"""`reproduce --plan` on every paper yaml; notebook runtime settings reach the model; arms resume and skip."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from art_lib import reproduce
+from art_lib.experiments import config_hash, resize_to, resolve_runtime, run_arm
+
+PAPER = sorted((reproduce.ROOT / "notebooks" / "params").glob("*.paper.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER, ids=lambda p: p.name)
+def test_plan_runs_on_every_paper_yaml_without_loading_a_model(path):
+    stem = path.name.split(".")[0]
+    df = reproduce.plan("paper", only=[stem])
+    assert len(df) and (df.notebook == stem).all()
+    assert (df.gpu_hours > 0).all() and (df.peak_gpu_gb > 1).all() and (df.generated_tokens > 0).all()
+    trained = df[df.steps > 0]
+    assert len(trained) and (trained.peak_gpu_gb < 80).all()
+
+
+def test_plan_counts_follow_the_parameters():
+    df = reproduce.plan("paper", only=["tab2_art_vs_lora"])
+    rl = df[df.objective == "dapo"]
+    assert len(rl) == 6 and (rl.generations == 8).all() and (rl.budget == 512).all()
+    # rollouts: steps x prompts x generations x budget, plus greedy evaluation of the test split
+    row = rl[(rl.benchmark == "svamp") & (rl.arm == "art")].iloc[0]
+    assert row.generated_tokens == 200 * 16 * 8 * 512 + 300 * 512
+    assert row.gpu_hours > df[(df.benchmark == "svamp") & (df.arm == "art") & (df.objective == "sft")].gpu_hours.iloc[0]
+
+
+def test_plan_memory_shrinks_with_micro_batches_and_checkpointing():
+    arm = reproduce.plan_arms("00_quickstart", {"model": "Qwen/Qwen3.5-0.8B", "benchmark": "gsm8k", "method": "art",
+                                                "objective": "dapo", "steps": 1, "batch_size": 16,
+                                                "num_generations": 8})[0]
+    tp = reproduce.Throughput()
+    whole = reproduce.peak_memory_gb(arm, {}, tp)
+    micro = reproduce.peak_memory_gb(arm, {"micro_batch_size": 8}, tp)
+    ckpt = reproduce.peak_memory_gb(arm, {"micro_batch_size": 8, "gradient_checkpointing": True}, tp)
+    assert whole > micro > ckpt > 2 * 0.85  # at least the bfloat16 weights of 0.85B parameters
+
+
+def test_cuda_asked_without_cuda_is_an_error():
+    if torch.cuda.is_available():
+        assert resolve_runtime("auto", "auto") == ("cuda", "bfloat16")
+        return
+    assert resolve_runtime("auto", "auto") == ("cpu", "float32")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_runtime("cuda", "auto")
+
+
+def test_config_hash_is_stable_and_sees_every_setting():
+    a = {"steps": 2, "eot": resize_to((32, 32)), "lr": 0.1}
+    assert config_hash(a) == config_hash({"steps": 2, "eot": resize_to((32, 32)), "lr": 0.1})
+    assert config_hash(a) != config_hash(a | {"eot": resize_to((64, 64))})
+    assert config_hash(a) != config_hash(a | {"lr": 0.2})
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    return reproduce.standin_checkpoint(tmp_path_factory.mktemp("standin"))
+
+
+def test_dtype_reaches_the_model_and_a_finished_arm_is_skipped_on_resume(standin, tmp_path, capsys):
+    kw = dict(out_dir=tmp_path, data_dir={"gsm8k": str(reproduce.DATA / "gsm8k" / "test.jsonl")}, n_train=2,
+              n_test=2, image_size=256, steps=2, batch_size=2, max_new_tokens=4, eval_batch_size=2, dtype="bfloat16",
+              device="cpu", checkpoint_every=1, resume=True)
+    row, res = run_arm(standin, "gsm8k", "art", **kw)
+    assert row["dtype"] == "bfloat16" and row["device"] == "cpu" and res is not None
+    assert res.artwork.raw.dtype == torch.float32  # the artwork stays float32
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "art-gsm8k-sft-seed0").iterdir()) == \
+        ["step-000001", "step-000002"]
+    (rec,) = [json.loads(line) for line in (tmp_path / "arms.jsonl").read_text().splitlines()]
+    assert rec["row"] == json.loads(json.dumps(row, default=str))
+    again, res2 = run_arm(standin, "gsm8k", "art", **kw)
+    assert res2 is None and again == rec["row"] and "finished earlier" in capsys.readouterr().out
+    changed, res3 = run_arm(standin, "gsm8k", "art", **(kw | {"steps": 3}))  # another config: trained (resumed)
+    assert res3 is not None and changed["steps"] == 3
