@@ -37,14 +37,11 @@ def resolve_model(model: str) -> tuple[str, str]:
     return resolve(model)
 
 
-def max_new_tokens_for(examples: list[dict], default: int = 512) -> int:
-    """The generation budget a set of examples needs: the largest `meta["max_new_tokens"]`, else `default`."""
-    return max([int((e.get("meta") or {}).get("max_new_tokens", default)) for e in examples] or [default])
+def generation_budget(benchmark: str) -> int:
+    """A benchmark's generation budget for evaluation and RL rollouts (`registry`: 512 for the real ones)."""
+    from .registry import get_benchmark
 
-
-def generation_budget(benchmark: str, examples: list[dict] | None = None) -> int:
-    """A benchmark's generation budget for evaluation and RL rollouts (512 unless its examples carry one)."""
-    return max_new_tokens_for(examples or [])
+    return get_benchmark(benchmark).max_new_tokens
 
 
 def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
@@ -182,7 +179,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     train_examples = train_examples or load_benchmark(benchmark, data_dir=data_dir, split="train", limit=n_train,
                                                       seed=seed)
     test_examples = test_examples or load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
-    mnt = max_new_tokens or max_new_tokens_for(test_examples)
+    mnt = max_new_tokens or generation_budget(benchmark)
     if objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
     accepted = inspect.signature(train).parameters
@@ -268,7 +265,7 @@ def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None =
     test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
     device, dtype = resolve_runtime(device, dtype)
     model, processor = load_frozen(model_path, device=device, dtype=dtype)
-    mnt = max_new_tokens or max_new_tokens_for(test_examples)
+    mnt = max_new_tokens or generation_budget(benchmark)
     df = evaluate_controls(model, processor, test_examples, benchmark=benchmark, size=image_size,
                            seed_icon_name=seed_icon, seed=seed, max_new_tokens=mnt, batch_size=eval_batch_size,
                            progress=False)

@@ -586,7 +586,7 @@ for w in style_weights:
 tidy(rows)[["style_weight", "ssim_to_seed", "accuracy"]]'''),
     ("md", "## 2. Plain vs robust (EOT) training, evaluated after re-encoding"),
     ("code", '''from art_lib.data import load_benchmark
-from art_lib.experiments import max_new_tokens_for
+from art_lib.experiments import generation_budget
 from art_lib.models import load_frozen
 from art_lib.transforms import EOT
 from art_lib.transport import evaluate_transports
@@ -604,7 +604,7 @@ for tm, benches in transport_runs.items():
                              model_label=tm_label, label=f"art-{name}-{tag}", eot=eot, **arm_kw)
             df = evaluate_transports(frozen, processor, test_examples, out / row["artifact"], bench, kinds=transports,
                                      out_dir=out / f"transport-{name}-{tag}",
-                                     max_new_tokens=max_new_tokens or max_new_tokens_for(test_examples))
+                                     max_new_tokens=max_new_tokens or generation_budget(bench))
             for r in df.to_dict("records"):
                 transport_rows.append({**row, "experiment": "transport", "training": name, "transport": r["kind"],
                                        "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
