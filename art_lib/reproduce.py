@@ -354,8 +354,11 @@ def run(scale: str = "default", only: list[str] | None = None, kernel: str = "py
             t = time.time()
             print(f"[run] {nb.name} -> {out_dir}", flush=True)
             try:
+                # Long runs stream the notebook's own lines (per-arm progress: steps done, time left) here too.
+                stream = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if scale != "default" and not dry_run \
+                    else {}
                 pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel,
-                                    cwd=str(nb.parent), progress_bar=False)
+                                    cwd=str(nb.parent), progress_bar=False, **stream)
                 problems = check_dry_run_table(out_dir) if dry_run else []
                 if problems:
                     raise RuntimeError("; ".join(problems))
