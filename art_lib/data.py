@@ -30,6 +30,7 @@ ids, always.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -754,37 +755,91 @@ def _system_first(messages: list[dict]) -> list[dict]:
     return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest
 
 
+@functools.lru_cache(maxsize=None)
 def reference_chat_template(family: str = "qwen3_5", size: str = "0.8B") -> str:
     """The published chat template shipped with the kit (art_lib/assets/<family>/<size>/chat_template.jinja)."""
     return (Path(__file__).resolve().parent / "assets" / family / size / "chat_template.jinja").read_text()
 
 
+@functools.lru_cache(maxsize=8)
+def _generation_prefix(template: str) -> str:
+    """A one-user-turn conversation plus the generation prompt (thinking off), rendered by `template`."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    out = render_jinja_template([[{"role": "user", "content": "?"}]], chat_template=template,
+                                add_generation_prompt=True, enable_thinking=False)
+    return out[0][0] if isinstance(out, tuple) else out[0]
+
+
 def tool_call_target(example: Example, chat_template: str | None = None) -> str:
     """SFT target of a tool task: the gold call(s) exactly as the chat template renders an assistant tool call.
 
-    Rendered as (conversation + assistant turn with `tool_calls`) minus (conversation + generation
-    prompt), so it is the text the model should generate after the prompt (thinking off), without
-    the end-of-turn token.
+    Rendered as (user turn + assistant turn with `tool_calls`) minus (user turn + generation prompt)
+    with thinking off, without the end-of-turn token: the text the model should generate after its
+    prompt. The target turn always follows the last user query, so the conversation before it (tools,
+    history, tool results) does not change how it renders (tested against the full conversation);
+    leaving it out keeps loading all of ToolMind fast.
     """
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    from .prompting import example_messages
-
     template = chat_template or reference_chat_template()
-    meta = example.get("meta") or {}
-    messages = example_messages(example, image=None)
     calls = [{"type": "function", "function": c} for c in json.loads(example["answer"])]
-
-    def render(msgs: list[dict], gen: bool) -> str:
-        out = render_jinja_template([msgs], tools=meta.get("tools") or None, chat_template=template,
-                                    add_generation_prompt=gen, enable_thinking=False)
-        return out[0][0] if isinstance(out, tuple) else out[0]
-
-    prefix = render(messages, True)
-    full = render(messages + [{"role": "assistant", "content": "", "tool_calls": calls}], False)
+    turns = [{"role": "user", "content": "?"}, {"role": "assistant", "content": "", "tool_calls": calls}]
+    out = render_jinja_template([turns], chat_template=template, add_generation_prompt=False, enable_thinking=False)
+    full, prefix = out[0][0] if isinstance(out, tuple) else out[0], _generation_prefix(template)
     if not full.startswith(prefix):
         raise ValueError(f"chat template renders {example['id']}'s assistant turn unlike its generation prompt")
     return full[len(prefix):].removesuffix("\n").removesuffix("<|im_end|>")
+
+
+@functools.lru_cache(maxsize=16)
+def _toolmind_file(file: Path, mtime_ns: int, max_rows: int | None,
+                   include_text_targets: bool) -> tuple[list[Example], list[str]]:
+    """(examples, conversation-group hashes) of one ToolMind file, in file order."""
+    examples: list[Example] = []
+    groups: list[str] = []
+    for i, row in enumerate(_read_jsonl(file, max_rows=max_rows)):
+        conv = row.get("conversations") or []
+        if not conv or not isinstance(conv[-1], dict) or conv[-1].get("role") != "assistant":
+            continue
+        target = _norm_calls(conv[-1].get("tool_calls"))
+        if not target and not include_text_targets:
+            continue
+        if any(not isinstance(c["name"], str) or not isinstance(c["arguments"], dict) for c in target):
+            continue
+        split_prompt = _split_prompt([m for m in conv[:-1] if isinstance(m, dict)])
+        if split_prompt is None:
+            continue
+        prompt, before, after = split_prompt
+        raw_tools = row.get("tools") or []
+        if isinstance(raw_tools, str):
+            try:
+                raw_tools = json.loads(raw_tools)
+            except ValueError:
+                raw_tools = []
+        tools = [t for t in (normalize_tool(t) for t in raw_tools) if t is not None]
+        first_user = next((m.get("content") for m in conv if m.get("role") == "user"), "")
+        group = hashlib.sha1(
+            json.dumps([raw_tools, first_user], sort_keys=True, ensure_ascii=False, default=str).encode()
+        ).hexdigest()
+        groups.append(group)
+        # A system turn after the prompt cannot move before it; its text joins the leading system turn.
+        late_system = [m for m in after if m.get("role") == "system"]
+        ex = {
+            "id": f"toolmind-{file.stem}-{i:06d}",
+            "prompt": prompt,
+            "answer": json.dumps(target, ensure_ascii=False),
+            "meta": {
+                "tools": tools,
+                "messages": _system_first([_norm_message(m) for m in before + late_system]),
+                "followup": [_norm_message(m) for m in after if m.get("role") != "system"],
+                "source_file": file.name,
+            },
+        }
+        if target:
+            ex["meta"]["target"] = tool_call_target(ex)
+        examples.append(ex)
+    return examples, groups
 
 
 def load_toolmind(
@@ -852,47 +907,10 @@ def load_toolmind(
     examples: list[Example] = []
     groups: list[str] = []
     for file in files:
-        for i, row in enumerate(_read_jsonl(file, max_rows=max_rows)):
-            conv = row.get("conversations") or []
-            if not conv or not isinstance(conv[-1], dict) or conv[-1].get("role") != "assistant":
-                continue
-            target = _norm_calls(conv[-1].get("tool_calls"))
-            if not target and not include_text_targets:
-                continue
-            if any(not isinstance(c["name"], str) or not isinstance(c["arguments"], dict) for c in target):
-                continue
-            split_prompt = _split_prompt([m for m in conv[:-1] if isinstance(m, dict)])
-            if split_prompt is None:
-                continue
-            prompt, before, after = split_prompt
-            raw_tools = row.get("tools") or []
-            if isinstance(raw_tools, str):
-                try:
-                    raw_tools = json.loads(raw_tools)
-                except ValueError:
-                    raw_tools = []
-            tools = [t for t in (normalize_tool(t) for t in raw_tools) if t is not None]
-            first_user = next((m.get("content") for m in conv if m.get("role") == "user"), "")
-            group = hashlib.sha1(
-                json.dumps([raw_tools, first_user], sort_keys=True, ensure_ascii=False, default=str).encode()
-            ).hexdigest()
-            groups.append(group)
-            # A system turn after the prompt cannot move before it; its text joins the leading system turn.
-            late_system = [m for m in after if m.get("role") == "system"]
-            ex = {
-                "id": f"toolmind-{file.stem}-{i:06d}",
-                "prompt": prompt,
-                "answer": json.dumps(target, ensure_ascii=False),
-                "meta": {
-                    "tools": tools,
-                    "messages": _system_first([_norm_message(m) for m in before + late_system]),
-                    "followup": [_norm_message(m) for m in after if m.get("role") != "system"],
-                    "source_file": file.name,
-                },
-            }
-            if target:
-                ex["meta"]["target"] = tool_call_target(ex)
-            examples.append(ex)
+        # Parsed once per file and process (a notebook loads the same split for every arm); copies go out.
+        exs, grs = _toolmind_file(file.resolve(), file.stat().st_mtime_ns, max_rows, include_text_targets)
+        examples += [dict(ex, meta=dict(ex["meta"])) for ex in exs]
+        groups += grs
     if split != "all":
         unique = sorted(set(groups))
         random.Random(split_seed).shuffle(unique)

@@ -319,7 +319,7 @@ def print_plan(df, tp: Throughput) -> None:
 
 
 def run(scale: str = "default", only: list[str] | None = None, kernel: str = "python3", dry_run: bool = False,
-        results_root: str | Path | None = None, device: str | None = None) -> int:
+        results_root: str | Path | None = None, device: str | None = None, dtype: str | None = None) -> int:
     """Execute the notebooks; return the number that failed (dry run: or whose table has a problem)."""
     import papermill as pm
     import torch
@@ -345,6 +345,8 @@ def run(scale: str = "default", only: list[str] | None = None, kernel: str = "py
                 params = dry_run_params(params, model)
             if device:
                 params["device"] = device
+            if dtype:
+                params["dtype"] = dtype
             if scale != "default" and not dry_run and params.get("device", "auto") in ("auto", "cuda") \
                     and not torch.cuda.is_available():
                 raise RuntimeError(f"{scale} parameters run real checkpoints on a GPU and none is visible here; "
@@ -386,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dry-run", action="store_true", help="the scale's yamls on a tiny stand-in model, small counts")
     ap.add_argument("--results-root", help="where results folders go (dry run default: a new temporary folder)")
     ap.add_argument("--device", help="override every notebook's device (e.g. cuda for the GPU smoke test)")
+    ap.add_argument("--dtype", help="override every notebook's dtype (e.g. bfloat16)")
     ap.add_argument("--gen-tokens-per-s-1b", type=float, default=Throughput.gen_tokens_per_s_1b)
     ap.add_argument("--train-tflops", type=float, default=Throughput.train_tflops)
     args = ap.parse_args(argv)
@@ -394,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         print_plan(plan(args.scale, args.only, tp), tp)
         return
     sys.exit(1 if run(args.scale, args.only, dry_run=args.dry_run, results_root=args.results_root,
-                      device=args.device) else 0)
+                      device=args.device, dtype=args.dtype) else 0)
 
 
 if __name__ == "__main__":

@@ -328,13 +328,15 @@ def test_toolmind_target_is_what_the_real_chat_template_renders_after_the_prompt
     from art_lib.prompting import example_messages
 
     _, processor = tiny_model()  # the real Qwen3.5 chat template
-    ex = load_toolmind(TOOLMIND, split="all")[8]
-    calls = [{"type": "function", "function": c} for c in json.loads(ex["answer"])]
-    msgs = example_messages(ex, {"type": "image"})
-    kw = dict(tools=ex["meta"]["tools"], tokenize=False, enable_thinking=False)
-    prompt = processor.apply_chat_template(msgs, add_generation_prompt=True, **kw)
-    full = processor.apply_chat_template(msgs + [{"role": "assistant", "content": "", "tool_calls": calls}], **kw)
-    assert full == prompt + ex["meta"]["target"] + "<|im_end|>\n"
+    rows = load_toolmind(TOOLMIND, split="all")
+    assert any(ex["meta"]["messages"] for ex in rows)
+    for ex in rows:  # whole conversations: tools, history, tool results
+        calls = [{"type": "function", "function": c} for c in json.loads(ex["answer"])]
+        msgs = example_messages(ex, {"type": "image"})
+        kw = dict(tools=ex["meta"]["tools"], tokenize=False, enable_thinking=False)
+        prompt = processor.apply_chat_template(msgs, add_generation_prompt=True, **kw)
+        full = processor.apply_chat_template(msgs + [{"role": "assistant", "content": "", "tool_calls": calls}], **kw)
+        assert full == prompt + ex["meta"]["target"] + "<|im_end|>\n", ex["id"]
 
 
 def test_toolmind_system_messages_anywhere_render(tmp_path):
