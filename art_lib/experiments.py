@@ -45,7 +45,7 @@ def generation_budget(benchmark: str) -> int:
 
 
 def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
-    """("auto", "auto") -> ("cuda", "bfloat16") with a GPU, ("cpu", "float32") without; CUDA asked, none there: error."""
+    """("auto", "auto") -> ("cuda", "bfloat16") with a GPU, else ("cpu", "float32"); CUDA asked, none there: error."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -80,7 +80,9 @@ def _jsonable(o):
     if callable(o) and hasattr(o, "__qualname__"):
         return [o.__module__, o.__qualname__, [_jsonable(c.cell_contents) for c in (o.__closure__ or [])]]
     if isinstance(o, torch.Tensor):
-        return hashlib.sha1(o.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        return hashlib.sha1(o.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+    if isinstance(o, torch.Generator):  # its state, not its address
+        return hashlib.sha1(o.get_state().numpy().tobytes()).hexdigest()
     if hasattr(o, "__dict__"):
         return [type(o).__qualname__, {k: _jsonable(v) for k, v in sorted(vars(o).items())}]
     if isinstance(o, (list, tuple)):
@@ -102,7 +104,8 @@ def finished_arm(out_dir: Path, stem: str, chash: str) -> dict | None:
         return None
     for line in path.read_text().splitlines():
         rec = json.loads(line) if line.strip() else {}
-        if rec.get("stem") == stem and rec.get("config_hash") == chash and (Path(out_dir) / rec["row"]["artifact"]).exists():
+        same = rec.get("stem") == stem and rec.get("config_hash") == chash
+        if same and (Path(out_dir) / rec["row"]["artifact"]).exists():
             return rec["row"]
     return None
 

@@ -123,7 +123,7 @@ def check_dry_run_table(folder: Path) -> list[str]:
 class Throughput:
     """Assumed speeds of one GPU (H100/H200 class, bfloat16). Assumptions, not measurements: scale the hours."""
 
-    gen_tokens_per_s_1b: float = 2500.0  # sampled tokens/s of batched generation (>= 64 rows) for a 1B model (~1/params)
+    gen_tokens_per_s_1b: float = 2500.0  # sampled tokens/s, batched generation (>= 64 rows), 1B model (~1/params)
     train_tflops: float = 250.0  # achieved bfloat16 TFLOP/s of forward + backward (about 25-35% of an H100's peak)
     prompt_tokens: int = 300  # chat template + question + 64 visual tokens of a 256x256 artwork
     sft_target_tokens: int = 200  # a GSM8K worked solution + "Answer: N" (tool calls are shorter)
@@ -153,7 +153,8 @@ def _n_test(benchmark: str, params: dict) -> int:
 
 def _arm(model, benchmark, method, objective, steps, batch, params, G=None, evals=1, label=None) -> dict:
     return {"arm": label or method, "model": model, "benchmark": benchmark, "objective": objective,
-            "steps": int(steps), "batch_size": int(batch), "num_generations": int(G or params.get("num_generations", 8)),
+            "steps": int(steps), "batch_size": int(batch),
+            "num_generations": int(G or params.get("num_generations", 8)),
             "budget": _budget(benchmark, params), "n_test": _n_test(benchmark, params), "evals": evals}
 
 
@@ -172,17 +173,20 @@ def plan_arms(stem: str, p: dict) -> list[dict]:
     elif stem == "tab2_art_vs_lora":
         for b in p["benchmarks"]:
             arms.append(ctl(p["model"], b))
-            arms += [_arm(p["model"], b, a, "sft", p["steps"], p["batch_size"], p) for _ in p["seeds"] for a in p["methods"]]
+            arms += [_arm(p["model"], b, a, "sft", p["steps"], p["batch_size"], p)
+                     for _ in p["seeds"] for a in p["methods"]]
         for b in p["rl_benchmarks"]:
             for _ in p["seeds"]:
                 for a in p["rl_methods"]:
                     w = p.get("rl_warm_start_steps", 0)
                     if w:
                         arms.append(_arm(p["model"], b, a, "sft", w, p["batch_size"], p, label=f"{a}-warm{w}"))
-                        arms.append(_arm(p["model"], b, a, "sft", w, p["batch_size"], p, evals=0, label=f"{a} warm start"))
+                        arms.append(_arm(p["model"], b, a, "sft", w, p["batch_size"], p, evals=0,
+                                         label=f"{a} warm start"))
                     arms.append(_arm(p["model"], b, a, p["rl_objective"], p["rl_steps"], p["rl_batch_size"], p))
     elif stem == "tab3_dimensionality_alignment":
-        arms += [_arm(p["model"], p["benchmark"], f"art-{s}px", "sft", p["steps"], p["batch_size"], p) for s in p["sizes"]]
+        arms += [_arm(p["model"], p["benchmark"], f"art-{s}px", "sft", p["steps"], p["batch_size"], p)
+                 for s in p["sizes"]]
         arms += [_arm(p["model"], p["benchmark"], f"lora-r{r}", "sft", p["steps"], p["batch_size"], p)
                  for r in p["lora_ranks"]]
         arms.append(_arm(p["model"], p["benchmark"], "soft_prompt", "sft", p["steps"], p["batch_size"], p))
@@ -273,7 +277,8 @@ def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | N
         p = defaults | p
         for arm in plan_arms(nb.stem, p):
             hours, tokens = gpu_hours(arm, p, tp)
-            rows.append({"notebook": nb.stem, **{k: arm[k] for k in ("model", "benchmark", "arm", "objective", "steps")},
+            rows.append({"notebook": nb.stem,
+                         **{k: arm[k] for k in ("model", "benchmark", "arm", "objective", "steps")},
                          "prompts_per_step": arm["batch_size"],
                          "generations": arm["num_generations"] if arm["objective"] not in ("sft", "none") else 0,
                          "budget": arm["budget"], "eval_examples": arm["n_test"] * arm["evals"],

@@ -41,7 +41,7 @@ print("wrote", sorted(p.name for p in out.iterdir()))'''
 COMMON_PARAMS = '''
 device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
 dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
-data_dir = None             # None: loaders' defaults (hub); a folder of <benchmark>/ sub-folders; or {benchmark: source}
+data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
 max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
 eval_batch_size = 8         # prompts per generate call when evaluating
 micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
@@ -57,7 +57,8 @@ results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale 
 
 
 def _names(params: str) -> list[str]:
-    return [line.split("=")[0].strip() for line in params.strip().splitlines() if "=" in line and not line.startswith("#")]
+    lines = params.strip().splitlines()
+    return [line.split("=")[0].strip() for line in lines if "=" in line and not line.startswith("#")]
 
 
 def notebook(stem: str, title: str, params: str, cells: list[tuple[str, str]]) -> None:
@@ -197,8 +198,9 @@ seeds = [0]                 # training seeds
 rows = []
 for m in models:
     path, label = resolve_model(m)
-    rows += [r for r in control_rows(path, benchmark, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                                     model_label=label, **runtime) if r["method"] in ("control:text_only", "control:seed")]
+    controls = control_rows(path, benchmark, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
+                            model_label=label, **runtime)
+    rows += [r for r in controls if r["method"] in ("control:text_only", "control:seed")]
     for seed in seeds:
         for method in methods:
             lr = lr_lora if method == "lora" else lr_art
@@ -446,9 +448,11 @@ print(show[[c for c in cols if c in show]].round(4).to_string(index=False))'''),
     ("code", '''from art_lib.results import print_checks, table_checks
 
 aligned = show[show.method.str.startswith("art-") & (show.aligned == True)]
+unchanged = aligned["processor_feeds"] == aligned["size"].map(lambda s: f"{int(s)}x{int(s)}")
 both = {"the 8-bit PNG round trip changes the loss by < 0.01": bool((aligned["png_loss_change"].abs() < 0.01).all()),
-        "the processor feeds aligned sizes unchanged": bool((aligned["processor_feeds"] == aligned["size"].map(lambda s: f"{int(s)}x{int(s)}")).all())}
-expected = [{"method": f"art-{s}px"} for s in sizes] + [{"method": f"lora-r{r}"} for r in lora_ranks] + [{"method": "soft_prompt"}]
+        "the processor feeds aligned sizes unchanged": bool(unchanged.all())}
+expected = ([{"method": f"art-{s}px"} for s in sizes] + [{"method": f"lora-r{r}"} for r in lora_ranks]
+            + [{"method": "soft_prompt"}])
 # NBVAL_CHECK_OUTPUT
 if model_label.startswith("toy:"):  # the accuracy margin only the toy world's known answers justify
     print_checks({"every aligned size reaches >= 0.7": bool((aligned["accuracy"] >= 0.7).all())} | both)
