@@ -151,7 +151,7 @@ def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Pat
 
 
 #: Trainer fields passed only when set, so parameter files can state them before every trainer has them.
-OPTIONAL_TRAIN_FIELDS = ("micro_batch_size", "gradient_checkpointing")
+OPTIONAL_TRAIN_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing")
 
 
 def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: str = "sft", seed: int = 0,

@@ -229,12 +229,14 @@ def peak_memory_gb(arm: dict, p: dict, tp: Throughput) -> float:
     completion = arm["budget"] if rl else tp.sft_target_tokens
     T = tp.prompt_tokens + completion
     # Sampling: KV cache of the full-attention layers, fixed-size state of the linear ones, last-step logits.
-    rows_gen = arm["batch_size"] * arm["num_generations"] if rl else int(p.get("eval_batch_size") or 8)
+    prompts_gen = min(arm["batch_size"], int(p.get("generation_batch_size") or arm["batch_size"]))
+    rows_gen = prompts_gen * arm["num_generations"] if rl else int(p.get("eval_batch_size") or 8)
     kv = rows_gen * (tp.prompt_tokens + arm["budget"]) * full * 2 * c.num_key_value_heads * c.head_dim * 2
     state = rows_gen * linear * c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim * 4
     gen = kv + state + rows_gen * vocab * 4
-    # Training: activations per layer (~34 bytes x hidden per token without recomputation, 2 with),
-    # and (rows, completion tokens, vocabulary) float32 log-probabilities and their gradient.
+    # Training: activations per layer (~34 bytes x hidden per token without recomputation, 2 with), and
+    # (rows, completion tokens, vocabulary) float32 log-probabilities and their gradient: an upper bound
+    # where the trainer projects onto the vocabulary in chunks.
     rows = arm["batch_size"] * (arm["num_generations"] if rl else 1)
     micro = min(rows, int(p.get("micro_batch_size") or rows))
     per_token = (2 * layers + 34) if p.get("gradient_checkpointing") else 34 * layers

@@ -28,7 +28,8 @@ out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.env
 device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
                eval_batch_size=eval_batch_size)  # every model load and evaluation
-arm_kw = dict(runtime, micro_batch_size=micro_batch_size, gradient_checkpointing=gradient_checkpointing,
+arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
+              gradient_checkpointing=gradient_checkpointing,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
 print("results ->", out, "|", device, dtype)'''
@@ -45,6 +46,7 @@ data_dir = None             # None: the loaders' hub defaults; a folder of <benc
 max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
 eval_batch_size = 8         # prompts per generate call when evaluating
 micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
 gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
 checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
 resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
