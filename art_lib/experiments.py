@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 import shutil
 import time
@@ -24,7 +23,7 @@ import torch
 from .checkpoint import Checkpointer, safe_load
 from .data import load_benchmark
 from .evaluate import EvalResult, evaluate, evaluate_controls, score_completions
-from .models import load_frozen
+from .models import load_frozen, resolve_device, resolve_dtype
 from .pixel_prompt import PixelPrompt
 from .train import train
 
@@ -45,14 +44,12 @@ def generation_budget(benchmark: str) -> int:
 
 
 def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
-    """("auto", "auto") -> ("cuda", "bfloat16") with a GPU, else ("cpu", "float32"); CUDA asked, none there: error."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} was asked for but CUDA is not available (use 'auto' or 'cpu')")
-    if dtype == "auto":
-        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
-    return str(device), str(dtype)
+    """Notebook names of what will run: ("auto", "auto") -> ("cuda", "bfloat16") with a GPU, else ("cpu", "float32").
+
+    The rules are `models.resolve_device` / `resolve_dtype` (CUDA asked for where there is none: error).
+    """
+    dev = resolve_device(device)
+    return str(dev), str(resolve_dtype(dtype, dev)).removeprefix("torch.")
 
 
 def _placement(model) -> dict:
@@ -150,8 +147,8 @@ def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Pat
     return score_completions(examples, completions, benchmark, label="soft_prompt")
 
 
-#: Trainer fields passed only when set, so parameter files can state them before every trainer has them.
-OPTIONAL_TRAIN_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing")
+#: Trainer memory settings (`TrainConfig`), shared by an RL arm's SFT warm start.
+MEMORY_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing")
 
 
 def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: str = "sft", seed: int = 0,
@@ -185,17 +182,12 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     mnt = max_new_tokens or generation_budget(benchmark)
     if objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
-    accepted = inspect.signature(train).parameters
-    for k in OPTIONAL_TRAIN_FIELDS:
-        if not train_kw.get(k):
-            train_kw.pop(k, None)
-        elif k not in accepted and not any(v.kind is v.VAR_KEYWORD for v in accepted.values()):
-            print(f"[arm] this trainer has no {k}; the whole step runs in one pass", flush=True)
-            train_kw.pop(k)
     device, dtype = resolve_runtime(device, dtype)
     config = {"model": str(model_path), "benchmark": benchmark, "method": method, "objective": objective,
               "seed": seed, "image_size": image_size, "seed_icon": seed_icon, "max_new_tokens": mnt,
-              "warm_start": warm_start, "dtype": dtype, "reward": reward, "train_kw": train_kw,
+              "warm_start": warm_start, "dtype": dtype, "reward": reward,
+              # memory settings leave the results unchanged: changing them does not retrain a finished arm
+              "train_kw": {k: v for k, v in train_kw.items() if k not in MEMORY_FIELDS},
               "train_ids": [e["id"] for e in train_examples], "test_ids": [e["id"] for e in test_examples],
               "artwork": artwork}
     chash = config_hash(config)
@@ -218,7 +210,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     if warm_start:
         if objective == "sft":
             raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
-        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") + OPTIONAL_TRAIN_FIELDS
+        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") + MEMORY_FIELDS
                   if k in train_kw}  # same adapter, same memory settings
         seed_artwork = copy.deepcopy(artwork)  # training moves the artwork in place; the KL reference stays the seed
         warm = train(model, processor, train_examples, method=method, objective="sft", artwork=artwork,

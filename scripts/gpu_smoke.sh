@@ -8,8 +8,11 @@ PY=${PYTHON:-python}
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_smoke: no CUDA device visible to torch; nothing was run')"
 "$PY" -c "from art_lib.models import linear_attention_kernels as k; print('linear-attention kernels:', k())"
 
-# 1. Paper dry run on CUDA in bfloat16 (every notebook with its paper yaml, stand-in model): added with the
-#    paper dry-run tier; it goes here, before the RL step.
+# 1. Paper dry run on CUDA in bfloat16: every notebook with its paper yaml on the kit's stand-in model
+#    (small counts, tests/data); fails if a notebook fails or an RL arm makes no policy update.
+t0=$(date +%s)
+"$PY" -m art_lib.reproduce paper --dry-run --device cuda --dtype bfloat16
+echo "paper dry run on CUDA (bfloat16): $(( $(date +%s) - t0 )) s"
 
 # 2. One paper-settings RL step on the real 0.8B architecture (random weights), bfloat16, time and peak memory.
 "$PY" scripts/gpu_smoke.py "$@"

@@ -34,7 +34,9 @@ arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=
               progress=progress)  # every arm
 print("results ->", out, "|", device, dtype)'''
 
-CLOSE = '''write_run_info(out, params, started, device=device, dtype=dtype)
+CLOSE = '''from art_lib.models import linear_attention_kernels
+
+write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
 print("wrote", sorted(p.name for p in out.iterdir()))'''
 
 
