@@ -220,6 +220,8 @@ def _parameters(model: str) -> int:
 
 def peak_memory_gb(arm: dict, p: dict, tp: Throughput) -> float:
     """Estimated peak GPU memory of one arm in bfloat16 (analytic; see README for what it includes)."""
+    from .forward import LOGIT_CHUNK_TOKENS
+
     c = _text_config(arm["model"])
     n, h, layers, vocab = _parameters(arm["model"]), c.hidden_size, c.num_hidden_layers, c.vocab_size
     weights = 2 * n
@@ -235,12 +237,13 @@ def peak_memory_gb(arm: dict, p: dict, tp: Throughput) -> float:
     state = rows_gen * linear * c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim * 4
     gen = kv + state + rows_gen * vocab * 4
     # Training: activations per layer (~34 bytes x hidden per token without recomputation, 2 with), and
-    # (rows, completion tokens, vocabulary) float32 log-probabilities and their gradient: an upper bound
-    # where the trainer projects onto the vocabulary in chunks.
+    # the vocabulary projection of one chunk of completion tokens (bfloat16 logits, float32 log-softmax and
+    # gradient: 2 + 4 + 4 bytes), as the trainer projects them (`forward.LOGIT_CHUNK_TOKENS` at a time).
     rows = arm["batch_size"] * (arm["num_generations"] if rl else 1)
     micro = min(rows, int(p.get("micro_batch_size") or rows))
     per_token = (2 * layers + 34) if p.get("gradient_checkpointing") else 34 * layers
-    train = micro * T * h * per_token + micro * completion * vocab * 8 if arm["steps"] else 0
+    chunk = min(micro * completion, LOGIT_CHUNK_TOKENS)
+    train = micro * T * h * per_token + chunk * vocab * 10 if arm["steps"] else 0
     return round((weights + max(gen, train)) / 1e9 + 1.0, 1)  # + ~1 GB CUDA context and allocator slack
 
 
@@ -317,7 +320,7 @@ def print_plan(df, tp: Throughput) -> None:
     print("Assumptions (estimates, not measurements):", ", ".join(f"{k}={v}" for k, v in asdict(tp).items()),
           "| every completion and evaluation answer counted at its full budget (an upper bound); DAPO resample"
           " rounds not counted; memory = bfloat16 weights + the larger of sampling (KV cache, linear-attention"
-          " state) and one training micro-batch (activations, float32 log-probabilities of the vocabulary).")
+          " state) and one training micro-batch (activations, one chunk of vocabulary logits).")
 
 
 # --------------------------------------------------------------------------- #
