@@ -83,3 +83,20 @@ def test_dtype_reaches_the_model_and_a_finished_arm_is_skipped_on_resume(standin
     assert res2 is None and again == rec["row"] and "finished earlier" in capsys.readouterr().out
     changed, res3 = run_arm(standin, "gsm8k", "art", **(kw | {"steps": 3}))  # another config: trained (resumed)
     assert res3 is not None and changed["steps"] == 3
+
+
+def test_paper_checks_fail_on_a_missing_arm_an_accuracy_outside_its_interval_or_an_rl_arm_without_update():
+    import pandas as pd
+
+    from art_lib.results import table_checks
+
+    good = pd.DataFrame([
+        {"benchmark": "gsm8k", "method": "art", "objective": "dapo", "accuracy": 0.5, "ci_low": 0.3, "ci_high": 0.7,
+         "n_test": 10, "policy_updates": 3},
+        {"benchmark": "gsm8k", "method": "control:seed", "objective": "none", "accuracy": 0.0, "ci_low": 0.0,
+         "ci_high": 0.3, "n_test": 10, "policy_updates": 0}])
+    expected = [{"benchmark": "gsm8k", "method": "art"}, {"method": "control:seed"}]
+    assert all(table_checks(good, expected).values())
+    assert not all(table_checks(good, expected + [{"method": "lora"}]).values())
+    assert not all(table_checks(good.assign(ci_high=0.4), expected).values())
+    assert not all(table_checks(good.assign(policy_updates=0), expected).values())
