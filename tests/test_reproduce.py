@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from art_lib import reproduce
-from art_lib.experiments import config_hash, resize_to, resolve_runtime, run_arm
+from art_lib.experiments import arm_checkpoints, config_hash, resize_to, resolve_runtime, run_arm
 
 PAPER = sorted((reproduce.ROOT / "notebooks" / "params").glob("*.paper.yaml"))
 
@@ -75,7 +75,7 @@ def test_dtype_reaches_the_model_and_a_finished_arm_is_skipped_on_resume(standin
     row, res = run_arm(standin, "gsm8k", "art", **kw)
     assert row["dtype"] == "bfloat16" and row["device"] == "cpu" and res is not None
     assert res.artwork.raw.dtype == torch.float32  # the artwork stays float32
-    assert sorted(p.name for p in (tmp_path / "checkpoints" / "art-gsm8k-sft-seed0").iterdir()) == \
+    assert [p.name for p in arm_checkpoints(tmp_path, "art-gsm8k-sft-seed0", 1).checkpoints()] == \
         ["step-000001", "step-000002"]
     (rec,) = [json.loads(line) for line in (tmp_path / "arms.jsonl").read_text().splitlines()]
     assert rec["row"] == json.loads(json.dumps(row, default=str))
