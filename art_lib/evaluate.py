@@ -98,50 +98,52 @@ class EvalResult:
 # --------------------------------------------------------------------------- #
 
 
-def load_image(image: ImageArg, processor=None) -> "Image.Image | None":
+def load_image(image: ImageArg, processor=None, *, allow_resize: bool = False) -> "Image.Image | None":
     """A PNG path opened with PIL (pixels decoded now), a PIL image as is, or None (text only).
 
     With `processor`, the image is validated as training validates it, so a score always belongs to
     the artwork's own pixels: a path must be a PNG file; the size (read from the header, before
     decoding) must be one the processor keeps as is (else a ValueError naming the nearest valid
     sizes: never resampled); 16-bit and float images are refused (never silently requantised);
-    other 8-bit modes become RGB as in training (transparency over white).
+    other 8-bit modes become RGB as in training (transparency over white). `allow_resize=True` lets
+    the processor resize a size it would not keep (what a user's engine would do with such a file).
     """
     if image is None:
         return None
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        return _checked_pil(image, processor) if processor is not None else image
+        return _checked_pil(image, processor, allow_resize) if processor is not None else image
     if isinstance(image, (str, os.PathLike)):
         with Image.open(image) as img:
             if processor is not None:
                 if img.format != "PNG":
                     raise ValueError(f"{os.fspath(image)!r} is a {img.format} file, not a PNG; evaluate the "
                                      "lossless PNG the artwork was saved as")
-                _check_header(img, processor)
+                _check_header(img, processor, allow_resize)
             img.load()
             # Copy so the file handle is closed.
-            return _checked_pil(img.copy(), processor) if processor is not None else img.copy()
+            return _checked_pil(img.copy(), processor, allow_resize) if processor is not None else img.copy()
     raise TypeError(
         f"image must be a PNG path, a PIL image or None, got {type(image).__name__}; "
         "save a PixelPrompt with .save_png(path) and evaluate that file"
     )
 
 
-def _check_header(img: "Image.Image", processor) -> None:
+def _check_header(img: "Image.Image", processor, allow_resize: bool = False) -> None:
     """Size and bit depth, known before the pixels are decoded."""
     from art_lib.pixel_prompt import check_8bit_mode
     from art_lib.preprocess import num_visual_tokens
 
-    num_visual_tokens(img.height, img.width, processor.image_processor)  # raises naming the nearest valid sizes
+    if not allow_resize:
+        num_visual_tokens(img.height, img.width, processor.image_processor)  # raises naming the nearest valid sizes
     check_8bit_mode(img.mode)
 
 
-def _checked_pil(img: "Image.Image", processor) -> "Image.Image":
+def _checked_pil(img: "Image.Image", processor, allow_resize: bool = False) -> "Image.Image":
     from art_lib.pixel_prompt import _pil_to_rgb
 
-    _check_header(img, processor)
+    _check_header(img, processor, allow_resize)
     return _pil_to_rgb(img)
 
 
@@ -277,10 +279,12 @@ def score_completions(examples: Sequence[dict], completions: Sequence[str], benc
 def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = None, benchmark: str,
              batch_size: int = 8, max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
              top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
-             progress: bool = True, label: str = "") -> EvalResult:
+             progress: bool = True, label: str = "", allow_resize: bool = False) -> EvalResult:
     """Generate for every example (with the PNG/PIL image, or text only) and score the completions.
 
-    ``image``: a PNG path (opened with PIL, as a user's file would be), a PIL image, or None.
+    ``image``: a PNG path (opened with PIL, as a user's file would be), a PIL image, or None; its size
+    must be one the processor keeps unless ``allow_resize`` (then the processor resizes it, and the
+    score belongs to the resized image: Table 3's non-aligned artworks).
     ``greedy=False`` samples with ``temperature``/``top_p``; ``seed`` makes sampling repeatable.
     """
     import torch
@@ -290,7 +294,7 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
     scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any generation
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pil = load_image(image, processor)  # validated like training: never resampled or requantised
+    pil = load_image(image, processor, allow_resize=allow_resize)  # validated like training
     examples = list(examples)
     texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking)
              for ex in examples]

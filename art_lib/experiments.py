@@ -229,7 +229,9 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     # bit-identical (tested), so it is reused; LoRA needs the base without the trained adapter layers.
     ev_kw = dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size)
     if method == "art":
-        ev = evaluate(model, processor, test_examples, image=artifact, progress=False, **ev_kw)
+        # An artwork trained through `resize_to` is scored through the processor's own resize (Table 3).
+        ev = evaluate(model, processor, test_examples, image=artifact, progress=False,
+                      allow_resize=isinstance(train_kw.get("eot"), resize_to), **ev_kw)
     elif method == "lora":
         from peft import PeftModel
 
@@ -332,6 +334,10 @@ class resize_to:  # noqa: N801 - used like a function: `train(eot=resize_to((h, 
 
         return F.interpolate(pixels[None], size=self.size, mode="bilinear", antialias=True,
                              align_corners=False)[0].clamp(0, 1)
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size the model sees (what the trainer counts visual tokens on)."""
+        return self.size
 
     def state_dict(self) -> dict:
         return {}

@@ -199,7 +199,10 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
     if c.batch_size % world:
         raise ValueError(f"batch_size {c.batch_size} must be divisible by the {world} processes")
-    image_tokens = num_visual_tokens(*artwork.size, processor.image_processor) if with_image else 0
+    image_tokens = 0
+    if with_image:  # counted on the size the model sees (a `resize_to` transformation changes it)
+        seen = eot.output_size(artwork.size) if hasattr(eot, "output_size") else artwork.size
+        image_tokens = num_visual_tokens(*seen, processor.image_processor)
     check_context([len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) + image_tokens for t in texts],
                   _context_length(model), [e.get("id", i) for i, e in enumerate(examples)])
 
