@@ -279,18 +279,27 @@ def score_completions(examples: Sequence[dict], completions: Sequence[str], benc
 def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = None, benchmark: str,
              batch_size: int = 8, max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
              top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
-             progress: bool = True, label: str = "", allow_resize: bool = False) -> EvalResult:
+             progress: bool = True, label: str = "", allow_resize: bool = False, engine: Any = "hf") -> EvalResult:
     """Generate for every example (with the PNG/PIL image, or text only) and score the completions.
 
     ``image``: a PNG path (opened with PIL, as a user's file would be), a PIL image, or None; its size
     must be one the processor keeps unless ``allow_resize`` (then the processor resizes it, and the
     score belongs to the resized image: Table 3's non-aligned artworks).
     ``greedy=False`` samples with ``temperature``/``top_p``; ``seed`` makes sampling repeatable.
+    ``engine``: "hf" (batched ``generate``, the reference), "vllm" (offline vLLM on this model, started once
+    and cached on it) or an :class:`art_lib.vllm_engine.VLLMEngine`; same prompts, decoding and scorer.
     """
     import torch
     from art_lib.rewards import get_scorer
     from tqdm.auto import tqdm
 
+    if engine != "hf":
+        from art_lib.vllm_engine import evaluate_with_engine, get_engine
+
+        return evaluate_with_engine(get_engine(engine, model, processor), processor, examples, image=image,
+                                    benchmark=benchmark, max_new_tokens=max_new_tokens, greedy=greedy,
+                                    temperature=temperature, top_p=top_p, seed=seed, enable_thinking=enable_thinking,
+                                    allow_resize=allow_resize, progress=progress, label=label)
     scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any generation
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

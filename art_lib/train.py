@@ -39,6 +39,7 @@ from .preprocess import num_visual_tokens
 from .prompting import encode, example_text, pad_batch
 from .rollout import Rollout, generate_rollouts, row_token_ids
 from .style import style_active, style_loss
+from .vllm_engine import Quantize8bit, get_engine, vllm_rollouts
 
 
 @dataclass
@@ -139,7 +140,8 @@ def _default_reward(benchmark: str | None):
 def train(model, processor, examples: list[dict], config: TrainConfig | dict | None = None, *,
           artwork: PixelPrompt | None = None, reward_fn=None, eval_fn=None, checkpoint: Checkpointer | None = None,
           accelerator=None, style_mask: torch.Tensor | None = None, freeze_mask: torch.Tensor | None = None,
-          eot=None, init_state: dict | None = None, progress: bool = True, **fields) -> TrainResult:
+          eot=None, init_state: dict | None = None, rollout_engine="hf", quantize_8bit: bool | None = None,
+          progress: bool = True, **fields) -> TrainResult:
     """Train one method on `examples` with one objective; returns history and the trained method.
 
     Settings come from `config` (a `TrainConfig`, or a dict of its fields) with any keyword `fields`
@@ -164,6 +166,10 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     too) and gradients accumulate, with the loss normalised by the whole step (the same gradient as
     all rows at once); the vision tower runs once per step; `generation_batch_size` prompts share one
     `generate` call; `gradient_checkpointing` recomputes the language model's layers in backward.
+
+    `rollout_engine`: "hf" (transformers `generate`, the default and reference), "vllm" (an offline vLLM engine
+    on this model, weights loaded once) or a `vllm_engine.VLLMEngine`; see `vllm_engine.py`. `quantize_8bit`
+    trains ART on the 8-bit image (straight-through), the image vLLM samples with; None: on with vLLM.
     """
     if isinstance(config, dict):
         check_field_names(config)
@@ -184,10 +190,15 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     np.random.seed(seed)
     if artwork is None and method != "lora":
         artwork = PixelPrompt.from_icon(c.seed_icon, c.image_size)
+    engine = None
+    if rl and rollout_engine != "hf":  # built before make_method: LoRA wraps the model in place
+        engine = get_engine(rollout_engine, model, processor, method=method, lora_rank=c.lora_rank)
     m = make_method(method, model, processor, artwork=artwork, lora_rank=c.lora_rank, lora_alpha=c.lora_alpha,
                     lora_dropout=c.lora_dropout, seed=seed, eot=eot, freeze_mask=freeze_mask)
     if init_state is not None:
         m.load_state_dict(init_state)
+    if method == "art" and (quantize_8bit or (quantize_8bit is None and engine is not None)):
+        m.eot = Quantize8bit(m.eot)  # the training forward sees the 8-bit image the engine samples with
     styled = style_active(c.style_l2, c.style_tv, c.style_ssim)
     if styled and method != "art":
         raise ValueError("style terms act on pixels: they apply to method 'art' only")
@@ -225,7 +236,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
             return _sft_step(m, processor, [texts[i] for i in idx], [examples[i] for i in idx], c,
                              scale=1 / grad_accum, accelerator=accelerator)
         return _rl_step(m, processor, examples, texts, idx, c, reward_fn=reward_fn, accelerator=accelerator,
-                        scale=1 / grad_accum)
+                        scale=1 / grad_accum, engine=engine)
 
     bar = _progress(range(start, steps), progress and rank == 0, initial=start, total=steps,
                     desc=f"{method}/{objective}")
@@ -419,16 +430,23 @@ def _sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *
 
 
 def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, scale: float,
-             accelerator=None) -> dict:
+             accelerator=None, engine=None) -> dict:
     G, max_new, loss_type = c.num_generations, c.max_completion_length, c.loss_type
     model, image, embeds = m.policy()  # the vision tower runs here, once for the whole step
     sample_image, sample_embeds = _detached(image), (None if embeds is None else embeds.detach())
 
     def rollout(ids: list[int]) -> tuple[Rollout, torch.Tensor]:
-        r = generate_rollouts(model, processor, [texts[i] for i in ids], [examples[i] for i in ids],
+        if engine is not None:  # vLLM samples the servable form (8-bit artwork / adapter); its weights stay
+            r = vllm_rollouts(engine, m, processor, [texts[i] for i in ids], [examples[i] for i in ids],
                               num_generations=G, image=sample_image, image_embeds=sample_embeds,
                               max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
-                              generation_batch_size=c.generation_batch_size, micro_batch_size=c.micro_batch_size)
+                              micro_batch_size=c.micro_batch_size)
+        else:
+            r = generate_rollouts(model, processor, [texts[i] for i in ids], [examples[i] for i in ids],
+                                  num_generations=G, image=sample_image, image_embeds=sample_embeds,
+                                  max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
+                                  generation_batch_size=c.generation_batch_size,
+                                  micro_batch_size=c.micro_batch_size)
         rew = reward_tensor(reward_fn(r.completions, r.examples), len(r.completions))
         if c.overlong_cache:
             lengths = r.batch.completion_mask.sum(1)

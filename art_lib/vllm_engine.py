@@ -1,0 +1,276 @@
+"""vLLM as the kit's fast engine: offline evaluation and RL rollouts, the engine's weights loaded once.
+
+For ART the only thing that changes between training steps is the image, so one ``vllm.LLM`` serves the
+frozen checkpoint for the whole run and every rollout batch passes the current artwork as an 8-bit PIL
+image (``multi_modal_data``): no weight is ever synced or touched (tested). For LoRA the adapter is saved
+to a temporary folder whenever it changed and passed as a new ``LoRARequest`` (vLLM loads it by id; the base
+weights stay as loaded). A soft prompt cannot be sent to any OpenAI-compatible engine (it is an embedding,
+not an image or an adapter): asking for one raises a ``ValueError`` that says so.
+
+Which policy is sampled. vLLM sees the 8-bit image (what the PNG will hold); the trainer's float pixels lie
+between 8-bit levels. With vLLM rollouts ART therefore trains on the 8-bit image too: the training forward
+quantises the pixels to k/255 with a straight-through gradient (:func:`quantize_8bit_ste`, ``train(...,
+quantize_8bit=True)``, on by default with ``rollout_engine="vllm"``), so sampler, learner and the served
+PNG are one function of one image. We chose this over TRL's truncated importance sampling (TRL's
+``vllm_importance_sampling_correction``: per-token weights ``min(exp(logp_trainer - logp_vllm), cap)``)
+because for ART the mismatch has a known, removable cause (the rounding to 8 bits), whereas importance
+weights only re-weight samples of the wrong policy. What remains is numerics (bfloat16 engine kernels vs
+the trainer's dtype); each rollout keeps vLLM's own log-probabilities (``Rollout.sampling_logps``) so the
+gap can be measured, and ``old_logps`` are the trainer's, as with HF rollouts.
+
+Prompts are rendered by the kit (:func:`art_lib.prompting.example_text`, the model's chat template) and
+vLLM expands the single ``<|image_pad|>`` into the image's tokens, as HF's processor does; completions are
+decoded by the kit's tokenizer from vLLM's token ids, so HF and vLLM completions compare token by token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+
+from .prompting import Batch, encode
+from .rollout import Rollout, _eos_ids, completion_mask_from_ids
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .evaluate import EvalResult
+
+__all__ = ["quantize_8bit_ste", "Quantize8bit", "VLLMEngine", "get_engine", "evaluate_with_engine", "vllm_rollouts"]
+
+# vLLM accepts these LoRA ranks only (its `max_lora_rank` choices).
+_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def quantize_8bit_ste(pixels: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> the 8-bit image's values k/255 (rounded as `PixelPrompt.to_uint8`), identity grad."""
+    q = torch.floor(pixels * 255.0 + 0.5) / 255.0
+    return pixels + (q - pixels).detach()
+
+
+class Quantize8bit:
+    """An ART pixel transform: quantise to 8 bit (straight-through), then apply ``inner`` (an EOT) if any."""
+
+    def __init__(self, inner=None) -> None:
+        self.inner = inner
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        q = quantize_8bit_ste(pixels)
+        return self.inner(q) if self.inner else q
+
+    def state_dict(self) -> dict | None:
+        return self.inner.state_dict() if self.inner else None
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.inner:
+            self.inner.load_state_dict(state)
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as err:
+        from .serve import VLLM_INSTALL_HINT
+
+        raise ImportError(VLLM_INSTALL_HINT) from err
+    return vllm
+
+
+class VLLMEngine:
+    """One offline ``vllm.LLM`` on a checkpoint folder, for evaluation and rollouts (weights never changed)."""
+
+    def __init__(self, model: str | os.PathLike, *, dtype: str = "bfloat16", max_model_len: int = 2048,
+                 enable_lora: bool = False, max_lora_rank: int = 8, seed: int = 0, **llm_kwargs: Any) -> None:
+        vllm = _import_vllm()
+        self.model_path = os.fspath(model)
+        kw: dict[str, Any] = dict(model=self.model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
+                                  limit_mm_per_prompt={"image": 1, "video": 0})
+        if enable_lora:
+            kw.update(enable_lora=True, max_lora_rank=next(r for r in _LORA_RANKS if r >= max_lora_rank), max_loras=1)
+        self.llm = vllm.LLM(**kw, **llm_kwargs)
+        self._vllm = vllm
+        self._lora: tuple[str, Any] | None = None  # (adapter fingerprint, its LoRARequest)
+        self._lora_count = 0
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    @classmethod
+    def from_model(cls, model, processor, *, family: str = "qwen3_5", size: str = "0.8B",
+                   **kwargs: Any) -> "VLLMEngine":
+        """Save an in-memory (frozen, un-adapted) model to a temporary checkpoint and start an engine on it."""
+        from .models import save_checkpoint
+
+        tmp = tempfile.TemporaryDirectory(prefix="art_vllm_")
+        save_checkpoint(model, processor, tmp.name, family=family, size=size)
+        engine = cls(tmp.name, **kwargs)
+        engine._tmp_model = tmp  # removed with the engine
+        return engine
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, prompts: Sequence[str], image: "Image.Image | None" = None, *, n: int = 1,
+                 max_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                 lora_request: Any = None, logprobs: bool = False, progress: bool = False) -> list[list[dict]]:
+        """For each rendered prompt, ``n`` outputs: ``token_ids`` (stop token included), finish reason, logprobs."""
+        params = self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                           seed=seed, logprobs=0 if logprobs else None)
+        mm = {"multi_modal_data": {"image": image}} if image is not None else {}
+        results = self.llm.generate([{"prompt": p, **mm} for p in prompts], params, use_tqdm=progress,
+                                    lora_request=lora_request)
+        out = []
+        for res in results:
+            rows = []
+            for o in res.outputs:
+                lp = None
+                if logprobs:  # the sampled token's log-probability at each position
+                    lp = [d[t].logprob for t, d in zip(o.token_ids, o.logprobs)]
+                rows.append({"token_ids": list(o.token_ids), "finish_reason": str(o.finish_reason), "logprobs": lp})
+            out.append(rows)
+        return out
+
+    def lora_request(self, method) -> Any:
+        """The adapter of a `LoraMethod` as a LoRARequest; saved again (new id) only when its weights changed."""
+        digest = hashlib.sha1()
+        for name, p in sorted(method.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().numpy().tobytes())
+        key = digest.hexdigest()
+        if self._lora is None or self._lora[0] != key:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="art_vllm_lora_")
+            path = Path(self._tmp.name) / f"adapter_{self._lora_count + 1}"
+            method.save(path)
+            # A new id: vLLM caches adapters by id, so reusing one would keep serving the old weights.
+            self._lora = (key, self.adapter(path))
+        return self._lora[1]
+
+    def adapter(self, path: str | os.PathLike) -> Any:
+        """A saved peft adapter folder as a LoRARequest with a fresh id."""
+        self._lora_count += 1
+        return self._vllm.lora.request.LoRARequest(f"art_{self._lora_count}", self._lora_count, os.fspath(path))
+
+    def weights_fingerprint(self) -> str:
+        """SHA-1 of every weight the engine holds (runs inside the engine; vLLM needs
+        ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` to ship this function to its worker)."""
+        return self.llm.apply_model(_weights_sha1)[0]
+
+
+def _weights_sha1(model) -> str:
+    digest = hashlib.sha1()
+    for name, p in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(p.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int = 8, **kwargs: Any) -> VLLMEngine:
+    """``engine`` as a VLLMEngine: itself, or for ``"vllm"`` one built from ``model`` (cached on the model)."""
+    if isinstance(engine, VLLMEngine):
+        return engine
+    if engine != "vllm":
+        raise ValueError(f"unknown engine {engine!r}; choose 'hf' (transformers generate), 'vllm' or a VLLMEngine")
+    if method == "soft_prompt":
+        raise ValueError(_SOFT_PROMPT_MESSAGE)
+    if hasattr(model, "peft_config"):
+        raise ValueError("vLLM serves the base model and the adapter separately: build VLLMEngine(checkpoint, "
+                         "enable_lora=True) and pass lora_request=engine.adapter(adapter_folder)")
+    cached = getattr(model, "_art_vllm_engine", None)
+    lora = method == "lora"
+    if cached is None or (lora and not cached.llm.llm_engine.vllm_config.lora_config):
+        cached = VLLMEngine.from_model(model, processor, enable_lora=lora, max_lora_rank=lora_rank, **kwargs)
+        model.__dict__["_art_vllm_engine"] = cached  # plain attribute: not an nn.Module child
+    return cached
+
+
+_SOFT_PROMPT_MESSAGE = (
+    "a soft prompt cannot be served by vLLM (or any OpenAI-compatible engine): it is a tensor of input "
+    "embeddings, which the chat API has no field for; serve an ART artwork (PNG) or a LoRA adapter instead")
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def evaluate_with_engine(engine: VLLMEngine, processor, examples: Sequence[dict], *, image=None, benchmark: str,
+                         max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
+                         top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
+                         lora_request: Any = None, allow_resize: bool = False, progress: bool = True,
+                         label: str = "") -> "EvalResult":
+    """`art_lib.evaluate.evaluate` on vLLM: same prompts, same decoding of the new tokens, same scorer."""
+    from .evaluate import load_image, render_prompt, score_completions
+    from .rewards import get_scorer
+
+    scorer = get_scorer(benchmark)
+    pil = load_image(image, processor, allow_resize=allow_resize)  # validated as on the HF path
+    examples = list(examples)
+    texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
+    outs = engine.generate(texts, pil.convert("RGB") if pil is not None else None, max_tokens=max_new_tokens,
+                           temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, seed=seed,
+                           lora_request=lora_request, progress=progress)
+    tok = processor.tokenizer
+    ids = [o[0]["token_ids"] for o in outs]
+    config = {"engine": "vllm", "model": engine.model_path,
+              "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil else None),
+              "max_new_tokens": max_new_tokens, "greedy": greedy, "enable_thinking": enable_thinking}
+    if not greedy:
+        config.update(temperature=temperature, top_p=top_p, seed=seed)
+    return score_completions(
+        examples, [tok.decode(i, skip_special_tokens=True) for i in ids], benchmark, scorer=scorer, label=label,
+        config=config, extra={"completion_tokens": [len(i) for i in ids],
+                              "finish_reason": [o[0]["finish_reason"] for o in outs]})
+
+
+# ---------------------------------------------------------------------- rollouts
+
+
+def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], examples: list[dict], *,
+                  num_generations: int = 8, image: dict | None = None, image_embeds: torch.Tensor | None = None,
+                  max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
+                  compute_logprobs: bool = True) -> Rollout:
+    """`art_lib.rollout.generate_rollouts` with vLLM sampling: the same `Rollout`, ``old_logps`` from the trainer.
+
+    ``method`` is the training method: ART sends its artwork as an 8-bit image, LoRA its adapter.
+    ``image`` / ``image_embeds`` are the trainer's inputs for the old log-probabilities (as for HF rollouts).
+    """
+    from .forward import completion_logprobs
+
+    name = getattr(method, "name", None)
+    if name == "soft_prompt":
+        raise ValueError(_SOFT_PROMPT_MESSAGE)
+    pil = method.artwork.to_pil() if name == "art" else None
+    lora = engine.lora_request(method) if name == "lora" else None
+    G = num_generations
+    outs = engine.generate(prompts, pil, n=G, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                           lora_request=lora, logprobs=True)
+    model = method.model
+    pad = processor.tokenizer.pad_token_id
+    rows = [o for per_prompt in outs for o in per_prompt]  # (B*G,), prompts repeated G times in a row
+    C = max(1, max(len(o["token_ids"]) for o in rows))
+    comp = torch.full((len(rows), C), pad, dtype=torch.long)
+    sampling = torch.zeros(len(rows), C)
+    for i, o in enumerate(rows):
+        comp[i, :len(o["token_ids"])] = torch.tensor(o["token_ids"], dtype=torch.long)
+        sampling[i, :len(o["logprobs"])] = torch.tensor(o["logprobs"])
+    eos = _eos_ids(model, processor)
+    cmask, truncated = completion_mask_from_ids(comp, eos)
+    comp = torch.where(cmask.bool(), comp, torch.full_like(comp, pad))
+    n_img = 0 if image is None else int(image["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+    pb = encode(processor, prompts, num_image_tokens=n_img)
+    device = next(model.parameters()).device
+    ids = pb.input_ids.repeat_interleave(G, 0)
+    attn = pb.attention_mask.repeat_interleave(G, 0)
+    mm = pb.mm_token_type_ids.repeat_interleave(G, 0)
+    batch = Batch(input_ids=torch.cat([ids, comp], 1), attention_mask=torch.cat([attn, cmask], 1),
+                  mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1), prompt_length=ids.shape[1],
+                  completion_mask=cmask, truncated=truncated).to(device)
+    texts = processor.tokenizer.batch_decode(comp, skip_special_tokens=True)
+    old = None
+    if compute_logprobs:
+        with torch.no_grad():
+            old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature)
+    r = Rollout(batch=batch, completions=texts, examples=[ex for ex in examples for _ in range(G)], old_logps=old)
+    r.sampling_logps = (sampling * cmask).to(device)  # vLLM's own log-probs, for measuring the engine gap
+    return r
