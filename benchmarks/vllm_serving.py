@@ -4,7 +4,7 @@
                                       [--prompts 8] [--generations 8] [--budget 32]
 
 Needs vLLM (the vLLM tier's venv: ``bash scripts/bootstrap_vllm.sh``, then ``.venv-vllm/bin/python ...``).
-Without ``--model`` it serves the tests' servable random checkpoint (tests/vllm/servable.py: Qwen3.5
+Without ``--model`` it serves the tests' servable random checkpoint (tests/vllm_tier/servable.py: Qwen3.5
 architecture, linear-attention heads of 64, random weights), saved to a temporary folder.
 
 1. Serving: one OpenAI-compatible vLLM server on 127.0.0.1 serves the base model and a LoRA r=8 adapter
@@ -121,6 +121,8 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--budget", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for HF generate")
+    ap.add_argument("--hidden", type=int, default=64, help="hidden size of the random test checkpoint")
+    ap.add_argument("--layers", type=int, default=4, help="layers of the random test checkpoint (every 4th full)")
     ap.add_argument("--skip-serving", action="store_true")
     ap.add_argument("--skip-rollouts", action="store_true")
     args = ap.parse_args()
@@ -133,14 +135,19 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vllm_bench_"))
     ckpt = args.model
     if ckpt is None:
-        sys.path.insert(0, str(ROOT / "tests" / "vllm"))
+        sys.path.insert(0, str(ROOT / "tests" / "vllm_tier"))
         from servable import save_servable
 
-        ckpt = save_servable(tmp / "ckpt")
+        size = {} if (args.hidden, args.layers) == (64, 4) else dict(
+            hidden_size=args.hidden, intermediate_size=3 * args.hidden, num_hidden_layers=args.layers,
+            num_attention_heads=args.hidden // 64, num_key_value_heads=1, linear_num_key_heads=args.hidden // 64,
+            linear_num_value_heads=args.hidden // 64)
+        ckpt = save_servable(tmp / "ckpt", **size)
     model, processor = load_frozen(ckpt)
     png = PixelPrompt.from_icon("math", 64).save_png(tmp / "artwork.png")
     adapter = make_method("lora", model, processor, lora_rank=8).save(tmp / "adapter")  # r=8, as in tab2
-    print(f"model {ckpt}; artwork 64x64 PNG; LoRA r=8 on q/k/v/o/gate/up/down")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model {ckpt} ({n_params / 1e6:.1f}M parameters); artwork 64x64 PNG; LoRA r=8 on q/k/v/o/gate/up/down")
 
     if not args.skip_serving:
         s = serving(ckpt, adapter, png, args)

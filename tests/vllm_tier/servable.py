@@ -20,15 +20,16 @@ ADAPTER_NAME = "art-lora"
 MIN_PIXELS = 64 * 64  # a 64x64 artwork is a valid, unresized input (4 visual tokens), as in the toy world
 
 
-def servable_model(seed: int = 0):
-    """(model in float32 with bfloat16-representable weights, processor with min_pixels 64x64)."""
+def servable_model(seed: int = 0, **text):
+    """(model in float32 with bfloat16-representable weights, processor with min_pixels 64x64); ``text``
+    overrides more text-config sizes (e.g. ``hidden_size``, ``num_hidden_layers`` for a larger benchmark model)."""
     import json
 
     from transformers import AutoImageProcessor
 
     from art_lib.models import image_only_processor, reference_dir, tiny_model
 
-    model, processor = tiny_model(seed=seed, text=SERVABLE_TEXT)
+    model, processor = tiny_model(seed=seed, text={**SERVABLE_TEXT, **text})
     folder = reference_dir()
     longest = json.loads((folder / "preprocessor_config.json").read_text())["size"]["longest_edge"]
     ip = AutoImageProcessor.from_pretrained(folder, size={"shortest_edge": MIN_PIXELS, "longest_edge": longest})
@@ -39,11 +40,11 @@ def servable_model(seed: int = 0):
     return model, processor
 
 
-def save_servable(path: str | Path, seed: int = 0) -> Path:
+def save_servable(path: str | Path, seed: int = 0, **text) -> Path:
     """Save a servable random checkpoint folder (loadable by `load_frozen` and by vLLM)."""
     from art_lib.models import save_checkpoint
 
-    model, processor = servable_model(seed)
+    model, processor = servable_model(seed, **text)
     return save_checkpoint(model, processor, path)
 
 
