@@ -162,8 +162,8 @@ class VLLMEngine:
         return self._vllm.lora.request.LoRARequest(f"art_{self._lora_count}", self._lora_count, os.fspath(path))
 
     def weights_fingerprint(self) -> str:
-        """SHA-1 of every weight the engine holds (runs inside the engine; vLLM needs
-        ``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` to ship this function to its worker)."""
+        """SHA-1 of every weight the engine holds, computed where the engine runs (in this process with
+        ``VLLM_ENABLE_V1_MULTIPROCESSING=0``; in a worker, vLLM needs ``VLLM_ALLOW_INSECURE_SERIALIZATION=1``)."""
         return self.llm.apply_model(_weights_sha1)[0]
 
 
