@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .prompting import Batch, encode
+from .prompting import Batch, encode, vision_token_ids
 from .rollout import Rollout, _eos_ids, completion_mask_from_ids
 
 if TYPE_CHECKING:
@@ -117,15 +117,19 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[str], image: "Image.Image | None" = None, *, n: int = 1,
                  max_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-                 lora_request: Any = None, logprobs: bool = False, progress: bool = False) -> list[list[dict]]:
+                 lora_request: Any = None, logprobs: bool = False, suppress_token_ids: Sequence[int] = (),
+                 progress: bool = False) -> list[list[dict]]:
         """For each rendered prompt, ``n`` outputs: ``token_ids`` (stop token included), finish reason, logprobs.
 
         ``seed``: prompt i's samples use seeds ``seed + i * n ...`` (vLLM adds the sample's index), so every
         sample has its own stream and the whole call is repeatable; None: the engine's own random state.
+        ``suppress_token_ids`` are never sampled (logit bias -100, vLLM's floor), as HF's ``suppress_tokens``.
         """
+        bias = {int(i): -100.0 for i in suppress_token_ids} or None
         params = [self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                             seed=None if seed is None else seed + i * n,
-                                            logprobs=0 if logprobs else None) for i in range(len(prompts))]
+                                            logprobs=0 if logprobs else None, logit_bias=bias)
+                  for i in range(len(prompts))]
         mm = {"multi_modal_data": {"image": image}} if image is not None else {}
         results = self.llm.generate([{"prompt": p, **mm} for p in prompts], params, use_tqdm=progress,
                                     lora_request=lora_request)
@@ -217,7 +221,8 @@ def evaluate_with_engine(engine: VLLMEngine, processor, examples: Sequence[dict]
     texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
     outs = engine.generate(texts, pil.convert("RGB") if pil is not None else None, max_tokens=max_new_tokens,
                            temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, seed=seed,
-                           lora_request=lora_request, progress=progress)
+                           lora_request=lora_request, suppress_token_ids=vision_token_ids(None, processor),
+                           progress=progress)
     tok = processor.tokenizer
     ids = [o[0]["token_ids"] for o in outs]
     config = {"engine": "vllm", "model": engine.model_path,
@@ -237,7 +242,7 @@ def evaluate_with_engine(engine: VLLMEngine, processor, examples: Sequence[dict]
 def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], examples: list[dict], *,
                   num_generations: int = 8, image: dict | None = None, image_embeds: torch.Tensor | None = None,
                   max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
-                  compute_logprobs: bool = True) -> Rollout:
+                  compute_logprobs: bool = True, micro_batch_size: int | None = None) -> Rollout:
     """`art_lib.rollout.generate_rollouts` with vLLM sampling: the same `Rollout`, ``old_logps`` from the trainer.
 
     ``method`` is the training method: ART sends its artwork as an 8-bit image, LoRA its adapter.
@@ -252,9 +257,10 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
     lora = engine.lora_request(method) if name == "lora" else None
     G = num_generations
     seed = int(torch.randint(0, 2**30, ()))  # drawn from the trainer's RNG: rollouts follow train(seed=...)
-    outs = engine.generate(prompts, pil, n=G, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                           seed=seed, lora_request=lora, logprobs=True)
     model = method.model
+    outs = engine.generate(prompts, pil, n=G, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                           seed=seed, lora_request=lora, logprobs=True,
+                           suppress_token_ids=vision_token_ids(model, processor))
     pad = processor.tokenizer.pad_token_id
     rows = [o for per_prompt in outs for o in per_prompt]  # (B*G,), prompts repeated G times in a row
     C = max(1, max(len(o["token_ids"]) for o in rows))
@@ -279,7 +285,8 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
     old = None
     if compute_logprobs:
         with torch.no_grad():
-            old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature)
+            old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature,
+                                      micro_batch_size=micro_batch_size)
     r = Rollout(batch=batch, completions=texts, examples=[ex for ex in examples for _ in range(G)], old_logps=old)
     r.sampling_logps = (sampling * cmask).to(device)  # vLLM's own log-probs, for measuring the engine gap
     return r
