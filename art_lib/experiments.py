@@ -155,7 +155,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
             out_dir: str | Path, train_examples: list[dict] | None = None, test_examples: list[dict] | None = None,
             n_train: int | None = None, n_test: int | None = None, image_size: int = 64, seed_icon: str = "math",
             artwork: PixelPrompt | None = None, max_new_tokens: int | None = None, label: str = "",
-            model_label: str = "toy", warm_start: dict | None = None, device: str = "auto", dtype: str = "auto",
+            model_label: str = "model", warm_start: dict | None = None, device: str = "auto", dtype: str = "auto",
             data_dir: str | dict | None = None, checkpoint_every: int = 0, checkpoint_keep: int = 2,
             resume: bool = False, reward: str | None = None, eval_batch_size: int = 8, progress: bool = False,
             **train_kw) -> tuple[dict, object | None]:
@@ -255,7 +255,7 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
 
 
 def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None = None, image_size: int = 64,
-                 seed_icon: str = "math", seed: int = 0, model_label: str = "toy",
+                 seed_icon: str = "math", seed: int = 0, model_label: str = "model",
                  max_new_tokens: int | None = None, device: str = "auto", dtype: str = "auto",
                  data_dir: str | dict | None = None, eval_batch_size: int = 8) -> list[dict]:
     """Rows for the controls (text-only, seed image, noise image, token-matched random text), same scorer."""

@@ -1,33 +1,31 @@
-"""The toy world: corpus properties, deterministic pretraining, checkpoints, benchmarks and scorers."""
+"""The toy world: corpus, deterministic pretraining, shipped checkpoints, benchmarks, frozen behaviour."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
 from art_lib import toy
-from art_lib.models import count_parameters
+from art_lib.models import count_parameters, load_frozen
 from art_lib.pixel_prompt import PixelPrompt
-from art_lib import toy_tasks as T
+from art_lib.toy import tasks as T
 
 STEPS = 20  # a very short run of the smallest size: enough to test determinism and the file format
+# The toy models the notebooks use (scripts/make_notebooks.py defaults): all shipped with the package.
+NOTEBOOK_TOYS = ("small", "base", "large", "base-texture")
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """Two pretraining runs with the same seed and one with another seed (smallest size, few steps)."""
     root = tmp_path_factory.mktemp("toy")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread count for every run: float reductions then agree bit for bit
-    try:
-        return {name: toy.pretrain_toy_model("small", seed, steps=STEPS, out_dir=root / name, progress=False,
-                                             batch_size=8)
-                for name, seed in (("a", 0), ("b", 0), ("c", 1))}
-    finally:
-        torch.set_num_threads(threads)
+    return {name: toy.pretrain_toy_model("small", seed, steps=STEPS, out_dir=root / name, progress=False,
+                                         batch_size=8)
+            for name, seed in (("a", 0), ("b", 0), ("c", 1))}
 
 
 def _info(path):
@@ -40,11 +38,15 @@ def test_pretraining_is_deterministic(pretrained):
     assert a["weights_hash"] != c["weights_hash"]
     assert (pretrained["a"] / "model.safetensors").read_bytes() == (pretrained["b"] / "model.safetensors").read_bytes()
     assert a["recipe"]["steps"] == STEPS and a["parameters"] == count_parameters(toy.toy_model("small")[0])
+    assert a["threads"] == 1 and a["cpu"]  # the recipe's thread count, and the CPU that computed the floats
 
 
 def test_checkpoint_loads_frozen_like_a_real_one(pretrained):
-    from art_lib.models import load_frozen
+    from PIL import Image
+
+    from art_lib.evaluate import evaluate
     from art_lib.preprocess import num_visual_tokens
+    from art_lib.toy.pretrain import _image_inputs
 
     model, processor = load_frozen(pretrained["a"])
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
@@ -53,33 +55,91 @@ def test_checkpoint_loads_frozen_like_a_real_one(pretrained):
     # The toy checkpoint's own image processor takes 64x64 pictures as they are: 4 visual tokens.
     assert processor.image_processor.size["shortest_edge"] == T.IMAGE_SIZE**2
     assert num_visual_tokens(T.IMAGE_SIZE, T.IMAGE_SIZE, processor.image_processor) == 4
-    from PIL import Image
-
     img = T.draw_task_picture("add", np.random.default_rng(0))
     official = processor.image_processor(images=[Image.fromarray(img)], return_tensors="pt")
     assert official["image_grid_thw"].tolist() == [[1, 4, 4]]
-    assert torch.equal(official["pixel_values"], toy._image_inputs([img], processor)["pixel_values"])
-    out = toy.generate(model, processor, ["Add the numbers.\n1 and 2", "3 and 4"], [None, img], max_new_tokens=3)
-    assert len(out) == 2 and all(isinstance(s, str) for s in out)
+    # Pretraining preprocesses its pictures exactly as the official processor does.
+    assert torch.equal(official["pixel_values"], _image_inputs([img], processor)["pixel_values"])
+    res = evaluate(model, processor, toy.load_toy("add", n=2), image=Image.fromarray(img), benchmark="toy_add",
+                   max_new_tokens=3, progress=False)
+    assert res.n == 2 and all(isinstance(s, str) for s in res.rows["completion"])
 
 
-def test_toy_checkpoint_caches(tmp_path, monkeypatch, pretrained):
-    monkeypatch.setenv("ART_TOY_CACHE", str(tmp_path))
-    rec = toy.recipe("small", STEPS, batch_size=8)
-    want = toy.default_checkpoint_dir("small", 0, rec)
-    assert want.parent == tmp_path and want.name.startswith("small-seed0-")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        path = toy.toy_checkpoint("small", 0, steps=STEPS, batch_size=8, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    assert path == want and _info(path)["weights_hash"] == _info(pretrained["a"])["weights_hash"]
-    stamp = (path / "toy_info.json").stat().st_mtime_ns
-    assert toy.toy_checkpoint("small", 0, steps=STEPS, batch_size=8) == path  # cached: not rebuilt
-    assert (path / "toy_info.json").stat().st_mtime_ns == stamp
-    assert toy.default_checkpoint_dir("small", 0, toy.recipe("small", STEPS + 1)) != want
-    assert toy.default_checkpoint_dir("small", 1, rec) != want
+def test_pretraining_batches_match_the_chat_template():
+    from art_lib.prompting import chat_text, encode, pad_batch
+    from art_lib.toy.pretrain import _row_ids, _Templates
+
+    processor = toy.toy_processor()
+    img = T.draw_task_picture("max", np.random.default_rng(0))
+    prompt_ids, comp_ids = _row_ids(processor, ["3 and 4"], [img], ["Answer: 4"], _Templates(processor))
+    batch = pad_batch(processor, prompt_ids, comp_ids)
+    ref = encode(processor, [chat_text(processor, "3 and 4", image=True)], ["Answer: 4"], num_image_tokens=4)
+    assert torch.equal(batch.input_ids, ref.input_ids) and torch.equal(batch.completion_mask, ref.completion_mask)
+
+
+def test_shipped_checkpoints_load_with_their_recorded_hash():
+    """Every shipped toy checkpoint loads through `load_frozen` and its weights are the ones recorded."""
+    from art_lib.registry import resolve_model
+
+    assert set(NOTEBOOK_TOYS) <= set(toy.shipped_names()), toy.shipped_names()
+    for name in toy.shipped_names():
+        path = toy.toy_checkpoint(name)
+        info = _info(path)
+        assert resolve_model(f"toy:{name}") == (str(path), f"toy:{name}")
+        model, _ = load_frozen(path)
+        assert toy.weights_hash(model) == info["weights_hash"], name
+        assert info["recipe_hash"] == toy.recipe_hash(info["recipe"]) and info["recipe"]["version"] == 2
+        size, pictures = toy.parse_spec(name)
+        assert info["recipe"] == toy.recipe(size, pictures=pictures)  # shipped = today's recipe
+        text = model.config.text_config
+        # vLLM's CPU gated-delta-net kernel takes head dims of 64 or 128 only.
+        assert text.linear_key_head_dim == text.linear_value_head_dim == 64, name
+        assert (path / "model.safetensors").stat().st_size < 20 * 2**20
+
+
+def test_unshipped_toy_names_say_how_to_pretrain():
+    with pytest.raises(FileNotFoundError, match="python -m art_lib.toy pretrain --name xl"):
+        toy.toy_checkpoint("xl")
+    with pytest.raises(ValueError, match="unknown toy size"):
+        toy.toy_checkpoint("huge")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_frozen_base_follows_instructions_and_pictures(dtype):
+    """The shipped base model, frozen: no cue -> the benchmarks score <= 30%; instruction or picture >= 95%."""
+    model, processor = load_frozen(toy.toy_checkpoint("base"), dtype=dtype)
+    assert next(model.parameters()).dtype == dtype
+    res = toy.evaluate_toy(model, processor)
+    assert max(res["none"].values()) <= 0.3, res
+    assert min(res["text"].values()) >= 0.95 and min(res["picture"].values()) >= 0.95, res
+    assert set(res["picture"]) == set(T.PICTURE_TASKS)
+
+
+@pytest.mark.skipif(not os.environ.get("ART_TOY_VERIFY"), reason="pretrains a toy model (20-40 min on a 2-core CPU); "
+                    "set ART_TOY_VERIFY=1 (or run `python -m art_lib.toy verify base`)")
+def test_fresh_pretraining_reproduces_the_shipped_weights():
+    """On the CPU type the checkpoint was built on, a fresh pretraining gives the shipped weights bit for bit."""
+    from art_lib.results import _cpu_model
+    from art_lib.toy.__main__ import verify
+
+    name = os.environ.get("ART_TOY_VERIFY_NAME", "base")
+    res = verify(name, progress=False)
+    if res["shipped_cpu"] != _cpu_model():
+        pytest.skip(f"shipped weights were computed on {res['shipped_cpu']!r}, this is {_cpu_model()!r}")
+    assert res["same"], res
+
+
+def test_cli_pretrains_lists_and_evaluates(tmp_path, capsys):
+    from art_lib.toy.__main__ import main
+
+    assert main(["pretrain", "--name", "small", "--steps", "1", "--out-dir", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "config.json").exists() and str(tmp_path / "cli") in capsys.readouterr().out
+    assert main(["list"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list(toy.shipped_names())
+    assert main(["eval", str(tmp_path / "cli"), "--n", "1"]) == 0
+    cues = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(cues) == {"none", "text", "picture", "distractor"}
 
 
 def test_mul_is_only_ever_requested_in_text():
@@ -121,9 +181,11 @@ def test_benchmarks_load_and_score():
         test = load_benchmark(f"toy_{task}", split="test")
         train = toy.load_toy(task, "train")
         assert len(test) == 40 and len(train) == 60
-        assert {(e["meta"]["a"], e["meta"]["b"]) for e in test}.isdisjoint({(e["meta"]["a"], e["meta"]["b"]) for e in train})
+        pairs = {(e["meta"]["a"], e["meta"]["b"]) for e in test}
+        assert pairs.isdisjoint({(e["meta"]["a"], e["meta"]["b"]) for e in train})
         e = test[0]
-        assert set(e) == {"id", "prompt", "answer", "meta"} and e["prompt"] == T.operands_text(e["meta"]["a"], e["meta"]["b"])
+        assert set(e) == {"id", "prompt", "answer", "meta"}
+        assert e["prompt"] == T.operands_text(e["meta"]["a"], e["meta"]["b"])
         assert not any(i in e["prompt"] for i in T.INSTRUCTIONS[task])
         with_instr = toy.load_toy(task, "test", instruction=True)
         assert with_instr[0]["answer"] == e["answer"] and with_instr[0]["prompt"].endswith(e["prompt"])
@@ -138,56 +200,19 @@ def test_benchmarks_load_and_score():
         assert scorer(T.completion("max" if task != "max" else "add", a + 1, b), e) == 0.0
     assert len(toy.load_toy("add", n=200)) == 200 and len(load_benchmark("toy_add", split="train", limit=7)) == 7
     assert toy.load_toy("add", seed=1)[0]["id"] == "toy_add-test-0000"
-    math = toy.get_toy_scorer("toy_sub")
+    math = get_scorer("toy_sub")
     assert math("Answer: -3", {"answer": T.answer("sub", 2, 5)}) == 1.0 and math("Answer: 3", {"answer": "-3"}) == 0.0
-    tool = toy.get_toy_scorer("toy_tool")
+    tool = get_scorer("toy_tool")
     ref = {"answer": T.answer("tool", 12, 7)}
     assert tool('<tool_call>{"arguments": {"sec": 7, "min": 12}, "name": "timer"}</tool_call>', ref) == 1.0
     assert tool('<tool_call>{"name": "timer", "arguments": {"min": 12, "sec": 8}}</tool_call>', ref) == 0.0
     assert tool('<tool_call>{"name": "timer", </tool_call>', ref) == 0.0
-    with pytest.raises(ValueError):
-        toy.load_toy_benchmark("toy_div")
-
-
-def test_build_batch_matches_chat_template():
-    from art_lib.prompting import chat_text, encode
-
-    processor = toy.toy_processor()
-    img = T.draw_task_picture("max", np.random.default_rng(0))
-    batch, inputs = toy.build_batch(processor, ["3 and 4"], [img], ["Answer: 4"])
-    ref = encode(processor, [chat_text(processor, "3 and 4", image=True)], ["Answer: 4"], num_image_tokens=4)
-    assert torch.equal(batch.input_ids, ref.input_ids) and torch.equal(batch.completion_mask, ref.completion_mask)
-    assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
-
-
-def test_art_prototype_and_cli_run(pretrained, tmp_path, capsys):
-    """The pixel-only SFT loop runs on a toy checkpoint (only the pixels change); the CLI pretrains."""
-    from art_lib.models import load_frozen
-
-    model, processor = load_frozen(pretrained["a"])
-    before = toy.weights_hash(model)
-    res = toy.art_prototype(model, processor, "add", steps=2, batch_size=4, n_eval=4)
-    assert res["image"].shape == (64, 64, 3) and res["image"].dtype == np.uint8
-    assert 0.0 <= res["after"] <= 1.0 and len(res["curve"]) == 2
-    assert not (res["image"] == 128).all()  # the pixels moved
-    assert toy.weights_hash(model) == before  # the model did not
-    assert toy.main(["pretrain", "--size", "small", "--steps", "1", "--out-dir", str(tmp_path / "cli")]) == 0
-    assert (tmp_path / "cli" / "config.json").exists() and str(tmp_path / "cli") in capsys.readouterr().out
-
-
-@pytest.fixture(scope="module")
-def base_checkpoint():
-    """The default toy checkpoint (pretrained once into the cache, about 5 minutes; the notebooks use it too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield toy.toy_checkpoint("base")
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.raises(ValueError, match="Unknown benchmark"):
+        load_benchmark("toy_div")
 
 
 @pytest.mark.parametrize("objective", ["sft", "dapo"])
-def test_short_art_run_beats_the_seed_image(base_checkpoint, tmp_path, objective):
+def test_short_art_run_beats_the_seed_image(tmp_path, objective):
     """ART on toy_add, scored from the saved PNG, against the seed icon under the same scorer.
 
     DAPO starts from a 5-step SFT warm start (whose own greedy accuracy we also measure): from the bare
@@ -198,6 +223,7 @@ def test_short_art_run_beats_the_seed_image(base_checkpoint, tmp_path, objective
     from art_lib.experiments import run_arm
     from art_lib.models import load_frozen
 
+    base_checkpoint = toy.toy_checkpoint("base")
     test = load_benchmark("toy_add", split="test")
     model, processor = load_frozen(base_checkpoint)
     seed_png = PixelPrompt.from_icon("math", 64).save_png(tmp_path / "seed.png")
@@ -214,19 +240,17 @@ def test_short_art_run_beats_the_seed_image(base_checkpoint, tmp_path, objective
     assert row["accuracy"] >= seed_acc + 0.3, (row["accuracy"], seed_acc)
 
 
-def test_run_info_records_the_toy_weights_used(pretrained, tmp_path, monkeypatch):
+def test_run_info_records_the_toy_weights_used(tmp_path):
     """Results folders name the exact toy weights (another CPU may pretrain to other floats)."""
-    import shutil
     import time
 
     from art_lib.results import write_run_info
 
-    monkeypatch.setenv("ART_TOY_CACHE", str(tmp_path / "cache"))
-    shutil.copytree(pretrained["a"], toy.default_checkpoint_dir("small"))
-    path = write_run_info(tmp_path, {"model": "toy:small", "models": ["toy:base"]}, time.time())
-    info = json.loads(path.read_text())["toy_checkpoints"]
-    assert info == {"toy:small": {k: _info(pretrained["a"])[k] for k in
-                                  ("recipe_hash", "weights_hash", "final_loss", "threads", "torch")}}
+    path = write_run_info(tmp_path, {"model": "toy:base", "models": ["toy:base", "toy:xl"]}, time.time())
+    info = json.loads(path.read_text())["checkpoints"]
+    shipped = _info(toy.toy_checkpoint("base"))
+    assert info["toy:base"] == {k: shipped[k] for k in toy.checkpoints.IDENTITY_KEYS}
+    assert info["toy:xl"] == {}  # not shipped: nothing to record
 
 
 def test_texture_pictures_carry_their_task_in_the_tile_frequency():
@@ -260,17 +284,11 @@ def test_toy_names_select_size_and_picture_kind(tmp_path):
     with pytest.raises(ValueError, match="unknown toy size"):
         toy.parse_spec("huge")
     glyph, texture = toy.recipe("base"), toy.recipe("base", pictures="texture")
-    assert "pictures" not in glyph and texture["pictures"] == "texture"  # glyph recipes (and caches) unchanged
+    assert "pictures" not in glyph and texture["pictures"] == "texture"
     assert toy.recipe_hash(glyph) != toy.recipe_hash(texture)
-    assert toy.default_checkpoint_dir("base-texture", 0, cache_dir=tmp_path).name.startswith("base-texture-seed0-")
     # A texture pretraining run records its kind, and evaluate_toy draws that kind of picture for it.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        path = toy.pretrain_toy_model("small", 0, steps=2, out_dir=tmp_path / "tex", progress=False, batch_size=4,
-                                      pictures="texture")
-    finally:
-        torch.set_num_threads(threads)
+    path = toy.pretrain_toy_model("small", 0, steps=2, out_dir=tmp_path / "tex", progress=False, batch_size=4,
+                                  pictures="texture")
     assert _info(path)["recipe"]["pictures"] == "texture"
     drawn = []
     real = T.draw_task_picture
