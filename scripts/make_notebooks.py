@@ -87,11 +87,12 @@ def notebook(stem: str, title: str, params: str, cells: list[tuple[str, str]]) -
 
 
 CHECK_NOTE = ("The cell below states what the table should show, with margins; the CI re-runs the notebook and "
-              "compares these lines, not the digits above them (the toy model's exact accuracies depend on the "
-              "CPU it was pretrained on: `run_info.json` records its weights hash).")
+              "compares these lines, not the digits above them (the exact accuracies depend on the CPU "
+              "that trains and generates; `run_info.json` records the toy weights hash and the CPU).")
 
 TOY_NOTE = ("**Toy world.** At the default parameters every number here comes from the kit's own tiny "
-            "Qwen3.5-architecture model pretrained on CPU on synthetic tasks (`art_lib.toy`), not from a real "
+            "Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), "
+            "not from a real "
             "checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the "
             "paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.")
 
@@ -99,13 +100,13 @@ notebook("00_quickstart", f"""# Quick start: train an artwork, save it, score it
 
 Loads a frozen model, draws a seed icon, optimises only its pixels for a few steps (SFT), saves the 8-bit
 PNG, evaluates the model **from that PNG** through the official processor, and shows it. Under 3 minutes on
-a 2-core CPU (the first run also pretrains the toy model, about 2-4 minutes, then it is cached).
+a 2-core CPU (the toy models are shipped pretrained: nothing else runs first).
 
 Other scales: `papermill 00_quickstart.ipynb out.ipynb -p model Qwen/Qwen3.5-0.8B -p benchmark gsm8k ...`
 
 {TOY_NOTE}""", '''
-model = "toy:base"          # "toy:<size>" (pretrained here, cached) or a checkpoint id / folder
-benchmark = "toy_add"       # a name from art_lib.data.BENCHMARKS
+model = "toy:base"          # "toy:<size>" (shipped with art_lib) or a checkpoint id / folder
+benchmark = "toy_add"       # a registered benchmark (art_lib.registry.benchmark_names())
 method = "art"              # art | lora | soft_prompt
 objective = "sft"           # sft | grpo | dapo
 steps = 300                 # optimiser steps
@@ -174,13 +175,13 @@ notebook("tab1_model_sizes", f"""# Table 1: ART across model sizes
 
 ART (pixels only) against the text-only model and LoRA, for each model size, on one benchmark.
 The paper reports this for several Qwen3.5 sizes; its numbers are not available to us.
-Default run: about 2 minutes on a 2-core CPU (plus toy pretraining of each size the first time).
+Default run: about 2 minutes on a 2-core CPU.
 
 Paper scale (GPU): `papermill tab1_model_sizes.ipynb out.ipynb -f params/tab1_model_sizes.paper.yaml`
 
 {TOY_NOTE}""", '''
 models = ["toy:small", "toy:base", "toy:large"]   # model sizes to compare
-benchmark = "toy_add"       # benchmark name (art_lib.data.BENCHMARKS)
+benchmark = "toy_add"       # benchmark name (art_lib.registry.benchmark_names())
 methods = ["art", "lora"]   # trained arms
 objective = "sft"           # sft | grpo | dapo
 steps = 300                 # optimiser steps per arm
@@ -555,8 +556,7 @@ real PIL re-encoding. Part (b) runs on two toy models: `toy:base`, whose task pi
 vision tower reads colour and coarse shape), and `toy:base-texture`, the same architecture pretrained on task
 pictures that differ only by a fine 4x4-pixel texture (a tower that reads fine detail). JPEG
 removes fine detail (4:2:0 chroma subsampling, coarse quantisation of high frequencies), so only the second
-can show what robust training buys. Default run: about 6 minutes on a 2-core CPU, plus 5 minutes to pretrain
-`toy:base-texture` the first time.
+can show what robust training buys. Default run: about 6 minutes on a 2-core CPU.
 
 Paper scale (GPU): `papermill fig_style_tradeoff.ipynb out.ipynb -f params/fig_style_tradeoff.paper.yaml`
 
@@ -640,8 +640,8 @@ if not model_label.startswith("toy:"):
                               + [{"experiment": "transport", "benchmark": b, "training": t, "transport": k}
                                  for bs in transport_runs.values() for b in bs for t in ("plain", "robust")
                                  for k in transports]))'''),
-    ("md", "Per model and benchmark (reported, not CI-checked: which artworks JPEG breaks depends on the toy weights, "
-           "which depend on the CPU they were pretrained on)."),
+    ("md", "Per model and benchmark (reported, not CI-checked: which artworks JPEG breaks depends on the toy weights "
+           "and on the CPU that trains them)."),
     ("code", '''print_checks({f"{m} {b}: after jpeg75 the robust artwork keeps more accuracy than the plain one": r["robust"] > r["plain"]
               for (m, b), r in jpeg75.iterrows()})'''),
     ("md", "## 3. Figures"),
