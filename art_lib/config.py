@@ -98,6 +98,9 @@ class TrainConfig:
     """Prompts per `generate` call in rollouts (each with num_generations rows). None = all prompts at once."""
     gradient_checkpointing: bool = False
     """Recompute the language model's layers in the backward pass instead of storing their activations."""
+    shared_prefix: bool = False
+    """ART / soft prompts: run the tokens every row starts with (template opening, image) once per micro-batch
+    and continue the rows from their cache; same loss and gradients. Not combined with gradient_checkpointing."""
 
     # --- style (method "art" only; `style.py`) ---
     style_l2: float = 0.0

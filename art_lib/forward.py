@@ -100,25 +100,147 @@ def token_logprobs_chunked(lm_head, hidden: torch.Tensor, ids: torch.Tensor, tem
     return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
+def completion_hidden(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
+                      image_embeds: torch.Tensor | None = None, shared_prefix: bool = False) -> torch.Tensor:
+    """Hidden states (B, C, D) that predict the completion tokens (position t predicts token t + 1).
+
+    `shared_prefix=True` runs the prompt tokens every row shares once and continues each row from
+    their cache (`shared_prefix_hidden`); it falls back to the full batch where that cannot apply.
+    """
+    P, C = batch.prompt_length, batch.completion_ids.shape[1]
+    if shared_prefix and not naive and image is not None and not _checkpointing(model):
+        S = shared_prefix_length(batch)
+        if S > 0:
+            return shared_prefix_hidden(model, batch, S, image, image_embeds)
+    hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
+    return hidden[:, P - 1:P + C - 1]
+
+
 def completion_logprobs(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
                         image_embeds: torch.Tensor | None = None, temperature: float = 1.0,
-                        micro_batch_size: int | None = None) -> torch.Tensor:
+                        micro_batch_size: int | None = None, shared_prefix: bool = False) -> torch.Tensor:
     """Per-token log-probabilities (B, C) of the completion tokens under the frozen model + artwork; 0 on padding.
 
     Only completion positions are projected onto the vocabulary, in chunks of `LOGIT_CHUNK_TOKENS`, so
     the (B, T, V) logits never exist. `micro_batch_size` runs the rows in groups of that many (for
     no-grad passes; with gradients, call per micro-batch and backpropagate each to bound memory).
+    `shared_prefix`: see `completion_hidden`.
     """
     C = batch.completion_ids.shape[1]
     if C == 0:
         raise ValueError("the batch has no completion tokens")
     if micro_batch_size and micro_batch_size < len(batch):
         return torch.cat([completion_logprobs(model, batch.rows(i, i + micro_batch_size), image, naive=naive,
-                                              image_embeds=image_embeds, temperature=temperature)
+                                              image_embeds=image_embeds, temperature=temperature,
+                                              shared_prefix=shared_prefix)
                           for i in range(0, len(batch), micro_batch_size)])
-    hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
-    P = batch.prompt_length
-    hidden = hidden[:, P - 1:P + C - 1]  # (B, C, D): position t predicts token t + 1
+    hidden = completion_hidden(model, batch, image, naive=naive, image_embeds=image_embeds,
+                               shared_prefix=shared_prefix)
     mask = batch.completion_mask.bool()
     logps = token_logprobs_chunked(_lm_parts(model)[1], hidden[mask], batch.completion_ids[mask], temperature)
     return torch.zeros(mask.shape, dtype=logps.dtype, device=logps.device).masked_scatter(mask, logps)
+
+
+# --- shared prefix: the tokens every row starts with run once, their cache is broadcast to the rows ---
+
+
+def _checkpointing(model) -> bool:
+    """Whether decoder layers recompute in backward: transformers then drops the cache, so no sharing."""
+    return any(getattr(mod, "gradient_checkpointing", False) and mod.training
+               for mod in _lm_parts(model)[0].language_model.layers)
+
+
+def _prompt_starts(batch: Batch) -> torch.Tensor:
+    """Column (B,) where each left-padded prompt starts."""
+    return batch.prompt_length - batch.attention_mask[:, :batch.prompt_length].sum(1)
+
+
+def shared_prefix_length(batch: Batch) -> int:
+    """Tokens S every row's prompt starts with, keeping >= 1 own prompt token per row and the image whole.
+
+    The row's last prompt token must stay in its suffix: its hidden state predicts the first completion
+    token. 0 when the image is not entirely inside the shared part (then nothing is shared).
+    """
+    starts = _prompt_starts(batch)
+    n = int((batch.prompt_length - starts).min()) - 1
+    if n <= 0:
+        return 0
+    rows = torch.stack([batch.input_ids[i, int(s):int(s) + n] for i, s in enumerate(starts)])
+    same = (rows == rows[:1]).all(0)
+    S = n if bool(same.all()) else int((~same).int().argmax())
+    s0 = int(starts[0])
+    prompt_mm = batch.mm_token_type_ids[0, s0:batch.prompt_length]
+    if bool(prompt_mm[S:].any()) or not bool(prompt_mm[:S].any()):
+        return 0  # the image (or part of it) lies in the rows' own tokens, or there is no image to share
+    return S
+
+
+def _broadcast_cache(cache, B: int) -> None:
+    """Expand a 1-row cache to B rows (views, no copies) and make its updates out-of-place, for autograd."""
+    from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+    for layer in cache.layers:
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            layer.keys = layer.keys.expand(B, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(B, *layer.values.shape[1:])
+        if isinstance(layer, LinearAttentionCacheLayerMixin):
+            for i, conv in layer.conv_states.items():
+                if conv is not None:
+                    layer.conv_states[i] = conv.expand(B, *conv.shape[1:])
+            for i, rec in layer.recurrent_states.items():
+                if rec is not None:
+                    layer.recurrent_states[i] = rec.expand(B, *rec.shape[1:])
+            # With record_past the conv update assigns (cat) instead of copying in place into the shared view.
+            layer.record_past = True
+            layer.update_recurrent_state = _assign_recurrent_state.__get__(layer)
+
+
+def _assign_recurrent_state(layer, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
+    layer.recurrent_states[state_idx] = recurrent_states
+    return recurrent_states
+
+
+def shared_prefix_hidden(model, batch: Batch, S: int, image: dict, image_embeds: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+    """`completion_hidden` with the first S prompt tokens (the same in every row, image included) run once.
+
+    Each row becomes [prefix | own prompt tokens | completion | right pads]: right padding after the
+    shared prefix keeps the prefix at the same positions in every row, and pads after a row's tokens
+    change nothing for them (causal attention; the linear-attention layers zero padded inputs). The
+    M-RoPE positions are those of the unpadded row, as in the left-padded batch. Differentiable: the
+    prefix's keys/values and recurrent/conv states carry gradients back to the image embeddings.
+    """
+    from transformers.cache_utils import DynamicCache
+
+    decoder, _ = _lm_parts(model)
+    B, P, C = len(batch), batch.prompt_length, batch.completion_ids.shape[1]
+    if image_embeds is None:
+        image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
+    starts = _prompt_starts(batch).tolist()
+    n_comp = batch.completion_mask.sum(1).tolist()
+    own = [torch.cat([batch.input_ids[i, s + S:P], batch.input_ids[i, P:P + n_comp[i]]]) for i, s in enumerate(starts)]
+    L = max(len(o) for o in own)
+    suffix = batch.input_ids.new_zeros(B, L)
+    suffix_mask = batch.attention_mask.new_zeros(B, L)
+    for i, o in enumerate(own):
+        suffix[i, :len(o)], suffix_mask[i, :len(o)] = o, 1
+    prefix = batch.input_ids[0, starts[0]:starts[0] + S]
+    prefix_mm = batch.mm_token_type_ids[0, starts[0]:starts[0] + S]
+    ids = torch.cat([prefix.expand(B, S), suffix], 1)
+    mask = torch.cat([torch.ones_like(suffix_mask[:, :1]).expand(B, S), suffix_mask], 1)
+    mm = torch.cat([prefix_mm.expand(B, S), torch.zeros_like(suffix)], 1)
+    grid = image["image_grid_thw"]
+    positions, _ = decoder.get_rope_index(ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3),
+                                          attention_mask=mask)
+    cache = DynamicCache(config=decoder.config.get_text_config())
+    encoded = BaseModelOutputWithPooling(pooler_output=(image_embeds,))
+    decoder(input_ids=prefix[None], mm_token_type_ids=prefix_mm[None], image_grid_thw=grid,
+            mm_encoder_outputs={"image": encoded}, position_ids=positions[:, :1, :S], past_key_values=cache,
+            use_cache=True)
+    _broadcast_cache(cache, B)
+    hidden = decoder(input_ids=suffix, attention_mask=mask, mm_token_type_ids=torch.zeros_like(suffix),
+                     position_ids=positions[:, :, S:], past_key_values=cache, use_cache=True).last_hidden_state
+    # Completion token j of row i is predicted at suffix index (own prompt length - 1 + j).
+    first = torch.tensor([P - s - S - 1 for s in starts], device=hidden.device)
+    index = (first[:, None] + torch.arange(C, device=hidden.device)[None]).clamp(max=L - 1)
+    return hidden.gather(1, index[:, :, None].expand(B, C, hidden.shape[-1]))

@@ -45,11 +45,12 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
                       image: dict | None = None, image_embeds: torch.Tensor | None = None,
                       max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
                       do_sample: bool = True, compute_logprobs: bool = True, generation_batch_size: int | None = None,
-                      micro_batch_size: int | None = None) -> Rollout:
+                      micro_batch_size: int | None = None, shared_prefix: bool = False) -> Rollout:
     """Sample `num_generations` completions for each rendered prompt, all rows showing the same image.
 
     `generation_batch_size` prompts (x G rows) go through one `generate` call (None = all at once);
-    the old log-probs are computed `micro_batch_size` rows at a time (None = all rows at once).
+    the old log-probs are computed `micro_batch_size` rows at a time (None = all rows at once), with
+    `shared_prefix` (see `forward.completion_hidden`).
     """
     if image is not None and image_embeds is None:
         from .forward import vision_embeds
@@ -64,7 +65,7 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
     old = None
     if compute_logprobs:
         old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature,
-                                  micro_batch_size=micro_batch_size)
+                                  micro_batch_size=micro_batch_size, shared_prefix=shared_prefix)
     return Rollout(batch=batch, completions=texts, examples=rows, old_logps=old)
 
 

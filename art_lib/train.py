@@ -311,7 +311,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
 # Settings a run may change when it resumes: how long it runs, what it shows, and how it fits in memory
 # (micro-batching and checkpointing give the same gradients; a new generation_batch_size only reorders sampling).
 _RESUME_MAY_CHANGE = {"steps", "eval_every", "max_nonfinite", "micro_batch_size", "generation_batch_size",
-                      "gradient_checkpointing"}
+                      "gradient_checkpointing", "shared_prefix"}
 
 
 def model_fingerprint(model) -> str:
@@ -420,7 +420,7 @@ def _sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *
     for a, b in _row_chunks(len(batch), c.micro_batch_size):
         sub = batch.rows(a, b)
         with gradient_checkpointing(model, c.gradient_checkpointing):
-            logps = completion_logprobs(model, sub, image, image_embeds=leaf)  # (b - a, C)
+            logps = completion_logprobs(model, sub, image, image_embeds=leaf, shared_prefix=c.shared_prefix)
         part = -(logps * sub.completion_mask).sum() / norm
         if part.requires_grad:  # a micro-batch without completion tokens has no graph
             (part * scale).backward()
@@ -446,7 +446,7 @@ def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, s
                                   num_generations=G, image=sample_image, image_embeds=sample_embeds,
                                   max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
                                   generation_batch_size=c.generation_batch_size,
-                                  micro_batch_size=c.micro_batch_size)
+                                  micro_batch_size=c.micro_batch_size, shared_prefix=c.shared_prefix)
         rew = reward_tensor(reward_fn(r.completions, r.examples), len(r.completions))
         if c.overlong_cache:
             lengths = r.batch.completion_mask.sum(1)
@@ -496,12 +496,13 @@ def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, s
     for a, b in _row_chunks(len(batch), c.micro_batch_size):
         sub = batch.rows(a, b)
         with gradient_checkpointing(model, c.gradient_checkpointing):
-            logps = completion_logprobs(model, sub, image, image_embeds=leaf, temperature=c.temperature)
+            logps = completion_logprobs(model, sub, image, image_embeds=leaf, temperature=c.temperature,
+                                       shared_prefix=c.shared_prefix)
         ref = None
         if c.beta:
             with torch.no_grad():
                 ref = completion_logprobs(ref_model, sub, ref_image, image_embeds=ref_embeds,
-                                          temperature=c.temperature)
+                                          temperature=c.temperature, shared_prefix=c.shared_prefix)
         loss, parts = losses.policy_loss(
             logps, old[a:b], adv[a:b], cmask[a:b], loss_type=loss_type, epsilon_low=c.epsilon_low,
             epsilon_high=c.epsilon_high, beta=c.beta, ref_per_token_logps=ref, max_completion_length=max_new,

@@ -1,0 +1,121 @@
+"""The shared image prefix (run once, its cache broadcast to the rows) equals the full batch, values and gradients."""
+
+import pytest
+import torch
+
+from art_lib import losses
+from art_lib.forward import _lm_parts, completion_hidden, completion_logprobs, shared_prefix_length
+from art_lib.models import gradient_checkpointing, tiny_model
+from art_lib.pixel_prompt import PixelPrompt
+from art_lib.preprocess import num_visual_tokens, preprocess_image
+from art_lib.prompting import chat_text, encode
+from art_lib.train import train
+
+QUESTIONS = ["What is 2 + 3?", "A farmer has 17 cows and buys 4 more. How many cows now?", "Hi",
+             "Compute 12 * 12, then subtract 4.", "Name a prime.", "Is 91 prime? Explain briefly.",
+             "Add 1000 and 24.", "What is the capital of a country with 3 letters?"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model(seed=0)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+
+
+def _batch(proc, B: int, system: str | None = None):
+    texts = [chat_text(proc, q, system=system) for q in QUESTIONS[:B]]  # ragged prompts: left padding
+    comps = [f"Answer: {7 * i}{' and more' * i}" for i in range(B)]  # ragged completions: right padding
+    return encode(proc, texts, comps, num_image_tokens=num_visual_tokens(256, 256, proc))
+
+
+def test_prefix_covers_template_opening_and_image(tiny):
+    model, proc = tiny
+    batch = _batch(proc, 3)
+    S = shared_prefix_length(batch)
+    start = batch.prompt_length - int(batch.attention_mask[0, :batch.prompt_length].sum())
+    n_img = num_visual_tokens(256, 256, proc)
+    assert int(batch.mm_token_type_ids[0, start:start + S].sum()) == n_img
+    # a shared system turn is shared too
+    assert shared_prefix_length(_batch(proc, 3, system="You are a careful solver.")) > S
+    # one row: everything but the last prompt token
+    one = _batch(proc, 1)
+    assert shared_prefix_length(one) == one.prompt_length - 1
+
+
+@pytest.mark.parametrize("system", [None, "You are a careful solver."])
+@pytest.mark.parametrize("B", [1, 3, 8])
+def test_logits_and_pixel_gradient_equal_unshared(tiny, B, system):
+    model, proc = tiny
+    batch = _batch(proc, B, system)
+    mask = batch.completion_mask.bool()
+    outs, grads = [], []
+    for shared in (False, True):
+        art = PixelPrompt.from_noise(256, seed=1)
+        image = preprocess_image(art.pixels(), proc.image_processor)
+        logits = _lm_parts(model)[1](completion_hidden(model, batch, image, shared_prefix=shared))
+        logits[mask].square().mean().backward()
+        outs.append(logits[mask].detach())
+        grads.append(art.raw.grad)
+    assert _rel(outs[1], outs[0]) < 1e-5
+    assert _rel(grads[1], grads[0]) < 1e-5
+    assert bool((grads[1] != 0).any())
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+@pytest.mark.parametrize("B", [1, 3, 8])
+def test_sft_and_rl_losses_and_pixel_gradient_equal_unshared(tiny, B, loss_type):
+    model, proc = tiny
+    batch = _batch(proc, B)
+    cmask = batch.completion_mask
+    adv = torch.linspace(-1, 2, B)  # not symmetric: the RL loss is not ~0
+    results = []
+    for shared in (False, True):
+        art = PixelPrompt.from_noise(256, seed=2)
+        image = preprocess_image(art.pixels(), proc.image_processor)
+        with torch.no_grad():
+            old = completion_logprobs(model, batch, image, shared_prefix=shared, micro_batch_size=2)
+        logps = completion_logprobs(model, batch, image, shared_prefix=shared)
+        sft = -(logps * cmask).sum() / cmask.sum()
+        rl, _ = losses.policy_loss(logps, old + 0.01 * cmask, adv, cmask, loss_type=loss_type, epsilon_low=0.2,
+                                   epsilon_high=0.28, beta=0.0, max_completion_length=cmask.shape[1],
+                                   num_items_in_batch=float(cmask.sum()) if loss_type == "dapo" else None)
+        g_sft, = torch.autograd.grad(sft, art.raw, retain_graph=True)
+        g_rl, = torch.autograd.grad(rl, art.raw)
+        results.append((old, sft.detach(), rl.detach(), g_sft, g_rl))
+    for ref, got in zip(*results):
+        assert _rel(got, ref) < 1e-5
+
+
+def test_gradient_checkpointing_falls_back_to_the_full_batch(tiny):
+    model, proc = tiny
+    batch = _batch(proc, 3)
+    image = preprocess_image(PixelPrompt.from_noise(256, seed=1).pixels(), proc.image_processor)
+    ref = completion_logprobs(model, batch, image).detach()
+    with gradient_checkpointing(model):
+        got = completion_logprobs(model, batch, image, shared_prefix=True).detach()
+    assert _rel(got, ref) < 1e-5
+
+
+EXAMPLES = [{"id": str(i), "prompt": "Add these numbers, then explain. " * (i % 3) + f"What is {i} plus {i + 3}?",
+             "answer": str(2 * i + 3), "meta": {"target": "Work: " + "carry " * i + f"Answer: {2 * i + 3}"}}
+            for i in range(6)]
+
+
+@pytest.mark.parametrize("method,objective", [("art", "sft"), ("art", "dapo"), ("soft_prompt", "grpo")])
+def test_short_run_trains_the_same_with_and_without_sharing(tiny, method, objective):
+    model, proc = tiny
+    states = []
+    for shared in (False, True):
+        res = train(model, proc, EXAMPLES, method=method, objective=objective, steps=2, batch_size=3, lr=0.05,
+                    num_generations=2, max_completion_length=5, micro_batch_size=4, beta=0.04, progress=False,
+                    reward_fn=lambda cs, es: [len(set(c)) / 10 for c in cs], shared_prefix=shared)
+        states.append((res.history["loss"].to_numpy(), res.method.state_dict()))
+    (loss0, s0), (loss1, s1) = states
+    assert abs(loss1 - loss0).max() <= 1e-5 * max(1.0, abs(loss0).max())
+    key = "raw" if method == "art" else "embeds"
+    # Adam divides each coordinate's gradient by its own magnitude, so float noise (1e-7 relative) in the
+    # gradient moves a parameter by up to ~1e-3 of a step: compare at that scale, not at 1e-5.
+    assert _rel(s1[key], s0[key]) < 1e-3
