@@ -244,3 +244,62 @@ def shared_prefix_hidden(model, batch: Batch, S: int, image: dict, image_embeds:
     first = torch.tensor([P - s - S - 1 for s in starts], device=hidden.device)
     index = (first[:, None] + torch.arange(C, device=hidden.device)[None]).clamp(max=L - 1)
     return hidden.gather(1, index[:, :, None].expand(B, C, hidden.shape[-1]))
+
+
+@torch.no_grad()
+def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor | None = None,
+                    repeats: int = 1):
+    """A cache of every prompt token but the last for `generate`, with the shared prefix run once (None if none).
+
+    The prompts are left-padded ([pads | prefix | own tokens]); the prefix runs once, then each
+    prompt's own tokens continue from a copy of its cache without padding (padding after the prefix
+    would decay the linear-attention state), and the per-prompt caches are laid out as the
+    left-padded batch, each repeated `repeats` times (G samples per prompt). Sets the model's M-RoPE
+    offsets (`rope_deltas`) for the decoding that follows.
+    """
+    import copy
+
+    from transformers.cache_utils import DynamicCache, LinearAttentionCacheLayerMixin
+
+    S = shared_prefix_length(batch)
+    if S == 0:
+        return None
+    decoder, _ = _lm_parts(model)
+    B, P = len(batch), batch.prompt_length
+    ids, mask, mm = batch.input_ids, batch.attention_mask, batch.mm_token_type_ids
+    grid = image["image_grid_thw"]
+    if image_embeds is None:
+        image_embeds = vision_embeds(model, image["pixel_values"], grid)
+    positions, deltas = decoder.get_rope_index(ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3),
+                                               attention_mask=mask)
+    starts = _prompt_starts(batch).tolist()
+    s0 = starts[0]
+    config = decoder.config.get_text_config()
+    shared = DynamicCache(config=config)
+    decoder(input_ids=ids[:1, s0:s0 + S], mm_token_type_ids=mm[:1, s0:s0 + S], image_grid_thw=grid,
+            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=(image_embeds,))},
+            position_ids=positions[:, :1, s0:s0 + S], past_key_values=shared, use_cache=True)
+    caches = []
+    for b, s in enumerate(starts):
+        cache = copy.deepcopy(shared)
+        if s + S < P - 1:  # the prompt's own tokens, all but the last one (generate feeds that one)
+            decoder(input_ids=ids[b:b + 1, s + S:P - 1], position_ids=positions[:, b:b + 1, s + S:P - 1],
+                    past_key_values=cache, use_cache=True)
+        caches.append(cache)
+    out = DynamicCache(config=config)
+    for i, layer in enumerate(out.layers):
+        rows = [c.layers[i] for c in caches]
+        if isinstance(rows[0], LinearAttentionCacheLayerMixin):
+            layer.update_conv_state(torch.cat([r.conv_states[0] for r in rows]).repeat_interleave(repeats, 0))
+            layer.update_recurrent_state(torch.cat([r.recurrent_states[0] for r in rows]).repeat_interleave(repeats, 0))
+        if getattr(rows[0], "keys", None) is not None and rows[0].keys.numel():
+            keys, values = (torch.cat([_left_pad(getattr(r, name), P - 1) for r in rows]).repeat_interleave(repeats, 0)
+                            for name in ("keys", "values"))
+            layer.update(keys, values)
+    decoder.rope_deltas = deltas.repeat_interleave(repeats, 0)
+    return out
+
+
+def _left_pad(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(1, H, n, D) keys or values placed at the right end of `length` columns (the padding is masked out)."""
+    return torch.nn.functional.pad(x, (0, 0, length - x.shape[-2], 0))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .forward import completion_logprobs
+from .forward import completion_logprobs, prefilled_cache
 from .prompting import Batch, encode, pad_batch, vision_token_ids
 
 
@@ -58,7 +58,7 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
         image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
     step = generation_batch_size or len(prompts)
     parts = [_generate(model, processor, prompts[i:i + step], num_generations, image, image_embeds, max_new_tokens,
-                       temperature, top_p, do_sample) for i in range(0, len(prompts), step)]
+                       temperature, top_p, do_sample, shared_prefix) for i in range(0, len(prompts), step)]
     batch = parts[0] if len(parts) == 1 else concat_batches(processor, parts)
     texts = processor.tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
     rows = [ex for ex in examples for _ in range(num_generations)]
@@ -70,8 +70,12 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
 
 
 def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens, temperature, top_p,
-              do_sample) -> Batch:
-    """One `generate` call: G samples of each prompt, as a Batch [pads | prompt | completion | pads]."""
+              do_sample, shared_prefix: bool = False) -> Batch:
+    """One `generate` call: G samples of each prompt, as a Batch [pads | prompt | completion | pads].
+
+    With `shared_prefix`, `generate` continues from a cache in which the tokens all prompts share
+    (template opening, image) were run once (`forward.prefilled_cache`).
+    """
     n_img = 0 if image is None else int(image["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
     prompt_batch = encode(processor, prompts, num_image_tokens=n_img)
     device = next(model.parameters()).device
@@ -79,7 +83,12 @@ def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens,
     attn = prompt_batch.attention_mask.repeat_interleave(G, 0).to(device)
     mm = prompt_batch.mm_token_type_ids.repeat_interleave(G, 0).to(device)
     kwargs = {}
-    if image is not None:
+    cache = None
+    if shared_prefix and image is not None:
+        cache = prefilled_cache(model, prompt_batch.to(device), image, image_embeds, repeats=G)
+    if cache is not None:  # the image tokens are in the cache: only their grid is needed, for the positions
+        kwargs = dict(image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3), past_key_values=cache)
+    elif image is not None:
         kwargs = dict(image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3),
                       mm_encoder_outputs={"image": BaseModelOutputWithPooling(
                           pooler_output=(image_embeds.detach(),) * ids.shape[0])})

@@ -4,11 +4,13 @@ import pytest
 import torch
 
 from art_lib import losses
-from art_lib.forward import _lm_parts, completion_hidden, completion_logprobs, shared_prefix_length
+from art_lib.forward import (_lm_parts, completion_hidden, completion_logprobs, forward_hidden, prefilled_cache,
+                             shared_prefix_length)
 from art_lib.models import gradient_checkpointing, tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
 from art_lib.prompting import chat_text, encode
+from art_lib.rollout import generate_rollouts
 from art_lib.train import train
 
 QUESTIONS = ["What is 2 + 3?", "A farmer has 17 cows and buys 4 more. How many cows now?", "Hi",
@@ -119,3 +121,36 @@ def test_short_run_trains_the_same_with_and_without_sharing(tiny, method, object
     # Adam divides each coordinate's gradient by its own magnitude, so float noise (1e-7 relative) in the
     # gradient moves a parameter by up to ~1e-3 of a step: compare at that scale, not at 1e-5.
     assert _rel(s1[key], s0[key]) < 1e-3
+
+
+@pytest.mark.parametrize("B", [1, 3, 8])
+def test_greedy_rollouts_from_the_shared_cache_are_token_identical(tiny, B):
+    model, proc = tiny
+    image = preprocess_image(PixelPrompt.from_noise(256, seed=4).pixels(), proc.image_processor)
+    texts = [chat_text(proc, q) for q in QUESTIONS[:B]]
+    runs = [generate_rollouts(model, proc, texts, [{}] * B, num_generations=2, image=image, max_new_tokens=12,
+                              do_sample=False, shared_prefix=shared) for shared in (False, True)]
+    assert torch.equal(runs[1].batch.input_ids, runs[0].batch.input_ids)
+    assert torch.equal(runs[1].batch.completion_mask, runs[0].batch.completion_mask)
+    assert runs[1].completions == runs[0].completions
+    assert _rel(runs[1].old_logps, runs[0].old_logps) < 1e-5
+
+
+@pytest.mark.parametrize("B", [1, 3, 8])
+def test_prefilled_cache_continues_like_the_full_prompt(tiny, B):
+    """The last prompt token run on the prefilled cache (G = 2 copies) has the full batch's hidden state."""
+    model, proc = tiny
+    image = preprocess_image(PixelPrompt.from_noise(256, seed=4).pixels(), proc.image_processor)
+    batch = encode(proc, [chat_text(proc, q) for q in QUESTIONS[:B]], num_image_tokens=num_visual_tokens(256, 256, proc))
+    ref = forward_hidden(model, batch, image)[:, -1].repeat_interleave(2, 0)
+    cache = prefilled_cache(model, batch, image, repeats=2)
+    decoder = _lm_parts(model)[0]
+    rep = {k: v.repeat_interleave(2, 0) for k, v in (("ids", batch.input_ids), ("mask", batch.attention_mask),
+                                                       ("mm", batch.mm_token_type_ids))}
+    positions, _ = decoder.get_rope_index(rep["ids"], mm_token_type_ids=rep["mm"],
+                                          image_grid_thw=image["image_grid_thw"].expand(2 * B, 3),
+                                          attention_mask=rep["mask"])
+    with torch.no_grad():
+        got = decoder(input_ids=rep["ids"][:, -1:], attention_mask=rep["mask"], position_ids=positions[:, :, -1:],
+                      past_key_values=cache, use_cache=True).last_hidden_state[:, 0]
+    assert _rel(got, ref) < 1e-5
