@@ -181,12 +181,16 @@ def _eos_ids(model, processor) -> set[int]:
 
 def generate_completions(model, processor, texts: Sequence[str], image: "Image.Image | None" = None, *,
                          max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
-                         top_p: float = 1.0, cancelled: Callable[[], bool] | None = None) -> list[dict]:
+                         top_p: float = 1.0, cancelled: Callable[[], bool] | None = None,
+                         shared_prefix: bool = False) -> list[dict]:
     """One batched `generate` over rendered prompts sharing one image: text, token count, finish reason.
 
     Every row gets the same image through the official processor (``images=[image] * B``); prompts
-    are left-padded so all rows end where generation starts. ``cancelled()`` is asked between
+    are left-padded so all rows end where generation starts. ``generate`` pads a row after its
+    end-of-turn token and stops when every row has ended. ``cancelled()`` is asked between
     tokens; when it returns True generation stops early (a server whose client has gone).
+    ``shared_prefix``: the tokens all prompts share (template opening, image) run once and
+    ``generate`` continues from their cache.
     """
     import torch
 
@@ -210,6 +214,8 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
                 return torch.full((input_ids.shape[0],), bool(cancelled()), dtype=torch.bool, device=input_ids.device)
 
         gen_kw["stopping_criteria"] = StoppingCriteriaList([_Cancel()])
+    if shared_prefix and image is not None:
+        inputs = _with_prefilled_cache(model, inputs)
     with torch.inference_mode():
         out = model.generate(**inputs, **gen_kw)
     new = out[:, inputs["input_ids"].shape[1]:].tolist()
@@ -226,6 +232,49 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
             "finish_reason": "stop" if end is not None else "length",
         })
     return rows
+
+
+def _with_prefilled_cache(model, inputs: dict) -> dict:
+    """`generate` inputs whose shared prefix (one image, B identical copies) is already in a cache."""
+    from art_lib.forward import prefilled_cache
+    from art_lib.prompting import Batch
+
+    grid = inputs["image_grid_thw"][:1]
+    image = {"pixel_values": inputs["pixel_values"][:int(grid.prod())], "image_grid_thw": grid}
+    ids = inputs["input_ids"]
+    batch = Batch(input_ids=ids, attention_mask=inputs["attention_mask"], mm_token_type_ids=inputs["mm_token_type_ids"],
+                  prompt_length=ids.shape[1])
+    cache = prefilled_cache(model, batch, image)
+    if cache is None:
+        return inputs
+    return {k: v for k, v in inputs.items() if k != "pixel_values"} | {"past_key_values": cache}
+
+
+def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int, *, cpu_default: int = 32,
+                    fraction: float = 0.5) -> int:
+    """Rows per `generate` call that fit in `fraction` of the accelerator's free memory (CPU: `cpu_default`).
+
+    Per row: the full-attention layers' keys/values over prompt + new tokens, the linear-attention
+    states, the prefill's largest activation (MLP width x prompt) and one row of float32 logits.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return cpu_default
+    cfg = model.config.get_text_config()
+    size = next(model.parameters()).element_size()
+    types = list(getattr(cfg, "layer_types", None) or ["full_attention"] * cfg.num_hidden_layers)
+    n_full = types.count("full_attention")
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv = 2 * n_full * cfg.num_key_value_heads * head_dim * (prompt_tokens + max_new_tokens) * size
+    heads = getattr(cfg, "linear_num_value_heads", 0) or 0
+    state = (len(types) - n_full) * heads * (getattr(cfg, "linear_key_head_dim", 0) or 0) * \
+        (getattr(cfg, "linear_value_head_dim", 0) or 0) * 4
+    prefill = 3 * cfg.intermediate_size * prompt_tokens * size
+    per_row = kv + state + prefill + 4 * cfg.vocab_size
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(1024, int(free * fraction // per_row)))
 
 
 # --------------------------------------------------------------------------- #
@@ -277,14 +326,18 @@ def score_completions(examples: Sequence[dict], completions: Sequence[str], benc
 
 
 def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = None, benchmark: str,
-             batch_size: int = 8, max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
-             top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
-             progress: bool = True, label: str = "", allow_resize: bool = False, engine: Any = "hf") -> EvalResult:
+             batch_size: int | None = None, max_new_tokens: int = 512, greedy: bool = True,
+             temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
+             progress: bool = True, label: str = "", allow_resize: bool = False, engine: Any = "hf",
+             shared_prefix: bool = False) -> EvalResult:
     """Generate for every example (with the PNG/PIL image, or text only) and score the completions.
 
     ``image``: a PNG path (opened with PIL, as a user's file would be), a PIL image, or None; its size
     must be one the processor keeps unless ``allow_resize`` (then the processor resizes it, and the
     score belongs to the resized image: Table 3's non-aligned artworks).
+    ``batch_size=None`` picks the rows per ``generate`` call from free accelerator memory
+    (`auto_batch_size`); ``shared_prefix`` runs the tokens all prompts share once (see
+    `generate_completions`).
     ``greedy=False`` samples with ``temperature``/``top_p``; ``seed`` makes sampling repeatable.
     ``engine``: "hf" (batched ``generate``, the reference), "vllm" (offline vLLM on this model, started once
     and cached on it) or an :class:`art_lib.vllm_engine.VLLMEngine`; same prompts, decoding and scorer.
@@ -301,12 +354,16 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
                                     temperature=temperature, top_p=top_p, seed=seed, enable_thinking=enable_thinking,
                                     allow_resize=allow_resize, progress=progress, label=label)
     scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any generation
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pil = load_image(image, processor, allow_resize=allow_resize)  # validated like training
     examples = list(examples)
     texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking)
              for ex in examples]
+    if batch_size is None:
+        longest = max((len(processor.tokenizer(t)["input_ids"]) for t in texts), default=0)
+        n_img = visual_token_count(processor, pil) if pil is not None else 0
+        batch_size = auto_batch_size(model, longest + n_img, max_new_tokens)
     outs: list[dict] = []
     with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
         if seed is not None:
@@ -315,7 +372,8 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start:start + batch_size]
                 outs += generate_completions(model, processor, chunk, pil, max_new_tokens=max_new_tokens,
-                                             greedy=greedy, temperature=temperature, top_p=top_p)
+                                             greedy=greedy, temperature=temperature, top_p=top_p,
+                                             shared_prefix=shared_prefix)
                 bar.update(len(chunk))
     config = {"image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else
               ("PIL" if pil is not None else None), "max_new_tokens": max_new_tokens, "greedy": greedy,

@@ -141,7 +141,8 @@ def test_prefilled_cache_continues_like_the_full_prompt(tiny, B):
     """The last prompt token run on the prefilled cache (G = 2 copies) has the full batch's hidden state."""
     model, proc = tiny
     image = preprocess_image(PixelPrompt.from_noise(256, seed=4).pixels(), proc.image_processor)
-    batch = encode(proc, [chat_text(proc, q) for q in QUESTIONS[:B]], num_image_tokens=num_visual_tokens(256, 256, proc))
+    texts = [chat_text(proc, q) for q in QUESTIONS[:B]]
+    batch = encode(proc, texts, num_image_tokens=num_visual_tokens(256, 256, proc))
     ref = forward_hidden(model, batch, image)[:, -1].repeat_interleave(2, 0)
     cache = prefilled_cache(model, batch, image, repeats=2)
     decoder = _lm_parts(model)[0]
@@ -154,3 +155,14 @@ def test_prefilled_cache_continues_like_the_full_prompt(tiny, B):
         got = decoder(input_ids=rep["ids"][:, -1:], attention_mask=rep["mask"], position_ids=positions[:, :, -1:],
                       past_key_values=cache, use_cache=True).last_hidden_state[:, 0]
     assert _rel(got, ref) < 1e-5
+
+
+def test_evaluation_generates_the_same_with_the_shared_prefix(tiny):
+    from art_lib.evaluate import auto_batch_size, generate_completions
+
+    model, proc = tiny
+    pil = PixelPrompt.from_noise(256, seed=6).to_pil()
+    texts = [chat_text(proc, q) for q in QUESTIONS[:5]]
+    runs = [generate_completions(model, proc, texts, pil, max_new_tokens=10, shared_prefix=s) for s in (False, True)]
+    assert runs[1] == runs[0]
+    assert auto_batch_size(model, 300, 512) == 32  # CPU: the default, no memory probe
