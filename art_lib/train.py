@@ -166,6 +166,8 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     too) and gradients accumulate, with the loss normalised by the whole step (the same gradient as
     all rows at once); the vision tower runs once per step; `generation_batch_size` prompts share one
     `generate` call; `gradient_checkpointing` recomputes the language model's layers in backward.
+    `shared_prefix` (ART, soft prompt) runs the tokens all rows start with (template opening, image)
+    once per micro-batch and per `generate` call instead of once per row; same loss and gradients.
 
     `rollout_engine`: "hf" (transformers `generate`, the default and reference), "vllm" (an offline vLLM engine
     on this model, weights loaded once) or a `vllm_engine.VLLMEngine`; see `vllm_engine.py`. `quantize_8bit`
