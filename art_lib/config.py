@@ -100,7 +100,7 @@ class TrainConfig:
     """Recompute the language model's layers in the backward pass instead of storing their activations."""
     shared_prefix: bool = False
     """ART / soft prompts: run the tokens every row starts with (template opening, image) once per micro-batch
-    and continue the rows from their cache; same loss and gradients. Not combined with gradient_checkpointing."""
+    and continue the rows from their cache; same loss and gradients."""
 
     # --- style (method "art" only; `style.py`) ---
     style_l2: float = 0.0

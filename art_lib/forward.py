@@ -9,6 +9,8 @@ B copies through the vision tower instead, the path the official processor produ
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.utils.checkpoint
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -108,7 +110,7 @@ def completion_hidden(model, batch: Batch, image: dict | None = None, *, naive: 
     their cache (`shared_prefix_hidden`); it falls back to the full batch where that cannot apply.
     """
     P, C = batch.prompt_length, batch.completion_ids.shape[1]
-    if shared_prefix and not naive and image is not None and not _checkpointing(model):
+    if shared_prefix and not naive and image is not None:
         S = shared_prefix_length(batch)
         if S > 0:
             return shared_prefix_hidden(model, batch, S, image, image_embeds)
@@ -144,12 +146,6 @@ def completion_logprobs(model, batch: Batch, image: dict | None = None, *, naive
 # --- shared prefix: the tokens every row starts with run once, their cache is broadcast to the rows ---
 
 
-def _checkpointing(model) -> bool:
-    """Whether decoder layers recompute in backward: transformers then drops the cache, so no sharing."""
-    return any(getattr(mod, "gradient_checkpointing", False) and mod.training
-               for mod in _lm_parts(model)[0].language_model.layers)
-
-
 def _prompt_starts(batch: Batch) -> torch.Tensor:
     """Column (B,) where each left-padded prompt starts."""
     return batch.prompt_length - batch.attention_mask[:, :batch.prompt_length].sum(1)
@@ -175,29 +171,45 @@ def shared_prefix_length(batch: Batch) -> int:
     return S
 
 
-def _broadcast_cache(cache, B: int) -> None:
-    """Expand a 1-row cache to B rows (views, no copies) and make its updates out-of-place, for autograd."""
+def _read_only_broadcast(cache, B: int) -> None:
+    """Expand a 1-row cache to B rows (views) and make it read-only: updates return prefix + new, store nothing.
+
+    Nothing is stored, so a layer recomputed in backward (gradient checkpointing) reads the same states.
+    """
     from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+    def rows(x: torch.Tensor) -> torch.Tensor:
+        return x.expand(B, *x.shape[1:])
 
     for layer in cache.layers:
         if getattr(layer, "keys", None) is not None and layer.keys.numel():
-            layer.keys = layer.keys.expand(B, *layer.keys.shape[1:])
-            layer.values = layer.values.expand(B, *layer.values.shape[1:])
+            layer.keys, layer.values = keys, values = rows(layer.keys), rows(layer.values)
+            layer.update = lambda k, v, *a, _k=keys, _v=values, **kw: (torch.cat([_k, k], -2), torch.cat([_v, v], -2))
         if isinstance(layer, LinearAttentionCacheLayerMixin):
-            for i, conv in layer.conv_states.items():
-                if conv is not None:
-                    layer.conv_states[i] = conv.expand(B, *conv.shape[1:])
-            for i, rec in layer.recurrent_states.items():
-                if rec is not None:
-                    layer.recurrent_states[i] = rec.expand(B, *rec.shape[1:])
-            # With record_past the conv update assigns (cat) instead of copying in place into the shared view.
-            layer.record_past = True
-            layer.update_recurrent_state = _assign_recurrent_state.__get__(layer)
+            layer.conv_states = {i: None if c is None else rows(c) for i, c in layer.conv_states.items()}
+            layer.recurrent_states = {i: None if r is None else rows(r) for i, r in layer.recurrent_states.items()}
+            layer.update_conv_state = lambda new, state_idx=0, *a, _c=layer.conv_states, **kw: torch.cat(
+                [_c[state_idx], new], -1)
+            layer.update_recurrent_state = lambda r, *a, **kw: r
 
 
-def _assign_recurrent_state(layer, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
-    layer.recurrent_states[state_idx] = recurrent_states
-    return recurrent_states
+@contextlib.contextmanager
+def _layer_flags(model, **flags):
+    """Set attributes on the language model's decoder layers for the block, then restore them."""
+    layers = list(_lm_parts(model)[0].language_model.layers)
+    saved = [{k: mod.__dict__[k] for k in flags if k in mod.__dict__} for mod in layers]
+    for mod in layers:
+        for k, v in flags.items():
+            setattr(mod, k, v)
+    try:
+        yield
+    finally:
+        for mod, old in zip(layers, saved):
+            for k in flags:
+                if k in old:
+                    setattr(mod, k, old[k])
+                else:
+                    delattr(mod, k)
 
 
 def shared_prefix_hidden(model, batch: Batch, S: int, image: dict, image_embeds: torch.Tensor | None = None
@@ -234,12 +246,14 @@ def shared_prefix_hidden(model, batch: Batch, S: int, image: dict, image_embeds:
                                           attention_mask=mask)
     cache = DynamicCache(config=decoder.config.get_text_config())
     encoded = BaseModelOutputWithPooling(pooler_output=(image_embeds,))
-    decoder(input_ids=prefix[None], mm_token_type_ids=prefix_mm[None], image_grid_thw=grid,
-            mm_encoder_outputs={"image": encoded}, position_ids=positions[:, :1, :S], past_key_values=cache,
-            use_cache=True)
-    _broadcast_cache(cache, B)
-    hidden = decoder(input_ids=suffix, attention_mask=mask, mm_token_type_ids=torch.zeros_like(suffix),
-                     position_ids=positions[:, :, S:], past_key_values=cache, use_cache=True).last_hidden_state
+    with _layer_flags(model, gradient_checkpointing=False):  # the prefix writes the cache: one row, not recomputed
+        decoder(input_ids=prefix[None], mm_token_type_ids=prefix_mm[None], image_grid_thw=grid,
+                mm_encoder_outputs={"image": encoded}, position_ids=positions[:, :1, :S], past_key_values=cache,
+                use_cache=True)
+    _read_only_broadcast(cache, B)
+    with _layer_flags(model, _can_checkpoint_with_cache=True):  # rows only read the cache: recompute is safe
+        hidden = decoder(input_ids=suffix, attention_mask=mask, mm_token_type_ids=torch.zeros_like(suffix),
+                         position_ids=positions[:, :, S:], past_key_values=cache, use_cache=True).last_hidden_state
     # Completion token j of row i is predicted at suffix index (own prompt length - 1 + j).
     first = torch.tensor([P - s - S - 1 for s in starts], device=hidden.device)
     index = (first[:, None] + torch.arange(C, device=hidden.device)[None]).clamp(max=L - 1)

@@ -91,14 +91,22 @@ def test_sft_and_rl_losses_and_pixel_gradient_equal_unshared(tiny, B, loss_type)
         assert _rel(got, ref) < 1e-5
 
 
-def test_gradient_checkpointing_falls_back_to_the_full_batch(tiny):
+def test_shared_prefix_under_gradient_checkpointing(tiny):
+    """Recomputed layers read the same (read-only) shared cache: values and pixel gradient unchanged."""
     model, proc = tiny
     batch = _batch(proc, 3)
-    image = preprocess_image(PixelPrompt.from_noise(256, seed=1).pixels(), proc.image_processor)
-    ref = completion_logprobs(model, batch, image).detach()
-    with gradient_checkpointing(model):
-        got = completion_logprobs(model, batch, image, shared_prefix=True).detach()
-    assert _rel(got, ref) < 1e-5
+    outs = []
+    for shared, ckpt in ((False, False), (True, True)):
+        art = PixelPrompt.from_noise(256, seed=1)
+        image = preprocess_image(art.pixels(), proc.image_processor)
+        with gradient_checkpointing(model, ckpt):
+            logps = completion_logprobs(model, batch, image, shared_prefix=shared)
+            (logps * batch.completion_mask).sum().backward()
+        outs.append((logps.detach(), art.raw.grad))
+    assert _rel(outs[1][0], outs[0][0]) < 1e-5
+    assert _rel(outs[1][1], outs[0][1]) < 1e-5
+    layer = _lm_parts(model)[0].language_model.layers[0]
+    assert "_can_checkpoint_with_cache" not in vars(layer) and not layer.gradient_checkpointing
 
 
 EXAMPLES = [{"id": str(i), "prompt": "Add these numbers, then explain. " * (i % 3) + f"What is {i} plus {i + 3}?",
