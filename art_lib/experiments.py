@@ -148,7 +148,7 @@ def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Pat
 
 
 #: Trainer memory settings (`TrainConfig`), shared by an RL arm's SFT warm start.
-MEMORY_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing")
+MEMORY_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing", "shared_prefix")
 
 
 def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: str = "sft", seed: int = 0,
