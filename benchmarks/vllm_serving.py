@@ -4,8 +4,9 @@
                                       [--prompts 8] [--generations 8] [--budget 32]
 
 Needs vLLM (the vLLM tier's venv: ``bash scripts/bootstrap_vllm.sh``, then ``.venv-vllm/bin/python ...``).
-Without ``--model`` it serves the tests' servable random checkpoint (tests/vllm_tier/servable.py: Qwen3.5
-architecture, linear-attention heads of 64, random weights), saved to a temporary folder.
+``--model`` is a checkpoint folder or a registered name (default the shipped ``toy:base``: Qwen3.5 architecture,
+linear-attention heads of 64, which vLLM's CPU engine serves). On it, an artwork and a LoRA r=8 adapter are first
+learned with SFT on toy_add (``--sft-steps``, tab2's settings), so every arm answers as a trained model would.
 
 1. Serving: one OpenAI-compatible vLLM server on 127.0.0.1 serves the base model and a LoRA r=8 adapter
    (``--enable-lora``). The same prompts are sent as three arms, interleaved in rounds (ART: the PNG as a
@@ -20,17 +21,33 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _prompts(n: int) -> list[dict]:
-    return [{"id": str(i), "prompt": f"{i % 17} and {(7 * i) % 23}", "answer": "0", "meta": {}} for i in range(n)]
+    from art_lib.toy.benchmarks import load_toy
+
+    return load_toy("add", "test", n=n)
+
+
+def learn(ckpt: Path, steps: int, out: Path) -> tuple[Path, Path]:
+    """(artwork PNG, LoRA r=8 adapter folder), each trained `steps` SFT steps on toy_add from the seed."""
+    from art_lib.models import load_frozen
+    from art_lib.pixel_prompt import PixelPrompt
+    from art_lib.toy.benchmarks import load_toy
+    from art_lib.train import train
+
+    data = load_toy("add", "train")
+    model, processor = load_frozen(ckpt)
+    art = train(model, processor, data, method="art", objective="sft", steps=steps, batch_size=16, lr=0.05,
+                artwork=PixelPrompt.from_icon("math", 64), benchmark="toy_add", progress=False)
+    png = art.artwork.save_png(out / "artwork.png")
+    lora = train(model, processor, data, method="lora", objective="sft", steps=steps, batch_size=16, lr=0.005,
+                 weight_decay=0.05, lora_rank=8, benchmark="toy_add", progress=False)  # r=8, as in tab2
+    return png, lora.method.save(out / "adapter")
 
 
 def _serve_arm(client, examples, part, n: int, concurrency: int, max_tokens: int) -> tuple[float, int]:
@@ -52,7 +69,7 @@ def serving(ckpt: Path, adapter: Path, png: Path, args) -> dict:
     from art_lib.serve import ChatClient, _image_part
     from art_lib.vllm_engine import VLLMServer
 
-    examples = _prompts(64)
+    examples = _prompts(40)
     part = _image_part(png)
     with VLLMServer(ckpt, served_model_name="base", lora_modules={"adapter": adapter}, max_model_len=1024,
                     extra=["--enforce-eager"]) as srv:
@@ -113,7 +130,8 @@ def rollouts(ckpt: Path, png: Path, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, help="checkpoint folder (default: the servable random test checkpoint)")
+    ap.add_argument("--model", default="toy:base", help="checkpoint folder or registered name (toy:base)")
+    ap.add_argument("--sft-steps", type=int, default=60, help="SFT steps of the artwork and the adapter")
     ap.add_argument("--requests", type=int, default=320)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=8)
@@ -121,33 +139,19 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--budget", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for HF generate")
-    ap.add_argument("--hidden", type=int, default=64, help="hidden size of the random test checkpoint")
-    ap.add_argument("--layers", type=int, default=4, help="layers of the random test checkpoint (every 4th full)")
     ap.add_argument("--skip-serving", action="store_true")
     ap.add_argument("--skip-rollouts", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-    from art_lib.methods import make_method
+    from art_lib.experiments import resolve_model
     from art_lib.models import load_frozen
-    from art_lib.pixel_prompt import PixelPrompt
 
-    tmp = Path(tempfile.mkdtemp(prefix="vllm_bench_"))
-    ckpt = args.model
-    if ckpt is None:
-        sys.path.insert(0, str(ROOT / "tests" / "vllm_tier"))
-        from servable import save_servable
-
-        size = {} if (args.hidden, args.layers) == (64, 4) else dict(
-            hidden_size=args.hidden, intermediate_size=3 * args.hidden, num_hidden_layers=args.layers,
-            num_attention_heads=args.hidden // 64, num_key_value_heads=1, linear_num_key_heads=args.hidden // 64,
-            linear_num_value_heads=args.hidden // 64)
-        ckpt = save_servable(tmp / "ckpt", **size)
-    model, processor = load_frozen(ckpt)
-    png = PixelPrompt.from_icon("math", 64).save_png(tmp / "artwork.png")
-    adapter = make_method("lora", model, processor, lora_rank=8).save(tmp / "adapter")  # r=8, as in tab2
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"model {ckpt} ({n_params / 1e6:.1f}M parameters); artwork 64x64 PNG; LoRA r=8 on q/k/v/o/gate/up/down")
+    ckpt = Path(resolve_model(args.model)[0])
+    png, adapter = learn(ckpt, args.sft_steps, Path(tempfile.mkdtemp(prefix="vllm_bench_")))
+    n_params = sum(p.numel() for p in load_frozen(ckpt)[0].parameters())
+    print(f"model {args.model} ({n_params / 1e6:.2f}M parameters); artwork 64x64 PNG and LoRA r=8 on "
+          f"q/k/v/o/gate/up/down, each {args.sft_steps} SFT steps on toy_add")
 
     if not args.skip_serving:
         s = serving(ckpt, adapter, png, args)

@@ -1,4 +1,5 @@
-"""The vLLM tier's fixtures: one servable checkpoint, a learned PNG, a LoRA adapter, one server, one engine.
+"""The vLLM tier's fixtures: the shipped `toy:base`, an artwork and a LoRA adapter learned on every
+picture-taught toy task, one server serving the base model and the four adapters, one offline engine.
 
 These tests run in the vLLM venv (``bash scripts/test_vllm.sh``); where vLLM is not installed every test in
 this folder is skipped (each module starts with ``pytest.importorskip("vllm")``).
@@ -18,22 +19,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
-from servable import ADAPTER_NAME, N_EXAMPLES, SERVED_NAME  # noqa: E402
+from toy_tier import ART, LORA, MODEL, SERVED_NAME, SFT_STEPS, TASKS, adapter_name, benchmark  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    from servable import save_servable
+def checkpoint() -> Path:
+    from art_lib.experiments import resolve_model
 
-    return save_servable(tmp_path_factory.mktemp("servable") / "ckpt")
+    return Path(resolve_model(MODEL)[0])
 
 
 @pytest.fixture(scope="session")
-def examples() -> list[dict]:
-    from art_lib.data import load_benchmark
+def examples() -> dict[str, list[dict]]:
+    """Each task's 40 test examples."""
+    from art_lib.toy.benchmarks import load_toy
 
-    return load_benchmark("gsm8k", source=str(Path(__file__).parents[1] / "data" / "gsm8k"), split="test")[
-        :N_EXAMPLES]
+    return {task: load_toy(task, "test") for task in TASKS}
 
 
 @pytest.fixture(scope="session")
@@ -45,39 +46,48 @@ def hf(checkpoint):
 
 
 @pytest.fixture(scope="session")
-def artwork_png(hf, examples, tmp_path_factory) -> Path:
-    """A learned artwork (a few SFT steps from the math icon), saved as the PNG a user would send."""
+def artworks(hf, tmp_path_factory) -> dict[str, Path]:
+    """Per task, an artwork learned with ART SFT from the math icon, saved as the PNG a user would send."""
     from art_lib.pixel_prompt import PixelPrompt
+    from art_lib.toy.benchmarks import load_toy
     from art_lib.train import train
 
     model, processor = hf
-    res = train(model, processor, examples[:8], method="art", objective="sft", steps=3, batch_size=4, lr=0.05,
-                artwork=PixelPrompt.from_icon("math", 64), progress=False)
-    return res.artwork.save_png(tmp_path_factory.mktemp("art") / "artwork.png", model_id="servable", step=3)
+    folder = tmp_path_factory.mktemp("art")
+    out = {}
+    for task in TASKS:
+        res = train(model, processor, load_toy(task, "train"), steps=SFT_STEPS, benchmark=benchmark(task),
+                    artwork=PixelPrompt.from_icon("math", 64), progress=False, **ART)
+        out[task] = res.artwork.save_png(folder / f"{task}.png", model_id=MODEL, step=SFT_STEPS)
+    return out
 
 
 @pytest.fixture(scope="session")
-def lora(checkpoint, examples, tmp_path_factory):
-    """(peft model trained a few SFT steps, its processor, the saved adapter folder)."""
+def loras(checkpoint, tmp_path_factory) -> dict[str, tuple]:
+    """Per task, (peft model trained with LoRA SFT, its processor, the saved adapter folder)."""
     from art_lib.models import load_frozen
+    from art_lib.toy.benchmarks import load_toy
     from art_lib.train import train
 
-    model, processor = load_frozen(checkpoint)  # its own copy: peft wraps the model in place
-    res = train(model, processor, examples[:8], method="lora", objective="sft", steps=5, batch_size=4, lr=0.05,
-                progress=False)
-    folder = res.method.save(tmp_path_factory.mktemp("lora") / "adapter")
-    return res.method.model, processor, folder
+    folder = tmp_path_factory.mktemp("lora")
+    out = {}
+    for task in TASKS:
+        model, processor = load_frozen(checkpoint)  # its own copy: peft wraps the model in place
+        res = train(model, processor, load_toy(task, "train"), steps=SFT_STEPS, benchmark=benchmark(task),
+                    progress=False, **LORA)
+        out[task] = (res.method.model, processor, res.method.save(folder / task))
+    return out
 
 
 @pytest.fixture(scope="session")
-def server(checkpoint, lora, tmp_path_factory):
-    """One vLLM OpenAI-compatible server on 127.0.0.1 serving the base model and the adapter."""
+def server(checkpoint, loras, tmp_path_factory):
+    """One vLLM OpenAI-compatible server on 127.0.0.1 serving the base model and every task's adapter."""
     from art_lib.vllm_engine import VLLMServer
 
     log = tmp_path_factory.mktemp("server") / "vllm_server.log"
-    with VLLMServer(checkpoint, served_model_name=SERVED_NAME, lora_modules={ADAPTER_NAME: lora[2]},
-                    max_model_len=1024, log_path=log, extra=["--enforce-eager"],
-                    env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}) as srv:
+    adapters = {adapter_name(task): folder for task, (_, _, folder) in loras.items()}
+    with VLLMServer(checkpoint, served_model_name=SERVED_NAME, lora_modules=adapters, max_model_len=1024,
+                    log_path=log, extra=["--enforce-eager"], env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}) as srv:
         yield srv
 
 
