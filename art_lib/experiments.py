@@ -70,23 +70,33 @@ def dry_run_reward(completions: list, examples: list[dict]) -> list[float]:
 REWARDS = {"dry_run": dry_run_reward}
 
 
-def _jsonable(o):
-    """A stable JSON stand-in for config values (callables by name and closure, objects by their fields)."""
+def _jsonable(o, depth: int = 0):
+    """A stable JSON stand-in for config values (callables by name and closure, objects by their fields).
+
+    Deeply nested objects (an inference engine, say) are named by their type past a few levels.
+    """
+    if depth > 4:
+        return type(o).__qualname__
+    d = depth + 1
     if isinstance(o, types.ModuleType):
         return o.__name__
     if callable(o) and hasattr(o, "__qualname__"):
-        return [o.__module__, o.__qualname__, [_jsonable(c.cell_contents) for c in (o.__closure__ or [])]]
+        closure = getattr(o, "__closure__", None) or []  # builtins have none
+        return [getattr(o, "__module__", None), o.__qualname__, [_jsonable(c.cell_contents, d) for c in closure]]
     if isinstance(o, torch.Tensor):
         return hashlib.sha1(o.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
     if isinstance(o, torch.Generator):  # its state, not its address
         return hashlib.sha1(o.get_state().numpy().tobytes()).hexdigest()
     if hasattr(o, "__dict__"):
-        return [type(o).__qualname__, {k: _jsonable(v) for k, v in sorted(vars(o).items())}]
+        return [type(o).__qualname__, {k: _jsonable(v, d) for k, v in sorted(vars(o).items())}]
     if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
+        return [_jsonable(v, d) for v in o]
     if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    return o if isinstance(o, (str, int, float, bool, type(None))) else repr(o)
+        return {str(k): _jsonable(v, d) for k, v in o.items()}
+    if isinstance(o, (str, int, float, bool, type(None))):
+        return o
+    text = repr(o)
+    return type(o).__qualname__ if " at 0x" in text else text  # a memory address is no identity
 
 
 def config_hash(config: dict) -> str:

