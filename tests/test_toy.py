@@ -79,8 +79,8 @@ def test_shipped_checkpoints_load_with_their_recorded_hash():
     """Every shipped toy checkpoint loads through `load_frozen` and its weights are the ones recorded."""
     from art_lib.registry import resolve_model
 
-    # toy:large (used by tab1_model_sizes) is not shipped yet: see the README.
-    assert {"small", "base", "base-texture"} <= set(toy.shipped_names()), toy.shipped_names()
+    # Every toy the notebooks name (tab1_model_sizes: small, base, large; fig_style_tradeoff: base-texture).
+    assert {"small", "base", "large", "base-texture"} <= set(toy.shipped_names()), toy.shipped_names()
     for name in toy.shipped_names():
         path = toy.toy_checkpoint(name)
         info = _info(path)
