@@ -35,6 +35,8 @@ from .forward import completion_logprobs
 from .methods import make_method, trainable_parameter_count
 from .models import gradient_checkpointing
 from .pixel_prompt import PixelPrompt
+from .registry import default_sft_target as sft_completion  # noqa: F401 (re-exported)
+from .registry import get_benchmark
 from .preprocess import num_visual_tokens
 from .prompting import encode, example_text, pad_batch
 from .rollout import Rollout, generate_rollouts, row_token_ids
@@ -93,12 +95,6 @@ def _releases_checkpoint(fn):
             if checkpoint is not None and not opened_by_caller:
                 checkpoint.close()
     return wrapper
-
-
-def sft_completion(example: dict) -> str:
-    """The SFT target: `meta["target"]` when the loader gives one, else `Answer: <answer>`."""
-    meta = example.get("meta") or {}
-    return meta["target"] if "target" in meta else f"Answer: {example['answer']}"
 
 
 def batch_indices(step: int, micro: int, *, n: int, batch_size: int, grad_accum: int, seed: int) -> list[int]:
@@ -410,7 +406,8 @@ def _sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *
               accelerator=None) -> dict:
     """Mean completion-token NLL of the rows, backpropagated `c.micro_batch_size` rows at a time."""
     model, image, embeds = m.policy()  # the vision tower runs here, once for all micro-batches
-    batch = encode(processor, texts, [sft_completion(e) for e in exs], num_image_tokens=_num_image_tokens(m, image))
+    target = get_benchmark(c.benchmark).sft_target if c.benchmark else sft_completion  # the benchmark's own
+    batch = encode(processor, texts, [target(e) for e in exs], num_image_tokens=_num_image_tokens(m, image))
     batch = batch.to(next(model.parameters()).device)
     local = batch.completion_mask.sum().float()
     tokens, world = local, 1

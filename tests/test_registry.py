@@ -42,3 +42,23 @@ def test_parsed_column_shows_what_the_scorer_read():
 def test_model_names_of_unregistered_schemes_are_left_alone():
     assert registry.resolve_model("Qwen/Qwen3.5-0.8B") == ("Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-0.8B")
     assert registry.model_scheme("toy:base")[0].scheme == "toy"
+
+
+def test_sft_trains_toward_the_benchmarks_own_target():
+    from art_lib.models import tiny_model
+    from art_lib.train import train
+
+    seen = []
+
+    def target(example):
+        seen.append(example["id"])
+        return "Answer: yes"
+
+    examples = [{"id": f"t{i}", "prompt": "Say yes", "answer": "yes", "meta": {}} for i in range(2)]
+    registry.register_benchmark(registry.Benchmark("my_target", load=lambda **kw: examples,
+                                                   score=lambda c, e: 0.0, parse=lambda c, e: c,
+                                                   sft_target=target), replace=True)
+    model, proc = tiny_model(seed=0)
+    train(model, proc, examples, method="art", objective="sft", steps=1, batch_size=2, image_size=256,
+          benchmark="my_target", progress=False)
+    assert sorted(seen) == ["t0", "t1"]
