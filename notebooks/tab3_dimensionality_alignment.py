@@ -1,0 +1,196 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Table 3: dimensionality alignment
+#
+# An artwork whose sides are multiples of the model's `patch_size * merge_size` grid (and whose area is within
+# the processor's limits) reaches the model pixel for pixel; any other size is resized by the official
+# processor, so the pixels that were optimised are not the pixels the model sees. This notebook trains ART at
+# aligned and non-aligned sizes (the latter through a differentiable stand-in for the processor's resize),
+# reports what the processor does to each, the visual-token and trainable-pixel counts, accuracy from the PNG,
+# and the loss change after the 8-bit PNG round trip; and compares with LoRA ranks and the soft prompt of
+# comparable parameter counts. Default run: about 2 minutes on a 2-core CPU.
+#
+# Paper scale (GPU): `papermill tab3_dimensionality_alignment.ipynb out.ipynb -f params/tab3_dimensionality_alignment.paper.yaml`
+#
+# **Toy world.** At the default parameters every number here comes from the kit's own tiny Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), not from a real checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.
+
+# %% tags=["parameters"]
+model = "toy:base"             # model
+benchmark = "toy_add"          # benchmark
+sizes = [64, 96, 128, 80, 100]  # artwork sides (square); 80 and 100 are not multiples of 32
+lora_ranks = [1, 4, 16]        # LoRA ranks to compare
+steps = 300                    # optimiser steps
+batch_size = 16                # prompts per step
+lr_art = 0.05                  # learning rate for pixels
+lr_soft = 0.3                  # learning rate for the soft prompt
+lr_lora = 0.005                # learning rate for LoRA
+lora_weight_decay = 0.05       # L2 on LoRA weights
+seed_icon = "math"             # seed icon
+n_test = 40                    # test examples (None: all; the toy test split holds 40)
+seed = 0                       # training seed
+device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
+max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size = 8         # prompts per generate call when evaluating
+micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
+gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
+checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
+resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
+progress = False            # a progress bar per arm: steps done, time left
+cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+
+# %%
+STEM = 'tab3_dimensionality_alignment'
+PARAMETERS = ['model', 'benchmark', 'sizes', 'lora_ranks', 'steps', 'batch_size', 'lr_art', 'lr_soft', 'lr_lora', 'lora_weight_decay', 'seed_icon', 'n_test', 'seed', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
+import os, time
+import pandas as pd
+import torch
+from IPython.display import display
+
+from art_lib.results import results_dir, write_table, save_figure, write_run_info
+
+from art_lib.experiments import resolve_runtime
+
+torch.set_num_threads(cpu_threads)
+started = time.time()
+params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
+out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
+device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
+runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
+               eval_batch_size=eval_batch_size)  # every model load and evaluation
+arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
+              gradient_checkpointing=gradient_checkpointing,
+              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
+              progress=progress)  # every arm
+print("results ->", out, "|", device, dtype)
+
+# %% [markdown]
+# ## 1. What the official processor does with each size
+
+# %%
+from art_lib.data import load_benchmark
+from art_lib.experiments import (final_float_pixels, processor_resize, resize_to, resolve_model, run_arm,
+                                 sft_eval_loss, tidy)
+from art_lib.models import load_frozen
+from art_lib.preprocess import num_visual_tokens, patch_geometry, valid_size
+
+model_path, model_label = resolve_model(model)
+frozen, processor = load_frozen(model_path, device=device, dtype=dtype)
+geo = patch_geometry(processor.image_processor)
+plan = []
+for s in sizes:
+    seen = processor_resize(s, s, processor)
+    plan.append({"size": s, "aligned": valid_size(s, s, processor.image_processor), "processor_feeds": f"{seen[0]}x{seen[1]}",
+                 "visual_tokens": num_visual_tokens(*seen, processor.image_processor), "trainable_pixels": 3 * s * s})
+print("grid factor (patch_size * merge_size):", geo["factor"], "| min/max pixels:", geo["min_pixels"], geo["max_pixels"])
+pd.DataFrame(plan)
+
+# %% [markdown]
+# ## 2. ART at each size; loss before and after the 8-bit PNG round trip
+
+# %%
+test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
+rows = []
+for p in plan:
+    s = p["size"]
+    seen = tuple(int(v) for v in p["processor_feeds"].split("x"))
+    eot = None if p["aligned"] else resize_to(seen)
+    row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, test_examples=test_examples,
+                       image_size=s, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_art,
+                       model_label=model_label, label=f"art-{s}px", eot=eot, **arm_kw)
+    if p["aligned"]:
+        from art_lib.pixel_prompt import PixelPrompt
+        float_px = final_float_pixels(out, row)
+        png_px = PixelPrompt.from_png(out / row["artifact"]).pixels()
+        row["loss_float"] = sft_eval_loss(frozen, processor, test_examples, float_px)
+        row["loss_png"] = sft_eval_loss(frozen, processor, test_examples, png_px)
+    row.update({k: p[k] for k in ("size", "aligned", "processor_feeds", "visual_tokens")})
+    rows.append(row)
+tidy(rows)[["size", "aligned", "processor_feeds", "visual_tokens", "trainable_params", "accuracy"]]
+
+# %% [markdown]
+# ## 3. LoRA ranks and the soft prompt at comparable parameter counts
+
+# %%
+for r in lora_ranks:
+    row, _ = run_arm(model_path, benchmark, "lora", seed=seed, out_dir=out, test_examples=test_examples,
+                     steps=steps, batch_size=batch_size, lr=lr_lora, weight_decay=lora_weight_decay, lora_rank=r,
+                     model_label=model_label, label=f"lora-r{r}", **arm_kw)
+    row["config"] = f"rank {r}"
+    rows.append(row)
+row, _ = run_arm(model_path, benchmark, "soft_prompt", seed=seed, out_dir=out, test_examples=test_examples,
+                 image_size=sizes[0], seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_soft,
+                 model_label=model_label, **arm_kw)
+row["config"] = f"{num_visual_tokens(sizes[0], sizes[0], processor.image_processor)} tokens"
+rows.append(row)
+table = tidy(rows)
+write_table(table, out)
+
+# %% [markdown]
+# ## 4. Table
+#
+# Accuracy is greedy, scored from the saved artifact (PNG / adapter), with a 95% Wilson interval. `loss_png - loss_float` is the cost of the 8-bit round trip.
+
+# %%
+show = table.copy()
+show["arm"] = show["method"]
+show["png_loss_change"] = show["loss_png"] - show["loss_float"]
+cols = ["arm", "size", "aligned", "processor_feeds", "visual_tokens", "config", "trainable_params", "accuracy",
+        "png_loss_change"]
+print(show[[c for c in cols if c in show]].round(4).to_string(index=False))
+
+# %% [markdown]
+# The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
+
+# %%
+from art_lib.results import print_checks, table_checks
+
+aligned = show[show.method.str.startswith("art-") & (show.aligned == True)]
+unchanged = aligned["processor_feeds"] == aligned["size"].map(lambda s: f"{int(s)}x{int(s)}")
+both = {"the 8-bit PNG round trip changes the loss by < 0.01": bool((aligned["png_loss_change"].abs() < 0.01).all()),
+        "the processor feeds aligned sizes unchanged": bool(unchanged.all())}
+expected = ([{"method": f"art-{s}px"} for s in sizes] + [{"method": f"lora-r{r}"} for r in lora_ranks]
+            + [{"method": "soft_prompt"}])
+# NBVAL_CHECK_OUTPUT
+if model_label.startswith("toy:"):  # the accuracy margin only the toy world's known answers justify
+    print_checks({"every aligned size reaches >= 0.7": bool((aligned["accuracy"] >= 0.7).all())} | both)
+else:
+    print_checks(table_checks(table, expected) | both)
+
+# %% [markdown]
+# ## 5. Figure: accuracy against trainable parameters
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for method, g in show.groupby("method"):
+    ax.scatter(g["trainable_params"], g["accuracy"], label=method)
+ax.set_xscale("log"); ax.set_xlabel("trainable parameters"); ax.set_ylabel("accuracy"); ax.set_ylim(0, 1.05)
+ax.legend(); ax.set_title(f"{model_label}, {benchmark}")
+save_figure(fig, out, "alignment")
+plt.show()
+
+# %%
+from art_lib.models import linear_attention_kernels
+
+write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
+print("wrote", sorted(p.name for p in out.iterdir()))
