@@ -278,8 +278,7 @@ def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | N
         p = load_params(nb.stem, scale)
         if p is None:
             continue
-        defaults = _notebook_defaults(nb)
-        p = defaults | p
+        p = notebook_parameters(nb) | p
         for arm in plan_arms(nb.stem, p):
             hours, tokens = gpu_hours(arm, p, tp)
             rows.append({"notebook": nb.stem,
@@ -292,17 +291,29 @@ def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | N
     return pd.DataFrame(rows)
 
 
-def _notebook_defaults(nb: Path) -> dict:
-    """The notebook's parameters-cell defaults (papermill's inspection of the cell; no execution)."""
+def notebook_parameters(nb: Path) -> dict:
+    """A notebook's parameters-cell defaults, read with `ast` (no execution).
+
+    The cell tagged `parameters` (the one papermill injects after) must hold only `name = literal` statements;
+    anything else raises `ValueError`, so a default that is not a plain value cannot slip past `--plan` and
+    the tests.
+    """
     import ast
     import json
 
-    cells = json.loads(nb.read_text())["cells"]
-    src = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    cells = json.loads(Path(nb).read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{Path(nb).name}: {len(tagged)} cells tagged 'parameters' (want exactly 1)")
+    src = "".join(tagged[0]["source"])
     out = {}
     for node in ast.parse(src).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"{Path(nb).name}: parameters cell line {node.lineno} is not `name = literal`")
+        try:
             out[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError as e:
+            raise ValueError(f"{Path(nb).name}: parameters cell line {node.lineno}: {e}") from None
     return out
 
 

@@ -1,15 +1,52 @@
-"""Notebooks: parameters files name real parameters; notebooks hold no outputs and no library logic."""
+"""Notebooks: each .ipynb and its jupytext .py agree; parameters are literals that the params files and the
+shared setup cell name; notebooks hold no outputs and no library logic."""
 
+import ast
 import json
+import shutil
 from pathlib import Path
 
+import jupytext
+import nbformat
 import papermill as pm
 import pytest
 import yaml
+from jupytext.cli import jupytext as jupytext_cli
+from jupytext.config import load_jupytext_config
+
+from art_lib.reproduce import notebook_parameters
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NB.glob("*.ipynb"))
 PARAM_FILES = sorted((NB / "params").glob("*.yaml"))
+
+#: Parameters every notebook has: the shared setup cell reads them and `reproduce` sets them (dry runs, --device).
+COMMON = ["device", "dtype", "data_dir", "max_new_tokens", "eval_batch_size", "micro_batch_size",
+          "generation_batch_size", "gradient_checkpointing", "checkpoint_every", "resume", "reward",
+          "overlong_filter", "progress", "cpu_threads", "results_tag"]
+
+
+def pair_problems(ipynb: Path) -> list[str]:
+    """How `ipynb` and its paired `py:percent` file disagree: cell count, and per cell its type, source and tags."""
+    py = ipynb.with_suffix(".py")
+    if not py.exists():
+        return [f"{ipynb.name}: no paired {py.name} (run `jupytext --sync {ipynb.name}`)"]
+    a, b = nbformat.read(ipynb, as_version=4).cells, jupytext.read(py).cells
+    problems = [] if len(a) == len(b) else [f"{ipynb.stem}: {len(a)} cells in the .ipynb, {len(b)} in the .py"]
+    for i, (x, y) in enumerate(zip(a, b)):
+        for what, get in [("type", lambda c: c.cell_type), ("source", lambda c: c.source),
+                          ("tags", lambda c: c.metadata.get("tags", []))]:
+            if get(x) != get(y):
+                problems.append(f"{ipynb.stem} cell {i}: {what} differs between the .ipynb and the .py")
+    return problems
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _setup_cell(path: Path) -> str:
+    return next("".join(c["source"]) for c in _cells(path) if "PARAMETERS =" in "".join(c["source"]))
 
 
 def test_there_are_notebooks_and_paper_parameters_for_each_table():
@@ -17,6 +54,69 @@ def test_there_are_notebooks_and_paper_parameters_for_each_table():
     assert {"00_quickstart", "tab1_model_sizes", "tab2_art_vs_lora", "tab3_dimensionality_alignment",
             "fig_artworks", "fig_style_tradeoff"} <= stems
     assert {p.name.split(".")[0] for p in PARAM_FILES} == stems
+
+
+def test_jupytext_pairs_every_notebook_with_a_percent_script_and_nothing_else_lies_there():
+    for nb in NOTEBOOKS:
+        assert load_jupytext_config(str(nb)).default_formats(str(nb)) == "ipynb,py:percent"
+    assert {p.stem for p in NB.glob("*.py")} == {p.stem for p in NOTEBOOKS}
+    # The executed copies under results/ are not paired: JupyterLab must not write .py files there.
+    assert load_jupytext_config(str(NB.parent / "results" / "x" / "x.ipynb")) is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_and_its_py_file_are_in_sync(path):
+    assert pair_problems(path) == []
+
+
+def test_pair_check_reports_each_kind_of_drift(tmp_path):
+    src = NB / "00_quickstart.ipynb"
+
+    def fresh() -> Path:
+        for p in (src, src.with_suffix(".py"), NB / "jupytext.toml"):
+            shutil.copy(p, tmp_path / p.name)
+        return tmp_path / src.name
+
+    nb = fresh()
+    assert pair_problems(nb) == []
+    py = nb.with_suffix(".py")
+    py.write_text(py.read_text().replace("steps = 300 ", "steps = 301 ", 1))
+    assert pair_problems(nb) == ["00_quickstart cell 1: source differs between the .ipynb and the .py"]
+
+    nb = fresh()
+    py.write_text(py.read_text().replace('# %% tags=["parameters"]', "# %%", 1))
+    assert pair_problems(nb) == ["00_quickstart cell 1: tags differs between the .ipynb and the .py"]
+
+    nb = fresh()
+    cells = nbformat.read(nb, as_version=4)
+    cells.cells[3].update(cell_type="code", outputs=[], execution_count=None)  # turned into code, .py not synced
+    nbformat.write(cells, nb)
+    assert pair_problems(nb) == ["00_quickstart cell 3: type differs between the .ipynb and the .py"]
+
+    nb = fresh()
+    cells = nbformat.read(nb, as_version=4)
+    del cells.cells[-1]
+    nbformat.write(cells, nb)
+    assert pair_problems(nb)[0] == "00_quickstart: 12 cells in the .ipynb, 13 in the .py"
+
+    nb = fresh()
+    py.unlink()
+    assert "no paired" in pair_problems(nb)[0]
+
+
+def test_jupytext_sync_carries_an_edit_of_the_py_into_the_notebook_keeping_ids_and_tags(tmp_path):
+    for p in (NB / "00_quickstart.ipynb", NB / "00_quickstart.py", NB / "jupytext.toml"):
+        shutil.copy(p, tmp_path / p.name)
+    nb, py = tmp_path / "00_quickstart.ipynb", tmp_path / "00_quickstart.py"
+    before = nbformat.read(nb, as_version=4)
+    py.write_text(py.read_text().replace("steps = 300 ", "steps = 301 ", 1))
+    assert pair_problems(nb)
+    jupytext_cli(["--sync", str(nb)])  # the newer .py wins, as in the README's instructions
+    after = nbformat.read(nb, as_version=4)
+    assert pair_problems(nb) == []
+    assert notebook_parameters(nb)["steps"] == 301
+    assert [c.id for c in after.cells] == [c.id for c in before.cells]
+    assert [c.metadata for c in after.cells] == [c.metadata for c in before.cells]
 
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
@@ -28,14 +128,42 @@ def test_every_params_key_is_a_notebook_parameter(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_has_a_parameters_cell_of_literals_no_outputs_and_no_training_logic(path):
-    nb = json.loads(path.read_text())
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1
-    for line in "".join(tagged[0]["source"]).splitlines():
-        if line.strip() and not line.strip().startswith("#"):
-            yaml.safe_load(line.split("#")[0].replace(" = ", ": ", 1))  # a literal, YAML-readable
+def test_parameters_are_literals_named_by_the_setup_cell_and_include_the_common_ones(path):
+    params = notebook_parameters(path)
+    assert list(params) == list(pm.inspect_notebook(str(path)))  # papermill reads the same names, in order
+    setup = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(_setup_cell(path)).body
+             if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) in ("STEM", "PARAMETERS")}
+    assert setup == {"STEM": path.stem, "PARAMETERS": list(params)}, "PARAMETERS must list the parameters cell"
+    assert set(COMMON) <= set(params)
+
+
+def test_setup_and_closing_cells_are_the_same_in_every_notebook():
+    setups = {"\n".join(_setup_cell(p).splitlines()[2:]) for p in NOTEBOOKS}  # after STEM and PARAMETERS
+    closings = {"".join(_cells(p)[-1]["source"]) for p in NOTEBOOKS}
+    assert len(setups) == 1 and len(closings) == 1
+
+
+@pytest.mark.parametrize("cell, error", [("steps = 3\nlr = 1 / 3\n", "line 2"), ("a = b = 1\n", "line 1"),
+                                         ("x: int = 1\n", "line 1"), ("import os\n", "line 1")])
+def test_notebook_parameters_rejects_anything_but_name_equals_literal(tmp_path, cell, error):
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]}))
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    with pytest.raises(ValueError, match=error):
+        notebook_parameters(tmp_path / "x.ipynb")
+
+
+def test_notebook_parameters_keeps_values_that_contain_equals_signs(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell('tag = "a=b"  # x = 1\nd = {"k": "v=w"}\n',
+                                              metadata={"tags": ["parameters"]}))
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    assert notebook_parameters(tmp_path / "x.ipynb") == {"tag": "a=b", "d": {"k": "v=w"}}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_no_outputs_and_no_training_logic(path):
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
     assert not any(c.get("outputs") for c in code), "commit notebooks without outputs"
     src = "\n".join("".join(c["source"]) for c in code)
     for banned in (".backward(", "optimizer", "log_softmax", "cross_entropy", "re.search", "extract_answer"):
@@ -46,7 +174,7 @@ def test_notebook_has_a_parameters_cell_of_literals_no_outputs_and_no_training_l
 def test_ci_checked_cells_only_state_results(path):
     """nbval compares a checked cell's whole output: a cell that also loads, trains or scores would compare
     progress lines and CPU-dependent digits too. Each notebook has at least one such cell."""
-    cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = ["".join(c["source"]) for c in _cells(path) if c["cell_type"] == "code"]
     checked = [src for src in cells if "NBVAL_CHECK_OUTPUT" in src]
     assert checked, f"{path.name} has no CI-checked cell"
     for src in checked:
