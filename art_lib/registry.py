@@ -8,8 +8,10 @@ benchmark registered with `register_benchmark` works everywhere a built-in one d
 A model-name scheme maps names such as `"<scheme>:<spec>"` to a loadable checkpoint folder
 (`register_model_scheme`); names without a registered scheme are hub ids or folders.
 
-Plugins (modules with a `register()` function, e.g. the toy world) are imported the first time the
-registry is consulted, never at import time of the kit.
+The built-in benchmark families (`BUILTINS`, one module of `art_lib.tasks` each) and the plugins
+(`PLUGINS`, e.g. the toy world) are modules with a `register()` function, imported by name the first
+time the registry is consulted, never at import time of the kit. This module imports nothing from
+`art_lib`, so every other module may import it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any, Callable
 __all__ = ["Benchmark", "ModelScheme", "register_benchmark", "get_benchmark", "benchmark_names",
            "register_model_scheme", "resolve_model", "model_scheme", "canonical_name", "default_sft_target"]
 
-#: Modules whose `register()` adds benchmarks and model schemes; imported lazily on first lookup.
+#: Modules whose `register()` adds the built-in benchmarks; imported by name on first lookup.
+BUILTINS: list[str] = ["art_lib.tasks.maths", "art_lib.tasks.choice", "art_lib.tasks.tools"]
+#: Modules whose `register()` adds benchmarks and model schemes; imported by name after `BUILTINS`.
 PLUGINS: list[str] = ["art_lib.toy"]
 
 
@@ -42,6 +46,7 @@ class Benchmark:
     max_new_tokens: int = 512  # generation budget for evaluation and RL rollouts
     sft_target: Callable[[dict], str] = default_sft_target  # the completion SFT trains toward
     aliases: tuple[str, ...] = field(default=())
+    data: tuple[str, str] | None = None  # (sub-folder of a notebook's `data_dir`, what to put there); None: no files
 
 
 @dataclass(frozen=True)
@@ -85,13 +90,12 @@ def register_model_scheme(scheme: ModelScheme, *, replace: bool = False) -> Mode
 
 
 def _ensure_loaded() -> None:
-    if not _state["builtins"]:
-        _state["builtins"] = True
-        _register_builtins()
-    if not _state["plugins"]:
-        _state["plugins"] = True
-        for module in PLUGINS:
-            importlib.import_module(module).register()
+    """Import and register `BUILTINS`, then `PLUGINS`, once (plugins may reuse a built-in's scorer)."""
+    for group, modules in (("builtins", BUILTINS), ("plugins", PLUGINS)):
+        if not _state[group]:
+            _state[group] = True
+            for module in modules:
+                importlib.import_module(module).register()
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -120,41 +124,3 @@ def resolve_model(model: str) -> tuple[str, str]:
     """(path or hub id to load, label for tables): registered schemes resolve, anything else is itself."""
     found = model_scheme(model)
     return (found[0].resolve(found[1]), model) if found else (model, model)
-
-
-def _register_builtins() -> None:
-    from functools import partial
-
-    from . import data, rewards
-
-    def math_parse(completion: Any, example: dict) -> Any:
-        return rewards.extract_answer(completion, strict=True)
-
-    def choice_parse(completion: Any, example: dict) -> Any:
-        return rewards.extract_choice(completion)
-
-    def tool_parse(completion: Any, example: dict) -> Any:
-        return rewards.parse_tool_calls(completion, tools=(example.get("meta") or {}).get("tools"))
-
-    def math_score(completion: Any, example: dict) -> float:
-        return rewards.score_math(completion, example.get("answer"))
-
-    def choice_score(completion: Any, example: dict) -> float:
-        return rewards.score_choice(completion, example.get("answer"))
-
-    def tool_score(completion: Any, example: dict) -> float:
-        meta = example.get("meta") or {}
-        return rewards.score_tool_call(completion, example.get("answer"), meta.get("possible_answers"),
-                                       tools=meta.get("tools"))
-
-    # The authors' evaluation generates 512 new tokens (greedy, thinking off) for every benchmark.
-    for name, load, score, parse in (("gsm8k", data.load_gsm8k, math_score, math_parse),
-                                     ("svamp", data.load_svamp, math_score, math_parse),
-                                     ("gpqa", data.load_gpqa, choice_score, choice_parse),
-                                     ("toolmind", data.load_toolmind, tool_score, tool_parse),
-                                     ("bfcl", data.load_bfcl, tool_score, tool_parse)):
-        register_benchmark(Benchmark(name, load, score, parse, max_new_tokens=512), replace=True)
-    for category in data.BFCL_CATEGORIES:
-        aliases = ("bfcl_simple_python",) if category == "simple" else ()
-        register_benchmark(Benchmark(f"bfcl_{category}", partial(data.load_bfcl, category=category), tool_score,
-                                     tool_parse, max_new_tokens=512, aliases=aliases), replace=True)

@@ -31,7 +31,7 @@ GSM8K = Path(__file__).resolve().parents[1] / "tests" / "data" / "gsm8k" / "test
 
 def gsm8k_rows(n: int) -> list[dict]:
     """n GSM8K test rows with SFT targets = worked solution (calculator notes removed) + `Answer: N`."""
-    from art_lib.data import load_gsm8k
+    from art_lib.tasks.maths import load_gsm8k
 
     rows = load_gsm8k(GSM8K, limit=n)
     for ex in rows:

@@ -52,7 +52,7 @@ def learn(ckpt: Path, steps: int, out: Path) -> tuple[Path, Path]:
 
 def _serve_arm(client, examples, part, n: int, concurrency: int, max_tokens: int) -> tuple[float, int]:
     """Send n requests (cycling through the examples) with `concurrency` in flight: (seconds, completion tokens)."""
-    from art_lib.serve import openai_messages
+    from art_lib.client import openai_messages
 
     def one(i: int) -> int:
         resp = client.complete(openai_messages(examples[i % len(examples)], part), max_tokens=max_tokens,
@@ -66,7 +66,7 @@ def _serve_arm(client, examples, part, n: int, concurrency: int, max_tokens: int
 
 
 def serving(ckpt: Path, adapter: Path, png: Path, args) -> dict:
-    from art_lib.serve import ChatClient, _image_part
+    from art_lib.client import ChatClient, _image_part
     from art_lib.vllm_engine import VLLMServer
 
     examples = _prompts(40)

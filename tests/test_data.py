@@ -16,18 +16,11 @@ from pathlib import Path
 import pytest
 
 from art_lib import data as D
-from art_lib.data import (
-    BENCHMARKS,
-    BFCL_CATEGORIES,
-    CHOICE_SUFFIX,
-    MATH_SUFFIX,
-    load_benchmark,
-    load_bfcl,
-    load_gpqa,
-    load_gsm8k,
-    load_svamp,
-    load_toolmind,
-)
+from art_lib.data import load_benchmark
+from art_lib.registry import benchmark_names
+from art_lib.tasks.choice import CHOICE_SUFFIX, load_gpqa
+from art_lib.tasks.maths import MATH_SUFFIX, load_gsm8k, load_svamp
+from art_lib.tasks.tools import BFCL_CATEGORIES, load_bfcl, load_toolmind
 
 DATA = Path(__file__).parent / "data"
 GSM8K = DATA / "gsm8k"
@@ -524,7 +517,7 @@ def test_load_benchmark_dispatch():
     assert load_benchmark("bfcl", category="parallel", source=BFCL) == load_bfcl("parallel", source=BFCL)
     assert load_benchmark("bfcl_parallel_multiple", source=BFCL) == load_bfcl("parallel_multiple", source=BFCL)
     assert load_benchmark("bfcl-irrelevance", source=BFCL) == load_bfcl("irrelevance", source=BFCL)
-    assert set(BENCHMARKS) >= {"gsm8k", "svamp", "gpqa", "toolmind", "bfcl", "bfcl_simple"}
+    assert set(benchmark_names()) >= {"gsm8k", "svamp", "gpqa", "toolmind", "bfcl", "bfcl_simple"}
 
 
 def test_load_benchmark_unknown_name_lists_valid_names():
@@ -535,8 +528,8 @@ def test_load_benchmark_unknown_name_lists_valid_names():
 
 
 def test_looks_local_distinguishes_hub_ids():
-    assert not D._looks_local("openai/gsm8k")
-    assert D._looks_local("/abs/path") and D._looks_local("data/x/test.jsonl") and D._looks_local("file.csv")
+    assert not D.looks_local("openai/gsm8k")
+    assert D.looks_local("/abs/path") and D.looks_local("data/x/test.jsonl") and D.looks_local("file.csv")
 
 
 # --------------------------------------------------------------------------- data errors name file, line, field

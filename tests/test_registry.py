@@ -1,5 +1,7 @@
 """The benchmark registry: one object per benchmark, used by loaders, scorers, parsers and the trainer."""
 
+import json
+
 import pytest
 
 from art_lib import registry
@@ -62,3 +64,31 @@ def test_sft_trains_toward_the_benchmarks_own_target():
     train(model, proc, examples, method="art", objective="sft", steps=1, batch_size=2, image_size=256,
           benchmark="my_target", progress=False)
     assert sorted(seen) == ["t0", "t1"]
+
+
+@pytest.mark.parametrize("name", registry.benchmark_names()[-5:])  # the toy world's five tasks
+def test_toy_parse_gives_exactly_what_the_score_compares(name):
+    """The `parsed` column is the value the scorer judged: score 1 exactly when it equals the gold."""
+    from decimal import Decimal
+
+    bench = registry.get_benchmark(name)
+    assert name.startswith("toy_")
+    for ex in load_benchmark(name, split="test", limit=4):
+        target = ex["meta"]["target"]
+        if name == "toy_tool":  # the gold call with its first argument off by one
+            call = json.loads(ex["answer"])
+            key = next(iter(call["arguments"]))
+            call["arguments"][key] += 1
+            wrong = f"<tool_call>{json.dumps(call)}</tool_call>"
+        else:
+            wrong = f"Answer: {Decimal(ex['answer']) + 1}"
+        for completion in (target, wrong, "Answer: 5", " Answer: 12 apples", "no answer", "", "<tool_call>{}"):
+            parsed, score = bench.parse(completion, ex), bench.score(completion, ex)
+            if name == "toy_tool":  # the gold is one call: the parsed calls must be exactly it
+                same = parsed == [json.loads(ex["answer"])]
+            else:  # a number: the parsed string must equal the gold numerically
+                same = parsed is not None and Decimal(parsed) == Decimal(ex["answer"])
+            assert score == float(same), (completion, parsed, ex["answer"])
+            row = score_completions([ex], [completion], name).rows.iloc[0]
+            assert row["parsed"] == (json.dumps(parsed) if isinstance(parsed, list) else parsed)
+        assert bench.score(target, ex) == 1.0 and bench.score(wrong, ex) == 0.0

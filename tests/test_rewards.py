@@ -1,4 +1,4 @@
-"""Tests for art_lib.rewards: answer extraction, scorers and rewards.
+"""Tests of the scorers (art_lib.rewards and art_lib.tasks): answer extraction, scorers and rewards.
 
 Acceptance claims (each a test that can fail):
 * every GSM8K test gold solution and every SVAMP gold answer (both splits) scores 100%;
@@ -17,21 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from art_lib.data import BENCHMARKS, BFCL_CATEGORIES, load_bfcl, load_gsm8k, load_svamp, load_toolmind
-from art_lib.rewards import (
-    SHAPED_FORMAT_CREDIT,
-    extract_answer,
-    extract_choice,
-    get_scorer,
-    math_reward,
-    normalize_number,
-    numeric_equal,
-    parse_tool_calls,
-    score_choice,
-    score_math,
-    score_tool_call,
-    strip_thinking,
-)
+from art_lib.registry import benchmark_names
+from art_lib.rewards import get_scorer, strip_thinking
+from art_lib.tasks.choice import extract_choice, score_choice
+from art_lib.tasks.maths import (SHAPED_FORMAT_CREDIT, extract_answer, load_gsm8k, load_svamp, math_reward,
+                                 normalize_number, numeric_equal, score_math)
+from art_lib.tasks.tool_calls import parse_tool_calls
+from art_lib.tasks.tool_check import score_tool_call
+from art_lib.tasks.tools import BFCL_CATEGORIES, load_bfcl, load_toolmind
 
 DATA = Path(__file__).parent / "data"
 SHARED_BFCL = Path("/work/shared/data/bfcl")
@@ -136,7 +129,6 @@ TRICKY = [
     ("<think>Answer: 8 ... still thinking", "8", 0.0, "unfinished reasoning has no answer"),
     ("", "8", 0.0, "empty completion"),
     (None, "8", 0.0, "None completion"),
-    ("Answer: 8", None, 0.0, "missing gold never matches"),
     ("\u7b54\u6848 Answer: \u0668", "8", 0.0, "non-ASCII digits are not read"),
     ("Answer: " + "9" * 5000, "9", 0.0, "huge number does not crash"),
     ("x" * 200_000 + "\nAnswer: 8", "8", 1.0, "huge preamble"),
@@ -192,7 +184,8 @@ def test_math_reward_plain_and_shaped():
     conv = [[{"role": "assistant", "content": "Answer: 5"}], [{"role": "assistant", "content": "Answer: 4"}]]
     assert math_reward(conv, answer=["5", "5"]) == [1.0, 0.0]
     assert math_reward([], []) == []
-    assert math_reward(["Answer: 1", "Answer: 2"], ["1"]) == [1.0, 0.0]  # missing gold -> 0
+    with pytest.raises(ValueError, match="2 completions but 1 gold"):  # a missing gold is the caller's bug
+        math_reward(["Answer: 1", "Answer: 2"], ["1"])
 
 
 # --------------------------------------------------------------------------- #
@@ -209,7 +202,6 @@ def test_math_reward_plain_and_shaped():
         ("Answer: $\\boxed{A}$", "A", 1.0, "boxed"),
         ("Answer: A\nAnswer: B", "A", 0.0, "last Answer line wins"),
         ("Answer: Because of entropy", "B", 0.0, "a word starting with a letter is not a choice"),
-        ("Answer: E", "E", 0.0, "only A-D"),
         ("Answer: b", "B", 0.0, "lower-case letters are not read (ambiguous with prose)"),
         ("The answer is B", "B", 0.0, "no marker"),
         ("", "A", 0.0, "empty"),
@@ -422,7 +414,8 @@ def test_score_tool_call_without_possible_answers():
     assert score_tool_call(good, gold) == 1.0
     assert score_tool_call(good.replace("3.0", '"3"'), gold) == 0.0
     assert score_tool_call(good.replace('"paris"}', '"paris", "unit": "C"}'), gold) == 0.0
-    assert score_tool_call(good, "not json") == 0.0
+    with pytest.raises(ValueError):  # a gold that is not JSON is the kit's bug, not a wrong answer
+        score_tool_call(good, "not json")
     assert score_tool_call(good, "[]") == 0.0 and score_tool_call("no call", "[]") == 1.0
     # OpenAI-style assistant message with parsed tool_calls (e.g. from a server)
     msg = {"role": "assistant", "content": "", "tool_calls": [
@@ -449,10 +442,13 @@ def test_toolmind_scorer_on_fixture_gold():
 
 def test_get_scorer_covers_every_benchmark():
     example = {"id": "x", "prompt": "p", "answer": "A", "meta": {}}
-    for name in BENCHMARKS:
+    gold = {"gsm8k": "3", "svamp": "3", "gpqa": "A"}  # tool benchmarks: "[]" (no call), scored 1 for ""
+    for name in benchmark_names():
         scorer = get_scorer(name)
         assert callable(scorer)
-        assert scorer("", example) == 0.0 or name.startswith(("bfcl", "toolmind"))
+        maths = name in gold or (name.startswith("toy_") and name != "toy_tool")
+        ex = {**example, "answer": gold.get(name, "3" if maths else "[]")}
+        assert scorer("", ex) == (0.0 if maths else 1.0)
     with pytest.raises(ValueError) as err:
         get_scorer("mmlu")
     assert "gsm8k" in str(err.value) and "bfcl" in str(err.value)
@@ -492,3 +488,47 @@ def test_scorers_never_raise(completion):
     extract_answer(completion, strict=False)
     result = parse_tool_calls(completion)
     assert result is None or isinstance(result, list)
+
+
+ABSURD = [
+    bytes(range(256)) * 40, "\x00\xff\ufffd" * 1000, "Answer: " + "9" * 100_000, "Answer: 1e999999",
+    "Answer: " + "[" * 100_000, "<tool_call>" + "[" * 100_000 + "</tool_call>",
+    "<tool_call>" + '{"a":' * 50_000 + "</tool_call>", "<tool_call>" + "[" * 990 + "]" * 990 + "</tool_call>",
+    '<tool_call>{"name": "get_weather", "arguments": {"city": ' + "[" * 900 + "]" * 900 + "}}</tool_call>",
+    '<tool_call>{"name": "get_weather", "arguments": {"days": ' + "9" * 5000 + "}}</tool_call>",
+    "<tool_call><function=get_weather><parameter=days>" + "9" * 5000 + "</parameter></function></tool_call>",
+    "<tool_call><function=get_weather><parameter=city>" + "(" * 5000 + "</parameter>",
+    "<tool_call>{'name': 'get_weather', 'arguments': {[1]: 2}}</tool_call>", "<tool_call>{\"name\": </tool_call>",
+    "<function=get_weather><parameter=days>NaN</parameter>", "<tool_call>" + "<function=" * 10_000,
+    {"content": ["Answer: 3"], "tool_calls": "junk"}, {"tool_calls": [{"function": "junk"}, 5, None]},
+    [[[["Answer: 3"]]]], float("nan"), 10**5000,
+]
+
+
+@pytest.mark.parametrize("completion", ABSURD, ids=[f"absurd{i}" for i in range(len(ABSURD))])
+def test_absurd_model_output_scores_zero(completion):
+    # The gold of each scorer is something the output cannot be, so every score must be exactly 0.
+    tool_ex = {"id": "t", "prompt": "", "answer": '[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+               "meta": {"tools": WEATHER_TOOLS}}
+    assert score_math(completion, "7") == 0.0 and score_math(completion, "7", strict=False) == 0.0
+    assert score_choice(completion, "B") == 0.0
+    assert get_scorer("toolmind")(completion, tool_ex) == 0.0
+    assert get_scorer("bfcl_simple")(completion, {**tool_ex, "meta": {
+        "tools": WEATHER_TOOLS, "possible_answers": [{"get_weather": {"city": ["Paris"], "days": ["", 3]}}]}}) == 0.0
+
+
+@pytest.mark.parametrize("call", [
+    lambda: score_math("Answer: 3", None),  # a missing gold answer
+    lambda: score_math("Answer: 3", "three"),  # a gold that is no number
+    lambda: score_choice("Answer: E", "E"),  # a gold letter outside A-D
+    lambda: score_tool_call("<tool_call>{}</tool_call>", "not json"),
+    lambda: score_tool_call("", "[]", possible_answers=[{"f": {"x": [1]}, "g": {}}]),  # two functions in one answer
+    lambda: score_tool_call("", "[]", possible_answers=[["f"]]),
+    lambda: get_scorer("gsm8k")("Answer: 3", "3"),  # an example of the wrong type
+    lambda: get_scorer("gpqa")("Answer: A", {"id": "x", "prompt": ""}),  # an example without its answer
+    lambda: get_scorer("bfcl_simple")("", {"answer": "[]", "meta": {"possible_answers": "junk"}}),
+    lambda: math_reward(["Answer: 3"], []),
+])
+def test_scorers_raise_on_the_kits_own_bugs(call):
+    with pytest.raises((ValueError, TypeError, AttributeError, KeyError)):
+        call()

@@ -1,4 +1,4 @@
-"""Tests of art_lib.serve: the client against a real `python -m art_lib.serve` process on loopback."""
+"""Tests of art_lib.client against a real `python -m art_lib.serve` process on loopback, and of the server."""
 
 from __future__ import annotations
 
@@ -21,21 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from art_lib.client import (VLLM_INSTALL_HINT, ChatClient, evaluate_server, evaluate_vllm, image_data_url,
+                            openai_messages)
 from art_lib.data import load_benchmark
 from art_lib.evaluate import EvalResult, evaluate, score_completions
 from art_lib.models import save_checkpoint, tiny_model
 from art_lib.pixel_prompt import PixelPrompt
-from art_lib.serve import (
-    VLLM_INSTALL_HINT,
-    ChatClient,
-    ServerLimits,
-    evaluate_server,
-    evaluate_vllm,
-    image_data_url,
-    make_server,
-    message_text,
-    openai_messages,
-)
+from art_lib.rewards import completion_text
+from art_lib.serve import ServerLimits, make_server
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +177,7 @@ def test_parsed_tool_calls_are_scored(tmp_path):
     message = {"role": "assistant", "content": None, "tool_calls": [
         {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
         for c in gold]}
-    res = score_completions([example], [message_text(message)], "bfcl_simple")
+    res = score_completions([example], [completion_text(message)], "bfcl_simple")
     assert res.k == 1 and res.accuracy == 1.0
 
 

@@ -110,10 +110,12 @@ def evaluate_toy(model_or_path, processor=None, n: int | None = None, seed: int 
 
 
 def register_benchmarks() -> None:
-    """Register `toy_<task>` for every task with `art_lib.registry` (scorer and parser of the kit's maths/tools)."""
-    from ..registry import Benchmark, get_benchmark, register_benchmark
+    """Register `toy_<task>` for every task with `art_lib.registry` (the parser and scorer of the kit's maths/tools)."""
+    from ..registry import Benchmark, register_benchmark
+    from ..tasks.maths import math_parse, math_score
+    from ..tasks.tools import tool_parse, tool_score
 
     for task in T.TASKS:
-        kind = get_benchmark("toolmind" if task == "tool" else "gsm8k")  # same scorer and parser
-        register_benchmark(Benchmark(f"toy_{task}", (lambda t: lambda **kw: load_toy(t, **kw))(task), kind.score,
-                                     kind.parse, max_new_tokens=max_new_tokens(task)), replace=True)
+        score, parse = (tool_score, tool_parse) if task == "tool" else (math_score, math_parse)
+        register_benchmark(Benchmark(f"toy_{task}", (lambda t: lambda **kw: load_toy(t, **kw))(task), score, parse,
+                                     max_new_tokens=max_new_tokens(task)), replace=True)

@@ -15,7 +15,7 @@ def test_server_binds_loopback_only(server):
 
 
 def test_png_request_is_data_url_image_first(artworks, examples):
-    from art_lib.serve import _image_part, openai_messages
+    from art_lib.client import _image_part, openai_messages
 
     content = openai_messages(examples["add"][0], _image_part(artworks["add"]))[-1]["content"]
     assert [p["type"] for p in content] == ["image_url", "text"]
@@ -25,7 +25,7 @@ def test_png_request_is_data_url_image_first(artworks, examples):
 @pytest.mark.parametrize("task", TASKS)
 def test_server_png_matches_in_process(server, hf, artworks, examples, task):
     from art_lib.evaluate import evaluate
-    from art_lib.serve import ChatClient, evaluate_server
+    from art_lib.client import ChatClient, evaluate_server
 
     model, processor = hf
     exs, b, png = examples[task], benchmark(task), artworks[task]
@@ -47,7 +47,7 @@ def test_server_png_matches_in_process(server, hf, artworks, examples, task):
 @pytest.mark.parametrize("task", TASKS)
 def test_server_lora_matches_in_process(server, loras, examples, task):
     from art_lib.evaluate import evaluate
-    from art_lib.serve import ChatClient, evaluate_server
+    from art_lib.client import ChatClient, evaluate_server
 
     peft_model, processor, _ = loras[task]
     exs, b = examples[task], benchmark(task)

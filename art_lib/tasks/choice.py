@@ -1,0 +1,108 @@
+"""Multiple-choice benchmarks (GPQA): the loader, the `Answer: <letter>` format, letter parsing and scoring.
+
+`register()` adds `gpqa` to `art_lib.registry`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from ..data import Example, finalize, hub_load, looks_local, read_csv
+from ..registry import Benchmark, register_benchmark
+from ..rewards import answer_line
+
+__all__ = ["CHOICE_SUFFIX", "load_gpqa", "extract_choice", "score_choice", "register"]
+
+#: Answer-format instruction appended to multiple-choice questions.
+CHOICE_SUFFIX = "End your response with: Answer: <letter>"
+GPQA_URL = "https://huggingface.co/datasets/Idavidrein/gpqa (gated: accept the terms, then download gpqa_diamond.csv)"
+
+_LETTERS = "ABCD"
+
+
+def load_gpqa(
+    source: str | os.PathLike = "Idavidrein/gpqa",
+    split: str = "train",
+    limit: int | None = None,
+    seed: int | None = None,
+    subset: str = "gpqa_diamond",
+    option_seed: int = 0,
+) -> list[Example]:
+    """GPQA from a user-supplied CSV (it is gated) or the hub (``Idavidrein/gpqa``, ``subset``).
+
+    Columns used: ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``
+    (and ``Record ID`` for the id when present). The four options are shuffled
+    into A-D with ``random.Random(f"{option_seed}:{id}")``: fixed per example,
+    independent of row order. ``answer`` is the correct letter. ``split`` only
+    matters for the hub (GPQA ships a single ``train`` split).
+    """
+    guidance = f"download the CSV from {GPQA_URL} and pass source=<path to gpqa_diamond.csv>."
+    if looks_local(source):
+        file = Path(source).expanduser()
+        if file.is_dir():
+            file = file / f"{subset}.csv"
+        if not file.is_file():
+            raise FileNotFoundError(f"GPQA CSV not found at {file}: {guidance}")
+        rows = read_csv(file, fields={k: str for k in ("Question", "Correct Answer", "Incorrect Answer 1",
+                                                         "Incorrect Answer 2", "Incorrect Answer 3")})
+    else:
+        rows = list(hub_load(str(source), subset, split=split, guidance=guidance))
+    examples = []
+    for i, row in enumerate(rows):
+        rid = str(row.get("Record ID") or "").strip() or f"gpqa-{i:04d}"
+        correct = str(row["Correct Answer"]).strip()
+        options = [correct] + [str(row[f"Incorrect Answer {k}"]).strip() for k in (1, 2, 3)]
+        order = list(range(4))
+        random.Random(f"{option_seed}:{rid}").shuffle(order)
+        shuffled = [options[k] for k in order]
+        letter = _LETTERS[order.index(0)]
+        question = str(row["Question"]).strip()
+        lines = "\n".join(f"{_LETTERS[k]}) {opt}" for k, opt in enumerate(shuffled))
+        examples.append(
+            {
+                "id": rid,
+                "prompt": f"{question}\n\n{lines}\n{CHOICE_SUFFIX}",
+                "answer": letter,
+                "meta": {"question": question, "choices": shuffled, "correct": correct},
+            }
+        )
+    return finalize(examples, limit, seed)
+
+
+
+_CHOICE = re.compile(r"[ \t*_`$(\[{]*+(?:\\boxed\s*+\{|\\text\s*+\{)?+[ \t*_`(\[{]*+([A-D])(?![A-Za-z0-9])")
+
+
+def extract_choice(text: Any, letters: str = "ABCD") -> str | None:
+    """The letter (A-D, upper case) right after the last `Answer:`, or None."""
+    line = answer_line(text)
+    m = _CHOICE.match(line) if line is not None else None
+    return m.group(1) if m and m.group(1) in letters else None
+
+
+def score_choice(completion: Any, letter: Any) -> float:
+    """1.0 if the last `Answer: X` names the gold letter, else 0.0; a gold that is no letter A-D raises."""
+    gold = str(letter).strip().upper()
+    if len(gold) != 1 or gold not in _LETTERS:
+        raise ValueError(f"the gold answer {letter!r} is not one of the letters {_LETTERS}")
+    return 1.0 if extract_choice(completion) == gold else 0.0
+
+
+def choice_parse(completion: Any, example: dict) -> str | None:
+    """What `choice_score` compares with the gold: the letter after the last `Answer:`."""
+    return extract_choice(completion)
+
+
+def choice_score(completion: Any, example: dict) -> float:
+    """`score_choice` of a completion against `example["answer"]`."""
+    return score_choice(completion, example["answer"])
+
+
+def register() -> None:
+    """Register `gpqa` (512 new tokens, as the authors' evaluation)."""
+    register_benchmark(Benchmark("gpqa", load_gpqa, choice_score, choice_parse, max_new_tokens=512,
+                                 data=("gpqa", f"gpqa_diamond.csv from {GPQA_URL}")), replace=True)
