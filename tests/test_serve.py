@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from art_lib.client import (VLLM_INSTALL_HINT, ChatClient, evaluate_server, evaluate_vllm, image_data_url,
-                            openai_messages)
+from art_lib.client import ChatClient, evaluate_server, evaluate_vllm, image_data_url, openai_messages
 from art_lib.data import load_benchmark
 from art_lib.evaluate import EvalResult, evaluate, score_completions
 from art_lib.models import save_checkpoint, tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.rewards import completion_text
 from art_lib.serve import ServerLimits, make_server
+from art_lib.vllm_compat import VLLM_INSTALL_HINT
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,7 +233,9 @@ def test_evaluate_vllm_calls_llm_chat(png, monkeypatch):
             return [types.SimpleNamespace(outputs=[out]) for _ in conversations]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    examples = _gsm8k(2) + load_benchmark("bfcl", source=DATA / "bfcl", category="simple", limit=1)
+    tool_example = load_benchmark("bfcl", source=DATA / "bfcl", category="simple", limit=1)[0]
+    # Scored as gsm8k too, so it needs a number for its gold (a tool call list is no maths answer).
+    examples = _gsm8k(2) + [{**tool_example, "answer": "7"}]
     res = evaluate_vllm("Qwen/Qwen3.5-0.8B", examples, "gsm8k", image=png, progress=False)
     assert res.n == 3 and list(res.rows["correct"]) == [True, False, False]  # gold of gsm8k-0 is 18
     assert len(calls) == 2 and calls[0]["tools"] is None and calls[1]["tools"] == examples[2]["meta"]["tools"]

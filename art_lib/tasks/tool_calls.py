@@ -106,6 +106,14 @@ def _flat_map_to_schema(arguments: dict) -> dict:
     return {"type": "object", "properties": props, "required": required}
 
 
+def _function_of(tool: Any) -> dict | None:
+    """The function description inside a tool (`{"function": {...}}` wrappers removed), None without a name."""
+    fn = tool
+    while isinstance(fn, dict) and "name" not in fn and isinstance(fn.get("function"), dict):
+        fn = fn["function"]
+    return fn if isinstance(fn, dict) and isinstance(fn.get("name"), str) else None
+
+
 def normalize_tool(tool: Any) -> dict | None:
     """Any OpenAI-ish / BFCL / legacy tool description -> ``{"type": "function",
     "function": {"name", "description", "parameters": <JSON schema object>}}``.
@@ -114,10 +122,8 @@ def normalize_tool(tool: Any) -> dict | None:
     map, Python type names, and a function-level ``required`` list. Returns None
     when no function name can be found.
     """
-    fn = tool
-    while isinstance(fn, dict) and "name" not in fn and isinstance(fn.get("function"), dict):
-        fn = fn["function"]
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+    fn = _function_of(tool)
+    if fn is None:
         return None
     params = fn.get("parameters")
     if not isinstance(params, dict) and isinstance(fn.get("arguments"), dict):
@@ -165,12 +171,7 @@ def tool_param_schemas(tools: Any) -> dict[str, dict]:
     out: dict[str, dict] = {}
     if not isinstance(tools, (list, tuple)):
         return out
-    for tool in tools:
-        fn = tool
-        while isinstance(fn, dict) and "name" not in fn and isinstance(fn.get("function"), dict):
-            fn = fn["function"]
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            continue
+    for fn in filter(None, map(_function_of, tools)):
         params = fn.get("parameters")
         out[fn["name"]] = params if isinstance(params, dict) else {}
     return out

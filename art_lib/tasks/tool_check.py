@@ -166,6 +166,8 @@ def _expected_from_answer(answer_json: Any) -> list[tuple[str, dict]]:
         return []
     if isinstance(obj, dict):
         obj = [obj]
+    if not isinstance(obj, list):
+        raise ValueError(f"the gold answer {answer_json!r} is not a list of tool calls")
     out = []
     for call in obj:
         if "name" not in call and isinstance(call.get("function"), dict):
