@@ -112,10 +112,7 @@ def test_frozen_base_follows_instructions_and_pictures(dtype):
     res = toy.evaluate_toy(model, processor)
     assert max(res["none"].values()) <= 0.3, res
     assert min(res["picture"].values()) >= 0.95 and set(res["picture"]) == set(T.PICTURE_TASKS), res
-    assert min(res["text"][t] for t in T.PICTURE_TASKS) >= 0.95, res
-    # `mul` (text only, the hardest look-up) is below the 95% target on this base: measured 0.875 in float32
-    # and 0.85 in bfloat16 (toy:small: 1.00 in both).
-    assert res["text"]["mul"] >= 0.8, res
+    assert min(res["text"].values()) >= 0.95 and set(res["text"]) == set(T.TASKS), res  # `mul` included
 
 
 @pytest.mark.skipif(not os.environ.get("ART_TOY_VERIFY"), reason="pretrains a toy model (20-40 min on a 2-core CPU); "
