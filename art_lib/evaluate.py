@@ -11,8 +11,7 @@ the new tokens are decoded. Scoring goes through :func:`art_lib.rewards.get_scor
 :func:`score_completions` turns completions into an :class:`EvalResult` for every backend (in-process,
 an OpenAI-compatible server, vLLM), so all of them share one definition of accuracy.
 
-Controls (:func:`evaluate_controls`) put the artwork's number in context: no image, the seed icon the
-artwork started from, random noise, and random text of the same length as the image in tokens.
+Controls (no image, the seed icon, noise, token-matched random text) are in `controls.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
-from .prompting import example_messages, example_text, vision_token_ids
+from .prompting import eos_token_ids, example_messages, example_text, vision_token_ids
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     import pandas as pd
@@ -42,14 +41,8 @@ __all__ = [
     "parse_prediction",
     "score_completions",
     "evaluate",
-    "control_images",
     "visual_token_count",
-    "random_token_text",
-    "evaluate_controls",
 ]
-
-IMAGE_PAD = "<|image_pad|>"
-
 
 # --------------------------------------------------------------------------- #
 # Statistics
@@ -169,16 +162,6 @@ def _generation_kwargs(model, processor, max_new_tokens: int, greedy: bool, temp
     return kw
 
 
-def _eos_ids(model, processor) -> set[int]:
-    """Token ids that end a turn (generation_config's eos, plus <|im_end|>)."""
-    eos = model.generation_config.eos_token_id
-    ids = set(eos if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos]))
-    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(im_end, int):
-        ids.add(im_end)
-    return ids
-
-
 def generate_completions(model, processor, texts: Sequence[str], image: "Image.Image | None" = None, *,
                          max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
                          top_p: float = 1.0, cancelled: Callable[[], bool] | None = None,
@@ -219,7 +202,7 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
     with torch.inference_mode():
         out = model.generate(**inputs, **gen_kw)
     new = out[:, inputs["input_ids"].shape[1]:].tolist()
-    eos = _eos_ids(model, processor)
+    eos = set(eos_token_ids(model, processor))
     rows = []
     for ids in new:
         # Cut at the first end-of-turn token: later positions are padding of finished rows.
@@ -275,6 +258,14 @@ def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int, *, cpu_defau
     per_row = kv + state + prefill + 4 * cfg.vocab_size
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(1024, int(free * fraction // per_row)))
+
+
+def visual_token_count(processor, image: ImageArg) -> int:
+    """Visual tokens the official processor expands this image into (resized as the processor would resize it)."""
+    from art_lib.preprocess import num_visual_tokens
+
+    pil = load_image(image)
+    return num_visual_tokens(pil.height, pil.width, processor.image_processor, resize=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -385,125 +376,3 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
         extra={"completion_tokens": [o["completion_tokens"] for o in outs],
                "finish_reason": [o["finish_reason"] for o in outs]},
     )
-
-
-# --------------------------------------------------------------------------- #
-# Controls
-# --------------------------------------------------------------------------- #
-
-
-def control_images(size: int | tuple[int, int] = 256, seed_icon_name: str = "math", seed: int = 0) -> dict:
-    """The image controls as 8-bit PIL images: ``{"seed": seed icon, "noise": uniform noise}``."""
-    from art_lib.pixel_prompt import PixelPrompt
-
-    # Through PixelPrompt so the controls are exactly what training would start from at this size.
-    return {
-        "seed": PixelPrompt.from_icon(seed_icon_name, size).to_pil(),
-        "noise": PixelPrompt.from_noise(size, seed).to_pil(),
-    }
-
-
-def visual_token_count(processor, image: ImageArg) -> int:
-    """Number of <|image_pad|> tokens the official processor expands this image into."""
-    pil = load_image(image)
-    text = "<|vision_start|>" + IMAGE_PAD + "<|vision_end|>"
-    ids = processor(text=[text], images=[pil], return_tensors="pt")["input_ids"]
-    return int((ids == processor.tokenizer.convert_tokens_to_ids(IMAGE_PAD)).sum())
-
-
-def _normal_token_ids(tokenizer) -> list[int]:
-    """Ids of ordinary vocabulary tokens: no special/added tokens, no partial UTF-8 bytes."""
-    added = set(tokenizer.added_tokens_decoder)
-    ids = [i for i in sorted(set(tokenizer.get_vocab().values())) if i not in added]
-    texts = tokenizer.batch_decode([[i] for i in ids])
-    # A lone byte of a multi-byte character decodes to U+FFFD and would not survive a round trip.
-    return [i for i, t in zip(ids, texts) if t and "\ufffd" not in t]
-
-
-def random_token_text(tokenizer, n_tokens: int, seed: int = 0, max_tries: int = 100) -> str:
-    """A string of random ordinary tokens that re-tokenises to exactly ``n_tokens`` tokens.
-
-    Ids are drawn uniformly (``random.Random(seed)``) from the normal vocabulary, decoded, and the
-    text is re-encoded; tokens are redrawn until ``encode(text)`` has exactly ``n_tokens`` ids and
-    decodes back to ``text`` (BPE may merge neighbours, so the draw is repaired, not trusted).
-    """
-    import random
-
-    if n_tokens <= 0:
-        return ""
-    rng = random.Random(seed)
-    vocab = _normal_token_ids(tokenizer)
-
-    def enc(s: str) -> list[int]:
-        return tokenizer(s, add_special_tokens=False)["input_ids"]
-
-    ids = [rng.choice(vocab) for _ in range(n_tokens)]
-    for _ in range(max_tries):
-        text = tokenizer.decode(ids)
-        back = enc(text)
-        if len(back) == n_tokens and tokenizer.decode(back) == text:
-            return text
-        # Keep the stable re-encoded prefix and redraw the rest.
-        ids = back[: max(0, min(len(back), n_tokens) - 1)]
-        ids += [rng.choice(vocab) for _ in range(n_tokens - len(ids))]
-    raise RuntimeError(f"could not draw {n_tokens} random tokens that round-trip after {max_tries} tries")
-
-
-def evaluate_controls(model, processor, examples: Sequence[dict], *, benchmark: str,
-                      artwork: str | os.PathLike | None = None, size: int | tuple[int, int] | None = None,
-                      seed_icon_name: str = "math", seed: int = 0,
-                      controls: Sequence[str] = ("text_only", "seed", "noise", "random_text"),
-                      return_results: bool = False, **evaluate_kwargs: Any):
-    """Evaluate the controls (and the artwork PNG, if given) with one scorer; one tidy row per run.
-
-    * ``artwork``: the learned PNG (row first, for comparison);
-    * ``text_only``: the prompt with no image;
-    * ``seed``: the seed icon ``seed_icon_name`` at ``size`` (the usual starting point of training);
-    * ``noise``: uniform 8-bit noise at ``size`` (``PixelPrompt.from_noise(size, seed)``);
-    * ``random_text``: no image; instead a string of random ordinary tokens, exactly as many as the
-      image's visual tokens (<|image_pad|> count of the seed icon at ``size``; see
-      :func:`random_token_text`), is prepended to the user text, i.e. placed exactly where
-      ``<|vision_start|>...<|vision_end|>`` would be, with no separator (the template puts none after
-      the image either). The count is exact for the string alone; BPE merges across the boundary
-      with the prompt can shift it by a token.
-
-    ``size`` defaults to the artwork's size (else 256). Extra keyword arguments go to :func:`evaluate`.
-    Returns a DataFrame (``control, n, correct, accuracy, ci_low, ci_high, visual_tokens``), and the
-    per-run :class:`EvalResult` dict too with ``return_results=True``.
-    """
-    import pandas as pd
-
-    evaluate_kwargs.pop("label", None)  # each run is labelled with its control name
-    known = {"text_only", "seed", "noise", "random_text"}
-    unknown = [c for c in controls if c not in known]
-    if unknown:
-        raise ValueError(f"unknown controls {unknown}; valid: {sorted(known)}")
-    if size is None:
-        art = load_image(artwork, processor) if artwork is not None else None
-        size = (art.height, art.width) if art is not None else 256
-    if isinstance(size, (tuple, list)) and size[0] == size[1]:
-        size = int(size[0])
-    images = control_images(size, seed_icon_name, seed)
-    n_visual = visual_token_count(processor, images["seed"])
-    examples = list(examples)
-    runs: list[tuple[str, list[dict], Any]] = []
-    if artwork is not None:
-        runs.append(("artwork", examples, artwork))
-    for name in controls:
-        if name == "text_only":
-            runs.append((name, examples, None))
-        elif name in ("seed", "noise"):
-            runs.append((name, examples, images[name]))
-        else:
-            prefix = random_token_text(processor.tokenizer, n_visual, seed=seed)
-            runs.append((name, [{**ex, "prompt": prefix + ex["prompt"]} for ex in examples], None))
-    results, table = {}, []
-    for name, exs, image in runs:
-        res = evaluate(model, processor, exs, image=image, benchmark=benchmark, label=name, **evaluate_kwargs)
-        results[name] = res
-        tokens = visual_token_count(processor, image) if image is not None else (
-            n_visual if name == "random_text" else 0)
-        table.append({"control": name, "n": res.n, "correct": res.k, "accuracy": res.accuracy,
-                      "ci_low": res.ci_low, "ci_high": res.ci_high, "visual_tokens": tokens})
-    df = pd.DataFrame(table)
-    return (df, results) if return_results else df

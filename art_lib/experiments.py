@@ -22,10 +22,12 @@ import torch
 
 from .checkpoint import Checkpointer, safe_load
 from .data import load_benchmark
-from .evaluate import EvalResult, evaluate, evaluate_controls, score_completions
+from .controls import evaluate_controls
+from .evaluate import EvalResult, evaluate, score_completions
 from .models import load_frozen, resolve_device, resolve_dtype
 from .pixel_prompt import PixelPrompt
 from .train import train
+from .transforms import resize_to
 
 
 def resolve_model(model: str) -> tuple[str, str]:
@@ -297,10 +299,10 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
 
 def sft_eval_loss(model, processor, examples: list[dict], pixels: torch.Tensor, batch_size: int = 32) -> float:
     """Mean SFT loss (completion-token NLL) of `examples` with the artwork `pixels` (3, H, W)."""
-    from .forward import completion_logprobs
+    from .forward import sft_nll
     from .preprocess import num_visual_tokens, preprocess_image
     from .prompting import encode, example_text
-    from .train import sft_completion
+    from .registry import default_sft_target
 
     device = next(model.parameters()).device
     image = preprocess_image(pixels.to(device), processor.image_processor)
@@ -309,12 +311,10 @@ def sft_eval_loss(model, processor, examples: list[dict], pixels: torch.Tensor, 
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
             chunk = examples[i:i + batch_size]
-            batch = encode(processor, [example_text(processor, e) for e in chunk], [sft_completion(e) for e in chunk],
-                           num_image_tokens=n)
-            logps = completion_logprobs(model, batch.to(device), image).float()
-            mask = batch.completion_mask.to(device)
-            total += float(-(logps * mask).sum())
-            count += float(mask.sum())
+            batch = encode(processor, [example_text(processor, e) for e in chunk],
+                           [default_sft_target(e) for e in chunk], num_image_tokens=n)
+            total += float(sft_nll(model, batch.to(device), image))
+            count += float(batch.completion_mask.sum())
     return total / max(count, 1.0)
 
 
@@ -326,31 +326,3 @@ def processor_resize(h: int, w: int, processor) -> tuple[int, int]:
 
     g = patch_geometry(processor.image_processor)
     return tuple(smart_resize(h, w, factor=g["factor"], min_pixels=g["min_pixels"], max_pixels=g["max_pixels"]))
-
-
-class resize_to:  # noqa: N801 - used like a function: `train(eot=resize_to((h, w)))`
-    """A deterministic 'transformation' for `train(eot=...)`: resample the artwork to `size` (differentiable).
-
-    Used to train an artwork whose size the processor would resize: the model then sees an
-    approximation (torch bilinear, antialiased) of what the official processor (PIL bicubic) will feed it.
-    Stateless, but checkpointable like `transforms.EOT` (empty `state_dict`).
-    """
-
-    def __init__(self, size: tuple[int, int]):
-        self.size = tuple(size)
-
-    def __call__(self, pixels: torch.Tensor, generator=None) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        return F.interpolate(pixels[None], size=self.size, mode="bilinear", antialias=True,
-                             align_corners=False)[0].clamp(0, 1)
-
-    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        """The size the model sees (what the trainer counts visual tokens on)."""
-        return self.size
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -143,6 +143,16 @@ def completion_logprobs(model, batch: Batch, image: dict | None = None, *, naive
     return torch.zeros(mask.shape, dtype=logps.dtype, device=logps.device).masked_scatter(mask, logps)
 
 
+
+def sft_nll(model, batch: Batch, image: dict | None = None, *, image_embeds: torch.Tensor | None = None,
+            shared_prefix: bool = False) -> torch.Tensor:
+    """The SFT loss of a batch before normalising: summed NLL of its completion tokens (scalar, with grad).
+
+    Training divides it by the step's completion tokens; `experiments.sft_eval_loss` by all tokens it scored.
+    """
+    logps = completion_logprobs(model, batch, image, image_embeds=image_embeds, shared_prefix=shared_prefix)
+    return -(logps * batch.completion_mask).sum()
+
 # --- shared prefix: the tokens every row starts with run once, their cache is broadcast to the rows ---
 
 

@@ -8,12 +8,14 @@
   from the seed image's), the upper bound of what the image channel could carry.
 
 Each method answers `policy()`: the model to call and the image (pixel inputs or embeddings) that
-every row of a batch sees, with gradients flowing to the trainable parameters.
+every row of a batch sees, with gradients flowing to the trainable parameters. `Method` is the whole
+interface the trainer uses; the three classes satisfy it, and `train` refuses anything that does not.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -25,6 +27,49 @@ from .preprocess import preprocess_image
 # Language-model projections only: the vision tower and the linear-attention (GatedDeltaNet)
 # projections stay frozen, as vLLM's LoRA support for Qwen3.5 covers these modules.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
+@runtime_checkable
+class Method(Protocol):
+    """What `train` calls on a training method (ART, LoRA, soft prompt)."""
+
+    name: str  # "art", "lora" or "soft_prompt": the `TrainConfig.method` it implements
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The trainable tensors: what the optimiser updates and gradients are clipped over."""
+        ...
+
+    def policy(self, grad: bool = True) -> tuple[Any, dict | None, torch.Tensor | None]:
+        """(model to call, image inputs or None, image embeddings or None) of the current parameters."""
+        ...
+
+    def reference(self) -> tuple[Any, dict | None, torch.Tensor | None]:
+        """The same triple for the untrained start: the KL reference."""
+        ...
+
+    def after_step(self) -> None:
+        """Called after each optimiser step (e.g. project the pixels back into [0, 1])."""
+        ...
+
+    def state_dict(self) -> dict:
+        """The trainable state, for checkpoints and warm starts."""
+        ...
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned."""
+        ...
+
+    def save(self, path: str | Path, **metadata) -> Path:
+        """Write the served artifact (PNG, adapter folder, tensor file) and return its path."""
+        ...
+
+
+def check_method(method) -> None:
+    """Raise a TypeError naming what `method` lacks of the `Method` protocol (the trainer calls all of it)."""
+    if not isinstance(method, Method):
+        members = [*Method.__annotations__, *(k for k in vars(Method) if not k.startswith("_"))]
+        missing = [k for k in members if not hasattr(method, k)]
+        raise TypeError(f"{type(method).__name__} is not a methods.Method: it lacks {missing}")
 
 
 class ArtMethod:

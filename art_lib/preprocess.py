@@ -173,14 +173,29 @@ def _size_error(h: int, w: int, geo: dict) -> ValueError:
     )
 
 
-def num_visual_tokens(h: int, w: int, image_processor: Any) -> int:
-    """Tokens the LLM sees for a valid h x w image: grid_h * grid_w // merge_size**2."""
+def num_visual_tokens(h: int, w: int, image_processor: Any, *, resize: bool = False) -> int:
+    """Tokens the LLM sees for a valid h x w image: grid_h * grid_w // merge_size**2.
+
+    With `resize=True` any size is accepted and counted at the size the official processor resizes it to
+    (what an engine does with a user's file); otherwise a size the processor would change raises.
+    """
     geo = patch_geometry(image_processor)
     h, w = int(h), int(w)
+    if resize and (seen := _processor_size(h, w, geo)) is not None:
+        h, w = seen
     if not _valid(h, w, geo):
         raise _size_error(h, w, geo)
     grid_h, grid_w = h // geo["patch_size"], w // geo["patch_size"]
     return grid_h * grid_w // geo["merge_size"] ** 2
+
+
+def image_tokens(image: dict | None, image_processor: Any) -> int:
+    """Visual tokens of one preprocessed image `{"pixel_values", "image_grid_thw"}` (0 for None), from its grid."""
+    if image is None:
+        return 0
+    _, grid_h, grid_w = (int(x) for x in image["image_grid_thw"].reshape(-1, 3)[0])
+    patch = patch_geometry(image_processor)["patch_size"]
+    return num_visual_tokens(grid_h * patch, grid_w * patch, image_processor)
 
 
 def _check_pixels(pixels: torch.Tensor, check_values: bool) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 IMAGE_PAD = "<|image_pad|>"
+IM_END = "<|im_end|>"  # the chat template's end of turn
 
 
 def chat_text(processor, prompt: str, *, image: bool = True, system: str | None = None,
@@ -92,6 +93,20 @@ def vision_token_ids(model, processor) -> list[int]:
     return sorted(i for i in ids if isinstance(i, int))
 
 
+def eos_token_ids(model, processor) -> list[int]:
+    """Ids that end a completion: the generation config's eos, the tokenizer's eos and `<|im_end|>`, in that order.
+
+    The union, because each source may name only some of them (a config may list only `<|endoftext|>`, a
+    tokenizer only `<|im_end|>`), while SFT targets always end on `<|im_end|>` (see `encode`).
+    """
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = list(eos) if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos])
+    tok = processor.tokenizer
+    im_end = tok.convert_tokens_to_ids(IM_END)
+    ids += [tok.eos_token_id, im_end if im_end != tok.unk_token_id else None]  # an unknown token maps to unk
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
 def expand_image_tokens(text: str, num_image_tokens: int) -> str:
     """Replace the single <|image_pad|> with one per visual token, as the official processor does."""
     found = text.count(IMAGE_PAD)
@@ -117,7 +132,7 @@ def encode(processor, prompts: list[str], completions: list[str] | None = None, 
     if completions is not None:
         if len(completions) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        end = [tok.convert_tokens_to_ids("<|im_end|>")] if add_eos else []
+        end = [tok.convert_tokens_to_ids(IM_END)] if add_eos else []
         # Separate tokenisation: the template ends the prompt on a newline, which Qwen's
         # pre-tokeniser always splits from what follows, so the ids equal those of the joined text.
         comp_ids = [tok(c, add_special_tokens=False)["input_ids"] + end for c in completions]

@@ -12,7 +12,8 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .forward import completion_logprobs, prefilled_cache
-from .prompting import Batch, encode, pad_batch, vision_token_ids
+from .preprocess import image_tokens
+from .prompting import Batch, encode, eos_token_ids, pad_batch, vision_token_ids
 
 
 @dataclass
@@ -23,12 +24,6 @@ class Rollout:
     completions: list[str]  # (B*G,) decoded completions, special tokens removed
     examples: list[dict]  # (B*G,) the example of each row
     old_logps: torch.Tensor | None  # (B*G, C) log-probs under the sampling policy, no grad
-
-
-def _eos_ids(model, processor) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    eos = [eos] if isinstance(eos, int) else list(eos or [])
-    return eos or [processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
 def completion_mask_from_ids(completion_ids: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,8 +71,7 @@ def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens,
     With `shared_prefix`, `generate` continues from a cache in which the tokens all prompts share
     (template opening, image) were run once (`forward.prefilled_cache`).
     """
-    n_img = 0 if image is None else int(image["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
-    prompt_batch = encode(processor, prompts, num_image_tokens=n_img)
+    prompt_batch = encode(processor, prompts, num_image_tokens=image_tokens(image, processor.image_processor))
     device = next(model.parameters()).device
     ids = prompt_batch.input_ids.repeat_interleave(G, 0).to(device)
     attn = prompt_batch.attention_mask.repeat_interleave(G, 0).to(device)
@@ -92,7 +86,7 @@ def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens,
         kwargs = dict(image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3),
                       mm_encoder_outputs={"image": BaseModelOutputWithPooling(
                           pooler_output=(image_embeds.detach(),) * ids.shape[0])})
-    eos = _eos_ids(model, processor)
+    eos = eos_token_ids(model, processor)
     out = model.generate(
         input_ids=ids, attention_mask=attn, mm_token_type_ids=mm, max_new_tokens=max_new_tokens,
         do_sample=do_sample, temperature=temperature if do_sample else None, top_p=top_p if do_sample else None,

@@ -26,22 +26,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import losses
 from .checkpoint import Checkpointer
 from .checkpoint import rng_state as _rng_state
 from .checkpoint import set_rng_state as _set_rng_state
-from .config import OBJECTIVES, TrainConfig, check_field_names  # noqa: F401 (OBJECTIVES: re-exported)
-from .forward import completion_logprobs
-from .methods import make_method, trainable_parameter_count
-from .models import gradient_checkpointing
+from .config import TrainConfig, check_field_names
+from .methods import check_method, make_method, trainable_parameter_count
 from .pixel_prompt import PixelPrompt
-from .registry import default_sft_target as sft_completion  # noqa: F401 (re-exported)
-from .registry import get_benchmark
 from .preprocess import num_visual_tokens
-from .prompting import encode, example_text, pad_batch
-from .rollout import Rollout, generate_rollouts, row_token_ids
+from .prompting import example_text
+from .steps import rl_step, sft_step
 from .style import style_active, style_loss
-from .vllm_engine import Quantize8bit, get_engine, vllm_rollouts
+from .transforms import EOT
+from .vllm_engine import Quantize8bit, get_engine
 
 
 @dataclass
@@ -60,17 +56,6 @@ class TrainResult:
 
 class NonFiniteLossError(RuntimeError):
     """Raised when too many consecutive steps have a non-finite reward, loss or gradient."""
-
-
-def reward_tensor(values, n: int) -> torch.Tensor:
-    """A reward function's output as a float32 tensor of `n` values; wrong types or counts raise."""
-    values = list(values) if not isinstance(values, torch.Tensor) else values.detach().reshape(-1).tolist()
-    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float, np.number))]
-    if bad:
-        raise TypeError(f"the reward function must return numbers, got {type(bad[0]).__name__} {bad[0]!r}")
-    if len(values) != n:
-        raise ValueError(f"the reward function returned {len(values)} rewards for {n} completions")
-    return torch.tensor([float(v) for v in values], dtype=torch.float32)
 
 
 def check_context(lengths: list[int], context: int, ids: list) -> None:
@@ -146,7 +131,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
 
     Style terms (ART only; `style.py`) pull the artwork toward its seed icon: `style_l2` (pixel L2),
     `style_tv` (total variation), `style_ssim` (1 - SSIM), optionally within `style_mask`;
-    `freeze_mask` keeps a region of the seed fixed; `eot` (a `transforms.EOT`) trains on random
+    `freeze_mask` keeps a region of the seed fixed; `eot` (a `transforms.EOT`, else TypeError) trains on random
     transformations of the artwork (robustness to JPEG, resizing, colour). All off by default.
 
     `examples` are `{"id", "prompt", "answer", "meta"}` dicts (see `data.py`). ART and soft prompts
@@ -175,6 +160,10 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     c = (config or TrainConfig()).replace(**fields).resolved()
     if not examples:
         raise ValueError("no training examples")
+    if eot is not None and not isinstance(eot, EOT):  # a bare function has no state to checkpoint
+        raise TypeError(f"eot must be a transforms.EOT (a call plus state_dict / load_state_dict), got "
+                        f"{type(eot).__name__}; use transforms.RandomEOT or resize_to, or wrap a function "
+                        "f(pixels, generator) as RandomEOT([f], p=1.0)")
     rl = c.rl
     reward_fn = reward_fn or (_default_reward(c.benchmark) if rl else None)
     config = _plain(dataclasses.asdict(c))
@@ -193,6 +182,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
         engine = get_engine(rollout_engine, model, processor, method=method, lora_rank=c.lora_rank)
     m = make_method(method, model, processor, artwork=artwork, lora_rank=c.lora_rank, lora_alpha=c.lora_alpha,
                     lora_dropout=c.lora_dropout, seed=seed, eot=eot, freeze_mask=freeze_mask)
+    check_method(m)
     if init_state is not None:
         m.load_state_dict(init_state)
     if method == "art" and (quantize_8bit or (quantize_8bit is None and engine is not None)):
@@ -231,9 +221,9 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
         """Loss of one micro-step, already backpropagated (scaled by 1 / grad_accum) in micro-batches of rows."""
         idx = idx[rank * len(idx) // world:(rank + 1) * len(idx) // world]  # this process's share
         if not rl:
-            return _sft_step(m, processor, [texts[i] for i in idx], [examples[i] for i in idx], c,
+            return sft_step(m, processor, [texts[i] for i in idx], [examples[i] for i in idx], c,
                              scale=1 / grad_accum, accelerator=accelerator)
-        return _rl_step(m, processor, examples, texts, idx, c, reward_fn=reward_fn, accelerator=accelerator,
+        return rl_step(m, processor, examples, texts, idx, c, reward_fn=reward_fn, accelerator=accelerator,
                         scale=1 / grad_accum, engine=engine)
 
     bar = _progress(range(start, steps), progress and rank == 0, initial=start, total=steps,
@@ -374,175 +364,3 @@ def _all_reduce_grads(params, accelerator) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         p.grad = accelerator.reduce(p.grad, reduction="mean")
-
-
-def _detached(image: dict | None) -> dict | None:
-    return None if image is None else {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in image.items()}
-
-
-def _num_image_tokens(m, image) -> int:
-    return 0 if image is None else int(image["image_grid_thw"].prod()) // m.processor.image_processor.merge_size ** 2
-
-
-def _shared_leaf(embeds: torch.Tensor | None) -> torch.Tensor | None:
-    """The step's image embeddings as a leaf: micro-batch backwards stop here and accumulate its `.grad`."""
-    if embeds is None or not embeds.requires_grad:
-        return embeds
-    return embeds.detach().requires_grad_()
-
-
-def _backward_shared(embeds: torch.Tensor | None, leaf: torch.Tensor | None) -> None:
-    """Backpropagate the accumulated gradient of the image embeddings once, through the vision tower to the pixels."""
-    if leaf is not embeds and leaf.grad is not None:
-        embeds.backward(leaf.grad)
-
-
-def _row_chunks(n: int, size: int | None) -> list[tuple[int, int]]:
-    size = size or n
-    return [(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def _sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *, scale: float,
-              accelerator=None) -> dict:
-    """Mean completion-token NLL of the rows, backpropagated `c.micro_batch_size` rows at a time."""
-    model, image, embeds = m.policy()  # the vision tower runs here, once for all micro-batches
-    target = get_benchmark(c.benchmark).sft_target if c.benchmark else sft_completion  # the benchmark's own
-    batch = encode(processor, texts, [target(e) for e in exs], num_image_tokens=_num_image_tokens(m, image))
-    batch = batch.to(next(model.parameters()).device)
-    local = batch.completion_mask.sum().float()
-    tokens, world = local, 1
-    if accelerator is not None:  # normalise by the tokens of the whole batch, on every process
-        tokens = accelerator.reduce(local.to(accelerator.device), reduction="sum")
-        world = accelerator.num_processes
-    norm = tokens.clamp(min=1).to(batch.input_ids.device) / world
-    leaf, total = _shared_leaf(embeds), 0.0
-    for a, b in _row_chunks(len(batch), c.micro_batch_size):
-        sub = batch.rows(a, b)
-        with gradient_checkpointing(model, c.gradient_checkpointing):
-            logps = completion_logprobs(model, sub, image, image_embeds=leaf, shared_prefix=c.shared_prefix)
-        part = -(logps * sub.completion_mask).sum() / norm
-        if part.requires_grad:  # a micro-batch without completion tokens has no graph
-            (part * scale).backward()
-        total += float(part.detach())
-    _backward_shared(embeds, leaf)
-    return {"loss": total, "tokens": float(local)}
-
-
-def _rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, scale: float,
-             accelerator=None, engine=None) -> dict:
-    G, max_new, loss_type = c.num_generations, c.max_completion_length, c.loss_type
-    model, image, embeds = m.policy()  # the vision tower runs here, once for the whole step
-    sample_image, sample_embeds = _detached(image), (None if embeds is None else embeds.detach())
-
-    def rollout(ids: list[int]) -> tuple[Rollout, torch.Tensor]:
-        if engine is not None:  # vLLM samples the servable form (8-bit artwork / adapter); its weights stay
-            r = vllm_rollouts(engine, m, processor, [texts[i] for i in ids], [examples[i] for i in ids],
-                              num_generations=G, image=sample_image, image_embeds=sample_embeds,
-                              max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
-                              micro_batch_size=c.micro_batch_size)
-        else:
-            r = generate_rollouts(model, processor, [texts[i] for i in ids], [examples[i] for i in ids],
-                                  num_generations=G, image=sample_image, image_embeds=sample_embeds,
-                                  max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
-                                  generation_batch_size=c.generation_batch_size,
-                                  micro_batch_size=c.micro_batch_size, shared_prefix=c.shared_prefix)
-        rew = reward_tensor(reward_fn(r.completions, r.examples), len(r.completions))
-        if c.overlong_cache:
-            lengths = r.batch.completion_mask.sum(1)
-            rew = rew + losses.soft_overlong_penalty(lengths.cpu(), max_new, c.overlong_cache)
-        return r, rew
-
-    r, rewards = rollout(idx)
-    raw_reward = float(rewards.mean())
-    if not torch.isfinite(rewards).all():  # a NaN reward would make every group look uninformative
-        return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
-    if c.dynamic_sampling:
-        keep = losses.dynamic_sampling_mask(rewards, G)
-        ids, rolls, rews = [i for i, k in zip(idx, keep) if k], [r], [rewards]
-        kept = [keep]
-        for _ in range(c.max_resample_rounds):
-            if len(ids) >= len(idx):
-                break
-            extra = [random.randrange(len(examples)) for _ in range(len(idx) - len(ids))]
-            r2, rew2 = rollout(extra)
-            if not torch.isfinite(rew2).all():
-                return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
-            k2 = losses.dynamic_sampling_mask(rew2, G)
-            ids += [i for i, k in zip(extra, k2) if k]
-            rolls.append(r2), rews.append(rew2), kept.append(k2)
-        r, rewards = _select_groups(processor, rolls, rews, kept, G, limit=len(idx))
-        if r is None:  # every group had equal rewards: nothing to learn from at this step
-            return {"loss": None, "reward": raw_reward, "groups_kept": 0.0}
-    device = next(model.parameters()).device
-    adv = losses.group_advantages(rewards, G, scale=c.scale_rewards).to(device)
-    batch = r.batch.to(device)
-    old = r.old_logps.to(device)
-    cmask = batch.completion_mask
-    if c.overlong_filter:
-        cmask = losses.overlong_mask(cmask, batch.truncated)
-    # Normalisers of the whole step, so that micro-batches add up to the unchunked loss.
-    tokens = float(cmask.sum())
-    num_items = tokens
-    if accelerator is not None and loss_type == "dapo":
-        # DAPO normalises by the active tokens of the whole batch; gradients are then averaged.
-        total = accelerator.reduce(cmask.sum().float().to(accelerator.device), reduction="sum").cpu()
-        num_items = float(total) / accelerator.num_processes
-    ref_model = ref_image = ref_embeds = None
-    if c.beta:
-        with torch.no_grad():
-            ref_model, ref_image, ref_embeds = m.reference()
-    leaf, loss_sum, metrics = _shared_leaf(embeds), 0.0, {}
-    for a, b in _row_chunks(len(batch), c.micro_batch_size):
-        sub = batch.rows(a, b)
-        with gradient_checkpointing(model, c.gradient_checkpointing):
-            logps = completion_logprobs(model, sub, image, image_embeds=leaf, temperature=c.temperature,
-                                       shared_prefix=c.shared_prefix)
-        ref = None
-        if c.beta:
-            with torch.no_grad():
-                ref = completion_logprobs(ref_model, sub, ref_image, image_embeds=ref_embeds,
-                                          temperature=c.temperature, shared_prefix=c.shared_prefix)
-        loss, parts = losses.policy_loss(
-            logps, old[a:b], adv[a:b], cmask[a:b], loss_type=loss_type, epsilon_low=c.epsilon_low,
-            epsilon_high=c.epsilon_high, beta=c.beta, ref_per_token_logps=ref, max_completion_length=max_new,
-            num_items_in_batch=num_items if loss_type == "dapo" else None)
-        chunk_tokens = float(cmask[a:b].sum())
-        loss = loss * losses.micro_batch_weight(loss_type, b - a, len(batch), chunk_tokens, tokens)
-        if loss.requires_grad:
-            (loss * scale).backward()
-        loss_sum += float(loss.detach())
-        for k, v in parts.items():  # token-weighted means over the micro-batches
-            metrics[k] = metrics.get(k, 0.0) + float(v) * chunk_tokens / max(tokens, 1.0)
-    _backward_shared(embeds, leaf)
-    out = {"loss": loss_sum, "reward": raw_reward, "reward_kept": float(rewards.mean()),
-           "completion_length": float(batch.completion_mask.sum(1).float().mean()),
-           "truncated": float(batch.truncated.float().mean())}
-    out |= metrics
-    if c.dynamic_sampling:
-        out["groups_kept"] = float(len(rewards) // G)
-    return out
-
-
-def _select_groups(processor, rolls: list[Rollout], rews: list[torch.Tensor], kept: list[torch.Tensor], G: int,
-                   limit: int):
-    """Concatenate the informative groups of several rollout rounds into one batch (at most `limit` groups)."""
-    prompt_ids, comp_ids, trunc, comps, exs, old, rewards = [], [], [], [], [], [], []
-    for r, rew, keep in zip(rolls, rews, kept):
-        for g, k in enumerate(keep.tolist()):
-            if not k or len(rewards) >= limit * G:
-                continue
-            for j in range(g * G, (g + 1) * G):
-                p, comp = row_token_ids(r.batch, j)
-                n = len(comp)
-                prompt_ids.append(p), comp_ids.append(comp)
-                trunc.append(bool(r.batch.truncated[j]))
-                comps.append(r.completions[j]), exs.append(r.examples[j])
-                old.append(r.old_logps[j, :n]), rewards.append(float(rew[j]))
-    if not rewards:
-        return None, None
-    batch = pad_batch(processor, prompt_ids, comp_ids, trunc)
-    C = batch.completion_ids.shape[1]
-    old_t = torch.zeros(len(old), C)
-    for i, o in enumerate(old):
-        old_t[i, :len(o)] = o
-    return Rollout(batch=batch, completions=comps, examples=exs, old_logps=old_t), torch.tensor(rewards)

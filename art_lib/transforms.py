@@ -10,7 +10,12 @@ differentiable with respect to the pixels, and draws its randomness from an expl
 ``torch.Generator``. Output clamps are straight-through (clamp forward, identity backward), as in
 ``PixelPrompt.pixels()``, so a pixel a transform saturates still receives gradient.
 
-``EOT(None)`` (or an empty list) is off: it returns its input unchanged and is falsy, so a trainer
+`EOT` is the protocol `train(eot=...)` relies on: a call on the pixels, plus `state_dict` /
+`load_state_dict` so a checkpointed run resumes bit-identically (a bare function has no state and is
+refused with a TypeError when training starts). Two implementations: `RandomEOT`, a random choice
+among the distortions below, and `resize_to`, a deterministic resampling to the size the model sees.
+
+`RandomEOT(None)` (or an empty list) is off: it returns its input unchanged and is falsy, so a trainer
 can skip it and reproduce the un-augmented run bit for bit.
 """
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any, Protocol, Union, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +41,8 @@ __all__ = [
     "color_jitter",
     "random_shift",
     "EOT",
+    "RandomEOT",
+    "resize_to",
     "TRANSFORMS",
 ]
 
@@ -121,7 +128,8 @@ def resize_roundtrip(pixels: torch.Tensor, size: int | Sequence[int]) -> torch.T
 # --------------------------------------------------------------------------- JPEG
 
 
-def jpeg_quant_tables(quality: int, device: Any = None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def jpeg_quant_tables(quality: int, device: Any = None,
+                      dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """(luma, chroma) (8, 8) quantisation tables of libjpeg's jpeg_set_quality(quality, force_baseline=True)."""
     q = int(quality)
     if not 1 <= q <= 100:
@@ -333,7 +341,8 @@ def _eot_resize(pixels: torch.Tensor, generator: torch.Generator, scale: Sequenc
         # Multiples of the processor's patch factor (32 for Qwen3.5): sizes an app might resize a valid image to.
         size = (_round_to(h * s, multiple), _round_to(w * s, multiple))
         if size == (h, w):  # rounding landed back on the original: step one multiple away so it is not a no-op
-            size = (h + multiple, w + multiple) if s >= 1 else (max(multiple, h - multiple), max(multiple, w - multiple))
+            size = ((h + multiple, w + multiple) if s >= 1
+                    else (max(multiple, h - multiple), max(multiple, w - multiple)))
     return resize_roundtrip(pixels, size), {"size": size}
 
 
@@ -358,7 +367,22 @@ TRANSFORMS: dict[str, Callable[..., tuple[torch.Tensor, dict]]] = {
 }
 
 
-class EOT:
+@runtime_checkable
+class EOT(Protocol):
+    """What `train(eot=...)` calls: pixels (3, H, W) in [0, 1] -> pixels, and its state for checkpoints.
+
+    Optionally `output_size((H, W)) -> (H', W')` when the output size differs from the input's (the trainer
+    counts visual tokens on the size the model sees).
+    """
+
+    def __call__(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class RandomEOT:
     """Picks one random transformation per call: identity with probability 1 - p, else one of `transforms`.
 
     ``transforms`` items: a name in :data:`TRANSFORMS` ("jpeg", "resize", "jitter", "shift") with its
@@ -442,4 +466,30 @@ class EOT:
 
     def __repr__(self) -> str:
         names = [name for name, *_ in self.items]
-        return f"EOT(transforms={names}, p={self.p}, seed={self.seed})"
+        return f"RandomEOT(transforms={names}, p={self.p}, seed={self.seed})"
+
+
+class resize_to:  # noqa: N801 - used like a function: `train(eot=resize_to((h, w)))`
+    """A deterministic 'transformation' for `train(eot=...)`: resample the artwork to `size` (differentiable).
+
+    Used to train an artwork whose size the processor would resize: the model then sees an
+    approximation (torch bilinear, antialiased) of what the official processor (PIL bicubic) will feed it.
+    Stateless, but an `EOT` like any other: its `state_dict` is empty.
+    """
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = tuple(size)
+
+    def __call__(self, pixels: torch.Tensor, generator=None) -> torch.Tensor:
+        return F.interpolate(pixels[None], size=self.size, mode="bilinear", antialias=True,
+                             align_corners=False)[0].clamp(0, 1)
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size the model sees (what the trainer counts visual tokens on)."""
+        return self.size
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

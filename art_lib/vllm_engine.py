@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from .prompting import Batch, encode, vision_token_ids
-from .rollout import Rollout, _eos_ids, completion_mask_from_ids
+from .preprocess import image_tokens
+from .prompting import Batch, encode, eos_token_ids, vision_token_ids
+from .rollout import Rollout, completion_mask_from_ids
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -269,11 +270,10 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
     for i, o in enumerate(rows):
         comp[i, :len(o["token_ids"])] = torch.tensor(o["token_ids"], dtype=torch.long)
         sampling[i, :len(o["logprobs"])] = torch.tensor(o["logprobs"])
-    eos = _eos_ids(model, processor)
+    eos = eos_token_ids(model, processor)
     cmask, truncated = completion_mask_from_ids(comp, eos)
     comp = torch.where(cmask.bool(), comp, torch.full_like(comp, pad))
-    n_img = 0 if image is None else int(image["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
-    pb = encode(processor, prompts, num_image_tokens=n_img)
+    pb = encode(processor, prompts, num_image_tokens=image_tokens(image, processor.image_processor))
     device = next(model.parameters()).device
     ids = pb.input_ids.repeat_interleave(G, 0)
     attn = pb.attention_mask.repeat_interleave(G, 0)

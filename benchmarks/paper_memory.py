@@ -3,7 +3,7 @@
     OMP_WAIT_POLICY=PASSIVE python benchmarks/paper_memory.py --threads 2 [--micro 4] [--device cpu --dtype float32]
 
 Paper settings: 16 prompts x 8 completions of 512 tokens (128 rows), a 256x256 artwork, GSM8K-length
-prompts (tests/data/gsm8k). The step is what `train._rl_step` does after sampling: the vision tower
+prompts (tests/data/gsm8k). The step is what `steps.rl_step` does after sampling: the vision tower
 once, then per micro-batch of rows the old log-probs (no grad), the policy forward, the DAPO loss
 normalised by the whole step's tokens, and its backward into a leaf holding the image embeddings;
 finally one backward through the vision tower into the pixels. Here ONE micro-batch runs for real

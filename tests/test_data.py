@@ -364,7 +364,7 @@ def test_toolmind_named_subsets(tmp_path):
 
 def test_gsm8k_sft_target_carries_the_worked_solution_without_calculator_annotations():
     from art_lib.rewards import get_scorer
-    from art_lib.train import sft_completion
+    from art_lib.registry import default_sft_target as sft_completion
 
     for ex in load_gsm8k(GSM8K, limit=50):
         target = sft_completion(ex)

@@ -11,12 +11,10 @@ import torch
 from PIL import Image
 
 from art_lib.data import load_benchmark
+from art_lib.controls import control_images, evaluate_controls, random_token_text
 from art_lib.evaluate import (
     EvalResult,
-    control_images,
     evaluate,
-    evaluate_controls,
-    random_token_text,
     render_prompt,
     score_completions,
     visual_token_count,

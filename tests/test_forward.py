@@ -12,18 +12,7 @@ from art_lib.preprocess import num_visual_tokens, preprocess_image
 from art_lib.prompting import chat_text, encode
 from art_lib.rollout import generate_rollouts
 
-QUESTIONS = ["What is 2 + 3?", "A farmer has 17 cows and buys 4 more. How many cows now?", "Hi",
-             "Compute 12 * 12, then subtract 4.", "Name a prime.", "Is 91 prime? Explain briefly.",
-             "Add 1000 and 24.", "What is the capital of a country with 3 letters?"]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tiny_model(seed=0)
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+from helpers import QUESTIONS, rel_err
 
 
 @pytest.mark.parametrize("size", [(256, 256), (256, 320)])
@@ -74,8 +63,8 @@ def test_shared_image_forward_equals_naive_per_row(tiny, B):
         (logits[mask].float().square().mean()).backward()
         outs.append(logits[mask].detach())
         grads.append(art.raw.grad)
-    assert _rel(outs[1], outs[0]) < 1e-5
-    assert _rel(grads[1], grads[0]) < 1e-5
+    assert rel_err(outs[1], outs[0]) < 1e-5
+    assert rel_err(grads[1], grads[0]) < 1e-5
 
 
 def test_generate_with_precomputed_image_equals_generate_with_pixels(tiny):

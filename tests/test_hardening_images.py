@@ -13,15 +13,9 @@ from PIL import Image
 
 from art_lib.data import load_benchmark
 from art_lib.evaluate import evaluate
-from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tiny_model(seed=0)
 
 
 def _eval(tiny, image):

@@ -9,7 +9,8 @@ import torch
 
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
-from art_lib.train import NonFiniteLossError, check_context, reward_tensor, train
+from art_lib.steps import reward_tensor
+from art_lib.train import NonFiniteLossError, check_context, train
 
 EXAMPLES = [{"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}}
             for i in range(8)]

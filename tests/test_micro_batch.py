@@ -10,16 +10,16 @@ from art_lib.methods import make_method
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.prompting import example_text
-from art_lib.train import _rl_step, _sft_step, sft_completion, train
+from art_lib.steps import rl_step, sft_step
+from art_lib.train import train
+
+from helpers import rel_err
+
 
 # Ragged prompts and targets: left and right padding differ between micro-batches.
 EXAMPLES = [{"id": str(i), "prompt": "Add these numbers, then explain. " * (i % 3) + f"What is {i} plus {i + 3}?",
              "answer": str(2 * i + 3), "meta": {"target": "Work: " + "carry " * i + f"Answer: {2 * i + 3}"}}
             for i in range(6)]
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
 
 
 def _method(name: str, seed: int = 0):
@@ -50,12 +50,12 @@ def test_micro_batched_sft_equals_the_unchunked_step(name):
     results = {}
     for mb, ckpt in [(None, False), (1, False), (4, False), (2, True)]:
         c = TrainConfig(method=name, micro_batch_size=mb, gradient_checkpointing=ckpt).resolved()
-        results[mb, ckpt] = _grad_of(m, lambda: _sft_step(m, proc, texts, EXAMPLES, c, scale=1.0)["loss"])
+        results[mb, ckpt] = _grad_of(m, lambda: sft_step(m, proc, texts, EXAMPLES, c, scale=1.0)["loss"])
     loss0, grad0 = results[None, False]
     assert float(grad0.abs().max()) > 0
     for key, (loss, grad) in results.items():
         assert abs(loss - loss0) <= 1e-5 * abs(loss0), key
-        assert _rel(grad, grad0) < 1e-5, (key, _rel(grad, grad0))
+        assert rel_err(grad, grad0) < 1e-5, (key, rel_err(grad, grad0))
 
 
 @pytest.mark.parametrize("name, loss_type, beta", [("art", "grpo", 0.0), ("art", "dapo", 0.0), ("art", "dapo", 0.04),
@@ -77,14 +77,14 @@ def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta):
         def run():
             torch.manual_seed(0)
             random.seed(0)  # the same rollouts for every micro-batch size
-            return _rl_step(m, proc, EXAMPLES, texts, [0, 3, 5], c, reward_fn=reward, scale=1.0)["loss"]
+            return rl_step(m, proc, EXAMPLES, texts, [0, 3, 5], c, reward_fn=reward, scale=1.0)["loss"]
 
         results[mb, ckpt] = _grad_of(m, run)
     loss0, grad0 = results[None, False]
     assert float(grad0.abs().max()) > 0
     for key, (loss, grad) in results.items():
         assert abs(loss - loss0) <= 1e-5 * abs(loss0) + 1e-6, (key, loss, loss0)  # on-policy loss is ~0
-        assert _rel(grad, grad0) < 1e-5, (key, _rel(grad, grad0))
+        assert rel_err(grad, grad0) < 1e-5, (key, rel_err(grad, grad0))
 
 
 def test_generation_in_prompt_batches_gives_a_valid_ragged_rollout():
@@ -100,7 +100,7 @@ def test_generation_in_prompt_batches_gives_a_valid_ragged_rollout():
     from art_lib.forward import completion_logprobs
 
     full = completion_logprobs(model, r.batch, image)
-    assert _rel(r.old_logps, full) < 1e-5
+    assert rel_err(r.old_logps, full) < 1e-5
     assert r.completions == proc.tokenizer.batch_decode(r.batch.completion_ids, skip_special_tokens=True)
 
 
@@ -128,6 +128,6 @@ def test_gradient_checkpointing_recomputes_the_decoder_layers_and_is_switched_of
     for ckpt in (False, True):
         calls.clear()
         c = TrainConfig(gradient_checkpointing=ckpt).resolved()
-        _sft_step(m, proc, texts, EXAMPLES[:2], c, scale=1.0)
+        sft_step(m, proc, texts, EXAMPLES[:2], c, scale=1.0)
         assert len(calls) == (2 if ckpt else 1) * n_layers  # forward, then the recompute in backward
     assert not layer.training and not layer.gradient_checkpointing and not m.model.training

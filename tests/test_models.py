@@ -10,11 +10,6 @@ from art_lib.models import (FAMILIES, count_parameters, load_frozen, meta_model,
 from art_lib.prompting import chat_text
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return tiny_model(seed=0)
-
-
 def test_tiny_model_keeps_the_real_structure(tiny):
     model, proc = tiny
     real = json.loads((reference_dir() / "config.json").read_text())

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from art_lib import reproduce
-from art_lib.experiments import arm_checkpoints, config_hash, resize_to, resolve_runtime, run_arm
+from art_lib.experiments import arm_checkpoints, config_hash, resolve_runtime, run_arm
+from art_lib.transforms import resize_to
 
 PAPER = sorted((reproduce.ROOT / "notebooks" / "params").glob("*.paper.yaml"))
 
@@ -57,10 +58,10 @@ def test_config_hash_is_stable_and_sees_every_setting():
     assert config_hash(a) == config_hash({"steps": 2, "eot": resize_to((32, 32)), "lr": 0.1})
     assert config_hash(a) != config_hash(a | {"eot": resize_to((64, 64))})
     assert config_hash(a) != config_hash(a | {"lr": 0.2})
-    from art_lib.transforms import EOT  # holds a torch.Generator: hashed by state, not by address
+    from art_lib.transforms import RandomEOT  # holds a torch.Generator: hashed by state, not by address
 
-    assert config_hash({"eot": EOT(["jpeg"], p=0.8, seed=0)}) == config_hash({"eot": EOT(["jpeg"], p=0.8, seed=0)})
-    assert config_hash({"eot": EOT(["jpeg"], p=0.8, seed=0)}) != config_hash({"eot": EOT(["jpeg"], p=0.8, seed=1)})
+    assert config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=0)}) == config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=0)})
+    assert config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=0)}) != config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=1)})
 
 
 @pytest.fixture(scope="module")

@@ -6,25 +6,14 @@ import torch
 from art_lib import losses
 from art_lib.forward import (_lm_parts, completion_hidden, completion_logprobs, forward_hidden, prefilled_cache,
                              shared_prefix_length)
-from art_lib.models import gradient_checkpointing, tiny_model
+from art_lib.models import gradient_checkpointing
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
 from art_lib.prompting import chat_text, encode
 from art_lib.rollout import generate_rollouts
 from art_lib.train import train
 
-QUESTIONS = ["What is 2 + 3?", "A farmer has 17 cows and buys 4 more. How many cows now?", "Hi",
-             "Compute 12 * 12, then subtract 4.", "Name a prime.", "Is 91 prime? Explain briefly.",
-             "Add 1000 and 24.", "What is the capital of a country with 3 letters?"]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return tiny_model(seed=0)
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+from helpers import QUESTIONS, rel_err
 
 
 def _batch(proc, B: int, system: str | None = None):
@@ -61,8 +50,8 @@ def test_logits_and_pixel_gradient_equal_unshared(tiny, B, system):
         logits[mask].square().mean().backward()
         outs.append(logits[mask].detach())
         grads.append(art.raw.grad)
-    assert _rel(outs[1], outs[0]) < 1e-5
-    assert _rel(grads[1], grads[0]) < 1e-5
+    assert rel_err(outs[1], outs[0]) < 1e-5
+    assert rel_err(grads[1], grads[0]) < 1e-5
     assert bool((grads[1] != 0).any())
 
 
@@ -88,7 +77,7 @@ def test_sft_and_rl_losses_and_pixel_gradient_equal_unshared(tiny, B, loss_type)
         g_rl, = torch.autograd.grad(rl, art.raw)
         results.append((old, sft.detach(), rl.detach(), g_sft, g_rl))
     for ref, got in zip(*results):
-        assert _rel(got, ref) < 1e-5
+        assert rel_err(got, ref) < 1e-5
 
 
 def test_shared_prefix_under_gradient_checkpointing(tiny):
@@ -103,8 +92,8 @@ def test_shared_prefix_under_gradient_checkpointing(tiny):
             logps = completion_logprobs(model, batch, image, shared_prefix=shared)
             (logps * batch.completion_mask).sum().backward()
         outs.append((logps.detach(), art.raw.grad))
-    assert _rel(outs[1][0], outs[0][0]) < 1e-5
-    assert _rel(outs[1][1], outs[0][1]) < 1e-5
+    assert rel_err(outs[1][0], outs[0][0]) < 1e-5
+    assert rel_err(outs[1][1], outs[0][1]) < 1e-5
     layer = _lm_parts(model)[0].language_model.layers[0]
     assert "_can_checkpoint_with_cache" not in vars(layer) and not layer.gradient_checkpointing
 
@@ -128,7 +117,7 @@ def test_short_run_trains_the_same_with_and_without_sharing(tiny, method, object
     key = "raw" if method == "art" else "embeds"
     # Adam divides each coordinate's gradient by its own magnitude, so float noise (1e-7 relative) in the
     # gradient moves a parameter by up to ~1e-3 of a step: compare at that scale, not at 1e-5.
-    assert _rel(s1[key], s0[key]) < 1e-3
+    assert rel_err(s1[key], s0[key]) < 1e-3
 
 
 @pytest.mark.parametrize("B", [1, 3, 8])
@@ -141,7 +130,7 @@ def test_greedy_rollouts_from_the_shared_cache_are_token_identical(tiny, B):
     assert torch.equal(runs[1].batch.input_ids, runs[0].batch.input_ids)
     assert torch.equal(runs[1].batch.completion_mask, runs[0].batch.completion_mask)
     assert runs[1].completions == runs[0].completions
-    assert _rel(runs[1].old_logps, runs[0].old_logps) < 1e-5
+    assert rel_err(runs[1].old_logps, runs[0].old_logps) < 1e-5
 
 
 @pytest.mark.parametrize("B", [1, 3, 8])
@@ -162,7 +151,7 @@ def test_prefilled_cache_continues_like_the_full_prompt(tiny, B):
     with torch.no_grad():
         got = decoder(input_ids=rep["ids"][:, -1:], attention_mask=rep["mask"], position_ids=positions[:, :, -1:],
                       past_key_values=cache, use_cache=True).last_hidden_state[:, 0]
-    assert _rel(got, ref) < 1e-5
+    assert rel_err(got, ref) < 1e-5
 
 
 def test_evaluation_generates_the_same_with_the_shared_prefix(tiny):

@@ -24,7 +24,7 @@ from art_lib.style import (
     total_variation,
 )
 from art_lib.transforms import (
-    EOT,
+    RandomEOT,
     TRANSFORMS,
     block_dct,
     block_idct,
@@ -244,7 +244,7 @@ def _transform_cases() -> dict:
         "jpeg90_444": lambda x: jpeg_like(x, 90, subsample=False),
         "jitter": lambda x: color_jitter(x, 0.4, 0.4, 0.4, g()),
         "shift_roll": lambda x: random_shift(x, 4, g(), mode="roll"),
-        "eot": lambda x: EOT(["jpeg", "resize", "jitter", ("shift", {"mode": "roll"})], p=1.0)(x, g()),
+        "eot": lambda x: RandomEOT(["jpeg", "resize", "jitter", ("shift", {"mode": "roll"})], p=1.0)(x, g()),
     }
 
 
@@ -339,9 +339,9 @@ def test_jitter_and_eot_randomness():
     assert not torch.equal(a, x)
 
     # Off: None or [] returns the very same tensor and is falsy.
-    for off in (EOT(None), EOT([]), EOT(["jpeg"], p=0.0)):
+    for off in (RandomEOT(None), RandomEOT([]), RandomEOT(["jpeg"], p=0.0)):
         assert not off and off(x) is x
-    eot = EOT(list(TRANSFORMS), p=0.7, seed=4)
+    eot = RandomEOT(list(TRANSFORMS), p=0.7, seed=4)
     assert eot
     state = eot.state_dict()
     first = [eot(x) for _ in range(12)]
@@ -356,13 +356,13 @@ def test_jitter_and_eot_randomness():
     assert seen == {"identity", *TRANSFORMS}, seen
     assert names and all(float(y.min()) >= 0 and float(y.max()) <= 1 for y in first)
     # An explicit generator overrides the internal one; a callable is a transform too.
-    flip = EOT([lambda p, g: p.flip(-1)], p=1.0)
+    flip = RandomEOT([lambda p, g: p.flip(-1)], p=1.0)
     assert torch.equal(flip(x, torch.Generator().manual_seed(0)), x.flip(-1))
-    assert EOT([("jpeg", {"quality": (60, 60)})], p=1.0)(x) is not x
+    assert RandomEOT([("jpeg", {"quality": (60, 60)})], p=1.0)(x) is not x
     with pytest.raises(ValueError, match="unknown transform"):
-        EOT(["blur"])
+        RandomEOT(["blur"])
     with pytest.raises(ValueError, match="p must"):
-        EOT(["jpeg"], p=1.5)
+        RandomEOT(["jpeg"], p=1.5)
 
 
 # =========================================================================== transport

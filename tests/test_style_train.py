@@ -7,7 +7,7 @@ from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.style import box_mask, ssim
 from art_lib.train import train
-from art_lib.transforms import EOT
+from art_lib.transforms import RandomEOT
 
 EXAMPLES = [{"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}}
             for i in range(6)]
@@ -22,7 +22,7 @@ def _run(**kw):
 
 def test_zero_style_weights_reproduce_the_unregularised_run_exactly():
     plain, _ = _run()
-    zero, _ = _run(style_l2=0.0, style_tv=0.0, style_ssim=0.0, eot=EOT(None))
+    zero, _ = _run(style_l2=0.0, style_tv=0.0, style_ssim=0.0, eot=RandomEOT(None))
     assert torch.equal(plain.artwork.raw, zero.artwork.raw)
     cols = [c for c in plain.history.columns if c != "seconds"]
     assert plain.history[cols].equals(zero.history[cols])
@@ -45,7 +45,7 @@ def test_freeze_mask_keeps_the_region_bit_identical():
 
 
 def test_eot_training_runs_and_reaches_the_pixels():
-    res, seed = _run(eot=EOT(["jpeg", "resize", "jitter", "shift"], p=1.0, seed=0))
+    res, seed = _run(eot=RandomEOT(["jpeg", "resize", "jitter", "shift"], p=1.0, seed=0))
     assert not torch.equal(res.artwork.pixels(), seed)
     assert not res.history["skipped"].any()
 

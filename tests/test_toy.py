@@ -192,7 +192,7 @@ def test_benchmarks_load_and_score():
         scorer = get_scorer(f"toy_{task}")
         a, b = e["meta"]["a"], e["meta"]["b"]
         assert e["meta"]["target"] == T.completion(task, a, b) and scorer(e["meta"]["target"], e) == 1.0
-        from art_lib.train import sft_completion
+        from art_lib.registry import default_sft_target as sft_completion
 
         assert sft_completion(e) == e["meta"]["target"]  # the kit's trainer fine-tunes on the same target
         assert scorer(T.NO_CUE_REPLY, e) == 0.0
