@@ -5,12 +5,15 @@ import pytest
 import torch
 from PIL import Image
 
-from art_lib.forward import completion_logprobs, forward_logits
+from art_lib.experiments import sft_eval_loss
+from art_lib.forward import completion_logprobs, forward_logits, sft_nll
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
 from art_lib.prompting import chat_text, encode
+from art_lib.registry import default_sft_target
 from art_lib.rollout import generate_rollouts
+from art_lib.train import train
 
 from helpers import QUESTIONS, rel_err
 
@@ -109,3 +112,28 @@ def test_png_without_metadata_loads_with_warning(tmp_path):
     with pytest.warns(UserWarning, match="metadata"):
         art = PixelPrompt.from_png(path)
     assert art.size == (256, 256)
+
+
+def test_sft_nll_is_the_summed_cross_entropy_of_the_completion_tokens(tiny):
+    """Against a naive reference: full logits, cross-entropy at the positions that predict completion tokens."""
+    model, proc = tiny
+    image = preprocess_image(PixelPrompt.from_noise(256, seed=4).pixels(), proc.image_processor)
+    batch = encode(proc, [chat_text(proc, q) for q in QUESTIONS[:3]], ["Answer: 5", "17 + 4 = 21", "Hello there"],
+                   num_image_tokens=num_visual_tokens(256, 256, proc))
+    P, C = batch.prompt_length, batch.completion_ids.shape[1]
+    logits = forward_logits(model, batch, image)[:, P - 1:P + C - 1].float()  # position t predicts token t + 1
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.completion_ids, reduction="none")
+    expected = (ce * batch.completion_mask).sum()
+    assert abs(float(sft_nll(model, batch, image).detach()) - float(expected)) < 1e-4 * float(expected)
+
+
+def test_sft_eval_loss_equals_the_trainers_loss_before_its_first_update():
+    """`experiments.sft_eval_loss` and the trainer's SFT step share `forward.sft_nll`: the same number."""
+    model, proc = tiny_model(seed=0)
+    examples = [{"id": str(i), "prompt": q, "answer": str(i), "meta": {}} for i, q in enumerate(QUESTIONS[:4])]
+    art = PixelPrompt.from_noise(256, seed=6)
+    before = sft_eval_loss(model, proc, examples, art.pixels().detach(), batch_size=3)  # two batches: 3 + 1
+    res = train(model, proc, examples, method="art", objective="sft", artwork=art, steps=1, batch_size=4,
+                micro_batch_size=2, progress=False)
+    assert default_sft_target(examples[0]) == "Answer: 0"  # no benchmark: both score the default target
+    assert abs(res.history["loss"].iloc[0] - before) < 1e-5 * before

@@ -105,3 +105,17 @@ def test_linear_attention_kernel_report_matches_what_is_importable():
     conv = importlib.util.find_spec("causal_conv1d") is not None
     assert (kernels["torch_chunk_gated_delta_rule"] == "fla") == fla
     assert (kernels["causal_conv1d_fn"] == "causal_conv1d") == conv
+
+
+@pytest.mark.gpu
+def test_load_frozen_auto_picks_cuda_bfloat16_and_a_training_step_runs(tmp_path):
+    from art_lib.train import train
+
+    model, proc = tiny_model(seed=0)
+    model, proc = load_frozen(save_checkpoint(model, proc, tmp_path / "tiny"))  # device="auto", dtype="auto"
+    p = next(model.parameters())
+    assert (p.device.type, p.dtype) == ("cuda", torch.bfloat16)
+    examples = [{"id": str(i), "prompt": f"What is {i} plus 3?", "answer": str(i + 3), "meta": {}} for i in range(4)]
+    res = train(model, proc, examples, method="art", objective="sft", steps=2, batch_size=2, lr=0.05, progress=False)
+    assert res.artwork.raw.device.type == "cuda"
+    assert res.history["loss"].notna().all() and not res.history["skipped"].any(), res.history

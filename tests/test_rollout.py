@@ -8,7 +8,7 @@ from art_lib.forward import completion_logprobs
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import preprocess_image
-from art_lib.prompting import chat_text, encode, vision_token_ids
+from art_lib.prompting import chat_text, encode, eos_token_ids, vision_token_ids
 from art_lib.rollout import generate_rollouts
 
 VISION_TOKENS = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
@@ -65,3 +65,24 @@ def test_evaluation_generate_never_emits_a_vision_token(image_pad_lover, greedy)
     banned = torch.tensor(vision_token_ids(model, proc))
     prompt_len, out = seen[0]
     assert out.shape[1] > prompt_len and not torch.isin(out[:, prompt_len:], banned).any()
+
+
+def test_eos_token_ids_are_the_generation_configs_then_the_tokenizers_then_im_end(tiny, monkeypatch):
+    """One rule for rollouts and evaluation: the union, so a config naming only `<|endoftext|>` still stops at
+    `<|im_end|>` (the token SFT targets end on; rollouts used to miss it) and none names it twice."""
+    model, proc = tiny
+    tok = proc.tokenizer
+    im_end, eot = tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    assert tok.eos_token_id == im_end  # the tokenizer's own eos, as in the real Qwen3.5 checkpoints
+    assert eos_token_ids(model, proc) == [im_end, eot]  # the config lists both: nothing added
+    cases = [([eot], [eot, im_end]), (eot, [eot, im_end]), (None, [im_end]), ([7, eot], [7, eot, im_end])]
+    for config_eos, expected in cases:
+        monkeypatch.setattr(model.generation_config, "eos_token_id", config_eos)
+        assert eos_token_ids(model, proc) == expected, config_eos
+    monkeypatch.setattr(model.generation_config, "eos_token_id", [7])
+    tok.eos_token = "<|endoftext|>"  # a tokenizer whose eos is another token
+    try:
+        assert tok.eos_token_id == eot
+        assert eos_token_ids(model, proc) == [7, eot, im_end]
+    finally:
+        tok.eos_token = "<|im_end|>"

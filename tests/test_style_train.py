@@ -7,7 +7,8 @@ from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.style import box_mask, ssim
 from art_lib.train import train
-from art_lib.transforms import RandomEOT
+from art_lib.transforms import EOT, RandomEOT, resize_to
+from art_lib.vllm_engine import Quantize8bit
 
 EXAMPLES = [{"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}}
             for i in range(6)]
@@ -54,3 +55,10 @@ def test_style_on_other_methods_is_rejected():
     model, proc = tiny_model(seed=0)
     with pytest.raises(ValueError, match="art"):
         train(model, proc, EXAMPLES, method="soft_prompt", style_l2=1.0, steps=1, progress=False)
+
+
+def test_the_kits_transformations_satisfy_the_eot_protocol_and_a_bare_function_does_not():
+    for eot in (RandomEOT(None), RandomEOT(["jpeg"], p=0.5), resize_to((256, 256)), Quantize8bit(RandomEOT(["jpeg"]))):
+        assert isinstance(eot, EOT), eot
+        eot.load_state_dict(eot.state_dict())  # what the checkpointer does on resume
+    assert not isinstance(lambda pixels, generator=None: pixels, EOT)

@@ -10,9 +10,12 @@ import pytest
 import torch
 
 from art_lib.checkpoint import Checkpointer
+from art_lib.config import METHODS
+from art_lib.methods import Method, make_method
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.train import NonFiniteLossError, batch_indices, train
+from art_lib.transforms import resize_to
 
 EXAMPLES = [{"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}}
             for i in range(8)]
@@ -119,7 +122,7 @@ def test_init_state_starts_from_a_warm_start_and_keeps_the_seed_as_reference(met
         assert torch.equal(res.method.initial, PixelPrompt.from_icon("math", 256).pixels())
 
 
-def _run(tmp, steps, stop_at=None, every=2):
+def _run(tmp, steps, stop_at=None, every=2, size=256, **kw):
     model, proc = tiny_model(seed=0)
 
     def eval_fn(method, step):
@@ -127,9 +130,9 @@ def _run(tmp, steps, stop_at=None, every=2):
             raise KeyboardInterrupt  # the run is killed between two steps
         return {"pixel_mean": float(method.artwork.pixels().mean())}
 
-    return train(model, proc, EXAMPLES, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", 256),
+    return train(model, proc, EXAMPLES, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", size),
                  steps=steps, batch_size=3, lr=0.05, lr_schedule="cosine", eval_fn=eval_fn, eval_every=1,
-                 checkpoint=Checkpointer(tmp, every=every), progress=False)
+                 checkpoint=Checkpointer(tmp, every=every), progress=False, **kw)
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
@@ -145,6 +148,43 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     png_a = Checkpointer(tmp_path / "a").artifact()
     png_b = Checkpointer(tmp_path / "b").artifact()
     assert png_a.read_bytes() == png_b.read_bytes()
+
+
+def test_a_resize_to_run_checkpoints_and_resumes_bit_identically(tmp_path):
+    """Table 3's non-aligned artworks train through `resize_to`: the checkpointer saves its (empty) state."""
+    kw = dict(steps=3, size=224)  # 224 x 224 is shown to the model at 256 x 256
+    full = _run(tmp_path / "a", eot=resize_to((256, 256)), **kw)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", stop_at=3, eot=resize_to((256, 256)), **kw)  # the last checkpoint is step 2
+    resumed = _run(tmp_path / "b", eot=resize_to((256, 256)), **kw)
+    cols = [c for c in full.history.columns if c != "seconds"]
+    assert full.history[cols].equals(resumed.history[cols])
+    assert torch.equal(full.artwork.raw, resumed.artwork.raw) and full.artwork.size == (224, 224)
+
+
+def test_a_bare_function_as_eot_is_refused_before_training():
+    model, proc = tiny_model(seed=0)
+    with pytest.raises(TypeError, match=r"eot must be a transforms.EOT .*got function"):
+        train(model, proc, EXAMPLES, steps=1, eot=lambda pixels, generator=None: pixels, progress=False)
+
+
+def test_every_method_satisfies_the_method_protocol_and_anything_else_is_refused(monkeypatch):
+    for name in METHODS:
+        model, proc = tiny_model(seed=0)
+        assert isinstance(make_method(name, model, proc, artwork=PixelPrompt.from_icon("math", 256)), Method), name
+
+    class NoReference:  # a method without a KL reference or an artifact to save
+        name = "art"
+
+        def parameters(self):
+            return []
+
+        policy = after_step = state_dict = load_state_dict = parameters
+
+    monkeypatch.setattr("art_lib.train.make_method", lambda *a, **k: NoReference())
+    model, proc = tiny_model(seed=0)
+    with pytest.raises(TypeError, match=r"NoReference is not a methods.Method: it lacks \['reference', 'save'\]"):
+        train(model, proc, EXAMPLES, steps=1, progress=False)
 
 
 def test_a_checkpoint_of_another_model_or_setting_is_not_resumed_silently(tmp_path):
