@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # heavy imports stay out of import time
     import pandas as pd
     from PIL import Image
 
+    from .vllm_engine import VLLMEngine
+
 ImageArg = Union[str, os.PathLike, "Image.Image", None]
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "parse_prediction",
     "score_completions",
     "evaluate",
+    "evaluate_with_engine",
     "visual_token_count",
 ]
 
@@ -338,7 +341,7 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
     from tqdm.auto import tqdm
 
     if engine != "hf":
-        from art_lib.vllm_engine import evaluate_with_engine, get_engine
+        from art_lib.vllm_engine import get_engine
 
         return evaluate_with_engine(get_engine(engine, model, processor), processor, examples, image=image,
                                     benchmark=benchmark, max_new_tokens=max_new_tokens, greedy=greedy,
@@ -376,3 +379,32 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
         extra={"completion_tokens": [o["completion_tokens"] for o in outs],
                "finish_reason": [o["finish_reason"] for o in outs]},
     )
+
+
+def evaluate_with_engine(engine: "VLLMEngine", processor, examples: Sequence[dict], *, image=None, benchmark: str,
+                         max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
+                         top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
+                         lora_request: Any = None, allow_resize: bool = False, progress: bool = True,
+                         label: str = "") -> EvalResult:
+    """`evaluate` on a `vllm_engine.VLLMEngine`: same prompts, same decoding of the new tokens, same scorer."""
+    from art_lib.rewards import get_scorer
+
+    scorer = get_scorer(benchmark)
+    pil = load_image(image, processor, allow_resize=allow_resize)  # validated as on the HF path
+    examples = list(examples)
+    texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
+    outs = engine.generate(texts, pil.convert("RGB") if pil is not None else None, max_tokens=max_new_tokens,
+                           temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, seed=seed,
+                           lora_request=lora_request, suppress_token_ids=vision_token_ids(None, processor),
+                           progress=progress)
+    tok = processor.tokenizer
+    ids = [o[0]["token_ids"] for o in outs]
+    config = {"engine": "vllm", "model": engine.model_path,
+              "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil else None),
+              "max_new_tokens": max_new_tokens, "greedy": greedy, "enable_thinking": enable_thinking}
+    if not greedy:
+        config.update(temperature=temperature, top_p=top_p, seed=seed)
+    return score_completions(
+        examples, [tok.decode(i, skip_special_tokens=True) for i in ids], benchmark, scorer=scorer, label=label,
+        config=config, extra={"completion_tokens": [len(i) for i in ids],
+                              "finish_reason": [o[0]["finish_reason"] for o in outs]})

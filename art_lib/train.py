@@ -198,12 +198,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
     if c.batch_size % world:
         raise ValueError(f"batch_size {c.batch_size} must be divisible by the {world} processes")
-    image_tokens = 0
-    if with_image:  # counted on the size the model sees (a `resize_to` transformation changes it)
-        seen = eot.output_size(artwork.size) if hasattr(eot, "output_size") else artwork.size
-        image_tokens = num_visual_tokens(*seen, processor.image_processor)
-    check_context([len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) + image_tokens for t in texts],
-                  _context_length(model), [e.get("id", i) for i, e in enumerate(examples)])
+    _check_prompts_fit(model, processor, examples, texts, artwork if with_image else None, eot)
 
     history: list[dict] = []
     start, nonfinite = 0, 0
@@ -247,20 +242,10 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
                 computed.append(_item(out["loss"]))
             logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})
         if accelerator is not None:
-            _all_reduce_grads(params, accelerator)
-            flag = torch.tensor(float(bad_source is not None), device=accelerator.device)
-            if float(accelerator.reduce(flag, reduction="sum")) and bad_source is None:
-                bad_source = "reward function"  # on another process: every process must skip the same steps
-            for log in logs:  # report the whole batch's loss, not this process's share
-                loss_t = torch.tensor(log["loss"] / world, device=accelerator.device)
-                log["loss"] = float(accelerator.reduce(loss_t, reduction="sum"))
+            bad_source = _reduce_across_processes(params, logs, bad_source, accelerator)
         row = {"step": step + 1, "method": method, "objective": objective, "lr": sched.get_last_lr()[0]}
         row |= {k: float(np.mean([l[k] for l in logs if l.get(k) is not None] or [np.nan])) for k in logs[0]}
-        grads = [p.grad for p in params if p.grad is not None]
-        if bad_source is None and computed and not all(math.isfinite(x) for x in computed):
-            bad_source = "loss"
-        if bad_source is None and computed and not (grads and all(torch.isfinite(g).all() for g in grads)):
-            bad_source = "gradient"
+        bad_source = bad_source or _non_finite(computed, params)
         if bad_source is None and not computed:
             # Nothing to learn from (e.g. every DAPO group had equal rewards): not an error.
             row["grad_norm"], row["skipped"] = float("nan"), True
@@ -334,6 +319,41 @@ def _check_resumable(saved: dict, current: dict, folder) -> None:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
         raise ValueError(f"the checkpoint in {folder} was written by a run with other settings ({detail}); "
                          "resume with the same model, data and settings, or use a new or empty folder")
+
+
+def _check_prompts_fit(model, processor, examples: list[dict], texts: list[str], artwork: PixelPrompt | None,
+                       eot) -> None:
+    """Every rendered prompt plus the image's visual tokens (none without `artwork`) fits the model's context."""
+    image_tokens = 0
+    if artwork is not None:  # counted on the size the model sees (a `resize_to` transformation changes it)
+        seen = eot.output_size(artwork.size) if hasattr(eot, "output_size") else artwork.size
+        image_tokens = num_visual_tokens(*seen, processor.image_processor)
+    check_context([len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) + image_tokens for t in texts],
+                  _context_length(model), [e.get("id", i) for i, e in enumerate(examples)])
+
+
+def _non_finite(computed: list[float], params: list[torch.Tensor]) -> str | None:
+    """What was non-finite in a step that computed losses: "loss", "gradient", or None when all is finite."""
+    if not computed:
+        return None
+    if not all(math.isfinite(x) for x in computed):
+        return "loss"
+    grads = [p.grad for p in params if p.grad is not None]
+    if not (grads and all(torch.isfinite(g).all() for g in grads)):
+        return "gradient"
+    return None
+
+
+def _reduce_across_processes(params, logs: list[dict], bad_source: str | None, accelerator) -> str | None:
+    """Average gradients, sum the logged losses, and agree on skipping: every process must skip the same steps."""
+    _all_reduce_grads(params, accelerator)
+    flag = torch.tensor(float(bad_source is not None), device=accelerator.device)
+    if float(accelerator.reduce(flag, reduction="sum")) and bad_source is None:
+        bad_source = "reward function"  # it happened on another process
+    for log in logs:  # report the whole batch's loss, not this process's share
+        loss_t = torch.tensor(log["loss"] / accelerator.num_processes, device=accelerator.device)
+        log["loss"] = float(accelerator.reduce(loss_t, reduction="sum"))
+    return bad_source
 
 
 def _context_length(model) -> int:

@@ -40,10 +40,8 @@ from .rollout import Rollout, completion_mask_from_ids
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .evaluate import EvalResult
-
 __all__ = [
-    "quantize_8bit_ste", "Quantize8bit", "VLLMEngine", "get_engine", "evaluate_with_engine", "vllm_rollouts",
+    "quantize_8bit_ste", "Quantize8bit", "VLLMEngine", "get_engine", "vllm_rollouts",
     "vllm_server_command", "free_port", "VLLMServer",
 ]
 
@@ -202,39 +200,6 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
 _SOFT_PROMPT_MESSAGE = (
     "a soft prompt cannot be served by vLLM (or any OpenAI-compatible engine): it is a tensor of input "
     "embeddings, which the chat API has no field for; serve an ART artwork (PNG) or a LoRA adapter instead")
-
-
-# ---------------------------------------------------------------------- evaluation
-
-
-def evaluate_with_engine(engine: VLLMEngine, processor, examples: Sequence[dict], *, image=None, benchmark: str,
-                         max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
-                         top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
-                         lora_request: Any = None, allow_resize: bool = False, progress: bool = True,
-                         label: str = "") -> "EvalResult":
-    """`art_lib.evaluate.evaluate` on vLLM: same prompts, same decoding of the new tokens, same scorer."""
-    from .evaluate import load_image, render_prompt, score_completions
-    from .rewards import get_scorer
-
-    scorer = get_scorer(benchmark)
-    pil = load_image(image, processor, allow_resize=allow_resize)  # validated as on the HF path
-    examples = list(examples)
-    texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
-    outs = engine.generate(texts, pil.convert("RGB") if pil is not None else None, max_tokens=max_new_tokens,
-                           temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, seed=seed,
-                           lora_request=lora_request, suppress_token_ids=vision_token_ids(None, processor),
-                           progress=progress)
-    tok = processor.tokenizer
-    ids = [o[0]["token_ids"] for o in outs]
-    config = {"engine": "vllm", "model": engine.model_path,
-              "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil else None),
-              "max_new_tokens": max_new_tokens, "greedy": greedy, "enable_thinking": enable_thinking}
-    if not greedy:
-        config.update(temperature=temperature, top_p=top_p, seed=seed)
-    return score_completions(
-        examples, [tok.decode(i, skip_special_tokens=True) for i in ids], benchmark, scorer=scorer, label=label,
-        config=config, extra={"completion_tokens": [len(i) for i in ids],
-                              "finish_reason": [o[0]["finish_reason"] for o in outs]})
 
 
 # ---------------------------------------------------------------------- rollouts

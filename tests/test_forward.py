@@ -15,7 +15,7 @@ from art_lib.registry import default_sft_target
 from art_lib.rollout import generate_rollouts
 from art_lib.train import train
 
-from helpers import QUESTIONS, rel_err
+from helpers import QUESTIONS, ragged_batch, rel_err
 
 
 @pytest.mark.parametrize("size", [(256, 256), (256, 320)])
@@ -54,9 +54,7 @@ def test_gradients_reach_every_pixel_and_weights_stay_bit_identical(tiny):
 @pytest.mark.parametrize("B", [1, 3, 8])
 def test_shared_image_forward_equals_naive_per_row(tiny, B):
     model, proc = tiny
-    texts = [chat_text(proc, q) for q in QUESTIONS[:B]]  # ragged prompt lengths: left padding
-    comps = [f"Answer: {7 * i}{'!' * i}" for i in range(B)]  # ragged completions: right padding
-    batch = encode(proc, texts, comps, num_image_tokens=num_visual_tokens(256, 256, proc))
+    batch = ragged_batch(proc, B)
     grads, outs = [], []
     for naive in (True, False):
         art = PixelPrompt.from_noise(256, seed=1)

@@ -13,26 +13,20 @@ from art_lib.prompting import chat_text, encode
 from art_lib.rollout import generate_rollouts
 from art_lib.train import train
 
-from helpers import QUESTIONS, rel_err
-
-
-def _batch(proc, B: int, system: str | None = None):
-    texts = [chat_text(proc, q, system=system) for q in QUESTIONS[:B]]  # ragged prompts: left padding
-    comps = [f"Answer: {7 * i}{' and more' * i}" for i in range(B)]  # ragged completions: right padding
-    return encode(proc, texts, comps, num_image_tokens=num_visual_tokens(256, 256, proc))
+from helpers import QUESTIONS, ragged_batch, rel_err
 
 
 def test_prefix_covers_template_opening_and_image(tiny):
     model, proc = tiny
-    batch = _batch(proc, 3)
+    batch = ragged_batch(proc, 3)
     S = shared_prefix_length(batch)
     start = batch.prompt_length - int(batch.attention_mask[0, :batch.prompt_length].sum())
     n_img = num_visual_tokens(256, 256, proc)
     assert int(batch.mm_token_type_ids[0, start:start + S].sum()) == n_img
     # a shared system turn is shared too
-    assert shared_prefix_length(_batch(proc, 3, system="You are a careful solver.")) > S
+    assert shared_prefix_length(ragged_batch(proc, 3, system="You are a careful solver.")) > S
     # one row: everything but the last prompt token
-    one = _batch(proc, 1)
+    one = ragged_batch(proc, 1)
     assert shared_prefix_length(one) == one.prompt_length - 1
 
 
@@ -40,7 +34,7 @@ def test_prefix_covers_template_opening_and_image(tiny):
 @pytest.mark.parametrize("B", [1, 3, 8])
 def test_logits_and_pixel_gradient_equal_unshared(tiny, B, system):
     model, proc = tiny
-    batch = _batch(proc, B, system)
+    batch = ragged_batch(proc, B, system)
     mask = batch.completion_mask.bool()
     outs, grads = [], []
     for shared in (False, True):
@@ -59,7 +53,7 @@ def test_logits_and_pixel_gradient_equal_unshared(tiny, B, system):
 @pytest.mark.parametrize("B", [1, 3, 8])
 def test_sft_and_rl_losses_and_pixel_gradient_equal_unshared(tiny, B, loss_type):
     model, proc = tiny
-    batch = _batch(proc, B)
+    batch = ragged_batch(proc, B)
     cmask = batch.completion_mask
     adv = torch.linspace(-1, 2, B)  # not symmetric: the RL loss is not ~0
     results = []
@@ -83,7 +77,7 @@ def test_sft_and_rl_losses_and_pixel_gradient_equal_unshared(tiny, B, loss_type)
 def test_shared_prefix_under_gradient_checkpointing(tiny):
     """Recomputed layers read the same (read-only) shared cache: values and pixel gradient unchanged."""
     model, proc = tiny
-    batch = _batch(proc, 3)
+    batch = ragged_batch(proc, 3)
     outs = []
     for shared, ckpt in ((False, False), (True, True)):
         art = PixelPrompt.from_noise(256, seed=1)

@@ -193,7 +193,8 @@ def test_a_checkpoint_of_another_model_or_setting_is_not_resumed_silently(tmp_pa
 
     def again(model, **kw):
         return train(model, proc, EXAMPLES, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", 256),
-                     batch_size=3, lr_schedule="cosine", checkpoint=ck, progress=False, **({"steps": 2, "lr": 0.05} | kw))
+                     batch_size=3, lr_schedule="cosine", checkpoint=ck, progress=False,
+                     **({"steps": 2, "lr": 0.05} | kw))
 
     other, proc = tiny_model(seed=1)
     with pytest.raises(ValueError, match="model_fingerprint"):

@@ -30,7 +30,7 @@ def test_evaluate_engine_vllm_matches_hf(engine, hf, artworks, examples, task):
 @pytest.mark.parametrize("task", TASKS)
 def test_evaluate_engine_lora_matches_peft(engine, loras, examples, task):
     from art_lib.evaluate import evaluate
-    from art_lib.vllm_engine import evaluate_with_engine
+    from art_lib.evaluate import evaluate_with_engine
 
     peft_model, processor, folder = loras[task]
     kw = dict(benchmark=benchmark(task), max_new_tokens=max_new_tokens(task), progress=False)
