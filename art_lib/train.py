@@ -30,7 +30,7 @@ from .checkpoint import Checkpointer
 from .checkpoint import rng_state as _rng_state
 from .checkpoint import set_rng_state as _set_rng_state
 from .config import TrainConfig, check_field_names
-from .methods import check_method, make_method, trainable_parameter_count
+from .methods import Method, check_method, make_method, trainable_parameter_count
 from .pixel_prompt import PixelPrompt
 from .preprocess import num_visual_tokens
 from .prompting import example_text
@@ -45,7 +45,7 @@ class TrainResult:
     """What a run returns: its history, the trained method (artwork / adapter) and its size."""
 
     history: pd.DataFrame
-    method: object
+    method: Method
     trainable_parameters: int
     config: dict = field(default_factory=dict)
 
