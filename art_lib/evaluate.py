@@ -23,7 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
-from .prompting import eos_token_ids, example_messages, example_text, vision_token_ids
+from .prompting import eos_token_ids, example_text, vision_token_ids
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     import pandas as pd
@@ -37,8 +37,6 @@ __all__ = [
     "EvalResult",
     "wilson_interval",
     "load_image",
-    "example_messages",
-    "render_prompt",
     "generate_completions",
     "parse_prediction",
     "score_completions",
@@ -141,10 +139,6 @@ def _checked_pil(img: "Image.Image", processor, allow_resize: bool = False) -> "
 
     _check_header(img, processor, allow_resize)
     return _pil_to_rgb(img)
-
-
-# One renderer for training and evaluation: a prompt is the same string in both.
-render_prompt = example_text
 
 
 # --------------------------------------------------------------------------- #
@@ -352,7 +346,7 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pil = load_image(image, processor, allow_resize=allow_resize)  # validated like training
     examples = list(examples)
-    texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking)
+    texts = [example_text(processor, ex, image=pil is not None, enable_thinking=enable_thinking)
              for ex in examples]
     if batch_size is None:
         longest = max((len(processor.tokenizer(t)["input_ids"]) for t in texts), default=0)
@@ -392,7 +386,7 @@ def evaluate_with_engine(engine: "VLLMEngine", processor, examples: Sequence[dic
     scorer = get_scorer(benchmark)
     pil = load_image(image, processor, allow_resize=allow_resize)  # validated as on the HF path
     examples = list(examples)
-    texts = [render_prompt(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
+    texts = [example_text(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
     outs = engine.generate(texts, pil.convert("RGB") if pil is not None else None, max_tokens=max_new_tokens,
                            temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, seed=seed,
                            lora_request=lora_request, suppress_token_ids=vision_token_ids(None, processor),

@@ -93,7 +93,7 @@ def serving(ckpt: Path, adapter: Path, png: Path, args) -> dict:
 def rollouts(ckpt: Path, png: Path, args) -> dict:
     import torch
 
-    from art_lib.evaluate import render_prompt
+    from art_lib.prompting import example_text
     from art_lib.methods import make_method
     from art_lib.models import load_frozen
     from art_lib.pixel_prompt import PixelPrompt
@@ -106,7 +106,7 @@ def rollouts(ckpt: Path, png: Path, args) -> dict:
     m = make_method("art", model, processor, artwork=art)
     _, image, embeds = m.policy(grad=False)
     exs = _prompts(args.prompts)
-    texts = [render_prompt(processor, ex, image=True) for ex in exs]
+    texts = [example_text(processor, ex, image=True) for ex in exs]
     G, budget = args.generations, args.budget
     out = {}
     generate_rollouts(model, processor, texts[:1], exs[:1], num_generations=2, image=image, max_new_tokens=2,

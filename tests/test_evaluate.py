@@ -15,14 +15,12 @@ from art_lib.controls import control_images, evaluate_controls, random_token_tex
 from art_lib.evaluate import (
     EvalResult,
     evaluate,
-    render_prompt,
     score_completions,
     visual_token_count,
     wilson_interval,
 )
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
-from art_lib.prompting import example_text
 
 DATA = Path(__file__).parent / "data"
 SIZE = 64  # the processor's min_pixels lifts it to 256x256 = 64 visual tokens; kept small on disk
@@ -119,14 +117,6 @@ def test_unknown_benchmark_raises(tiny, tmp_path):
         evaluate(model, processor, _examples("gsm8k", tmp_path, 1), benchmark="not_a_benchmark", **FAST)
 
 
-def test_render_prompt_matches_prompting(tiny, tmp_path):
-    _, processor = tiny
-    examples = _examples("gsm8k", tmp_path, 2) + load_benchmark("toolmind", source=DATA / "toolmind", split="all")
-    for ex in examples:
-        for image in (True, False):
-            assert render_prompt(processor, ex, image=image) == example_text(processor, ex, image=image)
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -176,7 +166,8 @@ def test_float_pixels_are_refused(tiny, tmp_path):
 def test_greedy_is_deterministic_and_batch_independent(tiny, png, tmp_path):
     model, processor = tiny
     # Maths prompts among the tool ones (other lengths), scored as tool tasks: "[]" (no call) is their gold.
-    examples = _examples("bfcl_parallel", tmp_path, 3) + [{**e, "answer": "[]"} for e in _examples("gsm8k", tmp_path, 2)]
+    maths = [{**e, "answer": "[]"} for e in _examples("gsm8k", tmp_path, 2)]
+    examples = _examples("bfcl_parallel", tmp_path, 3) + maths
     runs = [evaluate(model, processor, examples, image=png, benchmark="bfcl", batch_size=b, **FAST)
             for b in (8, 8, 1)]
     completions = [list(r.rows["completion"]) for r in runs]

@@ -60,8 +60,11 @@ def test_config_hash_is_stable_and_sees_every_setting():
     assert config_hash(a) != config_hash(a | {"lr": 0.2})
     from art_lib.transforms import RandomEOT  # holds a torch.Generator: hashed by state, not by address
 
-    assert config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=0)}) == config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=0)})
-    assert config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=0)}) != config_hash({"eot": RandomEOT(["jpeg"], p=0.8, seed=1)})
+    def jpeg(seed):
+        return {"eot": RandomEOT(["jpeg"], p=0.8, seed=seed)}
+
+    assert config_hash(jpeg(0)) == config_hash(jpeg(0))
+    assert config_hash(jpeg(0)) != config_hash(jpeg(1))
 
 
 @pytest.fixture(scope="module")
