@@ -1,7 +1,6 @@
 """`reproduce --plan` on every paper yaml; notebook runtime settings reach the model; arms resume and skip."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
