@@ -203,6 +203,16 @@ def test_control_images_and_random_text(tiny):
     assert random_token_text(tok, 64, seed=0) != random_token_text(tok, 64, seed=1)
 
 
+@pytest.mark.parametrize("size", [(256, 256), (250, 300), (100, 700), (1000, 1000)])
+def test_visual_token_count_equals_the_official_processors_even_when_it_resizes(tiny, size):
+    """`num_visual_tokens(..., resize=True)` against the `<|image_pad|>` count of the official processor's ids."""
+    _, processor = tiny
+    image = Image.new("RGB", size[::-1], (10, 200, 30))  # PIL sizes are (W, H)
+    ids = processor(text=["<|vision_start|><|image_pad|><|vision_end|>"], images=[image], return_tensors="pt")
+    expected = int((ids["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum())
+    assert visual_token_count(processor, image) == expected
+
+
 def test_evaluate_controls_table(tiny, png, tmp_path):
     model, processor = tiny
     examples = _examples("gsm8k", tmp_path, 2)
