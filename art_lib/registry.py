@@ -20,7 +20,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["Benchmark", "ModelScheme", "register_benchmark", "get_benchmark", "benchmark_names",
+__all__ = ["Benchmark", "ModelScheme", "register_benchmark", "unregister_benchmark", "get_benchmark", "benchmark_names",
            "register_model_scheme", "resolve_model", "model_scheme", "canonical_name", "default_sft_target"]
 
 #: Modules whose `register()` adds the built-in benchmarks; imported by name on first lookup.
@@ -78,6 +78,16 @@ def register_benchmark(benchmark: Benchmark, *, replace: bool = False) -> Benchm
     _BENCHMARKS[key] = benchmark
     for alias in benchmark.aliases:
         _ALIASES[str(alias).strip().lower().replace("-", "_")] = key
+    return benchmark
+
+
+def unregister_benchmark(name: str) -> Benchmark:
+    """Remove a registered benchmark and its aliases (and return it); unknown -> ValueError."""
+    benchmark = get_benchmark(name)
+    key = canonical_name(benchmark.name)
+    del _BENCHMARKS[key]
+    for alias in [a for a, k in _ALIASES.items() if k == key]:
+        del _ALIASES[alias]
     return benchmark
 
 

@@ -112,7 +112,7 @@ tidy(rows)[["style_weight", "ssim_to_seed", "accuracy"]]
 from art_lib.data import load_benchmark
 from art_lib.experiments import generation_budget
 from art_lib.models import load_frozen
-from art_lib.transforms import EOT
+from art_lib.transforms import RandomEOT
 from art_lib.transport import evaluate_transports
 
 transport_rows = []
@@ -122,7 +122,7 @@ for tm, benches in transport_runs.items():
     frozen, processor = load_frozen(tm_path, device=device, dtype=dtype)
     for bench in benches:
         test_examples = load_benchmark(bench, data_dir=data_dir, split="test", limit=n_test)
-        for name, eot in [("plain", None), ("robust", EOT(eot_transforms, p=eot_p, seed=seed))]:
+        for name, eot in [("plain", None), ("robust", RandomEOT(eot_transforms, p=eot_p, seed=seed))]:
             row, _ = run_arm(tm_path, bench, "art", seed=seed, out_dir=out, test_examples=test_examples,
                              image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr,
                              model_label=tm_label, label=f"art-{name}-{tag}", eot=eot, **arm_kw)

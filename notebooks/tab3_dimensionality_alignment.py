@@ -87,10 +87,11 @@ print("results ->", out, "|", device, dtype)
 
 # %%
 from art_lib.data import load_benchmark
-from art_lib.experiments import (final_float_pixels, processor_resize, resize_to, resolve_model, run_arm,
-                                 sft_eval_loss, tidy)
+from art_lib.experiments import (final_float_pixels, processor_resize, resolve_model, run_arm, sft_eval_loss,
+                                 tidy)
 from art_lib.models import load_frozen
 from art_lib.preprocess import num_visual_tokens, patch_geometry, valid_size
+from art_lib.transforms import resize_to
 
 model_path, model_label = resolve_model(model)
 frozen, processor = load_frozen(model_path, device=device, dtype=dtype)

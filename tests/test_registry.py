@@ -10,20 +10,35 @@ from art_lib.evaluate import parse_prediction, score_completions
 from art_lib.rewards import get_scorer
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Benchmarks a test registers are removed after it: other tests iterate over every registered name."""
+    before = set(registry.benchmark_names())
+    yield
+    for name in set(registry.benchmark_names()) - before:
+        registry.unregister_benchmark(name)
+
+
 def test_a_user_benchmark_works_wherever_a_builtin_one_does():
     examples = [{"id": "u0", "prompt": "Say yes", "answer": "yes", "meta": {}}]
     bench = registry.Benchmark(
         "my_yes", load=lambda **kw: examples, score=lambda c, e: float(c.strip() == e["answer"]),
         parse=lambda c, e: c.strip(), max_new_tokens=4, aliases=("my-yes-alias",))
     registry.register_benchmark(bench, replace=True)
-    assert load_benchmark("MY-YES") == examples
-    assert load_benchmark("my_yes_alias") == examples
-    assert get_scorer("my_yes")(" yes", examples[0]) == 1.0
-    assert parse_prediction(" yes ", examples[0], "my_yes") == "yes"
-    res = score_completions(examples, ["yes"], "my_yes")
-    assert res.accuracy == 1.0
-    with pytest.raises(ValueError, match="already registered"):
-        registry.register_benchmark(bench)
+    try:
+        assert load_benchmark("MY-YES") == examples
+        assert load_benchmark("my_yes_alias") == examples
+        assert get_scorer("my_yes")(" yes", examples[0]) == 1.0
+        assert parse_prediction(" yes ", examples[0], "my_yes") == "yes"
+        res = score_completions(examples, ["yes"], "my_yes")
+        assert res.accuracy == 1.0
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register_benchmark(bench)
+    finally:
+        registry.unregister_benchmark("my_yes")  # other tests iterate over every registered benchmark
+    assert "my_yes" not in registry.benchmark_names()
+    with pytest.raises(ValueError, match="Unknown benchmark"):
+        load_benchmark("my_yes_alias")
 
 
 def test_unknown_benchmark_lists_the_registered_names():
