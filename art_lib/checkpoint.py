@@ -28,8 +28,8 @@ import tempfile
 import uuid
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,19 +42,26 @@ def safe_load(path: str | Path) -> dict:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        raise ValueError(f"refusing to load {path}: it holds objects other than tensors, numbers, strings and "
-                         f"plain containers (a pickle that could run code, or a file from an older art_lib): {err}"
-                         ) from err
+        raise ValueError(
+            f"refusing to load {path}: it holds objects other than tensors, numbers, strings and "
+            f"plain containers (a pickle that could run code, or a file from an older art_lib): {err}"
+        ) from err
 
 
 def rng_state() -> dict:
     """Every RNG the trainer draws from, as tensors, lists and numbers (loadable with `weights_only=True`)."""
     version, internal, gauss = random.getstate()
     _, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "python": {"version": version, "internal": list(internal), "gauss": gauss},
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -66,8 +73,9 @@ def set_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
     npy = state["numpy"]
-    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
-                         npy["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    )
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -116,7 +124,7 @@ class Checkpointer:
         """Whether this object holds the folder's lock."""
         return self._lock_fd is not None
 
-    def open(self) -> "Checkpointer":
+    def open(self) -> Checkpointer:
         """Own the folder for this run: create it, lock it, fail now if it is not writable, clean killed saves."""
         import fcntl
 
@@ -126,8 +134,10 @@ class Checkpointer:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise PermissionError(f"checkpoint folder {self.folder} is not writable ({err.strerror}); "
-                                  "choose a folder this process can write to") from err
+            raise PermissionError(
+                f"checkpoint folder {self.folder} is not writable ({err.strerror}); "
+                "choose a folder this process can write to"
+            ) from err
         try:
             # An OS lock, not just a file: it is released when its process dies (kill -9 included),
             # so a lock file left by a dead run is taken over without guessing from pids.
@@ -157,7 +167,7 @@ class Checkpointer:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self) -> "Checkpointer":
+    def __enter__(self) -> Checkpointer:
         return self.open()
 
     def __exit__(self, *exc) -> None:
@@ -170,8 +180,10 @@ class Checkpointer:
             (probe / "x").write_bytes(b"x")
         except OSError as err:
             self.close()
-            raise PermissionError(f"checkpoint folder {self.folder} is not writable ({err.strerror}); "
-                                  "choose a folder this process can write to") from err
+            raise PermissionError(
+                f"checkpoint folder {self.folder} is not writable ({err.strerror}); "
+                "choose a folder this process can write to"
+            ) from err
         finally:
             shutil.rmtree(probe, ignore_errors=True)
 
@@ -189,17 +201,22 @@ class Checkpointer:
             torch.save(state, tmp / "state.pt")
             if method is not None and self.save_artifact:
                 method.save(tmp / "artifact", step=step, **metadata)
-            meta = {"step": step, "config": config if config is not None else state.get("config"),
-                    "sha256": {"state.pt": _sha256(tmp / "state.pt")}}
+            meta = {
+                "step": step,
+                "config": config if config is not None else state.get("config"),
+                "sha256": {"state.pt": _sha256(tmp / "state.pt")},
+            }
             (tmp / "meta.json").write_text(json.dumps(meta, default=str))
             self._publish(tmp, final)
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, NotImplementedError):
                 free = shutil.disk_usage(self.folder).free / 2**20
-                raise OSError(getattr(err, "errno", None) or errno.EIO,
-                              f"could not write checkpoint step {step} into {self.folder} ({free:.0f} MiB free: "
-                              f"is the disk full?): {err}") from err
+                raise OSError(
+                    getattr(err, "errno", None) or errno.EIO,
+                    f"could not write checkpoint step {step} into {self.folder} ({free:.0f} MiB free: "
+                    f"is the disk full?): {err}",
+                ) from err
             raise
         self._prune()
         return final
@@ -253,11 +270,14 @@ class Checkpointer:
             try:
                 meta = json.loads((path / "meta.json").read_text())
             except FileNotFoundError:
-                raise ValueError(f"{path} has no meta.json: it was written by an older art_lib, whose checkpoints "
-                                 "cannot be loaded safely; use a new folder") from None
+                raise ValueError(
+                    f"{path} has no meta.json: it was written by an older art_lib, whose checkpoints "
+                    "cannot be loaded safely; use a new folder"
+                ) from None
             except (OSError, ValueError) as err:
-                warnings.warn(f"skipping damaged checkpoint {path} (meta.json: {err}); trying the one before it",
-                              stacklevel=2)
+                warnings.warn(
+                    f"skipping damaged checkpoint {path} (meta.json: {err}); trying the one before it", stacklevel=2
+                )
                 continue
             if check is not None:
                 check(meta.get("config") or {})
@@ -271,8 +291,9 @@ class Checkpointer:
                 detail = "checksum mismatch"
             if ok:
                 return state
-            warnings.warn(f"skipping damaged checkpoint {path} ({detail}); resuming from the one before it",
-                          stacklevel=2)
+            warnings.warn(
+                f"skipping damaged checkpoint {path} ({detail}); resuming from the one before it", stacklevel=2
+            )
         raise ValueError(f"no intact checkpoint in {self.folder}: all of {[p.name for p in done]} are damaged")
 
     def artifact(self, step: int | None = None) -> Path | None:

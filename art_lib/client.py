@@ -19,9 +19,10 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .rewards import completion_text, get_scorer
 from .vllm_compat import VLLM_INSTALL_HINT
@@ -40,7 +41,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def image_data_url(png_path: str | os.PathLike) -> str:
-    """The PNG file's bytes, unchanged, as a ``data:image/png;base64,...`` URL."""
+    """The PNG file's bytes, unchanged, as a `data:image/png;base64,...` URL."""
     data = Path(png_path).read_bytes()
     if not data.startswith(PNG_SIGNATURE):
         # A lossy or re-encoded file would not be the artwork that was learned.
@@ -69,14 +70,14 @@ def _openai_history(messages: Sequence[dict]) -> list[dict]:
 
 
 def _image_part(png_path: str | os.PathLike) -> dict:
-    """OpenAI ``image_url`` content part carrying the PNG as a data URL."""
+    """OpenAI `image_url` content part carrying the PNG as a data URL."""
     return {"type": "image_url", "image_url": {"url": image_data_url(png_path)}}
 
 
 def openai_messages(example: dict, image: str | os.PathLike | dict | None = None) -> list[dict]:
     """Chat messages of a benchmark example for an OpenAI server: image part first, then the text.
 
-    ``image``: a PNG path, an ``image_url`` part already built (to encode the PNG once for many
+    `image`: a PNG path, an `image_url` part already built (to encode the PNG once for many
     requests), or None for a text-only turn.
     """
     from .prompting import example_messages
@@ -94,7 +95,7 @@ class ChatClient:
     """Minimal OpenAI-compatible chat client (standard library only)."""
 
     def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", timeout: float = 600.0) -> None:
-        """``base_url`` like ``http://127.0.0.1:8000/v1`` (``/v1`` is added when missing)."""
+        """`base_url` like `http://127.0.0.1:8000/v1` (`/v1` is added when missing)."""
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.model = model
@@ -115,15 +116,26 @@ class ChatClient:
             raise RuntimeError(f"{method} {self.base_url + path} failed with HTTP {err.code}: {body}") from err
 
     def models(self) -> list[str]:
-        """Model ids the server lists at ``/v1/models``."""
+        """Model ids the server lists at `/v1/models`."""
         return [m["id"] for m in self.request("GET", "/models").get("data", [])]
 
-    def complete(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.0,
-                 top_p: float | None = None, seed: int | None = None, tools: list[dict] | None = None,
-                 enable_thinking: bool = False, **extra: Any) -> dict:
-        """POST ``/chat/completions`` and return the raw response JSON."""
+    def complete(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        seed: int | None = None,
+        tools: list[dict] | None = None,
+        enable_thinking: bool = False,
+        **extra: Any,
+    ) -> dict:
+        """POST `/chat/completions` and return the raw response JSON."""
         payload: dict[str, Any] = {
-            "model": self.model, "messages": messages, "max_tokens": int(max_tokens),
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": int(max_tokens),
             "temperature": float(temperature),
             # vLLM / transformers-serve convention for chat-template variables (Qwen's thinking switch).
             "chat_template_kwargs": {"enable_thinking": bool(enable_thinking)},
@@ -137,13 +149,29 @@ class ChatClient:
         payload.update(extra)
         return self.request("POST", "/chat/completions", payload)
 
-    def chat(self, prompt_text: str, image_png_path: str | os.PathLike | None = None, *, max_tokens: int = 512,
-             temperature: float = 0.0, tools: list[dict] | None = None, enable_thinking: bool = False,
-             system: str | None = None, history: list[dict] | None = None, **kwargs: Any) -> str:
+    def chat(
+        self,
+        prompt_text: str,
+        image_png_path: str | os.PathLike | None = None,
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        tools: list[dict] | None = None,
+        enable_thinking: bool = False,
+        system: str | None = None,
+        history: list[dict] | None = None,
+        **kwargs: Any,
+    ) -> str:
         """One user turn (the PNG first, then the text); returns the assistant's text."""
         example = {"prompt": prompt_text, "meta": {"system": system, "messages": history or []}}
-        response = self.complete(openai_messages(example, image_png_path), max_tokens=max_tokens,
-                                 temperature=temperature, tools=tools, enable_thinking=enable_thinking, **kwargs)
+        response = self.complete(
+            openai_messages(example, image_png_path),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            tools=tools,
+            enable_thinking=enable_thinking,
+            **kwargs,
+        )
         return completion_text(response["choices"][0]["message"])
 
 
@@ -152,25 +180,42 @@ def _finish_reason(reason: Any) -> str:
     return str(reason) if reason is not None else "stop"
 
 
-def _score(examples: list[dict], outs: list[dict], benchmark: str, scorer: Any, label: str,
-           config: dict) -> "EvalResult":
+def _score(examples: list[dict], outs: list[dict], benchmark: str, scorer: Any, label: str, config: dict) -> EvalResult:
     """Score `{"completion", "completion_tokens", "finish_reason"}` outputs, the last two as extra columns."""
     from .evaluate import score_completions
 
     return score_completions(
-        examples, [o["completion"] for o in outs], benchmark, scorer=scorer, label=label, config=config,
-        extra={"completion_tokens": [o["completion_tokens"] for o in outs],
-               "finish_reason": [o["finish_reason"] for o in outs]},
+        examples,
+        [o["completion"] for o in outs],
+        benchmark,
+        scorer=scorer,
+        label=label,
+        config=config,
+        extra={
+            "completion_tokens": [o["completion_tokens"] for o in outs],
+            "finish_reason": [o["finish_reason"] for o in outs],
+        },
     )
 
 
-def evaluate_server(client: ChatClient, examples: Sequence[dict], benchmark: str, *,
-                    image: str | os.PathLike | None = None, max_tokens: int = 512, temperature: float = 0.0,
-                    top_p: float | None = None, seed: int | None = None, enable_thinking: bool = False,
-                    concurrency: int = 1, progress: bool = True, label: str = "") -> "EvalResult":
+def evaluate_server(
+    client: ChatClient,
+    examples: Sequence[dict],
+    benchmark: str,
+    *,
+    image: str | os.PathLike | None = None,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    seed: int | None = None,
+    enable_thinking: bool = False,
+    concurrency: int = 1,
+    progress: bool = True,
+    label: str = "",
+) -> EvalResult:
     """Query an OpenAI-compatible server for every example (with the PNG, or text only) and score it.
 
-    ``concurrency`` > 1 sends requests in parallel threads (vLLM batches them); rows keep example order.
+    `concurrency` > 1 sends requests in parallel threads (vLLM batches them); rows keep example order.
     """
     from tqdm.auto import tqdm
 
@@ -181,14 +226,22 @@ def evaluate_server(client: ChatClient, examples: Sequence[dict], benchmark: str
 
     def one(ex: dict) -> dict:
         messages = openai_messages(ex, part)
-        resp = client.complete(messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                               seed=seed, tools=(ex.get("meta") or {}).get("tools"),
-                               enable_thinking=enable_thinking)
+        resp = client.complete(
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            tools=(ex.get("meta") or {}).get("tools"),
+            enable_thinking=enable_thinking,
+        )
         choice = resp["choices"][0]
         usage = resp.get("usage") or {}
-        return {"completion": completion_text(choice["message"]),
-                "completion_tokens": usage.get("completion_tokens"),
-                "finish_reason": _finish_reason(choice.get("finish_reason"))}
+        return {
+            "completion": completion_text(choice["message"]),
+            "completion_tokens": usage.get("completion_tokens"),
+            "finish_reason": _finish_reason(choice.get("finish_reason")),
+        }
 
     with tqdm(total=len(examples), disable=not progress, desc=label or f"server {benchmark}", unit="ex") as bar:
         with ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
@@ -196,9 +249,14 @@ def evaluate_server(client: ChatClient, examples: Sequence[dict], benchmark: str
             for out in pool.map(one, examples):
                 outs.append(out)
                 bar.update(1)
-    config = {"server": client.base_url, "model": client.model,
-              "image": os.fspath(image) if image is not None else None, "max_tokens": max_tokens,
-              "temperature": temperature, "enable_thinking": enable_thinking}
+    config = {
+        "server": client.base_url,
+        "model": client.model,
+        "image": os.fspath(image) if image is not None else None,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "enable_thinking": enable_thinking,
+    }
     return _score(examples, outs, benchmark, scorer, label, config)
 
 
@@ -207,14 +265,26 @@ def evaluate_server(client: ChatClient, examples: Sequence[dict], benchmark: str
 # --------------------------------------------------------------------------- #
 
 
-def evaluate_vllm(model_id: str, examples: Sequence[dict], benchmark: str, *,
-                  image: str | os.PathLike | None = None, max_tokens: int = 512, temperature: float = 0.0,
-                  top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False, llm: Any = None,
-                  llm_kwargs: dict | None = None, progress: bool = True, label: str = "") -> "EvalResult":
-    """Evaluate with offline vLLM (``LLM.chat``), the PNG sent as a data URL like to a server.
+def evaluate_vllm(
+    model_id: str,
+    examples: Sequence[dict],
+    benchmark: str,
+    *,
+    image: str | os.PathLike | None = None,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    enable_thinking: bool = False,
+    llm: Any = None,
+    llm_kwargs: dict | None = None,
+    progress: bool = True,
+    label: str = "",
+) -> EvalResult:
+    """Evaluate with offline vLLM (`LLM.chat`), the PNG sent as a data URL like to a server.
 
-    Pass a ready ``llm`` (a ``vllm.LLM``) to reuse one engine across runs; otherwise one is built
-    from ``model_id`` and ``llm_kwargs`` (e.g. ``max_model_len``, ``gpu_memory_utilization``).
+    Pass a ready `llm` (a `vllm.LLM`) to reuse one engine across runs; otherwise one is built
+    from `model_id` and `llm_kwargs` (e.g. `max_model_len`, `gpu_memory_utilization`).
     """
     try:
         import vllm
@@ -235,12 +305,26 @@ def evaluate_vllm(model_id: str, examples: Sequence[dict], benchmark: str, *,
         groups.setdefault(json.dumps(tools, sort_keys=True), []).append(i)
     outs: list[dict] = [{}] * len(examples)
     for key, idx in groups.items():
-        results = llm.chat([conversations[i] for i in idx], params, use_tqdm=progress, tools=json.loads(key),
-                           chat_template_kwargs={"enable_thinking": enable_thinking})
+        results = llm.chat(
+            [conversations[i] for i in idx],
+            params,
+            use_tqdm=progress,
+            tools=json.loads(key),
+            chat_template_kwargs={"enable_thinking": enable_thinking},
+        )
         for i, res in zip(idx, results):
             o = res.outputs[0]
-            outs[i] = {"completion": o.text, "completion_tokens": len(o.token_ids),
-                       "finish_reason": _finish_reason(o.finish_reason)}
-    config = {"engine": "vllm", "model": model_id, "image": os.fspath(image) if image is not None else None,
-              "max_tokens": max_tokens, "temperature": temperature, "enable_thinking": enable_thinking}
+            outs[i] = {
+                "completion": o.text,
+                "completion_tokens": len(o.token_ids),
+                "finish_reason": _finish_reason(o.finish_reason),
+            }
+    config = {
+        "engine": "vllm",
+        "model": model_id,
+        "image": os.fspath(image) if image is not None else None,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "enable_thinking": enable_thinking,
+    }
     return _score(examples, outs, benchmark, scorer, label, config)

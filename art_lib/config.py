@@ -123,8 +123,15 @@ class TrainConfig:
             _choice("loss_type", self.loss_type, LOSS_TYPES)
         _choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        for name in ("steps", "batch_size", "grad_accum", "num_generations", "max_completion_length", "lora_rank",
-                     "max_nonfinite"):
+        for name in (
+            "steps",
+            "batch_size",
+            "grad_accum",
+            "num_generations",
+            "max_completion_length",
+            "lora_rank",
+            "max_nonfinite",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for name in ("micro_batch_size", "generation_batch_size"):
@@ -144,25 +151,29 @@ class TrainConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.overlong_cache >= self.max_completion_length:
-            raise ValueError(f"overlong_cache ({self.overlong_cache}) must be below max_completion_length "
-                             f"({self.max_completion_length})")
+            raise ValueError(
+                f"overlong_cache ({self.overlong_cache}) must be below max_completion_length "
+                f"({self.max_completion_length})"
+            )
 
     @property
     def rl(self) -> bool:
         return self.objective != "sft"
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every `None` default filled in for this method and objective."""
         dapo = self.objective == "dapo"
         return dataclasses.replace(
-            self, lr=DEFAULT_LR[self.method] if self.lr is None else self.lr,
+            self,
+            lr=DEFAULT_LR[self.method] if self.lr is None else self.lr,
             loss_type=self.loss_type or ("dapo" if dapo else "grpo"),
             epsilon_high=(0.28 if dapo else self.epsilon_low) if self.epsilon_high is None else self.epsilon_high,
             dynamic_sampling=dapo if self.dynamic_sampling is None else self.dynamic_sampling,
             overlong_filter=dapo if self.overlong_filter is None else self.overlong_filter,
-            lora_alpha=2 * self.lora_rank if self.lora_alpha is None else self.lora_alpha)
+            lora_alpha=2 * self.lora_rank if self.lora_alpha is None else self.lora_alpha,
+        )
 
-    def replace(self, **fields) -> "TrainConfig":
+    def replace(self, **fields) -> TrainConfig:
         """A copy with `fields` changed; an unknown name is a TypeError naming the nearest field."""
         check_field_names(fields)
         return dataclasses.replace(self, **fields)

@@ -8,7 +8,8 @@ as the image is in visual tokens, so it tests whether any input of that length w
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .evaluate import evaluate, load_image, visual_token_count
 
@@ -16,7 +17,7 @@ __all__ = ["control_images", "random_token_text", "evaluate_controls"]
 
 
 def control_images(size: int | tuple[int, int] = 256, seed_icon_name: str = "math", seed: int = 0) -> dict:
-    """The image controls as 8-bit PIL images: ``{"seed": seed icon, "noise": uniform noise}``."""
+    """The image controls as 8-bit PIL images: `{"seed": seed icon, "noise": uniform noise}`."""
     from art_lib.pixel_prompt import PixelPrompt
 
     # Through PixelPrompt so the controls are exactly what training would start from at this size.
@@ -36,11 +37,11 @@ def _normal_token_ids(tokenizer) -> list[int]:
 
 
 def random_token_text(tokenizer, n_tokens: int, seed: int = 0, max_tries: int = 100) -> str:
-    """A string of random ordinary tokens that re-tokenises to exactly ``n_tokens`` tokens.
+    """A string of random ordinary tokens that re-tokenises to exactly `n_tokens` tokens.
 
-    Ids are drawn uniformly (``random.Random(seed)``) from the normal vocabulary, decoded, and the
-    text is re-encoded; tokens are redrawn until ``encode(text)`` has exactly ``n_tokens`` ids and
-    decodes back to ``text`` (BPE may merge neighbours, so the draw is repaired, not trusted).
+    Ids are drawn uniformly (`random.Random(seed)`) from the normal vocabulary, decoded, and the
+    text is re-encoded; tokens are redrawn until `encode(text)` has exactly `n_tokens` ids and
+    decodes back to `text` (BPE may merge neighbours, so the draw is repaired, not trusted).
     """
     import random
 
@@ -64,27 +65,36 @@ def random_token_text(tokenizer, n_tokens: int, seed: int = 0, max_tries: int = 
     raise RuntimeError(f"could not draw {n_tokens} random tokens that round-trip after {max_tries} tries")
 
 
-def evaluate_controls(model, processor, examples: Sequence[dict], *, benchmark: str,
-                      artwork: str | os.PathLike | None = None, size: int | tuple[int, int] | None = None,
-                      seed_icon_name: str = "math", seed: int = 0,
-                      controls: Sequence[str] = ("text_only", "seed", "noise", "random_text"),
-                      return_results: bool = False, **evaluate_kwargs: Any):
+def evaluate_controls(
+    model,
+    processor,
+    examples: Sequence[dict],
+    *,
+    benchmark: str,
+    artwork: str | os.PathLike | None = None,
+    size: int | tuple[int, int] | None = None,
+    seed_icon_name: str = "math",
+    seed: int = 0,
+    controls: Sequence[str] = ("text_only", "seed", "noise", "random_text"),
+    return_results: bool = False,
+    **evaluate_kwargs: Any,
+):
     """Evaluate the controls (and the artwork PNG, if given) with one scorer; one tidy row per run.
 
-    * ``artwork``: the learned PNG (row first, for comparison);
-    * ``text_only``: the prompt with no image;
-    * ``seed``: the seed icon ``seed_icon_name`` at ``size`` (the usual starting point of training);
-    * ``noise``: uniform 8-bit noise at ``size`` (``PixelPrompt.from_noise(size, seed)``);
-    * ``random_text``: no image; instead a string of random ordinary tokens, exactly as many as the
-      image's visual tokens (<|image_pad|> count of the seed icon at ``size``; see
-      :func:`random_token_text`), is prepended to the user text, i.e. placed exactly where
-      ``<|vision_start|>...<|vision_end|>`` would be, with no separator (the template puts none after
+    * `artwork`: the learned PNG (row first, for comparison);
+    * `text_only`: the prompt with no image;
+    * `seed`: the seed icon `seed_icon_name` at `size` (the usual starting point of training);
+    * `noise`: uniform 8-bit noise at `size` (`PixelPrompt.from_noise(size, seed)`);
+    * `random_text`: no image; instead a string of random ordinary tokens, exactly as many as the
+      image's visual tokens (<|image_pad|> count of the seed icon at `size`; see
+      `random_token_text`), is prepended to the user text, i.e. placed exactly where
+      `<|vision_start|>...<|vision_end|>` would be, with no separator (the template puts none after
       the image either). The count is exact for the string alone; BPE merges across the boundary
       with the prompt can shift it by a token.
 
-    ``size`` defaults to the artwork's size (else 256). Extra keyword arguments go to :func:`evaluate`.
-    Returns a DataFrame (``control, n, correct, accuracy, ci_low, ci_high, visual_tokens``), and the
-    per-run :class:`EvalResult` dict too with ``return_results=True``.
+    `size` defaults to the artwork's size (else 256). Extra keyword arguments go to `evaluate`.
+    Returns a DataFrame (`control, n, correct, accuracy, ci_low, ci_high, visual_tokens`), and the
+    per-run `EvalResult` dict too with `return_results=True`.
     """
     import pandas as pd
 
@@ -116,9 +126,19 @@ def evaluate_controls(model, processor, examples: Sequence[dict], *, benchmark: 
     for name, exs, image in runs:
         res = evaluate(model, processor, exs, image=image, benchmark=benchmark, label=name, **evaluate_kwargs)
         results[name] = res
-        tokens = visual_token_count(processor, image) if image is not None else (
-            n_visual if name == "random_text" else 0)
-        table.append({"control": name, "n": res.n, "correct": res.k, "accuracy": res.accuracy,
-                      "ci_low": res.ci_low, "ci_high": res.ci_high, "visual_tokens": tokens})
+        tokens = (
+            visual_token_count(processor, image) if image is not None else (n_visual if name == "random_text" else 0)
+        )
+        table.append(
+            {
+                "control": name,
+                "n": res.n,
+                "correct": res.k,
+                "accuracy": res.accuracy,
+                "ci_low": res.ci_low,
+                "ci_high": res.ci_high,
+                "visual_tokens": tokens,
+            }
+        )
     df = pd.DataFrame(table)
     return (df, results) if return_results else df

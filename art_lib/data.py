@@ -29,14 +29,24 @@ from typing import Any
 
 from .registry import canonical_name, get_benchmark
 
-__all__ = ["Example", "DataError", "MissingFieldError", "looks_local", "hub_load", "read_jsonl", "read_csv",
-           "finalize", "data_kwargs", "load_benchmark"]
+__all__ = [
+    "Example",
+    "DataError",
+    "MissingFieldError",
+    "looks_local",
+    "hub_load",
+    "read_jsonl",
+    "read_csv",
+    "finalize",
+    "data_kwargs",
+    "load_benchmark",
+]
 
 Example = dict
 
 
 def looks_local(source: Any) -> bool:
-    """True if ``source`` is (or is meant to be) a local path, not a hub id."""
+    """True if `source` is (or is meant to be) a local path, not a hub id."""
     if isinstance(source, Path):
         return True
     s = str(source)
@@ -50,7 +60,7 @@ def looks_local(source: Any) -> bool:
 
 
 def hub_load(source: str, *args: Any, guidance: str, **kwargs: Any):
-    """``datasets.load_dataset`` that turns any failure into a FileNotFoundError with guidance."""
+    """`datasets.load_dataset` that turns any failure into a FileNotFoundError with guidance."""
     try:
         import datasets  # lazy: heavy import
 
@@ -91,13 +101,15 @@ def _row(value: Any, where: str, fields: dict[str, type | tuple[type, ...]] | No
     for key, kind in (fields or {}).items():
         if not isinstance(row[key], kind):  # a missing key raises MissingFieldError here
             want = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise DataError(f"{where}: field {key!r} must be {want}, got {type(value[key]).__name__} "
-                            f"{str(value[key])[:80]!r}")
+            raise DataError(
+                f"{where}: field {key!r} must be {want}, got {type(value[key]).__name__} {str(value[key])[:80]!r}"
+            )
     return row
 
 
-def read_jsonl(path: Path, max_rows: int | None = None,
-                fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict]:
+def read_jsonl(
+    path: Path, max_rows: int | None = None, fields: dict[str, type | tuple[type, ...]] | None = None
+) -> list[dict]:
     """Rows of a JSONL file (or a .json array): UTF-8 with or without BOM; errors name file, line and field."""
     path = Path(path)
     if path.suffix == ".json" and _is_json_array(path):
@@ -116,8 +128,10 @@ def read_jsonl(path: Path, max_rows: int | None = None,
             try:
                 line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as err:
-                raise DataError(f"{path}:{n}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
-                                "re-save the file as UTF-8") from None
+                raise DataError(
+                    f"{path}:{n}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
+                    "re-save the file as UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -182,8 +196,10 @@ def data_kwargs(name: str, data_dir: str | os.PathLike | dict | None) -> dict:
     sub, files = data
     folder = Path(data_dir).expanduser() / sub
     if not folder.exists():
-        raise FileNotFoundError(f"{name}: data folder {folder} does not exist; put {files} there "
-                                f"(or pass data_dir={{{family!r}: <path or hub id>}})")
+        raise FileNotFoundError(
+            f"{name}: data folder {folder} does not exist; put {files} there "
+            f"(or pass data_dir={{{family!r}: <path or hub id>}})"
+        )
     return {"source": str(folder)}
 
 

@@ -1,14 +1,14 @@
 """Score a frozen model on a benchmark with the learned artwork loaded as any reader would load it.
 
 The artwork is evaluated from its PNG file: the file is opened with PIL and handed to the model's
-official processor (``processor(text=..., images=...)``), never taken from the float pixels that were
-optimised. What is scored is therefore exactly what an unmodified engine (vLLM, ``transformers``,
-:mod:`art_lib.serve`) sees when a user attaches the PNG.
+official processor (`processor(text=..., images=...)`), never taken from the float pixels that were
+optimised. What is scored is therefore exactly what an unmodified engine (vLLM, `transformers`,
+`art_lib.serve`) sees when a user attaches the PNG.
 
 Prompts are the benchmark examples rendered by the model's own chat template (the image first, then
-the text, thinking off by default), generation is batched HF ``generate`` with left padding, and only
-the new tokens are decoded. Scoring goes through :func:`art_lib.rewards.get_scorer`, and
-:func:`score_completions` turns completions into an :class:`EvalResult` for every backend (in-process,
+the text, thinking off by default), generation is batched HF `generate` with left padding, and only
+the new tokens are decoded. Scoring goes through `art_lib.rewards.get_scorer`, and
+`score_completions` turns completions into an `EvalResult` for every backend (in-process,
 an OpenAI-compatible server, vLLM), so all of them share one definition of accuracy.
 
 Controls (no image, the seed icon, noise, token-matched random text) are in `controls.py`.
@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from .prompting import eos_token_ids, example_text, vision_token_ids
 
@@ -69,7 +70,7 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 class EvalResult:
     """Per-example rows plus accuracy with its 95% Wilson interval."""
 
-    rows: "pd.DataFrame"
+    rows: pd.DataFrame
     accuracy: float
     ci_low: float
     ci_high: float
@@ -82,8 +83,13 @@ class EvalResult:
     def summary(self) -> dict:
         """Flat dict for a results table (one row per run)."""
         return {
-            "label": self.label, "benchmark": self.benchmark, "n": self.n, "correct": self.k,
-            "accuracy": self.accuracy, "ci_low": self.ci_low, "ci_high": self.ci_high,
+            "label": self.label,
+            "benchmark": self.benchmark,
+            "n": self.n,
+            "correct": self.k,
+            "accuracy": self.accuracy,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
         }
 
 
@@ -92,7 +98,7 @@ class EvalResult:
 # --------------------------------------------------------------------------- #
 
 
-def load_image(image: ImageArg, processor=None, *, allow_resize: bool = False) -> "Image.Image | None":
+def load_image(image: ImageArg, processor=None, *, allow_resize: bool = False) -> Image.Image | None:
     """A PNG path opened with PIL (pixels decoded now), a PIL image as is, or None (text only).
 
     With `processor`, the image is validated as training validates it, so a score always belongs to
@@ -112,8 +118,10 @@ def load_image(image: ImageArg, processor=None, *, allow_resize: bool = False) -
         with Image.open(image) as img:
             if processor is not None:
                 if img.format != "PNG":
-                    raise ValueError(f"{os.fspath(image)!r} is a {img.format} file, not a PNG; evaluate the "
-                                     "lossless PNG the artwork was saved as")
+                    raise ValueError(
+                        f"{os.fspath(image)!r} is a {img.format} file, not a PNG; evaluate the "
+                        "lossless PNG the artwork was saved as"
+                    )
                 _check_header(img, processor, allow_resize)
             img.load()
             # Copy so the file handle is closed.
@@ -124,7 +132,7 @@ def load_image(image: ImageArg, processor=None, *, allow_resize: bool = False) -
     )
 
 
-def _check_header(img: "Image.Image", processor, allow_resize: bool = False) -> None:
+def _check_header(img: Image.Image, processor, allow_resize: bool = False) -> None:
     """Size and bit depth, known before the pixels are decoded."""
     from art_lib.pixel_prompt import check_8bit_mode
     from art_lib.preprocess import num_visual_tokens
@@ -134,7 +142,7 @@ def _check_header(img: "Image.Image", processor, allow_resize: bool = False) -> 
     check_8bit_mode(img.mode)
 
 
-def _checked_pil(img: "Image.Image", processor, allow_resize: bool = False) -> "Image.Image":
+def _checked_pil(img: Image.Image, processor, allow_resize: bool = False) -> Image.Image:
     from art_lib.pixel_prompt import _pil_to_rgb
 
     _check_header(img, processor, allow_resize)
@@ -146,8 +154,7 @@ def _checked_pil(img: "Image.Image", processor, allow_resize: bool = False) -> "
 # --------------------------------------------------------------------------- #
 
 
-def _generation_kwargs(model, processor, max_new_tokens: int, greedy: bool, temperature: float,
-                       top_p: float) -> dict:
+def _generation_kwargs(model, processor, max_new_tokens: int, greedy: bool, temperature: float, top_p: float) -> dict:
     """`generate` arguments: greedy, or sampling with the given temperature / top-p."""
     kw: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": processor.tokenizer.pad_token_id}
     if greedy:
@@ -159,18 +166,27 @@ def _generation_kwargs(model, processor, max_new_tokens: int, greedy: bool, temp
     return kw
 
 
-def generate_completions(model, processor, texts: Sequence[str], image: "Image.Image | None" = None, *,
-                         max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
-                         top_p: float = 1.0, cancelled: Callable[[], bool] | None = None,
-                         shared_prefix: bool = False) -> list[dict]:
+def generate_completions(
+    model,
+    processor,
+    texts: Sequence[str],
+    image: Image.Image | None = None,
+    *,
+    max_new_tokens: int = 512,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    cancelled: Callable[[], bool] | None = None,
+    shared_prefix: bool = False,
+) -> list[dict]:
     """One batched `generate` over rendered prompts sharing one image: text, token count, finish reason.
 
-    Every row gets the same image through the official processor (``images=[image] * B``); prompts
-    are left-padded so all rows end where generation starts. ``generate`` pads a row after its
-    end-of-turn token and stops when every row has ended. ``cancelled()`` is asked between
+    Every row gets the same image through the official processor (`images=[image] * B`); prompts
+    are left-padded so all rows end where generation starts. `generate` pads a row after its
+    end-of-turn token and stops when every row has ended. `cancelled()` is asked between
     tokens; when it returns True generation stops early (a server whose client has gone).
-    ``shared_prefix``: the tokens all prompts share (template opening, image) run once and
-    ``generate`` continues from their cache.
+    `shared_prefix`: the tokens all prompts share (template opening, image) run once and
+    `generate` continues from their cache.
     """
     import torch
 
@@ -198,19 +214,21 @@ def generate_completions(model, processor, texts: Sequence[str], image: "Image.I
         inputs = _with_prefilled_cache(model, inputs)
     with torch.inference_mode():
         out = model.generate(**inputs, **gen_kw)
-    new = out[:, inputs["input_ids"].shape[1]:].tolist()
+    new = out[:, inputs["input_ids"].shape[1] :].tolist()
     eos = set(eos_token_ids(model, processor))
     rows = []
     for ids in new:
         # Cut at the first end-of-turn token: later positions are padding of finished rows.
         end = next((i for i, t in enumerate(ids) if t in eos), None)
         kept = ids if end is None else ids[: end + 1]
-        rows.append({
-            "completion": tok.decode(kept, skip_special_tokens=True),
-            # Counted like an OpenAI server's usage.completion_tokens: the stop token included.
-            "completion_tokens": len(kept),
-            "finish_reason": "stop" if end is not None else "length",
-        })
+        rows.append(
+            {
+                "completion": tok.decode(kept, skip_special_tokens=True),
+                # Counted like an OpenAI server's usage.completion_tokens: the stop token included.
+                "completion_tokens": len(kept),
+                "finish_reason": "stop" if end is not None else "length",
+            }
+        )
     return rows
 
 
@@ -220,18 +238,23 @@ def _with_prefilled_cache(model, inputs: dict) -> dict:
     from art_lib.prompting import Batch
 
     grid = inputs["image_grid_thw"][:1]
-    image = {"pixel_values": inputs["pixel_values"][:int(grid.prod())], "image_grid_thw": grid}
+    image = {"pixel_values": inputs["pixel_values"][: int(grid.prod())], "image_grid_thw": grid}
     ids = inputs["input_ids"]
-    batch = Batch(input_ids=ids, attention_mask=inputs["attention_mask"], mm_token_type_ids=inputs["mm_token_type_ids"],
-                  prompt_length=ids.shape[1])
+    batch = Batch(
+        input_ids=ids,
+        attention_mask=inputs["attention_mask"],
+        mm_token_type_ids=inputs["mm_token_type_ids"],
+        prompt_length=ids.shape[1],
+    )
     cache = prefilled_cache(model, batch, image)
     if cache is None:
         return inputs
     return {k: v for k, v in inputs.items() if k != "pixel_values"} | {"past_key_values": cache}
 
 
-def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int, *, cpu_default: int = 32,
-                    fraction: float = 0.5) -> int:
+def auto_batch_size(
+    model, prompt_tokens: int, max_new_tokens: int, *, cpu_default: int = 32, fraction: float = 0.5
+) -> int:
     """Rows per `generate` call that fit in `fraction` of the accelerator's free memory (CPU: `cpu_default`).
 
     Per row: the full-attention layers' keys/values over prompt + new tokens, the linear-attention
@@ -249,8 +272,13 @@ def auto_batch_size(model, prompt_tokens: int, max_new_tokens: int, *, cpu_defau
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv = 2 * n_full * cfg.num_key_value_heads * head_dim * (prompt_tokens + max_new_tokens) * size
     heads = getattr(cfg, "linear_num_value_heads", 0) or 0
-    state = (len(types) - n_full) * heads * (getattr(cfg, "linear_key_head_dim", 0) or 0) * \
-        (getattr(cfg, "linear_value_head_dim", 0) or 0) * 4
+    state = (
+        (len(types) - n_full)
+        * heads
+        * (getattr(cfg, "linear_key_head_dim", 0) or 0)
+        * (getattr(cfg, "linear_value_head_dim", 0) or 0)
+        * 4
+    )
     prefill = 3 * cfg.intermediate_size * prompt_tokens * size
     per_row = kv + state + prefill + 4 * cfg.vocab_size
     free, _ = torch.cuda.mem_get_info(device)
@@ -277,15 +305,23 @@ def parse_prediction(completion: str, example: dict, benchmark: str) -> Any:
     return get_benchmark(benchmark).parse(completion, example)
 
 
-def score_completions(examples: Sequence[dict], completions: Sequence[str], benchmark: str, *,
-                      extra: dict[str, Sequence[Any]] | None = None, label: str = "",
-                      config: dict | None = None, scorer: Callable | None = None) -> EvalResult:
+def score_completions(
+    examples: Sequence[dict],
+    completions: Sequence[str],
+    benchmark: str,
+    *,
+    extra: dict[str, Sequence[Any]] | None = None,
+    label: str = "",
+    config: dict | None = None,
+    scorer: Callable | None = None,
+) -> EvalResult:
     """Score completions with the benchmark's scorer into per-example rows and a Wilson-interval accuracy.
 
-    ``extra`` adds per-example columns (e.g. token counts, finish reasons). An example counts as
-    correct when its score is 1 (the scorers give 0 or 1; partial credit is kept in ``score``).
+    `extra` adds per-example columns (e.g. token counts, finish reasons). An example counts as
+    correct when its score is 1 (the scorers give 0 or 1; partial credit is kept in `score`).
     """
     import pandas as pd
+
     from art_lib.rewards import get_scorer
 
     if len(examples) != len(completions):
@@ -297,10 +333,14 @@ def score_completions(examples: Sequence[dict], completions: Sequence[str], benc
         score = float(scorer(comp, ex))
         parsed = parse_prediction(comp, ex, benchmark)
         row = {
-            "id": ex.get("id", str(i)), "prompt": ex["prompt"], "completion": comp,
+            "id": ex.get("id", str(i)),
+            "prompt": ex["prompt"],
+            "completion": comp,
             # Tool calls as JSON text: a tidy, CSV-friendly column of one type.
             "parsed": json.dumps(parsed, ensure_ascii=False) if isinstance(parsed, list) else parsed,
-            "answer": ex.get("answer"), "score": score, "correct": score >= 1.0,
+            "answer": ex.get("answer"),
+            "score": score,
+            "correct": score >= 1.0,
         }
         for name, values in (extra or {}).items():
             row[name] = values[i]
@@ -309,45 +349,81 @@ def score_completions(examples: Sequence[dict], completions: Sequence[str], benc
     df = pd.DataFrame(rows, columns=columns)
     n, k = len(df), int(df["correct"].sum()) if len(df) else 0
     lo, hi = wilson_interval(k, n)
-    return EvalResult(rows=df, accuracy=k / n if n else float("nan"), ci_low=lo, ci_high=hi, n=n, k=k,
-                      benchmark=benchmark, label=label, config=dict(config or {}))
+    return EvalResult(
+        rows=df,
+        accuracy=k / n if n else float("nan"),
+        ci_low=lo,
+        ci_high=hi,
+        n=n,
+        k=k,
+        benchmark=benchmark,
+        label=label,
+        config=dict(config or {}),
+    )
 
 
-def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = None, benchmark: str,
-             batch_size: int | None = None, max_new_tokens: int = 512, greedy: bool = True,
-             temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
-             progress: bool = True, label: str = "", allow_resize: bool = False, engine: Any = "hf",
-             shared_prefix: bool = False) -> EvalResult:
+def evaluate(
+    model,
+    processor,
+    examples: Sequence[dict],
+    *,
+    image: ImageArg = None,
+    benchmark: str,
+    batch_size: int | None = None,
+    max_new_tokens: int = 512,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    enable_thinking: bool = False,
+    progress: bool = True,
+    label: str = "",
+    allow_resize: bool = False,
+    engine: Any = "hf",
+    shared_prefix: bool = False,
+) -> EvalResult:
     """Generate for every example (with the PNG/PIL image, or text only) and score the completions.
 
-    ``image``: a PNG path (opened with PIL, as a user's file would be), a PIL image, or None; its size
-    must be one the processor keeps unless ``allow_resize`` (then the processor resizes it, and the
+    `image`: a PNG path (opened with PIL, as a user's file would be), a PIL image, or None; its size
+    must be one the processor keeps unless `allow_resize` (then the processor resizes it, and the
     score belongs to the resized image: Table 3's non-aligned artworks).
-    ``batch_size=None`` picks the rows per ``generate`` call from free accelerator memory
-    (`auto_batch_size`); ``shared_prefix`` runs the tokens all prompts share once (see
+    `batch_size=None` picks the rows per `generate` call from free accelerator memory
+    (`auto_batch_size`); `shared_prefix` runs the tokens all prompts share once (see
     `generate_completions`).
-    ``greedy=False`` samples with ``temperature``/``top_p``; ``seed`` makes sampling repeatable.
-    ``engine``: "hf" (batched ``generate``, the reference), "vllm" (offline vLLM on this model, started once
-    and cached on it) or an :class:`art_lib.vllm_engine.VLLMEngine`; same prompts, decoding and scorer.
+    `greedy=False` samples with `temperature`/`top_p`; `seed` makes sampling repeatable.
+    `engine`: "hf" (batched `generate`, the reference), "vllm" (offline vLLM on this model, started once
+    and cached on it) or an `art_lib.vllm_engine.VLLMEngine`; same prompts, decoding and scorer.
     """
     import torch
-    from art_lib.rewards import get_scorer
     from tqdm.auto import tqdm
+
+    from art_lib.rewards import get_scorer
 
     if engine != "hf":
         from art_lib.vllm_engine import get_engine
 
-        return evaluate_with_engine(get_engine(engine, model, processor), processor, examples, image=image,
-                                    benchmark=benchmark, max_new_tokens=max_new_tokens, greedy=greedy,
-                                    temperature=temperature, top_p=top_p, seed=seed, enable_thinking=enable_thinking,
-                                    allow_resize=allow_resize, progress=progress, label=label)
+        return evaluate_with_engine(
+            get_engine(engine, model, processor),
+            processor,
+            examples,
+            image=image,
+            benchmark=benchmark,
+            max_new_tokens=max_new_tokens,
+            greedy=greedy,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            enable_thinking=enable_thinking,
+            allow_resize=allow_resize,
+            progress=progress,
+            label=label,
+        )
     scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any generation
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pil = load_image(image, processor, allow_resize=allow_resize)  # validated like training
     examples = list(examples)
-    texts = [example_text(processor, ex, image=pil is not None, enable_thinking=enable_thinking)
-             for ex in examples]
+    texts = [example_text(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
     if batch_size is None:
         longest = max((len(processor.tokenizer(t)["input_ids"]) for t in texts), default=0)
         n_img = visual_token_count(processor, pil) if pil is not None else 0
@@ -358,28 +434,60 @@ def evaluate(model, processor, examples: Sequence[dict], *, image: ImageArg = No
             torch.manual_seed(seed)
         with tqdm(total=len(texts), disable=not progress, desc=label or f"eval {benchmark}", unit="ex") as bar:
             for start in range(0, len(texts), batch_size):
-                chunk = texts[start:start + batch_size]
-                outs += generate_completions(model, processor, chunk, pil, max_new_tokens=max_new_tokens,
-                                             greedy=greedy, temperature=temperature, top_p=top_p,
-                                             shared_prefix=shared_prefix)
+                chunk = texts[start : start + batch_size]
+                outs += generate_completions(
+                    model,
+                    processor,
+                    chunk,
+                    pil,
+                    max_new_tokens=max_new_tokens,
+                    greedy=greedy,
+                    temperature=temperature,
+                    top_p=top_p,
+                    shared_prefix=shared_prefix,
+                )
                 bar.update(len(chunk))
-    config = {"image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else
-              ("PIL" if pil is not None else None), "max_new_tokens": max_new_tokens, "greedy": greedy,
-              "enable_thinking": enable_thinking, "batch_size": batch_size}
+    config = {
+        "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil is not None else None),
+        "max_new_tokens": max_new_tokens,
+        "greedy": greedy,
+        "enable_thinking": enable_thinking,
+        "batch_size": batch_size,
+    }
     if not greedy:
         config.update(temperature=temperature, top_p=top_p, seed=seed)
     return score_completions(
-        examples, [o["completion"] for o in outs], benchmark, scorer=scorer, label=label, config=config,
-        extra={"completion_tokens": [o["completion_tokens"] for o in outs],
-               "finish_reason": [o["finish_reason"] for o in outs]},
+        examples,
+        [o["completion"] for o in outs],
+        benchmark,
+        scorer=scorer,
+        label=label,
+        config=config,
+        extra={
+            "completion_tokens": [o["completion_tokens"] for o in outs],
+            "finish_reason": [o["finish_reason"] for o in outs],
+        },
     )
 
 
-def evaluate_with_engine(engine: "VLLMEngine", processor, examples: Sequence[dict], *, image=None, benchmark: str,
-                         max_new_tokens: int = 512, greedy: bool = True, temperature: float = 1.0,
-                         top_p: float = 1.0, seed: int | None = None, enable_thinking: bool = False,
-                         lora_request: Any = None, allow_resize: bool = False, progress: bool = True,
-                         label: str = "") -> EvalResult:
+def evaluate_with_engine(
+    engine: VLLMEngine,
+    processor,
+    examples: Sequence[dict],
+    *,
+    image=None,
+    benchmark: str,
+    max_new_tokens: int = 512,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    enable_thinking: bool = False,
+    lora_request: Any = None,
+    allow_resize: bool = False,
+    progress: bool = True,
+    label: str = "",
+) -> EvalResult:
     """`evaluate` on a `vllm_engine.VLLMEngine`: same prompts, same decoding of the new tokens, same scorer."""
     from art_lib.rewards import get_scorer
 
@@ -387,18 +495,35 @@ def evaluate_with_engine(engine: "VLLMEngine", processor, examples: Sequence[dic
     pil = load_image(image, processor, allow_resize=allow_resize)  # validated as on the HF path
     examples = list(examples)
     texts = [example_text(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
-    outs = engine.generate(texts, pil.convert("RGB") if pil is not None else None, max_tokens=max_new_tokens,
-                           temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p, seed=seed,
-                           lora_request=lora_request, suppress_token_ids=vision_token_ids(None, processor),
-                           progress=progress)
+    outs = engine.generate(
+        texts,
+        pil.convert("RGB") if pil is not None else None,
+        max_tokens=max_new_tokens,
+        temperature=0.0 if greedy else temperature,
+        top_p=1.0 if greedy else top_p,
+        seed=seed,
+        lora_request=lora_request,
+        suppress_token_ids=vision_token_ids(None, processor),
+        progress=progress,
+    )
     tok = processor.tokenizer
     ids = [o[0]["token_ids"] for o in outs]
-    config = {"engine": "vllm", "model": engine.model_path,
-              "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil else None),
-              "max_new_tokens": max_new_tokens, "greedy": greedy, "enable_thinking": enable_thinking}
+    config = {
+        "engine": "vllm",
+        "model": engine.model_path,
+        "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil else None),
+        "max_new_tokens": max_new_tokens,
+        "greedy": greedy,
+        "enable_thinking": enable_thinking,
+    }
     if not greedy:
         config.update(temperature=temperature, top_p=top_p, seed=seed)
     return score_completions(
-        examples, [tok.decode(i, skip_special_tokens=True) for i in ids], benchmark, scorer=scorer, label=label,
-        config=config, extra={"completion_tokens": [len(i) for i in ids],
-                              "finish_reason": [o[0]["finish_reason"] for o in outs]})
+        examples,
+        [tok.decode(i, skip_special_tokens=True) for i in ids],
+        benchmark,
+        scorer=scorer,
+        label=label,
+        config=config,
+        extra={"completion_tokens": [len(i) for i in ids], "finish_reason": [o[0]["finish_reason"] for o in outs]},
+    )

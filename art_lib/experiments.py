@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from .checkpoint import Checkpointer, safe_load
-from .data import load_benchmark
 from .controls import evaluate_controls
+from .data import load_benchmark
 from .evaluate import EvalResult, evaluate, score_completions
 from .models import load_frozen, resolve_device, resolve_dtype
 from .pixel_prompt import PixelPrompt
@@ -140,8 +140,16 @@ def arm_checkpoints(out_dir: str | Path, stem: str, every: int, keep: int = 2) -
     return Checkpointer(Path(out_dir) / "checkpoints" / stem, every=every, keep=keep)
 
 
-def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Path, *, benchmark: str,
-                         max_new_tokens: int = 512, batch_size: int = 16) -> EvalResult:
+def evaluate_soft_prompt(
+    model,
+    processor,
+    examples: list[dict],
+    path: str | Path,
+    *,
+    benchmark: str,
+    max_new_tokens: int = 512,
+    batch_size: int = 16,
+) -> EvalResult:
     """Greedy accuracy with saved soft-prompt embeddings in place of the image (not servable by engines)."""
     from .prompting import example_text
     from .rollout import generate_rollouts
@@ -152,9 +160,18 @@ def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Pat
     texts = [example_text(processor, e) for e in examples]
     completions = []
     for i in range(0, len(texts), batch_size):
-        r = generate_rollouts(model, processor, texts[i:i + batch_size], examples[i:i + batch_size],
-                              num_generations=1, image=image, image_embeds=saved["embeds"].to(dtype),
-                              max_new_tokens=max_new_tokens, do_sample=False, compute_logprobs=False)
+        r = generate_rollouts(
+            model,
+            processor,
+            texts[i : i + batch_size],
+            examples[i : i + batch_size],
+            num_generations=1,
+            image=image,
+            image_embeds=saved["embeds"].to(dtype),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            compute_logprobs=False,
+        )
         completions += r.completions
     return score_completions(examples, completions, benchmark, label="soft_prompt")
 
@@ -163,14 +180,36 @@ def evaluate_soft_prompt(model, processor, examples: list[dict], path: str | Pat
 MEMORY_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing", "shared_prefix")
 
 
-def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: str = "sft", seed: int = 0,
-            out_dir: str | Path, train_examples: list[dict] | None = None, test_examples: list[dict] | None = None,
-            n_train: int | None = None, n_test: int | None = None, image_size: int = 64, seed_icon: str = "math",
-            artwork: PixelPrompt | None = None, max_new_tokens: int | None = None, label: str = "",
-            model_label: str = "model", warm_start: dict | None = None, device: str = "auto", dtype: str = "auto",
-            data_dir: str | dict | None = None, checkpoint_every: int = 0, checkpoint_keep: int = 2,
-            resume: bool = False, reward: str | None = None, eval_batch_size: int = 8, progress: bool = False,
-            **train_kw) -> tuple[dict, object | None]:
+def run_arm(
+    model_path: str | Path,
+    benchmark: str,
+    method: str,
+    *,
+    objective: str = "sft",
+    seed: int = 0,
+    out_dir: str | Path,
+    train_examples: list[dict] | None = None,
+    test_examples: list[dict] | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    image_size: int = 64,
+    seed_icon: str = "math",
+    artwork: PixelPrompt | None = None,
+    max_new_tokens: int | None = None,
+    label: str = "",
+    model_label: str = "model",
+    warm_start: dict | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    data_dir: str | dict | None = None,
+    checkpoint_every: int = 0,
+    checkpoint_keep: int = 2,
+    resume: bool = False,
+    reward: str | None = None,
+    eval_batch_size: int = 8,
+    progress: bool = False,
+    **train_kw,
+) -> tuple[dict, object | None]:
     """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult or None).
 
     `warm_start` (RL objectives only), e.g. `{"steps": 20, "lr": 0.05, "batch_size": 16}`: first train
@@ -188,20 +227,32 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = arm_stem(method, benchmark, objective, seed, label)
-    train_examples = train_examples or load_benchmark(benchmark, data_dir=data_dir, split="train", limit=n_train,
-                                                      seed=seed)
+    train_examples = train_examples or load_benchmark(
+        benchmark, data_dir=data_dir, split="train", limit=n_train, seed=seed
+    )
     test_examples = test_examples or load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
     mnt = max_new_tokens or generation_budget(benchmark)
     if objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
     device, dtype = resolve_runtime(device, dtype)
-    config = {"model": str(model_path), "benchmark": benchmark, "method": method, "objective": objective,
-              "seed": seed, "image_size": image_size, "seed_icon": seed_icon, "max_new_tokens": mnt,
-              "warm_start": warm_start, "dtype": dtype, "reward": reward,
-              # memory settings leave the results unchanged: changing them does not retrain a finished arm
-              "train_kw": {k: v for k, v in train_kw.items() if k not in MEMORY_FIELDS},
-              "train_ids": [e["id"] for e in train_examples], "test_ids": [e["id"] for e in test_examples],
-              "artwork": artwork}
+    config = {
+        "model": str(model_path),
+        "benchmark": benchmark,
+        "method": method,
+        "objective": objective,
+        "seed": seed,
+        "image_size": image_size,
+        "seed_icon": seed_icon,
+        "max_new_tokens": mnt,
+        "warm_start": warm_start,
+        "dtype": dtype,
+        "reward": reward,
+        # memory settings leave the results unchanged: changing them does not retrain a finished arm
+        "train_kw": {k: v for k, v in train_kw.items() if k not in MEMORY_FIELDS},
+        "train_ids": [e["id"] for e in train_examples],
+        "test_ids": [e["id"] for e in test_examples],
+        "artwork": artwork,
+    }
     chash = config_hash(config)
     if resume and (done := finished_arm(out_dir, stem, chash)) is not None:
         print(f"[arm] {stem}: finished earlier (arms.jsonl), not trained again", flush=True)
@@ -222,19 +273,46 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     if warm_start:
         if objective == "sft":
             raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
-        shared = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") + MEMORY_FIELDS
-                  if k in train_kw}  # same adapter, same memory settings
+        shared = {
+            k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") + MEMORY_FIELDS if k in train_kw
+        }  # same adapter, same memory settings
         seed_artwork = copy.deepcopy(artwork)  # training moves the artwork in place; the KL reference stays the seed
-        warm = train(model, processor, train_examples, method=method, objective="sft", artwork=artwork,
-                     benchmark=benchmark, seed=seed, progress=progress, **(shared | warm_start))
+        warm = train(
+            model,
+            processor,
+            train_examples,
+            method=method,
+            objective="sft",
+            artwork=artwork,
+            benchmark=benchmark,
+            seed=seed,
+            progress=progress,
+            **(shared | warm_start),
+        )
         init_state, artwork = warm.method.state_dict(), seed_artwork
         if method == "lora":
             model = warm.method.model.unload()  # the frozen base again, without adapter layers
-    res = train(model, processor, train_examples, method=method, objective=objective, artwork=artwork,
-                benchmark=benchmark, seed=seed, progress=progress, init_state=init_state, **train_kw)
+    res = train(
+        model,
+        processor,
+        train_examples,
+        method=method,
+        objective=objective,
+        artwork=artwork,
+        benchmark=benchmark,
+        seed=seed,
+        progress=progress,
+        init_state=init_state,
+        **train_kw,
+    )
     train_s = time.perf_counter() - t
-    artifact = res.method.save(out_dir / stem, model_id=str(model_path), objective=objective,
-                               step=int(res.history["step"].iloc[-1]), benchmark=benchmark)
+    artifact = res.method.save(
+        out_dir / stem,
+        model_id=str(model_path),
+        objective=objective,
+        step=int(res.history["step"].iloc[-1]),
+        benchmark=benchmark,
+    )
     if method == "art":  # the float pixels too, to compare with the 8-bit PNG after a resumed run
         torch.save(res.artwork.pixels().detach().cpu(), out_dir / f"{stem}.float.pt")
     # Score what would be served, loaded back from disk. ART and soft prompts leave the frozen model
@@ -242,57 +320,133 @@ def run_arm(model_path: str | Path, benchmark: str, method: str, *, objective: s
     ev_kw = dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size)
     if method == "art":
         # An artwork trained through `resize_to` is scored through the processor's own resize (Table 3).
-        ev = evaluate(model, processor, test_examples, image=artifact, progress=False,
-                      allow_resize=isinstance(train_kw.get("eot"), resize_to), **ev_kw)
+        ev = evaluate(
+            model,
+            processor,
+            test_examples,
+            image=artifact,
+            progress=False,
+            allow_resize=isinstance(train_kw.get("eot"), resize_to),
+            **ev_kw,
+        )
     elif method == "lora":
         from peft import PeftModel
 
         base, proc = load_frozen(model_path, device=device, dtype=dtype)
-        ev = evaluate(PeftModel.from_pretrained(base, artifact).eval(), proc, test_examples, image=None,
-                      progress=False, **ev_kw)
+        ev = evaluate(
+            PeftModel.from_pretrained(base, artifact).eval(), proc, test_examples, image=None, progress=False, **ev_kw
+        )
     else:
         ev = evaluate_soft_prompt(model, processor, test_examples, artifact, **ev_kw)
     h = res.history
     grad = h["grad_norm"] if "grad_norm" in h else pd.Series(0.0, index=h.index)
-    row = {"method": label or method, "objective": objective, "benchmark": benchmark, "model": model_label,
-           "seed": seed, "trainable_params": res.trainable_parameters, "steps": len(h),
-           "warm_start_steps": int((warm_start or {}).get("steps", 0)),
-           # steps whose loss moved the trainable parameters (RL: a step whose groups all tie has none)
-           "policy_updates": int((h["loss"].notna() & (grad.fillna(0) > 0)).sum()),
-           "train_seconds": round(train_s, 1), "final_train_loss": float(h["loss"].iloc[-1]),
-           "n_test": ev.n, "accuracy": ev.accuracy, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
-           "max_new_tokens": mnt, **_placement(model), "artifact": Path(artifact).name}
+    row = {
+        "method": label or method,
+        "objective": objective,
+        "benchmark": benchmark,
+        "model": model_label,
+        "seed": seed,
+        "trainable_params": res.trainable_parameters,
+        "steps": len(h),
+        "warm_start_steps": int((warm_start or {}).get("steps", 0)),
+        # steps whose loss moved the trainable parameters (RL: a step whose groups all tie has none)
+        "policy_updates": int((h["loss"].notna() & (grad.fillna(0) > 0)).sum()),
+        "train_seconds": round(train_s, 1),
+        "final_train_loss": float(h["loss"].iloc[-1]),
+        "n_test": ev.n,
+        "accuracy": ev.accuracy,
+        "ci_low": ev.ci_low,
+        "ci_high": ev.ci_high,
+        "max_new_tokens": mnt,
+        **_placement(model),
+        "artifact": Path(artifact).name,
+    }
     record_arm(out_dir, stem, chash, row)
     return row, res
 
 
-def control_rows(model_path: str | Path, benchmark: str, *, n_test: int | None = None, image_size: int = 64,
-                 seed_icon: str = "math", seed: int = 0, model_label: str = "model",
-                 max_new_tokens: int | None = None, device: str = "auto", dtype: str = "auto",
-                 data_dir: str | dict | None = None, eval_batch_size: int = 8) -> list[dict]:
+def control_rows(
+    model_path: str | Path,
+    benchmark: str,
+    *,
+    n_test: int | None = None,
+    image_size: int = 64,
+    seed_icon: str = "math",
+    seed: int = 0,
+    model_label: str = "model",
+    max_new_tokens: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    data_dir: str | dict | None = None,
+    eval_batch_size: int = 8,
+) -> list[dict]:
     """Rows for the controls (text-only, seed image, noise image, token-matched random text), same scorer."""
     test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
     device, dtype = resolve_runtime(device, dtype)
     model, processor = load_frozen(model_path, device=device, dtype=dtype)
     mnt = max_new_tokens or generation_budget(benchmark)
-    df = evaluate_controls(model, processor, test_examples, benchmark=benchmark, size=image_size,
-                           seed_icon_name=seed_icon, seed=seed, max_new_tokens=mnt, batch_size=eval_batch_size,
-                           progress=False)
+    df = evaluate_controls(
+        model,
+        processor,
+        test_examples,
+        benchmark=benchmark,
+        size=image_size,
+        seed_icon_name=seed_icon,
+        seed=seed,
+        max_new_tokens=mnt,
+        batch_size=eval_batch_size,
+        progress=False,
+    )
     rows = []
     for r in df.to_dict("records"):
-        rows.append({"method": f"control:{r['control']}", "objective": "none", "benchmark": benchmark,
-                     "model": model_label, "seed": seed, "trainable_params": 0, "warm_start_steps": 0, "steps": 0,
-                     "policy_updates": 0, "train_seconds": 0.0, "final_train_loss": float("nan"), "n_test": r["n"],
-                     "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                     "max_new_tokens": mnt, **_placement(model), "artifact": ""})
+        rows.append(
+            {
+                "method": f"control:{r['control']}",
+                "objective": "none",
+                "benchmark": benchmark,
+                "model": model_label,
+                "seed": seed,
+                "trainable_params": 0,
+                "warm_start_steps": 0,
+                "steps": 0,
+                "policy_updates": 0,
+                "train_seconds": 0.0,
+                "final_train_loss": float("nan"),
+                "n_test": r["n"],
+                "accuracy": r["accuracy"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "max_new_tokens": mnt,
+                **_placement(model),
+                "artifact": "",
+            }
+        )
     return rows
 
 
 def tidy(rows: list[dict]) -> pd.DataFrame:
     """Rows -> a tidy table with a fixed column order."""
-    cols = ["model", "benchmark", "method", "objective", "seed", "trainable_params", "warm_start_steps", "steps",
-            "policy_updates", "train_seconds", "final_train_loss", "n_test", "accuracy", "ci_low", "ci_high",
-            "max_new_tokens", "device", "dtype", "artifact"]
+    cols = [
+        "model",
+        "benchmark",
+        "method",
+        "objective",
+        "seed",
+        "trainable_params",
+        "warm_start_steps",
+        "steps",
+        "policy_updates",
+        "train_seconds",
+        "final_train_loss",
+        "n_test",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "max_new_tokens",
+        "device",
+        "dtype",
+        "artifact",
+    ]
     df = pd.DataFrame(rows)
     return df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in cols]]
 
@@ -310,9 +464,13 @@ def sft_eval_loss(model, processor, examples: list[dict], pixels: torch.Tensor, 
     total, count = 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
-            batch = encode(processor, [example_text(processor, e) for e in chunk],
-                           [default_sft_target(e) for e in chunk], num_image_tokens=n)
+            chunk = examples[i : i + batch_size]
+            batch = encode(
+                processor,
+                [example_text(processor, e) for e in chunk],
+                [default_sft_target(e) for e in chunk],
+                num_image_tokens=n,
+            )
             total += float(sft_nll(model, batch.to(device), image))
             count += float(batch.completion_mask.sum())
     return total / max(count, 1.0)

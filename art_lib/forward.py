@@ -38,8 +38,9 @@ def _lm_parts(model):
     return base.model, base.lm_head
 
 
-def forward_hidden(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
-                   image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+def forward_hidden(
+    model, batch: Batch, image: dict | None = None, *, naive: bool = False, image_embeds: torch.Tensor | None = None
+) -> torch.Tensor:
     """Last hidden states (B, T, D) of a batch whose rows all show `image` (or no image): no vocabulary projection.
 
     `image` is `{"pixel_values", "image_grid_thw"}` for ONE image (see `preprocess_image`);
@@ -47,8 +48,12 @@ def forward_hidden(model, batch: Batch, image: dict | None = None, *, naive: boo
     """
     decoder, _ = _lm_parts(model)
     B = len(batch)
-    kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                  mm_token_type_ids=batch.mm_token_type_ids, use_cache=False)
+    kwargs = dict(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        mm_token_type_ids=batch.mm_token_type_ids,
+        use_cache=False,
+    )
     if image is None and image_embeds is None:
         if (batch.mm_token_type_ids == 1).any():
             raise ValueError("the batch holds image tokens but no image was given")
@@ -65,8 +70,15 @@ def forward_hidden(model, batch: Batch, image: dict | None = None, *, naive: boo
     return decoder(**kwargs, image_grid_thw=grids, mm_encoder_outputs={"image": encoded}).last_hidden_state
 
 
-def forward_logits(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
-                   image_embeds: torch.Tensor | None = None, logits_to_keep: int = 0) -> torch.Tensor:
+def forward_logits(
+    model,
+    batch: Batch,
+    image: dict | None = None,
+    *,
+    naive: bool = False,
+    image_embeds: torch.Tensor | None = None,
+    logits_to_keep: int = 0,
+) -> torch.Tensor:
     """Logits (B, T or logits_to_keep, V) of a batch whose rows all show `image` (or no image)."""
     hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
     return _lm_parts(model)[1](hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
@@ -83,8 +95,9 @@ def _projected_logprobs(lm_head, hidden: torch.Tensor, ids: torch.Tensor, temper
     return selective_log_softmax(lm_head(hidden).float() / temperature, ids)
 
 
-def token_logprobs_chunked(lm_head, hidden: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0,
-                           chunk: int = LOGIT_CHUNK_TOKENS) -> torch.Tensor:
+def token_logprobs_chunked(
+    lm_head, hidden: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0, chunk: int = LOGIT_CHUNK_TOKENS
+) -> torch.Tensor:
     """log p(ids) (N,) from hidden states (N, D), projecting `chunk` tokens onto the vocabulary at a time.
 
     With gradients, each chunk is checkpointed: its (chunk, V) logits are recomputed in the backward
@@ -93,17 +106,25 @@ def token_logprobs_chunked(lm_head, hidden: torch.Tensor, ids: torch.Tensor, tem
     grad = torch.is_grad_enabled() and hidden.requires_grad
     parts = []
     for i in range(0, hidden.shape[0], chunk):
-        h, t = hidden[i:i + chunk], ids[i:i + chunk]
+        h, t = hidden[i : i + chunk], ids[i : i + chunk]
         if grad:
-            parts.append(torch.utils.checkpoint.checkpoint(_projected_logprobs, lm_head, h, t, temperature,
-                                                           use_reentrant=False))
+            parts.append(
+                torch.utils.checkpoint.checkpoint(_projected_logprobs, lm_head, h, t, temperature, use_reentrant=False)
+            )
         else:
             parts.append(_projected_logprobs(lm_head, h, t, temperature))
     return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def completion_hidden(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
-                      image_embeds: torch.Tensor | None = None, shared_prefix: bool = False) -> torch.Tensor:
+def completion_hidden(
+    model,
+    batch: Batch,
+    image: dict | None = None,
+    *,
+    naive: bool = False,
+    image_embeds: torch.Tensor | None = None,
+    shared_prefix: bool = False,
+) -> torch.Tensor:
     """Hidden states (B, C, D) that predict the completion tokens (position t predicts token t + 1).
 
     `shared_prefix=True` runs the prompt tokens every row shares once and continues each row from
@@ -115,12 +136,20 @@ def completion_hidden(model, batch: Batch, image: dict | None = None, *, naive: 
         if S > 0:
             return shared_prefix_hidden(model, batch, S, image, image_embeds)
     hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
-    return hidden[:, P - 1:P + C - 1]
+    return hidden[:, P - 1 : P + C - 1]
 
 
-def completion_logprobs(model, batch: Batch, image: dict | None = None, *, naive: bool = False,
-                        image_embeds: torch.Tensor | None = None, temperature: float = 1.0,
-                        micro_batch_size: int | None = None, shared_prefix: bool = False) -> torch.Tensor:
+def completion_logprobs(
+    model,
+    batch: Batch,
+    image: dict | None = None,
+    *,
+    naive: bool = False,
+    image_embeds: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    micro_batch_size: int | None = None,
+    shared_prefix: bool = False,
+) -> torch.Tensor:
     """Per-token log-probabilities (B, C) of the completion tokens under the frozen model + artwork; 0 on padding.
 
     Only completion positions are projected onto the vocabulary, in chunks of `LOGIT_CHUNK_TOKENS`, so
@@ -132,20 +161,34 @@ def completion_logprobs(model, batch: Batch, image: dict | None = None, *, naive
     if C == 0:
         raise ValueError("the batch has no completion tokens")
     if micro_batch_size and micro_batch_size < len(batch):
-        return torch.cat([completion_logprobs(model, batch.rows(i, i + micro_batch_size), image, naive=naive,
-                                              image_embeds=image_embeds, temperature=temperature,
-                                              shared_prefix=shared_prefix)
-                          for i in range(0, len(batch), micro_batch_size)])
-    hidden = completion_hidden(model, batch, image, naive=naive, image_embeds=image_embeds,
-                               shared_prefix=shared_prefix)
+        return torch.cat(
+            [
+                completion_logprobs(
+                    model,
+                    batch.rows(i, i + micro_batch_size),
+                    image,
+                    naive=naive,
+                    image_embeds=image_embeds,
+                    temperature=temperature,
+                    shared_prefix=shared_prefix,
+                )
+                for i in range(0, len(batch), micro_batch_size)
+            ]
+        )
+    hidden = completion_hidden(model, batch, image, naive=naive, image_embeds=image_embeds, shared_prefix=shared_prefix)
     mask = batch.completion_mask.bool()
     logps = token_logprobs_chunked(_lm_parts(model)[1], hidden[mask], batch.completion_ids[mask], temperature)
     return torch.zeros(mask.shape, dtype=logps.dtype, device=logps.device).masked_scatter(mask, logps)
 
 
-
-def sft_nll(model, batch: Batch, image: dict | None = None, *, image_embeds: torch.Tensor | None = None,
-            shared_prefix: bool = False) -> torch.Tensor:
+def sft_nll(
+    model,
+    batch: Batch,
+    image: dict | None = None,
+    *,
+    image_embeds: torch.Tensor | None = None,
+    shared_prefix: bool = False,
+) -> torch.Tensor:
     """The SFT loss of a batch before normalising: summed NLL of its completion tokens (scalar, with grad).
 
     Training divides it by the step's completion tokens; `experiments.sft_eval_loss` by all tokens it scored.
@@ -153,12 +196,13 @@ def sft_nll(model, batch: Batch, image: dict | None = None, *, image_embeds: tor
     logps = completion_logprobs(model, batch, image, image_embeds=image_embeds, shared_prefix=shared_prefix)
     return -(logps * batch.completion_mask).sum()
 
+
 # --- shared prefix: the tokens every row starts with run once, their cache is broadcast to the rows ---
 
 
 def _prompt_starts(batch: Batch) -> torch.Tensor:
     """Column (B,) where each left-padded prompt starts."""
-    return batch.prompt_length - batch.attention_mask[:, :batch.prompt_length].sum(1)
+    return batch.prompt_length - batch.attention_mask[:, : batch.prompt_length].sum(1)
 
 
 def shared_prefix_length(batch: Batch) -> int:
@@ -171,11 +215,11 @@ def shared_prefix_length(batch: Batch) -> int:
     n = int((batch.prompt_length - starts).min()) - 1
     if n <= 0:
         return 0
-    rows = torch.stack([batch.input_ids[i, int(s):int(s) + n] for i, s in enumerate(starts)])
+    rows = torch.stack([batch.input_ids[i, int(s) : int(s) + n] for i, s in enumerate(starts)])
     same = (rows == rows[:1]).all(0)
     S = n if bool(same.all()) else int((~same).int().argmax())
     s0 = int(starts[0])
-    prompt_mm = batch.mm_token_type_ids[0, s0:batch.prompt_length]
+    prompt_mm = batch.mm_token_type_ids[0, s0 : batch.prompt_length]
     if bool(prompt_mm[S:].any()) or not bool(prompt_mm[:S].any()):
         return 0  # the image (or part of it) lies in the rows' own tokens, or there is no image to share
     return S
@@ -199,7 +243,8 @@ def _read_only_broadcast(cache, B: int) -> None:
             layer.conv_states = {i: None if c is None else rows(c) for i, c in layer.conv_states.items()}
             layer.recurrent_states = {i: None if r is None else rows(r) for i, r in layer.recurrent_states.items()}
             layer.update_conv_state = lambda new, state_idx=0, *a, _c=layer.conv_states, **kw: torch.cat(
-                [_c[state_idx], new], -1)
+                [_c[state_idx], new], -1
+            )
             layer.update_recurrent_state = lambda r, *a, **kw: r
 
 
@@ -222,8 +267,9 @@ def _layer_flags(model, **flags):
                     delattr(mod, k)
 
 
-def shared_prefix_hidden(model, batch: Batch, S: int, image: dict, image_embeds: torch.Tensor | None = None
-                         ) -> torch.Tensor:
+def shared_prefix_hidden(
+    model, batch: Batch, S: int, image: dict, image_embeds: torch.Tensor | None = None
+) -> torch.Tensor:
     """`completion_hidden` with the first S prompt tokens (the same in every row, image included) run once.
 
     Each row becomes [prefix | own prompt tokens | completion | right pads]: right padding after the
@@ -240,30 +286,45 @@ def shared_prefix_hidden(model, batch: Batch, S: int, image: dict, image_embeds:
         image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
     starts = _prompt_starts(batch).tolist()
     n_comp = batch.completion_mask.sum(1).tolist()
-    own = [torch.cat([batch.input_ids[i, s + S:P], batch.input_ids[i, P:P + n_comp[i]]]) for i, s in enumerate(starts)]
+    own = [
+        torch.cat([batch.input_ids[i, s + S : P], batch.input_ids[i, P : P + n_comp[i]]]) for i, s in enumerate(starts)
+    ]
     L = max(len(o) for o in own)
     suffix = batch.input_ids.new_zeros(B, L)
     suffix_mask = batch.attention_mask.new_zeros(B, L)
     for i, o in enumerate(own):
-        suffix[i, :len(o)], suffix_mask[i, :len(o)] = o, 1
-    prefix = batch.input_ids[0, starts[0]:starts[0] + S]
-    prefix_mm = batch.mm_token_type_ids[0, starts[0]:starts[0] + S]
+        suffix[i, : len(o)], suffix_mask[i, : len(o)] = o, 1
+    prefix = batch.input_ids[0, starts[0] : starts[0] + S]
+    prefix_mm = batch.mm_token_type_ids[0, starts[0] : starts[0] + S]
     ids = torch.cat([prefix.expand(B, S), suffix], 1)
     mask = torch.cat([torch.ones_like(suffix_mask[:, :1]).expand(B, S), suffix_mask], 1)
     mm = torch.cat([prefix_mm.expand(B, S), torch.zeros_like(suffix)], 1)
     grid = image["image_grid_thw"]
-    positions, _ = decoder.get_rope_index(ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3),
-                                          attention_mask=mask)
+    positions, _ = decoder.get_rope_index(
+        ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3), attention_mask=mask
+    )
     cache = DynamicCache(config=decoder.config.get_text_config())
     encoded = BaseModelOutputWithPooling(pooler_output=(image_embeds,))
     with _layer_flags(model, gradient_checkpointing=False):  # the prefix writes the cache: one row, not recomputed
-        decoder(input_ids=prefix[None], mm_token_type_ids=prefix_mm[None], image_grid_thw=grid,
-                mm_encoder_outputs={"image": encoded}, position_ids=positions[:, :1, :S], past_key_values=cache,
-                use_cache=True)
+        decoder(
+            input_ids=prefix[None],
+            mm_token_type_ids=prefix_mm[None],
+            image_grid_thw=grid,
+            mm_encoder_outputs={"image": encoded},
+            position_ids=positions[:, :1, :S],
+            past_key_values=cache,
+            use_cache=True,
+        )
     _read_only_broadcast(cache, B)
     with _layer_flags(model, _can_checkpoint_with_cache=True):  # rows only read the cache: recompute is safe
-        hidden = decoder(input_ids=suffix, attention_mask=mask, mm_token_type_ids=torch.zeros_like(suffix),
-                         position_ids=positions[:, :, S:], past_key_values=cache, use_cache=True).last_hidden_state
+        hidden = decoder(
+            input_ids=suffix,
+            attention_mask=mask,
+            mm_token_type_ids=torch.zeros_like(suffix),
+            position_ids=positions[:, :, S:],
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
     # Completion token j of row i is predicted at suffix index (own prompt length - 1 + j).
     first = torch.tensor([P - s - S - 1 for s in starts], device=hidden.device)
     index = (first[:, None] + torch.arange(C, device=hidden.device)[None]).clamp(max=L - 1)
@@ -271,8 +332,7 @@ def shared_prefix_hidden(model, batch: Batch, S: int, image: dict, image_embeds:
 
 
 @torch.no_grad()
-def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor | None = None,
-                    repeats: int = 1):
+def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor | None = None, repeats: int = 1):
     """A cache of every prompt token but the last for `generate`, with the shared prefix run once (None if none).
 
     The prompts are left-padded ([pads | prefix | own tokens]); the prefix runs once, then each
@@ -294,21 +354,32 @@ def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor
     grid = image["image_grid_thw"]
     if image_embeds is None:
         image_embeds = vision_embeds(model, image["pixel_values"], grid)
-    positions, deltas = decoder.get_rope_index(ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3),
-                                               attention_mask=mask)
+    positions, deltas = decoder.get_rope_index(
+        ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3), attention_mask=mask
+    )
     starts = _prompt_starts(batch).tolist()
     s0 = starts[0]
     config = decoder.config.get_text_config()
     shared = DynamicCache(config=config)
-    decoder(input_ids=ids[:1, s0:s0 + S], mm_token_type_ids=mm[:1, s0:s0 + S], image_grid_thw=grid,
-            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=(image_embeds,))},
-            position_ids=positions[:, :1, s0:s0 + S], past_key_values=shared, use_cache=True)
+    decoder(
+        input_ids=ids[:1, s0 : s0 + S],
+        mm_token_type_ids=mm[:1, s0 : s0 + S],
+        image_grid_thw=grid,
+        mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=(image_embeds,))},
+        position_ids=positions[:, :1, s0 : s0 + S],
+        past_key_values=shared,
+        use_cache=True,
+    )
     caches = []
     for b, s in enumerate(starts):
         cache = copy.deepcopy(shared)
         if s + S < P - 1:  # the prompt's own tokens, all but the last one (generate feeds that one)
-            decoder(input_ids=ids[b:b + 1, s + S:P - 1], position_ids=positions[:, b:b + 1, s + S:P - 1],
-                    past_key_values=cache, use_cache=True)
+            decoder(
+                input_ids=ids[b : b + 1, s + S : P - 1],
+                position_ids=positions[:, b : b + 1, s + S : P - 1],
+                past_key_values=cache,
+                use_cache=True,
+            )
         caches.append(cache)
     out = DynamicCache(config=config)
     for i, layer in enumerate(out.layers):
@@ -317,8 +388,10 @@ def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor
             layer.update_conv_state(torch.cat([r.conv_states[0] for r in rows]).repeat_interleave(repeats, 0))
             layer.update_recurrent_state(torch.cat([r.recurrent_states[0] for r in rows]).repeat_interleave(repeats, 0))
         if getattr(rows[0], "keys", None) is not None and rows[0].keys.numel():
-            keys, values = (torch.cat([_left_pad(getattr(r, name), P - 1) for r in rows]).repeat_interleave(repeats, 0)
-                            for name in ("keys", "values"))
+            keys, values = (
+                torch.cat([_left_pad(getattr(r, name), P - 1) for r in rows]).repeat_interleave(repeats, 0)
+                for name in ("keys", "values")
+            )
             layer.update(keys, values)
     decoder.rope_deltas = deltas.repeat_interleave(repeats, 0)
     return out

@@ -77,7 +77,9 @@ class _Pen:
         w = width * self.scale
         # PIL draws the stroke inside the bounding box, so grow the box by half the width
         # to keep the stroke centred on radius r.
-        self.draw.arc((x - s - w / 2, y - s - w / 2, x + s + w / 2, y + s + w / 2), start, end, fill=fill, width=max(1, round(w)))
+        self.draw.arc(
+            (x - s - w / 2, y - s - w / 2, x + s + w / 2, y + s + w / 2), start, end, fill=fill, width=max(1, round(w))
+        )
         for a in (start, end):
             t = math.radians(a)
             self.circle((c[0] + r * math.cos(t), c[1] + r * math.sin(t)), width / 2, fill)
@@ -131,8 +133,10 @@ def _draw_reasoning(canvas: Image.Image) -> None:
     # Drawing every piece grown by the stroke width in ink first, then the pieces in the
     # fill colour, outlines the union rather than each piece.
     body = ((0.30, 0.50), 0.20, 0.30)
-    bumps = [((0.30 + 0.18 * math.cos(math.radians(a)), 0.50 + 0.26 * math.sin(math.radians(a))), 0.085)
-             for a in (95, 130, 165, 200, 235, 270)]
+    bumps = [
+        ((0.30 + 0.18 * math.cos(math.radians(a)), 0.50 + 0.26 * math.sin(math.radians(a))), 0.085)
+        for a in (95, 130, 165, 200, 235, 270)
+    ]
     layers = []
     for grow, color, edge in ((line, ink, 0.494), (0.0, fill, 0.494 - line)):
         layer = Image.new("RGBA", canvas.size, clear)

@@ -1,11 +1,11 @@
 """Loss functions for ART, LoRA and soft-prompt training: SFT, GRPO and DAPO as pure tensor functions.
 
 Every function here takes tensors and returns tensors; none touches a model, an optimiser or a process group.
-The RL maths follows TRL 1.16's ``GRPOTrainer`` (``_compute_loss`` and the advantage computation in
-``_generate_and_score_completions``) and is checked against it in ``tests/test_losses.py``. Gradient accumulation
+The RL maths follows TRL 1.16's `GRPOTrainer` (`_compute_loss` and the advantage computation in
+`_generate_and_score_completions`) and is checked against it in `tests/test_losses.py`. Gradient accumulation
 and multi-process scaling are the trainer's job: the losses returned here are for one micro-batch, unscaled.
 
-Shapes: ``B`` sequences, ``T`` tokens (``C`` completion tokens), ``V`` vocabulary, ``N = num_groups * group_size``.
+Shapes: `B` sequences, `T` tokens (`C` completion tokens), `V` vocabulary, `N = num_groups * group_size`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ SCALE_REWARDS = ("group", "batch", "none")
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each next token, ``log_softmax(logits[:, t])[input_ids[:, t + 1]]``: (B, T-1)."""
+    """Log-probability of each next token, `log_softmax(logits[:, t])[input_ids[:, t + 1]]`: (B, T-1)."""
     logits = logits[:, :-1]  # (B, T-1, V): position t predicts token t + 1
     targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
     if logits.dtype in (torch.float32, torch.float64):
@@ -51,20 +51,18 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: tor
 # --------------------------------------------------------------------------------------------------------------
 
 
-def group_advantages(
-    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
-) -> torch.Tensor:
-    """Group-relative advantages ``(r - mean_group) / (std + eps)`` as in TRL's GRPOTrainer: (N,).
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
+    """Group-relative advantages `(r - mean_group) / (std + eps)` as in TRL's GRPOTrainer: (N,).
 
-    ``rewards`` (N,) holds ``N / group_size`` groups of ``group_size`` consecutive completions of one prompt.
-    The baseline is always the group mean; ``scale`` picks the divisor, like TRL's ``scale_rewards``:
+    `rewards` (N,) holds `N / group_size` groups of `group_size` consecutive completions of one prompt.
+    The baseline is always the group mean; `scale` picks the divisor, like TRL's `scale_rewards`:
 
-    - ``"group"``: the std of each group (GRPO, DeepSeekMath).
-    - ``"batch"``: one std over all ``N`` rewards (PPO-Lite); the baseline is still the *group* mean.
-    - ``"none"``: no division, ``r - mean_group`` (Dr. GRPO: std scaling biases towards easy/hard prompts).
+    - `"group"`: the std of each group (GRPO, DeepSeekMath).
+    - `"batch"`: one std over all `N` rewards (PPO-Lite); the baseline is still the *group* mean.
+    - `"none"`: no division, `r - mean_group` (Dr. GRPO: std scaling biases towards easy/hard prompts).
 
-    The std is the unbiased one (``torch.std``, Bessel's correction), as TRL's ``nanstd``; with a single element
-    there is no std and TRL uses 0, so the advantages are ``0 / eps = 0``. ``eps`` = 1e-4, TRL's constant, keeps
+    The std is the unbiased one (`torch.std`, Bessel's correction), as TRL's `nanstd`; with a single element
+    there is no std and TRL uses 0, so the advantages are `0 / eps = 0`. `eps` = 1e-4, TRL's constant, keeps
     groups whose rewards are all equal at advantage 0 instead of NaN.
     """
     if scale not in SCALE_REWARDS:
@@ -89,7 +87,7 @@ def group_advantages(
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over the active entries of ``mask`` (broadcast), 0 when none is active: scalar."""
+    """Mean of `x` over the active entries of `mask` (broadcast), 0 when none is active: scalar."""
     mask = mask.expand_as(x) if x.shape[1] != 1 else torch.ones_like(x)
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
@@ -111,47 +109,47 @@ def policy_loss(
     kl_bias_correction: bool = True,
     delta: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate loss of GRPO/DAPO on completion tokens, as TRL 1.16's ``GRPOTrainer._compute_loss``.
+    """Clipped surrogate loss of GRPO/DAPO on completion tokens, as TRL 1.16's `GRPOTrainer._compute_loss`.
 
     Args:
         per_token_logps: (B, C) log-probs of the completion tokens under the current policy (with grad).
-        old_per_token_logps: (B, C) log-probs under the policy that sampled them; ``None`` means on-policy
-            (one optimisation step per generation), taken as ``per_token_logps.detach()``: ratio 1, same gradient.
-        advantages: (B,) or (B, C) advantages, e.g. from ``group_advantages``.
+        old_per_token_logps: (B, C) log-probs under the policy that sampled them; `None` means on-policy
+            (one optimisation step per generation), taken as `per_token_logps.detach()`: ratio 1, same gradient.
+        advantages: (B,) or (B, C) advantages, e.g. from `group_advantages`.
         completion_mask: (B, C) 1 on completion tokens that carry loss, 0 on padding (and masked completions).
-        loss_type: how per-token losses ``l`` (masked by ``m``) are aggregated into one scalar:
+        loss_type: how per-token losses `l` (masked by `m`) are aggregated into one scalar:
 
-            - ``"grpo"``: per-sequence mean, then batch mean: ``mean_i(sum_t l m / sum_t m)`` (DeepSeekMath).
+            - `"grpo"`: per-sequence mean, then batch mean: `mean_i(sum_t l m / sum_t m)` (DeepSeekMath).
               Length-biased: a token of a short completion weighs more than one of a long completion.
-            - ``"dapo"``: token-level mean over every active token of the batch: ``sum(l m) / num_items_in_batch``
-              (DAPO). ``num_items_in_batch`` defaults to the local ``sum(m)``; TRL passes the active-token count
-              of the whole generation batch, gathered over processes, divided by ``num_processes`` and multiplied
-              by ``gradient_accumulation_steps / steps_per_generation``, so that summing the micro-batch losses
+            - `"dapo"`: token-level mean over every active token of the batch: `sum(l m) / num_items_in_batch`
+              (DAPO). `num_items_in_batch` defaults to the local `sum(m)`; TRL passes the active-token count
+              of the whole generation batch, gathered over processes, divided by `num_processes` and multiplied
+              by `gradient_accumulation_steps / steps_per_generation`, so that summing the micro-batch losses
               of one accumulation window (and averaging over processes) gives the global token mean.
-            - ``"dr_grpo"``: ``sum(l m) / (B * max_completion_length)``, a constant normaliser (Dr. GRPO);
-              ``max_completion_length`` is required, the padded width ``C`` of a batch would not be constant.
-            - ``"bnpo"``: token-level mean over the active tokens of this (local) batch: ``sum(l m) / sum(m)``.
+            - `"dr_grpo"`: `sum(l m) / (B * max_completion_length)`, a constant normaliser (Dr. GRPO);
+              `max_completion_length` is required, the padded width `C` of a batch would not be constant.
+            - `"bnpo"`: token-level mean over the active tokens of this (local) batch: `sum(l m) / sum(m)`.
 
-            Anything else raises ``ValueError``.
-        epsilon_low, epsilon_high: the importance ratio is clipped to ``[1 - epsilon_low, 1 + epsilon_high]``;
-            ``epsilon_high > epsilon_low`` is DAPO's clip-higher (0.28). TRL's default is ``epsilon_high =
-            epsilon_low`` (0.2).
+            Anything else raises `ValueError`.
+        epsilon_low, epsilon_high: the importance ratio is clipped to `[1 - epsilon_low, 1 + epsilon_high]`;
+            `epsilon_high > epsilon_low` is DAPO's clip-higher (0.28). TRL's default is `epsilon_high =
+            epsilon_low` (0.2).
         beta: weight of the per-token KL penalty to the frozen reference; 0 disables it (and the reference).
-        ref_per_token_logps: (B, C) log-probs under the reference model; required when ``beta != 0``.
-        max_completion_length: the generation budget, for ``"dr_grpo"``.
-        num_items_in_batch: normaliser of ``"dapo"`` (see above).
-        importance_sampling_level: ``"token"`` (one ratio per token) or ``"sequence"`` (GSPO: one ratio per
+        ref_per_token_logps: (B, C) log-probs under the reference model; required when `beta != 0`.
+        max_completion_length: the generation budget, for `"dr_grpo"`.
+        num_items_in_batch: normaliser of `"dapo"` (see above).
+        importance_sampling_level: `"token"` (one ratio per token) or `"sequence"` (GSPO: one ratio per
             sequence, the exp of the mean log-ratio over its active tokens).
         kl_bias_correction: multiply the KL term by the (differentiable) importance ratio, TRL's
-            ``use_bias_correction_kl`` (default ``True`` in TRL 1.16, DeepSeek-V3.2). It changes the gradient
+            `use_bias_correction_kl` (default `True` in TRL 1.16, DeepSeek-V3.2). It changes the gradient
             even on-policy, where the ratio is 1 but its gradient is not 0.
-        delta: optional upper bound on the unclipped ratio (two-sided clipping, INTELLECT-2); ``None`` disables.
+        delta: optional upper bound on the unclipped ratio (two-sided clipping, INTELLECT-2); `None` disables.
 
     Returns:
-        ``(loss, metrics)``: the scalar loss and detached scalar tensors ``clip_ratio/low_mean``,
-        ``clip_ratio/high_mean``, ``clip_ratio/region_mean`` (fraction of active tokens whose ratio the clip
-        actually bounds: below ``1 - epsilon_low`` with a negative advantage, or above ``1 + epsilon_high`` with a
-        positive one), ``ratio_mean`` (mean importance ratio) and, when ``beta != 0``, ``kl`` (mean k3 KL).
+        `(loss, metrics)`: the scalar loss and detached scalar tensors `clip_ratio/low_mean`,
+        `clip_ratio/high_mean`, `clip_ratio/region_mean` (fraction of active tokens whose ratio the clip
+        actually bounds: below `1 - epsilon_low` with a negative advantage, or above `1 + epsilon_high` with a
+        positive one), `ratio_mean` (mean importance ratio) and, when `beta != 0`, `kl` (mean k3 KL).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}: expected one of {LOSS_TYPES}")
@@ -215,12 +213,12 @@ def policy_loss(
 
 
 def micro_batch_weight(loss_type: str, rows: int, total_rows: int, tokens: float, total_tokens: float) -> float:
-    """Factor turning ``policy_loss`` of a micro-batch of rows into its share of the whole batch's loss.
+    """Factor turning `policy_loss` of a micro-batch of rows into its share of the whole batch's loss.
 
     The weighted micro-batch losses sum to the loss of all rows at once (so do their gradients):
-    ``"grpo"`` and ``"dr_grpo"`` average over sequences (weight ``rows / total_rows``); ``"bnpo"`` divides by
-    the micro-batch's own tokens (weight ``tokens / total_tokens``); ``"dapo"`` is already normalised by the
-    whole batch when ``num_items_in_batch`` is its active-token count (weight 1).
+    `"grpo"` and `"dr_grpo"` average over sequences (weight `rows / total_rows`); `"bnpo"` divides by
+    the micro-batch's own tokens (weight `tokens / total_tokens`); `"dapo"` is already normalised by the
+    whole batch when `num_items_in_batch` is its active-token count (weight 1).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}: expected one of {LOSS_TYPES}")
@@ -251,7 +249,7 @@ def overlong_mask(completion_mask: torch.Tensor, truncated: torch.Tensor) -> tor
     """Zero the loss mask of truncated completions (DAPO's overlong filtering): (B, C), dtype of the mask.
 
     A completion cut at the length budget never reached its answer, so its reward is noise about its reasoning;
-    TRL's ``mask_truncated_completions`` does the same.
+    TRL's `mask_truncated_completions` does the same.
     """
     keep = (~truncated.bool()).unsqueeze(1)  # (B, 1)
     return completion_mask * keep.to(completion_mask.dtype)  # (B, C)
@@ -260,9 +258,9 @@ def overlong_mask(completion_mask: torch.Tensor, truncated: torch.Tensor) -> tor
 def soft_overlong_penalty(lengths: torch.Tensor, max_completion_length: int, cache_length: int) -> torch.Tensor:
     """DAPO's soft overlong punishment (Eq. 13), a reward to add to the task reward: (B,).
 
-    With ``L`` = ``lengths``, ``Lmax`` = ``max_completion_length``, ``Lcache`` = ``cache_length``:
-    0 if ``L <= Lmax - Lcache``; ``(Lmax - Lcache - L) / Lcache`` in ``(Lmax - Lcache, Lmax]`` (0 to -1 linearly);
-    -1 beyond ``Lmax``. Same values as TRL's ``trl.rewards.get_soft_overlong_punishment``.
+    With `L` = `lengths`, `Lmax` = `max_completion_length`, `Lcache` = `cache_length`:
+    0 if `L <= Lmax - Lcache`; `(Lmax - Lcache - L) / Lcache` in `(Lmax - Lcache, Lmax]` (0 to -1 linearly);
+    -1 beyond `Lmax`. Same values as TRL's `trl.rewards.get_soft_overlong_punishment`.
     """
     lengths = lengths.to(torch.float32)  # (B,)
     threshold = max_completion_length - cache_length

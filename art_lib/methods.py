@@ -130,12 +130,18 @@ class LoraMethod:
 
     name = "lora"
 
-    def __init__(self, model, processor, rank: int = 8, alpha: float | None = None, dropout: float = 0.0,
-                 seed: int = 0):
+    def __init__(
+        self, model, processor, rank: int = 8, alpha: float | None = None, dropout: float = 0.0, seed: int = 0
+    ):
         from peft import LoraConfig, get_peft_model
 
-        cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else 2 * rank, lora_dropout=dropout,
-                         target_modules=LORA_TARGETS, bias="none")
+        cfg = LoraConfig(
+            r=rank,
+            lora_alpha=alpha if alpha is not None else 2 * rank,
+            lora_dropout=dropout,
+            target_modules=LORA_TARGETS,
+            bias="none",
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # LoRA A init is random: make it a function of the seed
             self.model = get_peft_model(model, cfg)
@@ -191,6 +197,7 @@ class _Disabled:
         def run(*args, **kwargs):
             with self.peft_model.disable_adapter():
                 return decoder(*args, **kwargs)
+
         return run
 
     @property
@@ -245,8 +252,19 @@ class SoftPromptMethod:
         return path
 
 
-def make_method(name: str, model, processor, *, artwork: PixelPrompt | None = None, lora_rank: int = 8,
-                lora_alpha: float | None = None, lora_dropout: float = 0.0, seed: int = 0, eot=None, freeze_mask=None):
+def make_method(
+    name: str,
+    model,
+    processor,
+    *,
+    artwork: PixelPrompt | None = None,
+    lora_rank: int = 8,
+    lora_alpha: float | None = None,
+    lora_dropout: float = 0.0,
+    seed: int = 0,
+    eot=None,
+    freeze_mask=None,
+):
     """Build the adapter of `name` around a frozen model."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
@@ -266,4 +284,3 @@ def make_method(name: str, model, processor, *, artwork: PixelPrompt | None = No
 def trainable_parameter_count(method) -> int:
     """Number of trainable scalars of a method (pixels, LoRA weights or soft-prompt entries)."""
     return sum(p.numel() for p in method.parameters())
-

@@ -28,22 +28,50 @@ FAMILIES = {"qwen3_5": ("0.8B", "2B", "4B", "9B")}
 # Qwen's special tokens in vocabulary order (they follow the BPE vocabulary; for Qwen3.5 the first
 # is id 248044 = <|endoftext|>, and <|vision_start|>, <|image_pad|> land on the ids in config.json).
 SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
 # Added (non-special) tokens that follow: they are plain text to the chat template but single ids.
 ADDED_TOKENS = (
-    "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
-    "<think>", "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
 )
 
 # The shrunk architecture: every field not named here keeps the real checkpoint's value.
 TINY_TEXT = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
-    num_key_value_heads=1, head_dim=64, linear_num_key_heads=2, linear_num_value_heads=2,
-    linear_key_head_dim=16, linear_value_head_dim=16, max_position_embeddings=4096,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=64,
+    linear_num_key_heads=2,
+    linear_num_value_heads=2,
+    linear_key_head_dim=16,
+    linear_value_head_dim=16,
+    max_position_embeddings=4096,
 )
 TINY_VISION = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, num_position_embeddings=64)
 
@@ -92,8 +120,12 @@ def tiny_tokenizer():
     # Reserve the ids first: the constructor would otherwise add eos/pad in its own order.
     vocab.update({t: n_bpe + i for i, t in enumerate(SPECIAL_TOKENS + ADDED_TOKENS)})
     tok = Qwen3_5Tokenizer(
-        vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>", model_max_length=4096,
+        vocab=vocab,
+        merges=merges,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=4096,
     )
     tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ADDED_TOKENS])
@@ -125,12 +157,14 @@ def image_only_processor(image_processor, tokenizer, chat_template: str):
             return super().check_argument_for_proper_class(argument_name, argument)
 
     _ImageOnly.__name__ = _ImageOnly.__qualname__ = "Qwen3VLProcessor"
-    return _ImageOnly(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                      chat_template=chat_template)
+    return _ImageOnly(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template
+    )
 
 
-def tiny_config(family: str = "qwen3_5", size: str = "0.8B", text: dict | None = None,
-                vision: dict | None = None, tokenizer=None):
+def tiny_config(
+    family: str = "qwen3_5", size: str = "0.8B", text: dict | None = None, vision: dict | None = None, tokenizer=None
+):
     """The real config with the sizes shrunk and the vocabulary/special ids of the tiny tokenizer."""
     from transformers import AutoConfig
 
@@ -165,8 +199,15 @@ def _split_mrope(total: int, real: list[int]) -> list[int]:
     return parts
 
 
-def tiny_model(family: str = "qwen3_5", seed: int = 0, size: str = "0.8B", text: dict | None = None,
-               vision: dict | None = None, dtype: torch.dtype | str = torch.float32, device: str = "cpu"):
+def tiny_model(
+    family: str = "qwen3_5",
+    seed: int = 0,
+    size: str = "0.8B",
+    text: dict | None = None,
+    vision: dict | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    device: str = "cpu",
+):
     """A random-initialised, frozen Qwen3.5-architecture model and its processor, fully offline."""
     from transformers import AutoModelForImageTextToText
 
@@ -181,8 +222,13 @@ def tiny_model(family: str = "qwen3_5", seed: int = 0, size: str = "0.8B", text:
     return freeze(model.to(device)), processor
 
 
-def random_full_model(family: str = "qwen3_5", size: str = "0.8B", seed: int = 0,
-                      dtype: torch.dtype | str = torch.float32, device: str = "cpu"):
+def random_full_model(
+    family: str = "qwen3_5",
+    size: str = "0.8B",
+    seed: int = 0,
+    dtype: torch.dtype | str = torch.float32,
+    device: str = "cpu",
+):
     """A checkpoint's full architecture with random weights (for timing and memory, no download).
 
     The vocabulary keeps the real size; the special ids the model reads are remapped to the tiny
@@ -195,8 +241,12 @@ def random_full_model(family: str = "qwen3_5", size: str = "0.8B", seed: int = 0
     processor = tiny_processor(family, size)
     cfg = real_config(family, size)
     tok = processor.tokenizer
-    for key, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-                       ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
+    for key, token in (
+        ("image_token_id", "<|image_pad|>"),
+        ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"),
+        ("vision_end_token_id", "<|vision_end|>"),
+    ):
         setattr(cfg, key, tok.convert_tokens_to_ids(token))
     with _seeded(seed):
         model = AutoModelForImageTextToText.from_config(cfg, dtype=dtype)
@@ -235,18 +285,20 @@ def freeze(model):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" = the first CUDA device when there is one, else CPU; asking for CUDA without one is an error."""
+    """ "auto" = the first CUDA device when there is one, else CPU; asking for CUDA without one is an error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for but CUDA is not available on this machine "
-                           "(install a CUDA build of torch, or pass device='cpu' to run on CPU on purpose)")
+        raise RuntimeError(
+            f"device {device} was asked for but CUDA is not available on this machine "
+            "(install a CUDA build of torch, or pass device='cpu' to run on CPU on purpose)"
+        )
     return device
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
-    """"auto" = bfloat16 on CUDA, float32 elsewhere; names like "bfloat16" become torch dtypes."""
+    """ "auto" = bfloat16 on CUDA, float32 elsewhere; names like "bfloat16" become torch dtypes."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
@@ -274,8 +326,11 @@ def gradient_checkpointing(model, enabled: bool = True):
     from torch.utils.checkpoint import checkpoint
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    layers = [mod for name, mod in model.named_modules()
-              if isinstance(mod, GradientCheckpointingLayer) and "visual" not in name]
+    layers = [
+        mod
+        for name, mod in model.named_modules()
+        if isinstance(mod, GradientCheckpointingLayer) and "visual" not in name
+    ]
     saved = [(mod.training, dict(mod.__dict__)) for mod in layers]
     for mod in layers:
         mod.gradient_checkpointing, mod.training = True, True
@@ -292,8 +347,13 @@ def gradient_checkpointing(model, enabled: bool = True):
                     mod.__dict__.pop(key, None)
 
 
-def load_frozen(model_id_or_path: str | Path, dtype: torch.dtype | str = "auto", device: str | torch.device = "auto",
-                attn_implementation: str | None = "sdpa", **kwargs: Any):
+def load_frozen(
+    model_id_or_path: str | Path,
+    dtype: torch.dtype | str = "auto",
+    device: str | torch.device = "auto",
+    attn_implementation: str | None = "sdpa",
+    **kwargs: Any,
+):
     """Load a checkpoint (hub id or local folder), frozen, with its processor, on `device` in `dtype`.
 
     "auto": CUDA in bfloat16 when a GPU is present, else CPU in float32 (see `runtime_info` for what ran).
@@ -320,8 +380,12 @@ def linear_attention_kernels() -> dict[str, str]:
     from transformers.models.qwen3_5 import modeling_qwen3_5 as mq
 
     out = {}
-    for name in ("causal_conv1d_fn", "causal_conv1d_update", "torch_chunk_gated_delta_rule",
-                 "torch_recurrent_gated_delta_rule"):
+    for name in (
+        "causal_conv1d_fn",
+        "causal_conv1d_update",
+        "torch_chunk_gated_delta_rule",
+        "torch_recurrent_gated_delta_rule",
+    ):
         fn = getattr(mq, name, None)
         impl = inspect.getclosurevars(fn).nonlocals.get("implementation") if fn is not None else None
         module = getattr(impl, "__module__", "") or ""
@@ -336,12 +400,20 @@ def runtime_info(model) -> dict:
     p = next(model.parameters())
     config = getattr(model, "config", None)
     kernels = linear_attention_kernels()
-    info = {"device": str(p.device), "dtype": str(p.dtype).removeprefix("torch."),
-            "attn_implementation": getattr(config, "_attn_implementation", None),
-            "linear_attention": "fast" if all(v != "torch" for v in kernels.values())
-            else "torch" if all(v == "torch" for v in kernels.values()) else "mixed",
-            "linear_attention_kernels": kernels, "torch": torch.__version__, "transformers": transformers.__version__,
-            "cuda_available": torch.cuda.is_available()}
+    info = {
+        "device": str(p.device),
+        "dtype": str(p.dtype).removeprefix("torch."),
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+        "linear_attention": "fast"
+        if all(v != "torch" for v in kernels.values())
+        else "torch"
+        if all(v == "torch" for v in kernels.values())
+        else "mixed",
+        "linear_attention_kernels": kernels,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda_available": torch.cuda.is_available(),
+    }
     if p.device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(p.device)
     return info

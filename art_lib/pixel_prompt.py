@@ -1,21 +1,21 @@
 """PixelPrompt: the learnable artwork, an RGB image whose raw pixels are the only parameter.
 
-Reparametrisation: none.  The parameter ``raw`` *is* the pixel array, float32, (3, H, W).
+Reparametrisation: none.  The parameter `raw` *is* the pixel array, float32, (3, H, W).
 
-* ``pixels()`` returns ``raw`` clamped to [0, 1] with a straight-through gradient: the
+* `pixels()` returns `raw` clamped to [0, 1] with a straight-through gradient: the
   forward pass is the clamp, the backward pass is the identity.  A pixel pushed past 0 or 1
   therefore still receives gradient and can come back.
-* ``project_()`` clamps ``raw`` in place under ``no_grad``; the trainer calls it after every
+* `project_()` clamps `raw` in place under `no_grad`; the trainer calls it after every
   optimiser step, which makes training projected gradient descent on the box [0, 1].
 
 Why not sigmoid/tanh: pixels initialised from an 8-bit image are exactly k/255, so the
-differentiable path and the saved PNG agree bit for bit at 8-bit values (see ``save_png`` /
-``from_png``), whereas sigmoid(logit(k/255)) does not round-trip exactly, cannot represent
+differentiable path and the saved PNG agree bit for bit at 8-bit values (see `save_png` /
+`from_png`), whereas sigmoid(logit(k/255)) does not round-trip exactly, cannot represent
 0 and 1 at all (white icon backgrounds) and has vanishing gradients near them.
 
-``raw`` stays float32 whatever dtype the model is cast to: ``.to(torch.bfloat16)``,
-``.half()`` etc. leave it float32 (device moves still apply), because bf16 has only 8 bits
-of mantissa, too coarse to accumulate small pixel updates.  Cast ``pixels()`` to the
+`raw` stays float32 whatever dtype the model is cast to: `.to(torch.bfloat16)`,
+`.half()` etc. leave it float32 (device moves still apply), because bf16 has only 8 bits
+of mantissa, too coarse to accumulate small pixel updates.  Cast `pixels()` to the
 model's dtype at the point of use instead.
 """
 
@@ -27,7 +27,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +35,8 @@ from PIL import Image, ImageColor, ImageOps
 from PIL.PngImagePlugin import PngInfo
 from torch import nn
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
-SizeLike = Union[int, tuple[int, int]]
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+SizeLike = int | tuple[int, int]
 
 # Text-chunk keys written by save_png; user metadata may not override them.
 VERSION_KEY = "art_lib_version"
@@ -95,8 +95,7 @@ def check_8bit_mode(mode: str) -> None:
     """16-bit and float images are refused: quantising them to 8 bits would change the artwork."""
     if mode in _HIGH_DEPTH_MODES:
         raise ValueError(
-            f"PIL mode {mode!r} (16-bit or float) is not supported; convert to 8-bit, "
-            "or pass a float array in [0, 1]"
+            f"PIL mode {mode!r} (16-bit or float) is not supported; convert to 8-bit, or pass a float array in [0, 1]"
         )
 
 
@@ -325,8 +324,10 @@ class PixelPrompt(nn.Module):
             if img.format != "PNG":
                 raise ValueError(f"{os.fspath(path)!r} is not a PNG file (format {img.format!r})")
             if max_pixels is not None and img.width * img.height > max_pixels:
-                raise ValueError(f"{os.fspath(path)!r} is {img.height}x{img.width} = {img.width * img.height} "
-                                 f"pixels, more than max_pixels={max_pixels} (a model sees at most that many)")
+                raise ValueError(
+                    f"{os.fspath(path)!r} is {img.height}x{img.width} = {img.width * img.height} "
+                    f"pixels, more than max_pixels={max_pixels} (a model sees at most that many)"
+                )
             check_8bit_mode(img.mode)
             img.load()
             text = _png_text(img)

@@ -1,21 +1,21 @@
 """Differentiable, bit-exact port of the Qwen2-VL image processor (used by Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5).
 
-The pixel path of the official processor (``transformers`` ``Qwen2VLImageProcessorPil`` and its torchvision twin
-``Qwen2VLImageProcessor``) for a uint8 RGB image ``k`` is:
+The pixel path of the official processor (`transformers` `Qwen2VLImageProcessorPil` and its torchvision twin
+`Qwen2VLImageProcessor`) for a uint8 RGB image `k` is:
 
-1. ``smart_resize`` to sides that are multiples of ``patch_size * merge_size`` with area in [min_pixels, max_pixels]
+1. `smart_resize` to sides that are multiples of `patch_size * merge_size` with area in [min_pixels, max_pixels]
    (a no-op on the pixels when the size already satisfies it: Pillow and torchvision both return the image as is);
-2. rescale and normalise: PIL backend ``float32(float64(k) * rescale_factor)`` then ``(x - mean) / std`` in float32;
-   torchvision backend fuses both into ``(float32(k) - mean / rescale_factor) / (std / rescale_factor)``;
-3. repeat the frame ``temporal_patch_size`` times and cut it into ``patch_size`` squares, ordered so that each
-   ``merge_size x merge_size`` block of patches is contiguous: rows of ``(C, T, patch, patch)`` flattened.
+2. rescale and normalise: PIL backend `float32(float64(k) * rescale_factor)` then `(x - mean) / std` in float32;
+   torchvision backend fuses both into `(float32(k) - mean / rescale_factor) / (std / rescale_factor)`;
+3. repeat the frame `temporal_patch_size` times and cut it into `patch_size` squares, ordered so that each
+   `merge_size x merge_size` block of patches is contiguous: rows of `(C, T, patch, patch)` flattened.
 
-`preprocess_image` takes the image as a float tensor ``(3, H, W)`` in [0, 1] (what is being optimised) and replays
-steps 2 and 3 with torch ops in the same float order, so for ``pixels = k / 255`` (computed in float32 or float64)
-its ``pixel_values`` equal the official output bit for bit, and gradients flow back to every pixel.
+`preprocess_image` takes the image as a float tensor `(3, H, W)` in [0, 1] (what is being optimised) and replays
+steps 2 and 3 with torch ops in the same float order, so for `pixels = k / 255` (computed in float32 or float64)
+its `pixel_values` equal the official output bit for bit, and gradients flow back to every pixel.
 
 Step 1 is validated, never replayed: resampling is not differentiable in the official (uint8, Pillow) form, and an
-image the processor resizes is no longer the image that was optimised. So a size that ``smart_resize`` would change
+image the processor resizes is no longer the image that was optimised. So a size that `smart_resize` would change
 raises a ValueError naming the nearest valid sizes; on a valid size the pixels the model sees are exactly the
 optimised ones, and the same image saved as a PNG goes through the official processor unchanged.
 """
@@ -158,10 +158,7 @@ def _size_error(h: int, w: int, geo: dict) -> ValueError:
     """The ValueError for an h x w image the processor would resize (or refuse)."""
     nearest = ", ".join(f"{a}x{b}" for a, b in _nearest(h, w, geo, 4)) or "none found"
     if geo["do_resize"]:
-        rule = (
-            f"sides must be multiples of {geo['factor']} and area within "
-            f"[{geo['min_pixels']}, {geo['max_pixels']}]"
-        )
+        rule = f"sides must be multiples of {geo['factor']} and area within [{geo['min_pixels']}, {geo['max_pixels']}]"
         target = _processor_size(h, w, geo)
         fate = "refuse it" if target is None else f"resize it to {target[0]}x{target[1]}"
     else:
@@ -244,7 +241,7 @@ def _normalised(x: torch.Tensor, geo: dict) -> torch.Tensor:
 
 
 def preprocess_image(pixels: torch.Tensor, image_processor: Any, *, check_values: bool = True) -> dict:
-    """Differentiable twin of ``image_processor(images=k)`` for pixels = k / 255: pixel_values and image_grid_thw.
+    """Differentiable twin of `image_processor(images=k)` for pixels = k / 255: pixel_values and image_grid_thw.
 
     check_values=False skips the finite / [0, 1] scan (a device sync) for hot loops that clamp the pixels anyway.
     """

@@ -15,9 +15,16 @@ IMAGE_PAD = "<|image_pad|>"
 IM_END = "<|im_end|>"  # the chat template's end of turn
 
 
-def chat_text(processor, prompt: str, *, image: bool = True, system: str | None = None,
-              history: list[dict] | None = None, tools: list[dict] | None = None,
-              enable_thinking: bool = False) -> str:
+def chat_text(
+    processor,
+    prompt: str,
+    *,
+    image: bool = True,
+    system: str | None = None,
+    history: list[dict] | None = None,
+    tools: list[dict] | None = None,
+    enable_thinking: bool = False,
+) -> str:
     """One user turn (image first, then text) rendered by the model's chat template, ready to generate."""
     content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": prompt}]
     messages = ([{"role": "system", "content": system}] if system else []) + list(history or [])
@@ -46,8 +53,13 @@ def example_messages(example: dict, image: dict | None = None) -> list[dict]:
 def example_text(processor, example: dict, *, image: bool = True, enable_thinking: bool = False) -> str:
     """A benchmark example `{prompt, meta: {system?, messages?, followup?, tools?}}` rendered to generate."""
     messages = example_messages(example, {"type": "image"} if image else None)
-    return processor.apply_chat_template(messages, tools=(example.get("meta") or {}).get("tools"),
-                                         add_generation_prompt=True, tokenize=False, enable_thinking=enable_thinking)
+    return processor.apply_chat_template(
+        messages,
+        tools=(example.get("meta") or {}).get("tools"),
+        add_generation_prompt=True,
+        tokenize=False,
+        enable_thinking=enable_thinking,
+    )
 
 
 @dataclass
@@ -63,12 +75,12 @@ class Batch:
 
     @property
     def completion_ids(self) -> torch.Tensor:  # (B, C)
-        return self.input_ids[:, self.prompt_length:]
+        return self.input_ids[:, self.prompt_length :]
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         return replace(self, **{k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)})
 
-    def rows(self, start: int, stop: int) -> "Batch":
+    def rows(self, start: int, stop: int) -> Batch:
         """Rows [start, stop) with the same layout (P and C unchanged)."""
         return replace(self, **{k: v[start:stop] for k, v in vars(self).items() if isinstance(v, torch.Tensor)})
 
@@ -83,8 +95,10 @@ def vision_token_ids(model, processor) -> list[int]:
     and none of them is text. The ids come from the model's config and the processor's token names.
     """
     config = getattr(model, "config", None)
-    ids = {getattr(config, k, None) for k in ("image_token_id", "video_token_id", "vision_start_token_id",
-                                                "vision_end_token_id")}
+    ids = {
+        getattr(config, k, None)
+        for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    }
     tok = processor.tokenizer
     for name in ("image_token", "video_token", "vision_start_token", "vision_end_token"):
         token = getattr(processor, name, None)
@@ -119,8 +133,15 @@ def expand_image_tokens(text: str, num_image_tokens: int) -> str:
     return text.replace(IMAGE_PAD, IMAGE_PAD * num_image_tokens)
 
 
-def encode(processor, prompts: list[str], completions: list[str] | None = None, *,
-           num_image_tokens: int = 0, add_eos: bool = True, max_completion_length: int | None = None) -> Batch:
+def encode(
+    processor,
+    prompts: list[str],
+    completions: list[str] | None = None,
+    *,
+    num_image_tokens: int = 0,
+    add_eos: bool = True,
+    max_completion_length: int | None = None,
+) -> Batch:
     """Tokenise rendered prompts (and optional completions) into one padded batch."""
     tok = processor.tokenizer
     if not prompts:
@@ -142,8 +163,9 @@ def encode(processor, prompts: list[str], completions: list[str] | None = None, 
     return pad_batch(processor, prompt_ids, comp_ids, truncated)
 
 
-def pad_batch(processor, prompt_ids: list[list[int]], comp_ids: list[list[int]],
-              truncated: list[bool] | None = None) -> Batch:
+def pad_batch(
+    processor, prompt_ids: list[list[int]], comp_ids: list[list[int]], truncated: list[bool] | None = None
+) -> Batch:
     """Left-pad prompts, right-pad completions, and mark image tokens as the processor does."""
     pad = processor.tokenizer.pad_token_id
     P = max(len(p) for p in prompt_ids)

@@ -17,11 +17,23 @@ time the registry is consulted, never at import time of the kit. This module imp
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["Benchmark", "ModelScheme", "register_benchmark", "unregister_benchmark", "get_benchmark", "benchmark_names",
-           "register_model_scheme", "resolve_model", "model_scheme", "canonical_name", "default_sft_target"]
+__all__ = [
+    "Benchmark",
+    "ModelScheme",
+    "register_benchmark",
+    "unregister_benchmark",
+    "get_benchmark",
+    "benchmark_names",
+    "register_model_scheme",
+    "resolve_model",
+    "model_scheme",
+    "canonical_name",
+    "default_sft_target",
+]
 
 #: Modules whose `register()` adds the built-in benchmarks; imported by name on first lookup.
 BUILTINS: list[str] = ["art_lib.tasks.maths", "art_lib.tasks.choice", "art_lib.tasks.tools"]

@@ -21,8 +21,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -55,12 +59,28 @@ def load_params(stem: str, scale: str) -> dict | None:
 #: Everything else (methods, objectives, loss type, image sizes, seed icons, learning rates,
 #: checkpointing, resume) is the paper yaml's.
 DRY_RUN = {
-    "steps": 2, "rl_steps": 2, "batch_size": 2, "rl_batch_size": 2, "num_generations": 2, "n_train": 4, "n_test": 2,
-    "max_new_tokens": 6, "eval_batch_size": 2, "micro_batch_size": 2, "checkpoint_every": 1, "reward": "dry_run",
+    "steps": 2,
+    "rl_steps": 2,
+    "batch_size": 2,
+    "rl_batch_size": 2,
+    "num_generations": 2,
+    "n_train": 4,
+    "n_test": 2,
+    "max_new_tokens": 6,
+    "eval_batch_size": 2,
+    "micro_batch_size": 2,
+    "checkpoint_every": 1,
+    "reward": "dry_run",
     "overlong_filter": False,
-    "progress": False, "cpu_threads": 1, "results_tag": "dry-run",
-    "data_dir": {"gsm8k": str(DATA / "gsm8k" / "test.jsonl"), "svamp": str(DATA / "svamp"),
-                 "toolmind": str(DATA / "toolmind"), "bfcl": str(DATA / "bfcl")},
+    "progress": False,
+    "cpu_threads": 1,
+    "results_tag": "dry-run",
+    "data_dir": {
+        "gsm8k": str(DATA / "gsm8k" / "test.jsonl"),
+        "svamp": str(DATA / "svamp"),
+        "toolmind": str(DATA / "toolmind"),
+        "bfcl": str(DATA / "bfcl"),
+    },
 }
 
 
@@ -79,8 +99,14 @@ def dry_run_params(params: dict, model: str) -> dict:
     """A paper yaml with the model replaced by `model` and the `DRY_RUN` overrides for the keys it has."""
     out = dict(params)
     for k, v in DRY_RUN.items():
-        if k in params or k in ("reward", "overlong_filter", "data_dir", "max_new_tokens", "micro_batch_size",
-                                "eval_batch_size"):
+        if k in params or k in (
+            "reward",
+            "overlong_filter",
+            "data_dir",
+            "max_new_tokens",
+            "micro_batch_size",
+            "eval_batch_size",
+        ):
             out[k] = v
     if "model" in params:
         out["model"] = model
@@ -107,8 +133,11 @@ def check_dry_run_table(folder: Path) -> list[str]:
     if problems:
         return problems
     rl = table[~table["objective"].isin(["sft", "none"])].drop_duplicates(["method", "benchmark", "objective"])
-    problems += [f"{folder.name}: RL arm {r.method}/{r.benchmark} made no policy update"
-                 for r in rl.itertuples() if r.policy_updates < 1]
+    problems += [
+        f"{folder.name}: RL arm {r.method}/{r.benchmark} made no policy update"
+        for r in rl.itertuples()
+        if r.policy_updates < 1
+    ]
     bad = table[(table.accuracy < 0) | (table.accuracy > 1)]
     problems += [f"{folder.name}: accuracy out of range in {r.method}" for r in bad.itertuples()]
     return problems
@@ -152,10 +181,18 @@ def _n_test(benchmark: str, params: dict) -> int:
 
 
 def _arm(model, benchmark, method, objective, steps, batch, params, G=None, evals=1, label=None) -> dict:
-    return {"arm": label or method, "model": model, "benchmark": benchmark, "objective": objective,
-            "steps": int(steps), "batch_size": int(batch),
-            "num_generations": int(G or params.get("num_generations", 8)),
-            "budget": _budget(benchmark, params), "n_test": _n_test(benchmark, params), "evals": evals}
+    return {
+        "arm": label or method,
+        "model": model,
+        "benchmark": benchmark,
+        "objective": objective,
+        "steps": int(steps),
+        "batch_size": int(batch),
+        "num_generations": int(G or params.get("num_generations", 8)),
+        "budget": _budget(benchmark, params),
+        "n_test": _n_test(benchmark, params),
+        "evals": evals,
+    }
 
 
 def plan_arms(stem: str, p: dict) -> list[dict]:
@@ -163,55 +200,69 @@ def plan_arms(stem: str, p: dict) -> list[dict]:
     arms = []
     ctl = lambda m, b, n=4: _arm(m, b, "controls", "none", 0, 0, p, evals=n)  # noqa: E731
     if stem == "00_quickstart":
-        arms += [_arm(p["model"], p["benchmark"], p["method"], p["objective"], p["steps"], p["batch_size"], p),
-                 ctl(p["model"], p["benchmark"])]
+        arms += [
+            _arm(p["model"], p["benchmark"], p["method"], p["objective"], p["steps"], p["batch_size"], p),
+            ctl(p["model"], p["benchmark"]),
+        ]
     elif stem == "tab1_model_sizes":
         for m in p["models"]:
             arms.append(ctl(m, p["benchmark"]))
-            arms += [_arm(m, p["benchmark"], a, p["objective"], p["steps"], p["batch_size"], p)
-                     for _ in p["seeds"] for a in p["methods"]]
+            arms += [
+                _arm(m, p["benchmark"], a, p["objective"], p["steps"], p["batch_size"], p)
+                for _ in p["seeds"]
+                for a in p["methods"]
+            ]
     elif stem == "tab2_art_vs_lora":
         for b in p["benchmarks"]:
             arms.append(ctl(p["model"], b))
-            arms += [_arm(p["model"], b, a, "sft", p["steps"], p["batch_size"], p)
-                     for _ in p["seeds"] for a in p["methods"]]
+            arms += [
+                _arm(p["model"], b, a, "sft", p["steps"], p["batch_size"], p) for _ in p["seeds"] for a in p["methods"]
+            ]
         for b in p["rl_benchmarks"]:
             for _ in p["seeds"]:
                 for a in p["rl_methods"]:
                     w = p.get("rl_warm_start_steps", 0)
                     if w:
                         arms.append(_arm(p["model"], b, a, "sft", w, p["batch_size"], p, label=f"{a}-warm{w}"))
-                        arms.append(_arm(p["model"], b, a, "sft", w, p["batch_size"], p, evals=0,
-                                         label=f"{a} warm start"))
+                        arms.append(
+                            _arm(p["model"], b, a, "sft", w, p["batch_size"], p, evals=0, label=f"{a} warm start")
+                        )
                     arms.append(_arm(p["model"], b, a, p["rl_objective"], p["rl_steps"], p["rl_batch_size"], p))
     elif stem == "tab3_dimensionality_alignment":
-        arms += [_arm(p["model"], p["benchmark"], f"art-{s}px", "sft", p["steps"], p["batch_size"], p)
-                 for s in p["sizes"]]
-        arms += [_arm(p["model"], p["benchmark"], f"lora-r{r}", "sft", p["steps"], p["batch_size"], p)
-                 for r in p["lora_ranks"]]
+        arms += [
+            _arm(p["model"], p["benchmark"], f"art-{s}px", "sft", p["steps"], p["batch_size"], p) for s in p["sizes"]
+        ]
+        arms += [
+            _arm(p["model"], p["benchmark"], f"lora-r{r}", "sft", p["steps"], p["batch_size"], p)
+            for r in p["lora_ranks"]
+        ]
         arms.append(_arm(p["model"], p["benchmark"], "soft_prompt", "sft", p["steps"], p["batch_size"], p))
     elif stem == "fig_artworks":
         arms += [_arm(p["model"], t, "art", p["objective"], p["steps"], p["batch_size"], p) for t in p["tasks"]]
     elif stem == "fig_style_tradeoff":
-        arms += [_arm(p["model"], p["benchmark"], f"art-style{w:g}", "sft", p["steps"], p["batch_size"], p)
-                 for w in p["style_weights"]]
+        arms += [
+            _arm(p["model"], p["benchmark"], f"art-style{w:g}", "sft", p["steps"], p["batch_size"], p)
+            for w in p["style_weights"]
+        ]
         for m, benches in p["transport_runs"].items():
             for b in benches:
-                arms += [_arm(m, b, f"art-{k}", "sft", p["steps"], p["batch_size"], p, evals=1 + len(p["transports"]))
-                         for k in ("plain", "robust")]
+                arms += [
+                    _arm(m, b, f"art-{k}", "sft", p["steps"], p["batch_size"], p, evals=1 + len(p["transports"]))
+                    for k in ("plain", "robust")
+                ]
     else:
         raise ValueError(f"no plan for notebook {stem!r}")
     return arms
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _text_config(model: str):
     from .models import real_config
 
     return real_config(*_size(model)).text_config
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parameters(model: str) -> int:
     from .models import meta_model
 
@@ -266,7 +317,7 @@ def gpu_hours(arm: dict, p: dict, tp: Throughput) -> tuple[float, int]:
     return seconds / 3600, gen_tokens
 
 
-def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | None = None) -> "pd.DataFrame":
+def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | None = None) -> pd.DataFrame:
     """One row per arm of every notebook at `scale`: steps, generated tokens, peak memory, GPU-hours."""
     import pandas as pd
 
@@ -281,13 +332,19 @@ def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | N
         p = notebook_parameters(nb) | p
         for arm in plan_arms(nb.stem, p):
             hours, tokens = gpu_hours(arm, p, tp)
-            rows.append({"notebook": nb.stem,
-                         **{k: arm[k] for k in ("model", "benchmark", "arm", "objective", "steps")},
-                         "prompts_per_step": arm["batch_size"],
-                         "generations": arm["num_generations"] if arm["objective"] not in ("sft", "none") else 0,
-                         "budget": arm["budget"], "eval_examples": arm["n_test"] * arm["evals"],
-                         "generated_tokens": tokens, "peak_gpu_gb": peak_memory_gb(arm, p, tp),
-                         "gpu_hours": round(hours, 2)})
+            rows.append(
+                {
+                    "notebook": nb.stem,
+                    **{k: arm[k] for k in ("model", "benchmark", "arm", "objective", "steps")},
+                    "prompts_per_step": arm["batch_size"],
+                    "generations": arm["num_generations"] if arm["objective"] not in ("sft", "none") else 0,
+                    "budget": arm["budget"],
+                    "eval_examples": arm["n_test"] * arm["evals"],
+                    "generated_tokens": tokens,
+                    "peak_gpu_gb": peak_memory_gb(arm, p, tp),
+                    "gpu_hours": round(hours, 2),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -323,15 +380,22 @@ def print_plan(df, tp: Throughput) -> None:
 
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
         for stem, g in df.groupby("notebook", sort=False):
-            print(f"\n== {stem}: {len(g)} arms, {g.steps.sum()} steps, {g.generated_tokens.sum() / 1e6:.1f}M generated "
-                  f"tokens, peak {g.peak_gpu_gb.max():.0f} GB, ~{g.gpu_hours.sum():.1f} GPU-hours")
+            print(
+                f"\n== {stem}: {len(g)} arms, {g.steps.sum()} steps, {g.generated_tokens.sum() / 1e6:.1f}M generated "
+                f"tokens, peak {g.peak_gpu_gb.max():.0f} GB, ~{g.gpu_hours.sum():.1f} GPU-hours"
+            )
             print(g.drop(columns="notebook").to_string(index=False))
-    print(f"\nTotal: ~{df.gpu_hours.sum():.0f} GPU-hours, {df.generated_tokens.sum() / 1e9:.2f}B generated tokens, "
-          f"peak {df.peak_gpu_gb.max():.0f} GB on one GPU.")
-    print("Assumptions (estimates, not measurements):", ", ".join(f"{k}={v}" for k, v in asdict(tp).items()),
-          "| every completion and evaluation answer counted at its full budget (an upper bound); DAPO resample"
-          " rounds not counted; memory = bfloat16 weights + the larger of sampling (KV cache, linear-attention"
-          " state) and one training micro-batch (activations, one chunk of vocabulary logits).")
+    print(
+        f"\nTotal: ~{df.gpu_hours.sum():.0f} GPU-hours, {df.generated_tokens.sum() / 1e9:.2f}B generated tokens, "
+        f"peak {df.peak_gpu_gb.max():.0f} GB on one GPU."
+    )
+    print(
+        "Assumptions (estimates, not measurements):",
+        ", ".join(f"{k}={v}" for k, v in asdict(tp).items()),
+        "| every completion and evaluation answer counted at its full budget (an upper bound); DAPO resample"
+        " rounds not counted; memory = bfloat16 weights + the larger of sampling (KV cache, linear-attention"
+        " state) and one training micro-batch (activations, one chunk of vocabulary logits).",
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -339,16 +403,26 @@ def print_plan(df, tp: Throughput) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def run(scale: str = "default", only: list[str] | None = None, kernel: str = "python3", dry_run: bool = False,
-        results_root: str | Path | None = None, device: str | None = None, dtype: str | None = None) -> int:
+def run(
+    scale: str = "default",
+    only: list[str] | None = None,
+    kernel: str = "python3",
+    dry_run: bool = False,
+    results_root: str | Path | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> int:
     """Execute the notebooks; return the number that failed (dry run: or whose table has a problem)."""
     import papermill as pm
     import torch
 
     if dry_run and scale == "default":
         raise ValueError("--dry-run runs the paper yamls on a stand-in model: use 'reproduce paper --dry-run'")
-    root = Path(results_root) if results_root else (Path(tempfile.mkdtemp(prefix="art-dry-run-")) if dry_run
-                                                    else ROOT / "results")
+    root = (
+        Path(results_root)
+        if results_root
+        else (Path(tempfile.mkdtemp(prefix="art-dry-run-")) if dry_run else ROOT / "results")
+    )
     root.mkdir(parents=True, exist_ok=True)
     env_root = os.environ.get("ART_RESULTS_ROOT")
     os.environ["ART_RESULTS_ROOT"] = str(root)  # the notebooks write <root>/<stem>.<tag>/
@@ -368,20 +442,34 @@ def run(scale: str = "default", only: list[str] | None = None, kernel: str = "py
                 params["device"] = device
             if dtype:
                 params["dtype"] = dtype
-            if scale != "default" and not dry_run and params.get("device", "auto") in ("auto", "cuda") \
-                    and not torch.cuda.is_available():
-                raise RuntimeError(f"{scale} parameters run real checkpoints on a GPU and none is visible here; "
-                                   "use --plan, --dry-run, or set device: cpu in the yaml on purpose")
+            if (
+                scale != "default"
+                and not dry_run
+                and params.get("device", "auto") in ("auto", "cuda")
+                and not torch.cuda.is_available()
+            ):
+                raise RuntimeError(
+                    f"{scale} parameters run real checkpoints on a GPU and none is visible here; "
+                    "use --plan, --dry-run, or set device: cpu in the yaml on purpose"
+                )
             out_dir = root / (nb.stem if scale == "default" else f"{nb.stem}.{params.get('results_tag', scale)}")
             out_dir.mkdir(parents=True, exist_ok=True)
             t = time.time()
             print(f"[run] {nb.name} -> {out_dir}", flush=True)
             try:
                 # Long runs stream the notebook's own lines (per-arm progress: steps done, time left) here too.
-                stream = {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if scale != "default" and not dry_run \
-                    else {}
-                pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=params, kernel_name=kernel,
-                                    cwd=str(nb.parent), progress_bar=False, **stream)
+                stream = (
+                    {"stdout_file": sys.stdout, "stderr_file": sys.stderr} if scale != "default" and not dry_run else {}
+                )
+                pm.execute_notebook(
+                    str(nb),
+                    str(out_dir / nb.name),
+                    parameters=params,
+                    kernel_name=kernel,
+                    cwd=str(nb.parent),
+                    progress_bar=False,
+                    **stream,
+                )
                 problems = check_dry_run_table(out_dir) if dry_run else []
                 if problems:
                     raise RuntimeError("; ".join(problems))
@@ -417,8 +505,18 @@ def main(argv: list[str] | None = None) -> None:
         tp = Throughput(gen_tokens_per_s_1b=args.gen_tokens_per_s_1b, train_tflops=args.train_tflops)
         print_plan(plan(args.scale, args.only, tp), tp)
         return
-    sys.exit(1 if run(args.scale, args.only, dry_run=args.dry_run, results_root=args.results_root,
-                      device=args.device, dtype=args.dtype) else 0)
+    sys.exit(
+        1
+        if run(
+            args.scale,
+            args.only,
+            dry_run=args.dry_run,
+            results_root=args.results_root,
+            device=args.device,
+            dtype=args.dtype,
+        )
+        else 0
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,16 @@ def print_checks(checks: dict[str, bool]) -> None:
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -100,8 +108,7 @@ def _checkpoint_info(parameters: dict) -> dict:
     return out
 
 
-def write_run_info(folder: str | Path, parameters: dict, started: float, device: str = "cpu",
-                   **extra) -> Path:
+def write_run_info(folder: str | Path, parameters: dict, started: float, device: str = "cpu", **extra) -> Path:
     """run_info.json: parameters, git commit, package versions, device, wall time."""
     import torch
 
@@ -140,7 +147,8 @@ def table_checks(table: pd.DataFrame, expected: list[dict]) -> dict[str, bool]:
         checks["arm present: " + ", ".join(f"{k}={v}" for k, v in want.items())] = bool(hit.any())
     acc, lo, hi = table["accuracy"], table["ci_low"], table["ci_high"]
     checks["every accuracy is in [0, 1] and inside its 95% interval"] = bool(
-        ((acc >= 0) & (acc <= 1) & (lo <= acc + 1e-12) & (acc <= hi + 1e-12)).all())
+        ((acc >= 0) & (acc <= 1) & (lo <= acc + 1e-12) & (acc <= hi + 1e-12)).all()
+    )
     checks["every arm was scored on at least one example"] = bool((table["n_test"] > 0).all())
     rl = table[~table["objective"].isin(["sft", "none"])]
     if len(rl) and "policy_updates" in rl:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .registry import get_benchmark
 
-__all__ = ["completion_text", "strip_thinking", "decode_arguments", "render_tool_calls", "answer_line",
-           "get_scorer"]
+__all__ = ["completion_text", "strip_thinking", "decode_arguments", "render_tool_calls", "answer_line", "get_scorer"]
 
 
 def decode_arguments(args: Any) -> Any:
@@ -50,8 +50,11 @@ def render_tool_calls(calls: Any) -> str:
     for call in calls if isinstance(calls, list) else []:
         fn = call.get("function", call) if isinstance(call, dict) else {}
         fn = fn if isinstance(fn, dict) else {}
-        block = json.dumps({"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments"))},
-                           ensure_ascii=False, default=str)
+        block = json.dumps(
+            {"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments"))},
+            ensure_ascii=False,
+            default=str,
+        )
         text += f"\n<tool_call>\n{block}\n</tool_call>"
     return text
 
@@ -82,7 +85,7 @@ def strip_thinking(text: Any) -> str:
     text = completion_text(text)
     end = text.rfind("</think>")
     if end != -1:
-        text = text[end + len("</think>"):]
+        text = text[end + len("</think>") :]
     start = text.find("<think>")
     if start != -1:
         text = text[:start]
@@ -96,7 +99,7 @@ def answer_line(text: Any) -> str | None:
     """The rest of the line after the last `Answer:` of the answer part (`**Answer:**` too), or None."""
     body = strip_thinking(text)
     marks = list(_ANSWER_MARK.finditer(body))
-    return body[marks[-1].end():].split("\n", 1)[0] if marks else None
+    return body[marks[-1].end() :].split("\n", 1)[0] if marks else None
 
 
 def get_scorer(benchmark_name: str) -> Callable[[Any, dict], float]:

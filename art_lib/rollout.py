@@ -36,11 +36,24 @@ def completion_mask_from_ids(completion_ids: torch.Tensor, eos_ids: list[int]) -
 
 
 @torch.no_grad()
-def generate_rollouts(model, processor, prompts: list[str], examples: list[dict], *, num_generations: int = 8,
-                      image: dict | None = None, image_embeds: torch.Tensor | None = None,
-                      max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
-                      do_sample: bool = True, compute_logprobs: bool = True, generation_batch_size: int | None = None,
-                      micro_batch_size: int | None = None, shared_prefix: bool = False) -> Rollout:
+def generate_rollouts(
+    model,
+    processor,
+    prompts: list[str],
+    examples: list[dict],
+    *,
+    num_generations: int = 8,
+    image: dict | None = None,
+    image_embeds: torch.Tensor | None = None,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    do_sample: bool = True,
+    compute_logprobs: bool = True,
+    generation_batch_size: int | None = None,
+    micro_batch_size: int | None = None,
+    shared_prefix: bool = False,
+) -> Rollout:
     """Sample `num_generations` completions for each rendered prompt, all rows showing the same image.
 
     `generation_batch_size` prompts (x G rows) go through one `generate` call (None = all at once);
@@ -52,20 +65,52 @@ def generate_rollouts(model, processor, prompts: list[str], examples: list[dict]
 
         image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
     step = generation_batch_size or len(prompts)
-    parts = [_generate(model, processor, prompts[i:i + step], num_generations, image, image_embeds, max_new_tokens,
-                       temperature, top_p, do_sample, shared_prefix) for i in range(0, len(prompts), step)]
+    parts = [
+        _generate(
+            model,
+            processor,
+            prompts[i : i + step],
+            num_generations,
+            image,
+            image_embeds,
+            max_new_tokens,
+            temperature,
+            top_p,
+            do_sample,
+            shared_prefix,
+        )
+        for i in range(0, len(prompts), step)
+    ]
     batch = parts[0] if len(parts) == 1 else concat_batches(processor, parts)
     texts = processor.tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
     rows = [ex for ex in examples for _ in range(num_generations)]
     old = None
     if compute_logprobs:
-        old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature,
-                                  micro_batch_size=micro_batch_size, shared_prefix=shared_prefix)
+        old = completion_logprobs(
+            model,
+            batch,
+            image,
+            image_embeds=image_embeds,
+            temperature=temperature,
+            micro_batch_size=micro_batch_size,
+            shared_prefix=shared_prefix,
+        )
     return Rollout(batch=batch, completions=texts, examples=rows, old_logps=old)
 
 
-def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens, temperature, top_p,
-              do_sample, shared_prefix: bool = False) -> Batch:
+def _generate(
+    model,
+    processor,
+    prompts,
+    G,
+    image,
+    image_embeds,
+    max_new_tokens,
+    temperature,
+    top_p,
+    do_sample,
+    shared_prefix: bool = False,
+) -> Batch:
     """One `generate` call: G samples of each prompt, as a Batch [pads | prompt | completion | pads].
 
     With `shared_prefix`, `generate` continues from a cache in which the tokens all prompts share
@@ -83,15 +128,26 @@ def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens,
     if cache is not None:  # the image tokens are in the cache: only their grid is needed, for the positions
         kwargs = dict(image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3), past_key_values=cache)
     elif image is not None:
-        kwargs = dict(image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3),
-                      mm_encoder_outputs={"image": BaseModelOutputWithPooling(
-                          pooler_output=(image_embeds.detach(),) * ids.shape[0])})
+        kwargs = dict(
+            image_grid_thw=image["image_grid_thw"].expand(ids.shape[0], 3),
+            mm_encoder_outputs={
+                "image": BaseModelOutputWithPooling(pooler_output=(image_embeds.detach(),) * ids.shape[0])
+            },
+        )
     eos = eos_token_ids(model, processor)
     out = model.generate(
-        input_ids=ids, attention_mask=attn, mm_token_type_ids=mm, max_new_tokens=max_new_tokens,
-        do_sample=do_sample, temperature=temperature if do_sample else None, top_p=top_p if do_sample else None,
-        top_k=None, eos_token_id=eos, pad_token_id=processor.tokenizer.pad_token_id,
-        suppress_tokens=vision_token_ids(model, processor), **kwargs,
+        input_ids=ids,
+        attention_mask=attn,
+        mm_token_type_ids=mm,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature if do_sample else None,
+        top_p=top_p if do_sample else None,
+        top_k=None,
+        eos_token_id=eos,
+        pad_token_id=processor.tokenizer.pad_token_id,
+        suppress_tokens=vision_token_ids(model, processor),
+        **kwargs,
     )
     P = ids.shape[1]
     comp = out[:, P:]
@@ -100,9 +156,12 @@ def _generate(model, processor, prompts, G, image, image_embeds, max_new_tokens,
     cmask, truncated = completion_mask_from_ids(comp, eos)
     comp = torch.where(cmask.bool(), comp, torch.full_like(comp, processor.tokenizer.pad_token_id))
     return Batch(
-        input_ids=torch.cat([ids, comp], 1), attention_mask=torch.cat([attn, cmask], 1),
-        mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1), prompt_length=P,
-        completion_mask=cmask, truncated=truncated,
+        input_ids=torch.cat([ids, comp], 1),
+        attention_mask=torch.cat([attn, cmask], 1),
+        mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1),
+        prompt_length=P,
+        completion_mask=cmask,
+        truncated=truncated,
     )
 
 
@@ -111,7 +170,7 @@ def row_token_ids(batch: Batch, j: int) -> tuple[list[int], list[int]]:
     P = batch.prompt_length
     prompt = batch.input_ids[j, :P][batch.attention_mask[j, :P].bool()].tolist()
     n = int(batch.completion_mask[j].sum())
-    return prompt, batch.input_ids[j, P:P + n].tolist()
+    return prompt, batch.input_ids[j, P : P + n].tolist()
 
 
 def concat_batches(processor, batches: list[Batch]) -> Batch:

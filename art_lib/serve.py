@@ -23,8 +23,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     from PIL import Image
@@ -54,8 +55,8 @@ class ServerLimits:
     image_root: str | None = None  # folder whose files may be named as images; None: data URLs only
 
 
-def _decode_image_url(url: str, limits: ServerLimits) -> "Image.Image":
-    """A base64 ``data:image/...`` URL (or, when allowed, a file under ``image_root``) -> PIL image.
+def _decode_image_url(url: str, limits: ServerLimits) -> Image.Image:
+    """A base64 `data:image/...` URL (or, when allowed, a file under `image_root`) -> PIL image.
 
     The pixel count is read from the header and checked before the pixels are decoded. A refused
     path gets one message whatever the reason, so errors do not reveal which files exist.
@@ -75,14 +76,17 @@ def _decode_image_url(url: str, limits: ServerLimits) -> "Image.Image":
         source = _local_image(url, limits.image_root)
     else:
         # No network or file:// fetches: reading what the server can read is not the client's right.
-        raise _BadRequest("only data: URLs are accepted for images" + (
-            "" if limits.image_root is None else " (or paths under the server's image folder)"))
+        raise _BadRequest(
+            "only data: URLs are accepted for images"
+            + ("" if limits.image_root is None else " (or paths under the server's image folder)")
+        )
     try:
         with Image.open(source, formats=("PNG", "JPEG", "WEBP", "GIF")) as img:
             w, h = img.size
             if w * h > limits.max_image_pixels:
-                raise _BadRequest(f"image of {h}x{w} pixels is larger than this server's limit of "
-                                  f"{limits.max_image_pixels} pixels")
+                raise _BadRequest(
+                    f"image of {h}x{w} pixels is larger than this server's limit of {limits.max_image_pixels} pixels"
+                )
             img.load()
             return img.copy()
     except _BadRequest:
@@ -131,8 +135,8 @@ def _image_urls(messages: Any) -> list[str]:
     return urls
 
 
-def _template_messages(messages: Any, limits: ServerLimits) -> tuple[list[dict], list["Image.Image"]]:
-    """OpenAI messages -> chat-template messages (image parts as ``{"type": "image"}``) and the images."""
+def _template_messages(messages: Any, limits: ServerLimits) -> tuple[list[dict], list[Image.Image]]:
+    """OpenAI messages -> chat-template messages (image parts as `{"type": "image"}`) and the images."""
     if not isinstance(messages, list) or not messages:
         raise _BadRequest("'messages' must be a non-empty list")
     urls = _image_urls(messages)
@@ -203,7 +207,7 @@ class _Engine:
         self.context = int(getattr(config, "max_position_embeddings", None) or 2**31)
 
     def chat_completion(self, body: dict, cancelled=None) -> dict:
-        """Answer one ``/v1/chat/completions`` request body; ``cancelled()`` stops generation early."""
+        """Answer one `/v1/chat/completions` request body; `cancelled()` stops generation early."""
         import torch
 
         from art_lib.evaluate import generate_completions
@@ -219,7 +223,10 @@ class _Engine:
             raise _BadRequest("'chat_template_kwargs' must be an object")
         try:
             text = self.processor.apply_chat_template(
-                messages, tools=body.get("tools") or None, add_generation_prompt=True, tokenize=False,
+                messages,
+                tools=body.get("tools") or None,
+                add_generation_prompt=True,
+                tokenize=False,
                 **template_kwargs,
             )
         except Exception as err:  # noqa: BLE001 - template errors are the request's fault
@@ -231,8 +238,9 @@ class _Engine:
             prompt_tokens += visual_token_count(self.processor, images[0]) - 1
         room = self.context - prompt_tokens
         if room < 1:
-            raise _BadRequest(f"the prompt has {prompt_tokens} tokens: it does not fit the model's context of "
-                              f"{self.context}")
+            raise _BadRequest(
+                f"the prompt has {prompt_tokens} tokens: it does not fit the model's context of {self.context}"
+            )
         # Like vLLM's default, a budget past the context is cut to what fits (and a configured cap).
         max_tokens = min(requested, room, self.limits.max_tokens or room)
         # OpenAI semantics: temperature defaults to 1; 0 means greedy decoding.
@@ -244,23 +252,47 @@ class _Engine:
                 if seed is not None:
                     torch.manual_seed(int(seed))
                 out = generate_completions(
-                    self.model, self.processor, [text], images[0] if images else None,
-                    max_new_tokens=max_tokens, greedy=temperature == 0.0, temperature=temperature, top_p=top_p,
+                    self.model,
+                    self.processor,
+                    [text],
+                    images[0] if images else None,
+                    max_new_tokens=max_tokens,
+                    greedy=temperature == 0.0,
+                    temperature=temperature,
+                    top_p=top_p,
                     cancelled=cancelled,
                 )[0]
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": self.name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": out["completion"]},
-                         "finish_reason": out["finish_reason"]}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": out["completion_tokens"],
-                      "total_tokens": prompt_tokens + out["completion_tokens"]},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": out["completion"]},
+                    "finish_reason": out["finish_reason"],
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": out["completion_tokens"],
+                "total_tokens": prompt_tokens + out["completion_tokens"],
+            },
         }
 
 
-def make_server(model, processor, host: str = "127.0.0.1", port: int = 8000, model_name: str = "art",
-                api_key: str | None = None, verbose: bool = False, limits: ServerLimits | None = None):
-    """A ThreadingHTTPServer answering ``/v1/chat/completions``, ``/v1/models`` and ``/health``."""
+def make_server(
+    model,
+    processor,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model_name: str = "art",
+    api_key: str | None = None,
+    verbose: bool = False,
+    limits: ServerLimits | None = None,
+):
+    """A ThreadingHTTPServer answering `/v1/chat/completions`, `/v1/models` and `/health`."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     limits = limits or ServerLimits()
@@ -303,8 +335,13 @@ def make_server(model, processor, host: str = "127.0.0.1", port: int = 8000, mod
             elif path != "/v1/models":
                 self._error(404, f"no route {self.path}", "not_found")
             elif self._authorised():
-                self._send(200, {"object": "list", "data": [
-                    {"id": engine.name, "object": "model", "created": 0, "owned_by": "art_lib"}]})
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [{"id": engine.name, "object": "model", "created": 0, "owned_by": "art_lib"}],
+                    },
+                )
 
         def _read_body(self) -> bytes:
             """The body, read only after its declared length passed the limit."""
@@ -315,8 +352,10 @@ def make_server(model, processor, host: str = "127.0.0.1", port: int = 8000, mod
                 raise _BadRequest(f"invalid Content-Length {value[:40]!r}")
             length = int(value)
             if length > limits.max_body_bytes:
-                raise _BadRequest(f"request body of {length} bytes is larger than this server's limit of "
-                                  f"{limits.max_body_bytes}", status=413)
+                raise _BadRequest(
+                    f"request body of {length} bytes is larger than this server's limit of {limits.max_body_bytes}",
+                    status=413,
+                )
             raw = self.rfile.read(length)
             if len(raw) < length:
                 raise _BadRequest("request body shorter than its Content-Length")
@@ -340,8 +379,12 @@ def make_server(model, processor, host: str = "127.0.0.1", port: int = 8000, mod
             if not self._authorised():
                 return
             if not slots.acquire(blocking=False):
-                self._error(503, f"server busy: {limits.max_concurrency} requests in progress; retry later",
-                            "server_busy", {"Retry-After": "1"})
+                self._error(
+                    503,
+                    f"server busy: {limits.max_concurrency} requests in progress; retry later",
+                    "server_busy",
+                    {"Retry-After": "1"},
+                )
                 return
             try:
                 body = json.loads(raw.decode("utf-8") or "{}")
@@ -369,7 +412,7 @@ def make_server(model, processor, host: str = "127.0.0.1", port: int = 8000, mod
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: ``python -m art_lib.serve --model PATH [--host H] [--port N]``."""
+    """CLI: `python -m art_lib.serve --model PATH [--host H] [--port N]`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m art_lib.serve", description=main.__doc__)
@@ -383,19 +426,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     defaults = ServerLimits()
-    parser.add_argument("--max-tokens", type=int, default=None,
-                        help="cap on a request's max_tokens (always also capped by the model's context)")
-    parser.add_argument("--max-concurrency", type=int, default=defaults.max_concurrency,
-                        help="requests waiting or generating at once; more get HTTP 503")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="cap on a request's max_tokens (always also capped by the model's context)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=defaults.max_concurrency,
+        help="requests waiting or generating at once; more get HTTP 503",
+    )
     parser.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20)
     parser.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels)
     parser.add_argument("--timeout", type=float, default=defaults.timeout, help="socket timeout in seconds")
-    parser.add_argument("--allow-local-images", metavar="DIR", default=None,
-                        help="also accept image paths (relative to or under DIR); by default only data: URLs")
+    parser.add_argument(
+        "--allow-local-images",
+        metavar="DIR",
+        default=None,
+        help="also accept image paths (relative to or under DIR); by default only data: URLs",
+    )
     args = parser.parse_args(argv)
-    limits = ServerLimits(max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
-                          max_tokens=args.max_tokens, max_concurrency=args.max_concurrency, timeout=args.timeout,
-                          image_root=args.allow_local_images)
+    limits = ServerLimits(
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_image_pixels=args.max_image_pixels,
+        max_tokens=args.max_tokens,
+        max_concurrency=args.max_concurrency,
+        timeout=args.timeout,
+        image_root=args.allow_local_images,
+    )
 
     import torch
 
@@ -404,8 +464,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, processor = load_frozen(args.model, dtype=args.dtype, device=args.device)
-    server = make_server(model, processor, args.host, args.port, args.served_model_name or str(args.model),
-                         api_key=args.api_key, verbose=args.verbose, limits=limits)
+    server = make_server(
+        model,
+        processor,
+        args.host,
+        args.port,
+        args.served_model_name or str(args.model),
+        api_key=args.api_key,
+        verbose=args.verbose,
+        limits=limits,
+    )
     host, port = server.server_address[:2]
     # One parseable line: tests (and scripts) wait for it to know the server is up and on which port.
     print(f"art_lib.serve: listening on http://{host}:{port}/v1", file=sys.stderr, flush=True)

@@ -56,13 +56,15 @@ def _row_chunks(n: int, size: int | None) -> list[tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *, scale: float,
-              accelerator=None) -> dict:
+def sft_step(
+    m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *, scale: float, accelerator=None
+) -> dict:
     """Mean completion-token NLL of the rows, backpropagated `c.micro_batch_size` rows at a time."""
     model, image, embeds = m.policy()  # the vision tower runs here, once for all micro-batches
     target = get_benchmark(c.benchmark).sft_target if c.benchmark else default_sft_target  # the benchmark's own
-    batch = encode(processor, texts, [target(e) for e in exs],
-                   num_image_tokens=image_tokens(image, processor.image_processor))
+    batch = encode(
+        processor, texts, [target(e) for e in exs], num_image_tokens=image_tokens(image, processor.image_processor)
+    )
     batch = batch.to(next(model.parameters()).device)
     local = batch.completion_mask.sum().float()
     tokens, world = local, 1
@@ -82,24 +84,45 @@ def sft_step(m, processor, texts: list[str], exs: list[dict], c: TrainConfig, *,
     return {"loss": total, "tokens": float(local)}
 
 
-def rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, scale: float,
-             accelerator=None, engine=None) -> dict:
+def rl_step(
+    m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, scale: float, accelerator=None, engine=None
+) -> dict:
     G, max_new, loss_type = c.num_generations, c.max_completion_length, c.loss_type
     model, image, embeds = m.policy()  # the vision tower runs here, once for the whole step
     sample_image, sample_embeds = _detached(image), (None if embeds is None else embeds.detach())
 
     def rollout(ids: list[int]) -> tuple[Rollout, torch.Tensor]:
         if engine is not None:  # vLLM samples the servable form (8-bit artwork / adapter); its weights stay
-            r = vllm_rollouts(engine, m, processor, [texts[i] for i in ids], [examples[i] for i in ids],
-                              num_generations=G, image=sample_image, image_embeds=sample_embeds,
-                              max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
-                              micro_batch_size=c.micro_batch_size)
+            r = vllm_rollouts(
+                engine,
+                m,
+                processor,
+                [texts[i] for i in ids],
+                [examples[i] for i in ids],
+                num_generations=G,
+                image=sample_image,
+                image_embeds=sample_embeds,
+                max_new_tokens=max_new,
+                temperature=c.temperature,
+                top_p=c.top_p,
+                micro_batch_size=c.micro_batch_size,
+            )
         else:
-            r = generate_rollouts(model, processor, [texts[i] for i in ids], [examples[i] for i in ids],
-                                  num_generations=G, image=sample_image, image_embeds=sample_embeds,
-                                  max_new_tokens=max_new, temperature=c.temperature, top_p=c.top_p,
-                                  generation_batch_size=c.generation_batch_size,
-                                  micro_batch_size=c.micro_batch_size, shared_prefix=c.shared_prefix)
+            r = generate_rollouts(
+                model,
+                processor,
+                [texts[i] for i in ids],
+                [examples[i] for i in ids],
+                num_generations=G,
+                image=sample_image,
+                image_embeds=sample_embeds,
+                max_new_tokens=max_new,
+                temperature=c.temperature,
+                top_p=c.top_p,
+                generation_batch_size=c.generation_batch_size,
+                micro_batch_size=c.micro_batch_size,
+                shared_prefix=c.shared_prefix,
+            )
         rew = reward_tensor(reward_fn(r.completions, r.examples), len(r.completions))
         if c.overlong_cache:
             lengths = r.batch.completion_mask.sum(1)
@@ -149,17 +172,33 @@ def rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, sc
     for a, b in _row_chunks(len(batch), c.micro_batch_size):
         sub = batch.rows(a, b)
         with gradient_checkpointing(model, c.gradient_checkpointing):
-            logps = completion_logprobs(model, sub, image, image_embeds=leaf, temperature=c.temperature,
-                                       shared_prefix=c.shared_prefix)
+            logps = completion_logprobs(
+                model, sub, image, image_embeds=leaf, temperature=c.temperature, shared_prefix=c.shared_prefix
+            )
         ref = None
         if c.beta:
             with torch.no_grad():
-                ref = completion_logprobs(ref_model, sub, ref_image, image_embeds=ref_embeds,
-                                          temperature=c.temperature, shared_prefix=c.shared_prefix)
+                ref = completion_logprobs(
+                    ref_model,
+                    sub,
+                    ref_image,
+                    image_embeds=ref_embeds,
+                    temperature=c.temperature,
+                    shared_prefix=c.shared_prefix,
+                )
         loss, parts = losses.policy_loss(
-            logps, old[a:b], adv[a:b], cmask[a:b], loss_type=loss_type, epsilon_low=c.epsilon_low,
-            epsilon_high=c.epsilon_high, beta=c.beta, ref_per_token_logps=ref, max_completion_length=max_new,
-            num_items_in_batch=num_items if loss_type == "dapo" else None)
+            logps,
+            old[a:b],
+            adv[a:b],
+            cmask[a:b],
+            loss_type=loss_type,
+            epsilon_low=c.epsilon_low,
+            epsilon_high=c.epsilon_high,
+            beta=c.beta,
+            ref_per_token_logps=ref,
+            max_completion_length=max_new,
+            num_items_in_batch=num_items if loss_type == "dapo" else None,
+        )
         chunk_tokens = float(cmask[a:b].sum())
         loss = loss * losses.micro_batch_weight(loss_type, b - a, len(batch), chunk_tokens, tokens)
         if loss.requires_grad:
@@ -168,17 +207,22 @@ def rl_step(m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, sc
         for k, v in parts.items():  # token-weighted means over the micro-batches
             metrics[k] = metrics.get(k, 0.0) + float(v) * chunk_tokens / max(tokens, 1.0)
     _backward_shared(embeds, leaf)
-    out = {"loss": loss_sum, "reward": raw_reward, "reward_kept": float(rewards.mean()),
-           "completion_length": float(batch.completion_mask.sum(1).float().mean()),
-           "truncated": float(batch.truncated.float().mean())}
+    out = {
+        "loss": loss_sum,
+        "reward": raw_reward,
+        "reward_kept": float(rewards.mean()),
+        "completion_length": float(batch.completion_mask.sum(1).float().mean()),
+        "truncated": float(batch.truncated.float().mean()),
+    }
     out |= metrics
     if c.dynamic_sampling:
         out["groups_kept"] = float(len(rewards) // G)
     return out
 
 
-def select_groups(processor, rolls: list[Rollout], rews: list[torch.Tensor], kept: list[torch.Tensor], G: int,
-                   limit: int):
+def select_groups(
+    processor, rolls: list[Rollout], rews: list[torch.Tensor], kept: list[torch.Tensor], G: int, limit: int
+):
     """Concatenate the informative groups of several rollout rounds into one batch (at most `limit` groups)."""
     prompt_ids, comp_ids, trunc, comps, exs, old, rewards = [], [], [], [], [], [], []
     for r, rew, keep in zip(rolls, rews, kept):
@@ -198,5 +242,5 @@ def select_groups(processor, rolls: list[Rollout], rews: list[torch.Tensor], kep
     C = batch.completion_ids.shape[1]
     old_t = torch.zeros(len(old), C)
     for i, o in enumerate(old):
-        old_t[i, :len(o)] = o
+        old_t[i, : len(o)] = o
     return Rollout(batch=batch, completions=comps, examples=exs, old_logps=old_t), torch.tensor(rewards)

@@ -12,13 +12,14 @@ Use in a training step (the trainer wires it in)::
     ...
     opt.step(); artwork.project_(); freeze_mask_(artwork, seed, frozen)   # keep frozen regions = seed
 
-``ssim`` reproduces ``skimage.metrics.structural_similarity(x, y, channel_axis=0, data_range=1.0)``
+`ssim` reproduces `skimage.metrics.structural_similarity(x, y, channel_axis=0, data_range=1.0)`
 (uniform 7x7 window, sample covariance, mean over the valid region, mean over channels).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ __all__ = [
     "box_mask",
 ]
 
-SizeLike = Union[int, Sequence[int]]
+SizeLike = int | Sequence[int]
 
 
 def _check_image(x: torch.Tensor, name: str) -> None:
@@ -50,8 +51,9 @@ def _mask_like(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
     if mask.ndim != 3 or mask.shape[0] != 1 or tuple(mask.shape[-2:]) != tuple(x.shape[-2:]):
-        raise ValueError(f"mask must be (H, W) or (1, H, W) matching the image {tuple(x.shape[-2:])}, "
-                         f"got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be (H, W) or (1, H, W) matching the image {tuple(x.shape[-2:])}, got {tuple(mask.shape)}"
+        )
     return mask.to(device=x.device, dtype=x.dtype)  # (1, H, W)
 
 
@@ -95,7 +97,10 @@ def _gaussian_kernel(win_size: int, sigma: float, like: torch.Tensor) -> torch.T
 
 
 def _window_filter(x: torch.Tensor, win_size: int, gaussian: bool, sigma: float) -> torch.Tensor:
-    """Local (weighted) mean over win_size x win_size windows, valid region only: (N, C, H, W) -> (N, C, H-w+1, W-w+1)."""
+    """Local (weighted) mean over win_size x win_size windows, valid region only.
+
+    (N, C, H, W) -> (N, C, H-w+1, W-w+1).
+    """
     if not gaussian:
         # skimage filters with a uniform filter (reflect padding) and then crops (win_size-1)//2 on every side;
         # on the kept region no window touches the padding, so an unpadded average pool is the same numbers.
@@ -107,16 +112,26 @@ def _window_filter(x: torch.Tensor, win_size: int, gaussian: bool, sigma: float)
     return F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 7, gaussian: bool = False,
-         K1: float = 0.01, K2: float = 0.03, *, sigma: float = 1.5, use_sample_covariance: bool = True,
-         mask: torch.Tensor | None = None) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 1.0,
+    win_size: int = 7,
+    gaussian: bool = False,
+    K1: float = 0.01,
+    K2: float = 0.03,
+    *,
+    sigma: float = 1.5,
+    use_sample_covariance: bool = True,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean SSIM as skimage's structural_similarity(x, y, channel_axis=0); scalar for (C, H, W), (B,) for a batch.
 
-    Defaults match skimage's defaults: a uniform ``win_size`` window, sample covariance
-    (``NP / (NP - 1)``), SSIM averaged over the region at least ``(win_size - 1) // 2`` from the border,
-    then over channels. ``gaussian=True, win_size=11, use_sample_covariance=False`` gives Wang et al.'s
-    Gaussian-weighted SSIM as skimage's ``gaussian_weights=True`` does (sigma 1.5, truncate 3.5).
-    ``mask`` (H, W) weights the SSIM map (cropped the same way) instead of a plain mean.
+    Defaults match skimage's defaults: a uniform `win_size` window, sample covariance
+    (`NP / (NP - 1)`), SSIM averaged over the region at least `(win_size - 1) // 2` from the border,
+    then over channels. `gaussian=True, win_size=11, use_sample_covariance=False` gives Wang et al.'s
+    Gaussian-weighted SSIM as skimage's `gaussian_weights=True` does (sigma 1.5, truncate 3.5).
+    `mask` (H, W) weights the SSIM map (cropped the same way) instead of a plain mean.
     """
     _check_image(x, "x")
     _check_image(y, "y")
@@ -146,7 +161,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: in
     else:
         pad = (win_size - 1) // 2
         h, w_ = x.shape[-2:]
-        m = _mask_like(mask, x)[:, pad:h - pad, pad:w_ - pad]  # (1, h, w): the SSIM map's crop
+        m = _mask_like(mask, x)[:, pad : h - pad, pad : w_ - pad]  # (1, h, w): the SSIM map's crop
         w = m.expand_as(s)
         out = (s * w).sum(dim=(-3, -2, -1)) / w.sum(dim=(-3, -2, -1)).clamp_min(1e-12)
     return out if batched else out[0]
@@ -165,13 +180,20 @@ def style_active(l2: float = 0.0, tv: float = 0.0, ssim: float = 0.0) -> bool:
     return any(float(w) != 0.0 for w in (l2, tv, ssim))
 
 
-def style_loss(pixels: torch.Tensor, seed: torch.Tensor | None, *, l2: float = 0.0, tv: float = 0.0,
-               ssim: float = 0.0, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def style_loss(
+    pixels: torch.Tensor,
+    seed: torch.Tensor | None,
+    *,
+    l2: float = 0.0,
+    tv: float = 0.0,
+    ssim: float = 0.0,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum l2 * l2_to_seed + tv * total_variation + ssim * ssim_loss, and each active term's raw value.
 
     Terms with weight 0 are not computed (they add nothing to the graph). With every weight 0 the total
-    is an exact scalar 0 with no graph, so ``loss + total`` equals ``loss`` bit for bit; better still,
-    guard the call with :func:`style_active` and skip it. ``mask`` restricts the seed terms (L2, SSIM)
+    is an exact scalar 0 with no graph, so `loss + total` equals `loss` bit for bit; better still,
+    guard the call with `style_active` and skip it. `mask` restricts the seed terms (L2, SSIM)
     to where the artwork should resemble the seed; TV is a smoothness prior on the whole image.
     For a batch the terms are means over it.
     """
@@ -207,9 +229,9 @@ def style_loss(pixels: torch.Tensor, seed: torch.Tensor | None, *, l2: float = 0
 def freeze_mask_(pixels_param: Any, seed: torch.Tensor, mask: torch.Tensor) -> Any:
     """Copy the seed into the masked region of the parameter in place (call after each optimiser step).
 
-    ``pixels_param``: the (3, H, W) parameter tensor, or a PixelPrompt (its ``raw``). A bool mask copies
+    `pixels_param`: the (3, H, W) parameter tensor, or a PixelPrompt (its `raw`). A bool mask copies
     exactly (the frozen pixels stay bit-identical to the seed); a float mask in [0, 1] blends
-    ``m * seed + (1 - m) * pixels``. Returns ``pixels_param``.
+    `m * seed + (1 - m) * pixels`. Returns `pixels_param`.
     """
     target = getattr(pixels_param, "raw", pixels_param)
     if not isinstance(target, torch.Tensor):
@@ -233,7 +255,7 @@ def mask_from_seed(seed: torch.Tensor, threshold: float = 0.1, background: float
     """Bool (H, W) mask of the seed's drawn pixels: any channel farther than threshold from the background.
 
     The seed icons are drawn on pure white (background 1.0), so this selects the icon itself;
-    ``~mask`` selects the empty background.
+    `~mask` selects the empty background.
     """
     _check_image(seed, "seed")
     if seed.ndim == 4:
@@ -255,5 +277,5 @@ def box_mask(size: SizeLike, box: Sequence[int]) -> torch.Tensor:
         raise ValueError(f"box must be (top, left, bottom, right), got {box!r}")
     top, left, bottom, right = (int(b) for b in box)
     mask = torch.zeros(h, w, dtype=torch.bool)
-    mask[max(0, top):max(0, bottom), max(0, left):max(0, right)] = True
+    mask[max(0, top) : max(0, bottom), max(0, left) : max(0, right)] = True
     return mask

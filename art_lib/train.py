@@ -63,8 +63,10 @@ def check_context(lengths: list[int], context: int, ids: list) -> None:
     over = [(i, n) for i, n in zip(ids, lengths) if n >= context]
     if over:
         i, n = max(over, key=lambda x: x[1])
-        raise ValueError(f"{len(over)} prompt(s) do not fit the model's context of {context} tokens "
-                         f"(longest: example {i!r}, {n} tokens); shorten them or drop them")
+        raise ValueError(
+            f"{len(over)} prompt(s) do not fit the model's context of {context} tokens "
+            f"(longest: example {i!r}, {n} tokens); shorten them or drop them"
+        )
 
 
 def _releases_checkpoint(fn):
@@ -79,6 +81,7 @@ def _releases_checkpoint(fn):
         finally:
             if checkpoint is not None and not opened_by_caller:
                 checkpoint.close()
+
     return wrapper
 
 
@@ -105,6 +108,7 @@ def _lr_lambda(schedule: str, steps: int, warmup: int):
         if schedule == "linear":
             return max(0.0, 1 - (step - warmup) / max(1, steps - warmup))
         raise ValueError(f"unknown lr_schedule {schedule!r}; choose constant, cosine or linear")
+
     return f
 
 
@@ -118,11 +122,26 @@ def _default_reward(benchmark: str | None):
 
 
 @_releases_checkpoint
-def train(model, processor, examples: list[dict], config: TrainConfig | dict | None = None, *,
-          artwork: PixelPrompt | None = None, reward_fn=None, eval_fn=None, checkpoint: Checkpointer | None = None,
-          accelerator=None, style_mask: torch.Tensor | None = None, freeze_mask: torch.Tensor | None = None,
-          eot=None, init_state: dict | None = None, rollout_engine="hf", quantize_8bit: bool | None = None,
-          progress: bool = True, **fields) -> TrainResult:
+def train(
+    model,
+    processor,
+    examples: list[dict],
+    config: TrainConfig | dict | None = None,
+    *,
+    artwork: PixelPrompt | None = None,
+    reward_fn=None,
+    eval_fn=None,
+    checkpoint: Checkpointer | None = None,
+    accelerator=None,
+    style_mask: torch.Tensor | None = None,
+    freeze_mask: torch.Tensor | None = None,
+    eot=None,
+    init_state: dict | None = None,
+    rollout_engine="hf",
+    quantize_8bit: bool | None = None,
+    progress: bool = True,
+    **fields,
+) -> TrainResult:
     """Train one method on `examples` with one objective; returns history and the trained method.
 
     Settings come from `config` (a `TrainConfig`, or a dict of its fields) with any keyword `fields`
@@ -161,9 +180,11 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     if not examples:
         raise ValueError("no training examples")
     if eot is not None and not isinstance(eot, EOT):  # a bare function has no state to checkpoint
-        raise TypeError(f"eot must be a transforms.EOT (a call plus state_dict / load_state_dict), got "
-                        f"{type(eot).__name__}; use transforms.RandomEOT or resize_to, or wrap a function "
-                        "f(pixels, generator) as RandomEOT([f], p=1.0)")
+        raise TypeError(
+            f"eot must be a transforms.EOT (a call plus state_dict / load_state_dict), got "
+            f"{type(eot).__name__}; use transforms.RandomEOT or resize_to, or wrap a function "
+            "f(pixels, generator) as RandomEOT([f], p=1.0)"
+        )
     rl = c.rl
     reward_fn = reward_fn or (_default_reward(c.benchmark) if rl else None)
     config = _plain(dataclasses.asdict(c))
@@ -180,8 +201,18 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     engine = None
     if rl and rollout_engine != "hf":  # built before make_method: LoRA wraps the model in place
         engine = get_engine(rollout_engine, model, processor, method=method, lora_rank=c.lora_rank)
-    m = make_method(method, model, processor, artwork=artwork, lora_rank=c.lora_rank, lora_alpha=c.lora_alpha,
-                    lora_dropout=c.lora_dropout, seed=seed, eot=eot, freeze_mask=freeze_mask)
+    m = make_method(
+        method,
+        model,
+        processor,
+        artwork=artwork,
+        lora_rank=c.lora_rank,
+        lora_alpha=c.lora_alpha,
+        lora_dropout=c.lora_dropout,
+        seed=seed,
+        eot=eot,
+        freeze_mask=freeze_mask,
+    )
     check_method(m)
     if init_state is not None:
         m.load_state_dict(init_state)
@@ -204,7 +235,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
     start, nonfinite = 0, 0
     if checkpoint is not None and rank == 0:
         checkpoint.open()  # this run owns the folder; an unwritable one fails here, before any step
-    check = (lambda saved: _check_resumable(saved, config, checkpoint.folder))  # noqa: E731
+    check = lambda saved: _check_resumable(saved, config, checkpoint.folder)  # noqa: E731
     if checkpoint is not None and (state := checkpoint.latest(check=check)) is not None:
         m.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
@@ -214,28 +245,46 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
 
     def micro_step(idx: list[int]) -> dict:
         """Loss of one micro-step, already backpropagated (scaled by 1 / grad_accum) in micro-batches of rows."""
-        idx = idx[rank * len(idx) // world:(rank + 1) * len(idx) // world]  # this process's share
+        idx = idx[rank * len(idx) // world : (rank + 1) * len(idx) // world]  # this process's share
         if not rl:
-            return sft_step(m, processor, [texts[i] for i in idx], [examples[i] for i in idx], c,
-                             scale=1 / grad_accum, accelerator=accelerator)
-        return rl_step(m, processor, examples, texts, idx, c, reward_fn=reward_fn, accelerator=accelerator,
-                        scale=1 / grad_accum, engine=engine)
+            return sft_step(
+                m,
+                processor,
+                [texts[i] for i in idx],
+                [examples[i] for i in idx],
+                c,
+                scale=1 / grad_accum,
+                accelerator=accelerator,
+            )
+        return rl_step(
+            m,
+            processor,
+            examples,
+            texts,
+            idx,
+            c,
+            reward_fn=reward_fn,
+            accelerator=accelerator,
+            scale=1 / grad_accum,
+            engine=engine,
+        )
 
-    bar = _progress(range(start, steps), progress and rank == 0, initial=start, total=steps,
-                    desc=f"{method}/{objective}")
+    bar = _progress(
+        range(start, steps), progress and rank == 0, initial=start, total=steps, desc=f"{method}/{objective}"
+    )
     for step in bar:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         logs: list[dict] = []
         bad_source, computed = None, []  # what gave a non-finite value; losses of micro-batches that had one
         for micro in range(grad_accum):
-            idx = batch_indices(step, micro, n=len(examples), batch_size=c.batch_size, grad_accum=grad_accum,
-                                seed=seed)
+            idx = batch_indices(step, micro, n=len(examples), batch_size=c.batch_size, grad_accum=grad_accum, seed=seed)
             out = micro_step(idx)
             bad_source = bad_source or out.pop("nonfinite", None)
             if styled and out["loss"] is not None:
-                extra, terms = style_loss(m.artwork.pixels(), m.initial, l2=c.style_l2, tv=c.style_tv,
-                                          ssim=c.style_ssim, mask=style_mask)
+                extra, terms = style_loss(
+                    m.artwork.pixels(), m.initial, l2=c.style_l2, tv=c.style_tv, ssim=c.style_ssim, mask=style_mask
+                )
                 (extra / grad_accum).backward()
                 out = out | terms | {"loss": out["loss"] + float(extra)}
             if out["loss"] is not None:
@@ -244,7 +293,7 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
         if accelerator is not None:
             bad_source = _reduce_across_processes(params, logs, bad_source, accelerator)
         row = {"step": step + 1, "method": method, "objective": objective, "lr": sched.get_last_lr()[0]}
-        row |= {k: float(np.mean([l[k] for l in logs if l.get(k) is not None] or [np.nan])) for k in logs[0]}
+        row |= {k: float(np.mean([log[k] for log in logs if log.get(k) is not None] or [np.nan])) for k in logs[0]}
         bad_source = bad_source or _non_finite(computed, params)
         if bad_source is None and not computed:
             # Nothing to learn from (e.g. every DAPO group had equal rewards): not an error.
@@ -261,8 +310,13 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
             if nonfinite >= c.max_nonfinite:
                 raise NonFiniteLossError(
                     f"{nonfinite} consecutive steps with a non-finite value (last at step {step + 1}, from the "
-                    f"{bad_source}); " + ("check the reward function" if bad_source == "reward function" else
-                                          "lower the learning rate or check the data"))
+                    f"{bad_source}); "
+                    + (
+                        "check the reward function"
+                        if bad_source == "reward function"
+                        else "lower the learning rate or check the data"
+                    )
+                )
         with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
             warnings.simplefilter("ignore", UserWarning)
             sched.step()
@@ -273,18 +327,33 @@ def train(model, processor, examples: list[dict], config: TrainConfig | dict | N
         if progress and rank == 0 and hasattr(bar, "set_postfix"):
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "reward") if k in row and row[k] == row[k]})
         if checkpoint is not None and rank == 0 and checkpoint.due(step + 1, last=step + 1 == steps):
-            state = {"method": m.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "rng": _rng_state(), "history": history, "step": step + 1, "nonfinite": nonfinite,
-                     "config": config}
+            state = {
+                "method": m.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": _rng_state(),
+                "history": history,
+                "step": step + 1,
+                "nonfinite": nonfinite,
+                "config": config,
+            }
             checkpoint.save(step + 1, state, method=m, config=config, objective=objective, method_name=method)
-    return TrainResult(history=pd.DataFrame(history), method=m, trainable_parameters=trainable_parameter_count(m),
-                       config=config)
+    return TrainResult(
+        history=pd.DataFrame(history), method=m, trainable_parameters=trainable_parameter_count(m), config=config
+    )
 
 
 # Settings a run may change when it resumes: how long it runs, what it shows, and how it fits in memory
 # (micro-batching and checkpointing give the same gradients; a new generation_batch_size only reorders sampling).
-_RESUME_MAY_CHANGE = {"steps", "eval_every", "max_nonfinite", "micro_batch_size", "generation_batch_size",
-                      "gradient_checkpointing", "shared_prefix"}
+_RESUME_MAY_CHANGE = {
+    "steps",
+    "eval_every",
+    "max_nonfinite",
+    "micro_batch_size",
+    "generation_batch_size",
+    "gradient_checkpointing",
+    "shared_prefix",
+}
 
 
 def model_fingerprint(model) -> str:
@@ -317,19 +386,25 @@ def _check_resumable(saved: dict, current: dict, folder) -> None:
     diff = sorted(k for k in keys if saved.get(k) != current.get(k))
     if diff:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
-        raise ValueError(f"the checkpoint in {folder} was written by a run with other settings ({detail}); "
-                         "resume with the same model, data and settings, or use a new or empty folder")
+        raise ValueError(
+            f"the checkpoint in {folder} was written by a run with other settings ({detail}); "
+            "resume with the same model, data and settings, or use a new or empty folder"
+        )
 
 
-def _check_prompts_fit(model, processor, examples: list[dict], texts: list[str], artwork: PixelPrompt | None,
-                       eot) -> None:
+def _check_prompts_fit(
+    model, processor, examples: list[dict], texts: list[str], artwork: PixelPrompt | None, eot
+) -> None:
     """Every rendered prompt plus the image's visual tokens (none without `artwork`) fits the model's context."""
     image_tokens = 0
     if artwork is not None:  # counted on the size the model sees (a `resize_to` transformation changes it)
         seen = eot.output_size(artwork.size) if hasattr(eot, "output_size") else artwork.size
         image_tokens = num_visual_tokens(*seen, processor.image_processor)
-    check_context([len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) + image_tokens for t in texts],
-                  _context_length(model), [e.get("id", i) for i, e in enumerate(examples)])
+    check_context(
+        [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) + image_tokens for t in texts],
+        _context_length(model),
+        [e.get("id", i) for i, e in enumerate(examples)],
+    )
 
 
 def _non_finite(computed: list[float], params: list[torch.Tensor]) -> str | None:

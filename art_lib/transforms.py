@@ -2,13 +2,13 @@
 
 A learned PNG may not reach the model byte for byte: chat apps re-encode uploads as JPEG, servers
 resize, screenshots shift. Training through random versions of these distortions (applied to the
-artwork *before* ``preprocess_image``) makes the artwork robust to them; ``art_lib.transport``
+artwork *before* `preprocess_image`) makes the artwork robust to them; `art_lib.transport`
 measures the real (PIL) versions at evaluation time.
 
 Every transform maps (3, H, W) or (B, 3, H, W) pixels in [0, 1] to the same shape in [0, 1], is
 differentiable with respect to the pixels, and draws its randomness from an explicit
-``torch.Generator``. Output clamps are straight-through (clamp forward, identity backward), as in
-``PixelPrompt.pixels()``, so a pixel a transform saturates still receives gradient.
+`torch.Generator`. Output clamps are straight-through (clamp forward, identity backward), as in
+`PixelPrompt.pixels()`, so a pixel a transform saturates still receives gradient.
 
 `EOT` is the protocol `train(eot=...)` relies on: a call on the pixels, plus `state_dict` /
 `load_state_dict` so a checkpointed run resumes bit-identically (a bare function has no state and is
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -47,28 +47,140 @@ __all__ = [
 ]
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-TransformSpec = Union[str, tuple[str, dict], Transform]
+TransformSpec = str | tuple[str, dict] | Transform
 
 # ITU-T T.81 Annex K.1: the example quantisation tables libjpeg (and so PIL) scales by quality.
 _LUMA_TABLE = (
-    16, 11, 10, 16, 24, 40, 51, 61,
-    12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77,
-    24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99,
+    16,
+    11,
+    10,
+    16,
+    24,
+    40,
+    51,
+    61,
+    12,
+    12,
+    14,
+    19,
+    26,
+    58,
+    60,
+    55,
+    14,
+    13,
+    16,
+    24,
+    40,
+    57,
+    69,
+    56,
+    14,
+    17,
+    22,
+    29,
+    51,
+    87,
+    80,
+    62,
+    18,
+    22,
+    37,
+    56,
+    68,
+    109,
+    103,
+    77,
+    24,
+    35,
+    55,
+    64,
+    81,
+    104,
+    113,
+    92,
+    49,
+    64,
+    78,
+    87,
+    103,
+    121,
+    120,
+    101,
+    72,
+    92,
+    95,
+    98,
+    112,
+    100,
+    103,
+    99,
 )
 _CHROMA_TABLE = (
-    17, 18, 24, 47, 99, 99, 99, 99,
-    18, 21, 26, 66, 99, 99, 99, 99,
-    24, 26, 56, 99, 99, 99, 99, 99,
-    47, 66, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
+    17,
+    18,
+    24,
+    47,
+    99,
+    99,
+    99,
+    99,
+    18,
+    21,
+    26,
+    66,
+    99,
+    99,
+    99,
+    99,
+    24,
+    26,
+    56,
+    99,
+    99,
+    99,
+    99,
+    99,
+    47,
+    66,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
 )
 # JFIF full-range RGB -> YCbCr (the offset 128 is added to Cb and Cr separately).
 _RGB_TO_YCBCR = (
@@ -128,8 +240,9 @@ def resize_roundtrip(pixels: torch.Tensor, size: int | Sequence[int]) -> torch.T
 # --------------------------------------------------------------------------- JPEG
 
 
-def jpeg_quant_tables(quality: int, device: Any = None,
-                      dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def jpeg_quant_tables(
+    quality: int, device: Any = None, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(luma, chroma) (8, 8) quantisation tables of libjpeg's jpeg_set_quality(quality, force_baseline=True)."""
     q = int(quality)
     if not 1 <= q <= 100:
@@ -210,16 +323,17 @@ def _quantise(planes: torch.Tensor, table: torch.Tensor, rounding: str | None) -
     return block_idct(c)
 
 
-def jpeg_like(pixels: torch.Tensor, quality: int | None = 75, *, subsample: bool = True,
-              rounding: str = "ste") -> torch.Tensor:
+def jpeg_like(
+    pixels: torch.Tensor, quality: int | None = 75, *, subsample: bool = True, rounding: str = "ste"
+) -> torch.Tensor:
     """Differentiable JPEG approximation: YCbCr, (4:2:0 chroma), 8x8 DCT, quantise with the IJG tables, back.
 
-    Models what PIL's ``img.save(f, "JPEG", quality=q)`` (libjpeg, 4:2:0 by default) does to the pixels:
-    JFIF YCbCr; chroma averaged over 2x2 when ``subsample`` (and brought back with the decoder's
+    Models what PIL's `img.save(f, "JPEG", quality=q)` (libjpeg, 4:2:0 by default) does to the pixels:
+    JFIF YCbCr; chroma averaged over 2x2 when `subsample` (and brought back with the decoder's
     triangle filter, i.e. bilinear); sides edge-padded to whole MCUs; coefficients divided by the
-    quality-scaled Annex K tables, rounded (``rounding``: "ste" rounds exactly with an identity gradient,
+    quality-scaled Annex K tables, rounded (`rounding`: "ste" rounds exactly with an identity gradient,
     "cubic" is the smooth x + (x - round x)^3 surrogate) and multiplied back; inverse DCT; RGB; clamp.
-    ``quality=None`` skips the quantisation (the transform is then the identity up to float error).
+    `quality=None` skips the quantisation (the transform is then the identity up to float error).
     The decoder's final rounding to 8 bits and libjpeg's integer DCT are not modelled.
     """
     x, single = _as_batch(pixels)
@@ -254,8 +368,13 @@ def jpeg_like(pixels: torch.Tensor, quality: int | None = 75, *, subsample: bool
 # --------------------------------------------------------------------------- colour and shift
 
 
-def color_jitter(pixels: torch.Tensor, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def color_jitter(
+    pixels: torch.Tensor,
+    brightness: float = 0.1,
+    contrast: float = 0.1,
+    saturation: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """torchvision-style ColorJitter: factors uniform in [1 - a, 1 + a], applied in a random order, per image."""
     x, single = _as_batch(pixels)
     for name, a in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
@@ -265,10 +384,12 @@ def color_jitter(pixels: torch.Tensor, brightness: float = 0.1, contrast: float 
     gray_w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     outs = []
     for i in range(b):
-        img = x[i:i + 1]  # (1, 3, H, W)
-        factors = {"brightness": _uniform(generator, 1, 1 - brightness, 1 + brightness)[0],
-                   "contrast": _uniform(generator, 1, 1 - contrast, 1 + contrast)[0],
-                   "saturation": _uniform(generator, 1, 1 - saturation, 1 + saturation)[0]}
+        img = x[i : i + 1]  # (1, 3, H, W)
+        factors = {
+            "brightness": _uniform(generator, 1, 1 - brightness, 1 + brightness)[0],
+            "contrast": _uniform(generator, 1, 1 - contrast, 1 + contrast)[0],
+            "saturation": _uniform(generator, 1, 1 - saturation, 1 + saturation)[0],
+        }
         order = torch.randperm(3, generator=generator, device=generator.device if generator else "cpu").tolist()
         for k in order:
             name = ("brightness", "contrast", "saturation")[k]
@@ -286,12 +407,13 @@ def color_jitter(pixels: torch.Tensor, brightness: float = 0.1, contrast: float 
     return out[0] if single else out
 
 
-def random_shift(pixels: torch.Tensor, max_shift: int = 8, generator: torch.Generator | None = None,
-                 mode: str = "replicate") -> torch.Tensor:
+def random_shift(
+    pixels: torch.Tensor, max_shift: int = 8, generator: torch.Generator | None = None, mode: str = "replicate"
+) -> torch.Tensor:
     """Shift each image by integers (dy, dx) uniform in [-max_shift, max_shift]; same shape.
 
-    ``mode="replicate"`` pads with the edge pixels and crops (content shifted out of frame is lost, so
-    it gets no gradient); ``mode="roll"`` wraps around (every pixel stays in the image).
+    `mode="replicate"` pads with the edge pixels and crops (content shifted out of frame is lost, so
+    it gets no gradient); `mode="roll"` wraps around (every pixel stays in the image).
     """
     x, single = _as_batch(pixels)
     if mode not in ("replicate", "roll"):
@@ -303,13 +425,13 @@ def random_shift(pixels: torch.Tensor, max_shift: int = 8, generator: torch.Gene
     outs = []
     for i in range(b):
         dy, dx = _randint(generator, 2, -m, m)
-        img = x[i:i + 1]
+        img = x[i : i + 1]
         if mode == "roll":
             img = torch.roll(img, shifts=(dy, dx), dims=(-2, -1))
         else:
             padded = F.pad(img, (m, m, m, m), mode="replicate")  # (1, 3, H + 2m, W + 2m)
             # Output pixel (r, c) reads input (r - dy, c - dx): content moves by (+dy, +dx).
-            img = padded[..., m - dy:m - dy + h, m - dx:m - dx + w]
+            img = padded[..., m - dy : m - dy + h, m - dx : m - dx + w]
         outs.append(img)
     out = torch.cat(outs, dim=0)
     return out[0] if single else out
@@ -323,15 +445,25 @@ def _round_to(n: float, multiple: int) -> int:
     return max(multiple, int(round(n / multiple)) * multiple)
 
 
-def _eot_jpeg(pixels: torch.Tensor, generator: torch.Generator, quality: Sequence[int] = (50, 95),
-              subsample: bool = True, rounding: str = "ste") -> tuple[torch.Tensor, dict]:
+def _eot_jpeg(
+    pixels: torch.Tensor,
+    generator: torch.Generator,
+    quality: Sequence[int] = (50, 95),
+    subsample: bool = True,
+    rounding: str = "ste",
+) -> tuple[torch.Tensor, dict]:
     """jpeg_like at a quality uniform in [quality[0], quality[1]]."""
     q = _randint(generator, 1, int(quality[0]), int(quality[1]))[0]
     return jpeg_like(pixels, q, subsample=subsample, rounding=rounding), {"quality": q}
 
 
-def _eot_resize(pixels: torch.Tensor, generator: torch.Generator, scale: Sequence[float] = (0.5, 1.5),
-                multiple: int = 32, sizes: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, dict]:
+def _eot_resize(
+    pixels: torch.Tensor,
+    generator: torch.Generator,
+    scale: Sequence[float] = (0.5, 1.5),
+    multiple: int = 32,
+    sizes: Sequence[Sequence[int]] | None = None,
+) -> tuple[torch.Tensor, dict]:
     """resize_roundtrip via one of `sizes`, or a size scaled by a factor in `scale`, rounded to `multiple`."""
     h, w = pixels.shape[-2:]
     if sizes:
@@ -341,19 +473,26 @@ def _eot_resize(pixels: torch.Tensor, generator: torch.Generator, scale: Sequenc
         # Multiples of the processor's patch factor (32 for Qwen3.5): sizes an app might resize a valid image to.
         size = (_round_to(h * s, multiple), _round_to(w * s, multiple))
         if size == (h, w):  # rounding landed back on the original: step one multiple away so it is not a no-op
-            size = ((h + multiple, w + multiple) if s >= 1
-                    else (max(multiple, h - multiple), max(multiple, w - multiple)))
+            size = (
+                (h + multiple, w + multiple) if s >= 1 else (max(multiple, h - multiple), max(multiple, w - multiple))
+            )
     return resize_roundtrip(pixels, size), {"size": size}
 
 
-def _eot_jitter(pixels: torch.Tensor, generator: torch.Generator, brightness: float = 0.1, contrast: float = 0.1,
-                saturation: float = 0.1) -> tuple[torch.Tensor, dict]:
+def _eot_jitter(
+    pixels: torch.Tensor,
+    generator: torch.Generator,
+    brightness: float = 0.1,
+    contrast: float = 0.1,
+    saturation: float = 0.1,
+) -> tuple[torch.Tensor, dict]:
     """color_jitter with the given strengths."""
     return color_jitter(pixels, brightness, contrast, saturation, generator), {}
 
 
-def _eot_shift(pixels: torch.Tensor, generator: torch.Generator, max_shift: int = 8,
-               mode: str = "replicate") -> tuple[torch.Tensor, dict]:
+def _eot_shift(
+    pixels: torch.Tensor, generator: torch.Generator, max_shift: int = 8, mode: str = "replicate"
+) -> tuple[torch.Tensor, dict]:
     """random_shift with the given range."""
     return random_shift(pixels, max_shift, generator, mode), {}
 
@@ -385,16 +524,21 @@ class EOT(Protocol):
 class RandomEOT:
     """Picks one random transformation per call: identity with probability 1 - p, else one of `transforms`.
 
-    ``transforms`` items: a name in :data:`TRANSFORMS` ("jpeg", "resize", "jitter", "shift") with its
-    default parameters, a ``(name, {param: value})`` pair, or any callable ``f(pixels, generator) -> pixels``.
-    ``weights`` (optional) sets the relative odds of the items. Randomness comes from the generator passed
-    to the call, else from the EOT's own generator seeded with ``seed`` (save it with ``state_dict`` to
-    resume a run exactly). ``None`` or ``[]``: off, the call returns its input object unchanged.
-    ``last`` records the latest choice ({"name": ..., **drawn params}) for logging.
+    `transforms` items: a name in `TRANSFORMS` ("jpeg", "resize", "jitter", "shift") with its
+    default parameters, a `(name, {param: value})` pair, or any callable `f(pixels, generator) -> pixels`.
+    `weights` (optional) sets the relative odds of the items. Randomness comes from the generator passed
+    to the call, else from the EOT's own generator seeded with `seed` (save it with `state_dict` to
+    resume a run exactly). `None` or `[]`: off, the call returns its input object unchanged.
+    `last` records the latest choice ({"name": ..., **drawn params}) for logging.
     """
 
-    def __init__(self, transforms: Sequence[TransformSpec] | None = None, p: float = 0.5, seed: int = 0,
-                 weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        transforms: Sequence[TransformSpec] | None = None,
+        p: float = 0.5,
+        seed: int = 0,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         """Validate the specs; nothing random happens until the first call."""
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
@@ -481,8 +625,9 @@ class resize_to:  # noqa: N801 - used like a function: `train(eot=resize_to((h, 
         self.size = tuple(size)
 
     def __call__(self, pixels: torch.Tensor, generator=None) -> torch.Tensor:
-        return F.interpolate(pixels[None], size=self.size, mode="bilinear", antialias=True,
-                             align_corners=False)[0].clamp(0, 1)
+        return F.interpolate(pixels[None], size=self.size, mode="bilinear", antialias=True, align_corners=False)[
+            0
+        ].clamp(0, 1)
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The size the model sees (what the trainer counts visual tokens on)."""

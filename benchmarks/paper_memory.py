@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GiB = 2 ** 30
+GiB = 2**30
 
 
 def rss() -> int:
@@ -91,7 +91,7 @@ def main():
     prompt_ids = [row_token_ids(prompts, i)[0] for i in range(a.prompts) for _ in range(a.generations)]
     comp_ids = torch.randint(2000, V - 1000, (rows, C), generator=gen).tolist()  # no special or end-of-turn id
     batch = pad_batch(proc, prompt_ids, comp_ids).to(a.device)
-    prompt_lengths = [len(p) for p in prompt_ids[::a.generations]]
+    prompt_lengths = [len(p) for p in prompt_ids[:: a.generations]]
     tokens = float(batch.completion_mask.sum())
     rewards = torch.randn(rows, generator=gen)
     adv = losses.group_advantages(rewards, a.generations).to(a.device)
@@ -108,8 +108,16 @@ def main():
     t_old = time.perf_counter() - t
     with gradient_checkpointing(model, a.gradient_checkpointing):
         logps = completion_logprobs(model, sub, image, image_embeds=leaf)
-    loss, _ = losses.policy_loss(logps, old, adv[:a.micro], sub.completion_mask, loss_type="dapo",
-                                 epsilon_low=0.2, epsilon_high=0.28, num_items_in_batch=tokens)
+    loss, _ = losses.policy_loss(
+        logps,
+        old,
+        adv[: a.micro],
+        sub.completion_mask,
+        loss_type="dapo",
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        num_items_in_batch=tokens,
+    )
     loss.backward()
     embeds.backward(leaf.grad)
     if cuda:
@@ -132,38 +140,56 @@ def main():
     lin_state = rows * n_lin * tc.linear_num_value_heads * tc.linear_key_head_dim * tc.linear_value_head_dim * 4
 
     print(f"device {a.device}, dtype {a.dtype}, threads {torch.get_num_threads()}; {runtime_info(model)}")
-    print(f"model: Qwen3.5-{a.size} architecture, random weights, {n_params / 1e9:.3f} B parameters, "
-          f"{weight_bytes / GiB:.2f} GiB in {a.dtype}; load {load_s:.1f} s, RSS before {base / GiB:.2f} GiB, "
-          f"after load {after_load / GiB:.2f} GiB")
-    print(f"step: {a.prompts} prompts x {a.generations} completions = {rows} rows; prompt tokens (with 64 image "
-          f"tokens) min/mean/max {min(prompt_lengths)}/{sum(prompt_lengths) / len(prompt_lengths):.0f}/"
-          f"{max(prompt_lengths)}; {C} completion tokens; padded row length T = {T}; vocabulary V = {V}")
-    print(f"measured, ONE micro-batch of {a.micro} rows, gradient_checkpointing {a.gradient_checkpointing} "
-          "(vision tower + old log-probs + policy forward + DAPO loss + backward into the pixels): "
-          f"{micro_s:.1f} s (old log-probs {t_old:.1f} s), peak "
-          f"{peak / GiB:.2f} GiB, i.e. {act / GiB:.2f} GiB over the loaded model = "
-          f"{act / (a.micro * T) / 2**20:.2f} MiB per row token; pixel grad finite: {grad_ok}")
-    print(f"whole step, {rows // a.micro} micro-batches: about {micro_s * rows / a.micro / 60:.1f} min here "
-          "(generation not included)")
-    print("analytic, the whole step UNCHUNKED (the old code path): logits (rows, C+1, V) = "
-          f"{rows} x {C + 1} x {V} = {full_logits_bf16 / 1e9:.1f} GB in bfloat16, {full_logits_f32 / 1e9:.1f} GB "
-          "as float32; the old code upcast them, so bfloat16 logits + their float32 copy = "
-          f"{(full_logits_bf16 + full_logits_f32) / 1e9:.1f} GB for the loss alone, before log-softmax "
-          "temporaries and any activation")
+    print(
+        f"model: Qwen3.5-{a.size} architecture, random weights, {n_params / 1e9:.3f} B parameters, "
+        f"{weight_bytes / GiB:.2f} GiB in {a.dtype}; load {load_s:.1f} s, RSS before {base / GiB:.2f} GiB, "
+        f"after load {after_load / GiB:.2f} GiB"
+    )
+    print(
+        f"step: {a.prompts} prompts x {a.generations} completions = {rows} rows; prompt tokens (with 64 image "
+        f"tokens) min/mean/max {min(prompt_lengths)}/{sum(prompt_lengths) / len(prompt_lengths):.0f}/"
+        f"{max(prompt_lengths)}; {C} completion tokens; padded row length T = {T}; vocabulary V = {V}"
+    )
+    print(
+        f"measured, ONE micro-batch of {a.micro} rows, gradient_checkpointing {a.gradient_checkpointing} "
+        "(vision tower + old log-probs + policy forward + DAPO loss + backward into the pixels): "
+        f"{micro_s:.1f} s (old log-probs {t_old:.1f} s), peak "
+        f"{peak / GiB:.2f} GiB, i.e. {act / GiB:.2f} GiB over the loaded model = "
+        f"{act / (a.micro * T) / 2**20:.2f} MiB per row token; pixel grad finite: {grad_ok}"
+    )
+    print(
+        f"whole step, {rows // a.micro} micro-batches: about {micro_s * rows / a.micro / 60:.1f} min here "
+        "(generation not included)"
+    )
+    print(
+        "analytic, the whole step UNCHUNKED (the old code path): logits (rows, C+1, V) = "
+        f"{rows} x {C + 1} x {V} = {full_logits_bf16 / 1e9:.1f} GB in bfloat16, {full_logits_f32 / 1e9:.1f} GB "
+        "as float32; the old code upcast them, so bfloat16 logits + their float32 copy = "
+        f"{(full_logits_bf16 + full_logits_f32) / 1e9:.1f} GB for the loss alone, before log-softmax "
+        "temporaries and any activation"
+    )
     print("estimate, bfloat16 GPU peak of the whole step with micro-batching:")
     print(f"  weights {n_params / 1e9:.3f} B x 2 B = {bf16_weights / GiB:.2f} GiB")
-    print(f"  logits of one projection chunk: {LOGIT_CHUNK_TOKENS} tokens x V x (2 + 4 + 4 B) = "
-          f"{chunk_logits / GiB:.2f} GiB")
-    print(f"  rollout caches for {rows} rows (freed before the loss): KV of {n_full} full-attention layers "
-          f"{kv_cache / GiB:.2f} GiB + recurrent state of {n_lin} linear layers (fp32) {lin_state / GiB:.2f} GiB")
+    print(
+        f"  logits of one projection chunk: {LOGIT_CHUNK_TOKENS} tokens x V x (2 + 4 + 4 B) = "
+        f"{chunk_logits / GiB:.2f} GiB"
+    )
+    print(
+        f"  rollout caches for {rows} rows (freed before the loss): KV of {n_full} full-attention layers "
+        f"{kv_cache / GiB:.2f} GiB + recurrent state of {n_lin} linear layers (fp32) {lin_state / GiB:.2f} GiB"
+    )
     for micro in sorted({a.micro, 4, 8, 16}):
         act_m = act_bf16 * micro / a.micro
         total = bf16_weights + max(act_m + chunk_logits, kv_cache + lin_state)
-        print(f"  micro_batch_size {micro:>2}: activations {act_bf16 / GiB:.2f} GiB x {micro}/{a.micro} = "
-              f"{act_m / GiB:.2f} GiB -> peak ~ {total / GiB:.1f} GiB "
-              f"({'fits' if total < 40e9 else 'does NOT fit'} in 40 GB)")
-    print(f"  (activations measured above in {a.dtype} x 2/{el} for bfloat16; they include one projection chunk, "
-          "so adding it again errs high)")
+        print(
+            f"  micro_batch_size {micro:>2}: activations {act_bf16 / GiB:.2f} GiB x {micro}/{a.micro} = "
+            f"{act_m / GiB:.2f} GiB -> peak ~ {total / GiB:.1f} GiB "
+            f"({'fits' if total < 40e9 else 'does NOT fit'} in 40 GB)"
+        )
+    print(
+        f"  (activations measured above in {a.dtype} x 2/{el} for bfloat16; they include one projection chunk, "
+        "so adding it again errs high)"
+    )
 
 
 if __name__ == "__main__":

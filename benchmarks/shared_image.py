@@ -21,9 +21,16 @@ from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
 from art_lib.prompting import chat_text, encode
 
-PROMPTS = ["What is 17 + 25?", "Natalia sold clips to 48 of her friends in April, and then half as many in May.",
-           "How many legs do 3 spiders have?", "Compute 12 * 11.", "What is 2 to the power 10?",
-           "A train travels 60 km in 1.5 hours. What is its speed?", "Is 97 prime?", "Add 4, 5 and 6."]
+PROMPTS = [
+    "What is 17 + 25?",
+    "Natalia sold clips to 48 of her friends in April, and then half as many in May.",
+    "How many legs do 3 spiders have?",
+    "Compute 12 * 11.",
+    "What is 2 to the power 10?",
+    "A train travels 60 km in 1.5 hours. What is its speed?",
+    "Is 97 prime?",
+    "Add 4, 5 and 6.",
+]
 
 
 PATHS = {"naive": dict(naive=True), "vision once": dict(), "shared prefix": dict(shared_prefix=True)}
@@ -32,8 +39,9 @@ PATHS = {"naive": dict(naive=True), "vision once": dict(), "shared prefix": dict
 def bench(model, proc, path, B, steps, size, device):
     art = PixelPrompt.from_icon("math", size).to(device)
     texts = [chat_text(proc, PROMPTS[i % len(PROMPTS)]) for i in range(B)]
-    batch = encode(proc, texts, [f"Answer: {i}" for i in range(B)],
-                   num_image_tokens=num_visual_tokens(size, size, proc)).to(device)
+    batch = encode(
+        proc, texts, [f"Answer: {i}" for i in range(B)], num_image_tokens=num_visual_tokens(size, size, proc)
+    ).to(device)
     times = []
     for _ in range(steps + 1):  # the first step warms up and is not counted
         if device.type == "cuda":
@@ -65,14 +73,20 @@ def main():
     if not a.skip_real:
         rows.append(("Qwen3.5-0.8B arch (random)",) + random_full_model(size="0.8B", dtype=dtype, device=a.device))
     print(f"{a.size}x{a.size} artwork, {a.dtype}, {a.device}, mean of {a.steps} fwd+bwd steps after 1 warm-up")
-    print(f"{'model':30s} {'B':>3s} " + " ".join(f"{p + ' s':>15s}" for p in PATHS) +
-          f" {'naive/prefix':>13s} {'once/prefix':>12s}")
+    print(
+        f"{'model':30s} {'B':>3s} "
+        + " ".join(f"{p + ' s':>15s}" for p in PATHS)
+        + f" {'naive/prefix':>13s} {'once/prefix':>12s}"
+    )
     for name, model, proc in rows:
         for B in (int(b) for b in a.batches.split(",")):
             t = {p: bench(model, proc, p, B, a.steps, a.size, device) for p in PATHS}
-            print(f"{name:30s} {B:3d} " + " ".join(f"{v:15.3f}" for v in t.values()) +
-                  f" {t['naive'] / t['shared prefix']:13.2f} {t['vision once'] / t['shared prefix']:12.2f}",
-                  flush=True)
+            print(
+                f"{name:30s} {B:3d} "
+                + " ".join(f"{v:15.3f}" for v in t.values())
+                + f" {t['naive'] / t['shared prefix']:13.2f} {t['vision once'] / t['shared prefix']:12.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-CONFIGS = [("art", None, False), ("art", None, True), ("lora", 8, False), ("lora", 16, False),
-           ("soft_prompt", None, False), ("soft_prompt", None, True)]
+CONFIGS = [
+    ("art", None, False),
+    ("art", None, True),
+    ("lora", 8, False),
+    ("lora", 16, False),
+    ("soft_prompt", None, False),
+    ("soft_prompt", None, True),
+]
 GSM8K = Path(__file__).resolve().parents[1] / "tests" / "data" / "gsm8k" / "test.jsonl"
 
 
@@ -41,12 +47,28 @@ def gsm8k_rows(n: int) -> list[dict]:
 
 
 def short_rows(n: int) -> list[dict]:
-    return [{"id": str(i), "prompt": f"What is {i} + {i + 7}? Think step by step.", "answer": str(2 * i + 7),
-             "meta": {}} for i in range(n)]
+    return [
+        {"id": str(i), "prompt": f"What is {i} + {i + 7}? Think step by step.", "answer": str(2 * i + 7), "meta": {}}
+        for i in range(n)
+    ]
 
 
-def one(model_name, method, rank, shared, objective, row_set, device, dtype, batch, micro, generations, new_tokens,
-        steps, threads):
+def one(
+    model_name,
+    method,
+    rank,
+    shared,
+    objective,
+    row_set,
+    device,
+    dtype,
+    batch,
+    micro,
+    generations,
+    new_tokens,
+    steps,
+    threads,
+):
     import torch
 
     if threads:
@@ -63,21 +85,47 @@ def one(model_name, method, rank, shared, objective, row_set, device, dtype, bat
     rows = gsm8k_rows(batch) if row_set == "gsm8k" else short_rows(batch)
     kw = {}
     if objective == "grpo":
-        kw = dict(num_generations=generations, max_completion_length=new_tokens, overlong_filter=False,
-                  reward_fn=lambda c, e: [len(set(x)) / 10 for x in c], generation_batch_size=None)
+        kw = dict(
+            num_generations=generations,
+            max_completion_length=new_tokens,
+            overlong_filter=False,
+            reward_fn=lambda c, e: [len(set(x)) / 10 for x in c],
+            generation_batch_size=None,
+        )
         if row_set == "gsm8k":  # full-length completions: the "end" token is one that generation suppresses
             model.generation_config.eos_token_id = model.config.image_token_id
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    res = train(model, proc, rows, method=method, objective=objective, lora_rank=rank or 8, steps=steps,
-                batch_size=batch, micro_batch_size=micro, image_size=256, progress=False, shared_prefix=shared, **kw)
+    res = train(
+        model,
+        proc,
+        rows,
+        method=method,
+        objective=objective,
+        lora_rank=rank or 8,
+        steps=steps,
+        batch_size=batch,
+        micro_batch_size=micro,
+        image_size=256,
+        progress=False,
+        shared_prefix=shared,
+        **kw,
+    )
     step_s = float(res.history["seconds"].iloc[1:].mean())  # the first step warms up
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     length = res.history["completion_length"].iloc[-1] if "completion_length" in res.history else float("nan")
-    return {"step_s": step_s, "peak_gib": peak / 2**30, "trainable": res.trainable_parameters,
-            "total_s": time.perf_counter() - t, "completion_length": float(length)}
+    return {
+        "step_s": step_s,
+        "peak_gib": peak / 2**30,
+        "trainable": res.trainable_parameters,
+        "total_s": time.perf_counter() - t,
+        "completion_length": float(length),
+    }
 
 
 def main():
@@ -100,10 +148,14 @@ def main():
         print(json.dumps(one(**json.loads(a._one))))
         return
     new_tokens = a.new_tokens if a.row_set == "gsm8k" else 16
-    print(f"row set {a.row_set}; batch {a.batch} prompts, micro-batch {a.micro} rows, 256x256 artwork, {a.dtype} on "
-          f"{a.device}; GRPO: G={a.generations}, {new_tokens} new tokens; mean step time over steps 2..{a.steps}")
-    print(f"{'model':6s} {'objective':9s} {'method':18s} {'trainable':>10s} {'step s':>8s} {'peak GiB':>9s} "
-          f"{'this/LoRA16 time':>17s} {'this/LoRA16 mem':>16s}")
+    print(
+        f"row set {a.row_set}; batch {a.batch} prompts, micro-batch {a.micro} rows, 256x256 artwork, {a.dtype} on "
+        f"{a.device}; GRPO: G={a.generations}, {new_tokens} new tokens; mean step time over steps 2..{a.steps}"
+    )
+    print(
+        f"{'model':6s} {'objective':9s} {'method':18s} {'trainable':>10s} {'step s':>8s} {'peak GiB':>9s} "
+        f"{'this/LoRA16 time':>17s} {'this/LoRA16 mem':>16s}"
+    )
     wanted = {m.strip() for m in a.methods.split(",") if m.strip()}
     for model_name in a.models.split(","):
         for objective in a.objectives.split(","):
@@ -112,25 +164,50 @@ def main():
                 label = method + (f" r={rank}" if rank else "") + (" +prefix" if shared else "")
                 if wanted and label not in wanted:
                     continue
-                spec = dict(model_name=model_name, method=method, rank=rank, shared=shared, objective=objective,
-                            row_set=a.row_set, device=a.device, dtype=a.dtype, batch=a.batch, micro=a.micro,
-                            generations=a.generations, new_tokens=new_tokens, steps=a.steps, threads=a.threads)
-                out = subprocess.run([sys.executable, __file__, "--_one", json.dumps(spec)], capture_output=True,
-                                     text=True)
+                spec = dict(
+                    model_name=model_name,
+                    method=method,
+                    rank=rank,
+                    shared=shared,
+                    objective=objective,
+                    row_set=a.row_set,
+                    device=a.device,
+                    dtype=a.dtype,
+                    batch=a.batch,
+                    micro=a.micro,
+                    generations=a.generations,
+                    new_tokens=new_tokens,
+                    steps=a.steps,
+                    threads=a.threads,
+                )
+                out = subprocess.run(
+                    [sys.executable, __file__, "--_one", json.dumps(spec)], capture_output=True, text=True
+                )
                 if out.returncode:
                     raise RuntimeError(f"{spec} failed:\n{out.stderr[-3000:]}")
                 res[label] = json.loads(out.stdout.strip().splitlines()[-1])
                 ref = res.get("lora r=16")
                 r = res[label]
-                ratio = (f"{r['step_s'] / ref['step_s']:17.2f} {r['peak_gib'] / ref['peak_gib']:16.2f}" if ref
-                         else f"{'':17s} {'':16s}")
-                print(f"{model_name:6s} {objective:9s} {label:18s} {r['trainable']:10d} {r['step_s']:8.3f} "
-                      f"{r['peak_gib']:9.2f} {ratio}", flush=True)
+                ratio = (
+                    f"{r['step_s'] / ref['step_s']:17.2f} {r['peak_gib'] / ref['peak_gib']:16.2f}"
+                    if ref
+                    else f"{'':17s} {'':16s}"
+                )
+                print(
+                    f"{model_name:6s} {objective:9s} {label:18s} {r['trainable']:10d} {r['step_s']:8.3f} "
+                    f"{r['peak_gib']:9.2f} {ratio}",
+                    flush=True,
+                )
             if "lora r=16" in res:  # the rows printed before LoRA r=16 had no reference yet
                 ref = res["lora r=16"]
-                print("  vs LoRA r=16: " + ", ".join(f"{k} {v['step_s'] / ref['step_s']:.2f}x time "
-                                                     f"{v['peak_gib'] / ref['peak_gib']:.2f}x mem"
-                                                     for k, v in res.items()), flush=True)
+                print(
+                    "  vs LoRA r=16: "
+                    + ", ".join(
+                        f"{k} {v['step_s'] / ref['step_s']:.2f}x time {v['peak_gib'] / ref['peak_gib']:.2f}x mem"
+                        for k, v in res.items()
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -21,14 +21,17 @@ VOCAB_SIZE = 1024
 def main(train_jsonl: str, out: str = "art_lib/assets/tiny_tokenizer") -> None:
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     alphabet = sorted(bytes_to_unicode().values())
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, initial_alphabet=alphabet, min_frequency=2,
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, initial_alphabet=alphabet, min_frequency=2, show_progress=False
+    )
     lines = [json.loads(line)["question"] for line in open(train_jsonl)]
     tok.train_from_iterator(lines, trainer)
     model = json.loads(tok.to_str())["model"]

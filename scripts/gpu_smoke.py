@@ -31,8 +31,11 @@ def main() -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_smoke: no CUDA device visible to torch (torch.cuda.is_available() is False); this check only "
-              "means something on a GPU. Nothing was run.", file=sys.stderr)
+        print(
+            "gpu_smoke: no CUDA device visible to torch (torch.cuda.is_available() is False); this check only "
+            "means something on a GPU. Nothing was run.",
+            file=sys.stderr,
+        )
         return 2
     sys.path.insert(0, str(ROOT))
     from art_lib.models import random_full_model, runtime_info
@@ -40,8 +43,10 @@ def main() -> int:
     from art_lib.train import train
 
     rows = [json.loads(line) for line in (ROOT / "tests/data/gsm8k/test.jsonl").read_text().splitlines()][:16]
-    examples = [{"id": str(i), "prompt": r["question"], "answer": r["answer"].split("####")[-1].strip(), "meta": {}}
-                for i, r in enumerate(rows)]
+    examples = [
+        {"id": str(i), "prompt": r["question"], "answer": r["answer"].split("####")[-1].strip(), "meta": {}}
+        for i, r in enumerate(rows)
+    ]
     t = time.perf_counter()
     model, proc = random_full_model(size="0.8B", dtype=torch.bfloat16, device="cuda")
     print(f"load: {time.perf_counter() - t:.1f} s; {runtime_info(model)}", flush=True)
@@ -50,20 +55,34 @@ def main() -> int:
     rng = random.Random(0)
     torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    res = train(model, proc, examples, objective="dapo", artwork=art, steps=1, batch_size=16, num_generations=8,
-                max_completion_length=a.completion, micro_batch_size=a.micro,
-                gradient_checkpointing=a.gradient_checkpointing, overlong_filter=False,
-                reward_fn=lambda completions, exs: [rng.random() for _ in completions], progress=True)
+    res = train(
+        model,
+        proc,
+        examples,
+        objective="dapo",
+        artwork=art,
+        steps=1,
+        batch_size=16,
+        num_generations=8,
+        max_completion_length=a.completion,
+        micro_batch_size=a.micro,
+        gradient_checkpointing=a.gradient_checkpointing,
+        overlong_filter=False,
+        reward_fn=lambda completions, exs: [rng.random() for _ in completions],
+        progress=True,
+    )
     torch.cuda.synchronize()
     step_s = time.perf_counter() - t
     peak = torch.cuda.max_memory_allocated()
     row = res.history.iloc[0].to_dict()
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, default=str))
     moved = float((art.pixels().detach().cpu() - start.cpu()).abs().max())
-    print(f"paper-settings DAPO step: 16 x 8 rows, up to {a.completion} new tokens, micro_batch_size {a.micro}, "
-          f"gradient_checkpointing {a.gradient_checkpointing}: {step_s:.1f} s, "
-          f"peak {peak / 2**30:.2f} GiB (torch.cuda.max_memory_allocated), pixels moved by up to {moved:.4f}, "
-          f"artwork dtype {art.raw.dtype}")
+    print(
+        f"paper-settings DAPO step: 16 x 8 rows, up to {a.completion} new tokens, micro_batch_size {a.micro}, "
+        f"gradient_checkpointing {a.gradient_checkpointing}: {step_s:.1f} s, "
+        f"peak {peak / 2**30:.2f} GiB (torch.cuda.max_memory_allocated), pixels moved by up to {moved:.4f}, "
+        f"artwork dtype {art.raw.dtype}"
+    )
     ok = not row["skipped"] and row["loss"] == row["loss"] and art.raw.dtype == torch.float32 and moved > 0
     print("gpu_smoke RL step:", "OK" if ok else "FAILED")
     return 0 if ok else 1

@@ -6,9 +6,16 @@ from art_lib.preprocess import num_visual_tokens
 from art_lib.prompting import Batch, chat_text, encode
 
 # Ragged prompts: different lengths exercise left padding and the shared prefix.
-QUESTIONS = ["What is 2 + 3?", "A farmer has 17 cows and buys 4 more. How many cows now?", "Hi",
-             "Compute 12 * 12, then subtract 4.", "Name a prime.", "Is 91 prime? Explain briefly.",
-             "Add 1000 and 24.", "What is the capital of a country with 3 letters?"]
+QUESTIONS = [
+    "What is 2 + 3?",
+    "A farmer has 17 cows and buys 4 more. How many cows now?",
+    "Hi",
+    "Compute 12 * 12, then subtract 4.",
+    "Name a prime.",
+    "Is 91 prime? Explain briefly.",
+    "Add 1000 and 24.",
+    "What is the capital of a country with 3 letters?",
+]
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

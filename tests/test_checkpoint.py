@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from art_lib.checkpoint import CheckpointFolderInUse, Checkpointer, rng_state, safe_load, set_rng_state
+from art_lib.checkpoint import Checkpointer, CheckpointFolderInUse, rng_state, safe_load, set_rng_state
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.train import train
@@ -48,14 +48,33 @@ def _craft(path: Path, marker: Path, **extra) -> None:
 
 def _train(folder: Path, steps: int = 2, **kw):
     model, proc = tiny_model(seed=0)
-    return train(model, proc, EXAMPLES, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", 256),
-                 steps=steps, batch_size=2, lr=0.05, checkpoint=Checkpointer(folder, every=1), progress=False, **kw)
+    return train(
+        model,
+        proc,
+        EXAMPLES,
+        method="art",
+        objective="sft",
+        artwork=PixelPrompt.from_icon("tools", 256),
+        steps=steps,
+        batch_size=2,
+        lr=0.05,
+        checkpoint=Checkpointer(folder, every=1),
+        progress=False,
+        **kw,
+    )
 
 
 def _python(code: str, *args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 # --------------------------------------------------------------------------- no code from files
@@ -98,13 +117,16 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
 
 
 def test_a_second_live_run_on_the_same_folder_refuses(tmp_path):
-    holder = _python("""
+    holder = _python(
+        """
         import sys, time
         from art_lib.checkpoint import Checkpointer
         Checkpointer(sys.argv[1]).open()
         print("locked", flush=True)
         time.sleep(60)
-    """, str(tmp_path))
+    """,
+        str(tmp_path),
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(CheckpointFolderInUse, match=f"pid {holder.pid}"):
@@ -203,7 +225,8 @@ def test_an_unwritable_folder_fails_before_training(tmp_path):
 
 def test_a_full_disk_gives_a_clear_error_and_leaves_no_temporary_folder(tmp_path):
     # RLIMIT_FSIZE makes writes past 64 KiB fail like a full disk would (EFBIG instead of ENOSPC).
-    proc = _python("""
+    proc = _python(
+        """
         import resource, signal, sys, torch
         from art_lib.checkpoint import Checkpointer
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -212,7 +235,9 @@ def test_a_full_disk_gives_a_clear_error_and_leaves_no_temporary_folder(tmp_path
             Checkpointer(sys.argv[1]).save(3, {"w": torch.zeros(100000)})
         except OSError as err:
             print(err)
-    """, str(tmp_path))
+    """,
+        str(tmp_path),
+    )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert "could not write checkpoint step 3 into" in out and "is the disk full?" in out

@@ -21,12 +21,19 @@ def test_unknown_field_is_a_type_error_naming_the_nearest_field():
         train(model, proc, EXAMPLES, {"steps": 1, "micro_batch": 2}, progress=False)
 
 
-@pytest.mark.parametrize("kw, msg", [({"grad_accum": 0}, "grad_accum must be an integer >= 1"),
-                                     ({"steps": -1}, "steps must be"), ({"micro_batch_size": 0}, "micro_batch_size"),
-                                     ({"top_p": 0.0}, "top_p"), ({"temperature": 0}, "temperature"),
-                                     ({"loss_type": "ppo"}, "unknown loss_type"),
-                                     ({"scale_rewards": "std"}, "unknown scale_rewards"),
-                                     ({"overlong_cache": 300}, "overlong_cache")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"grad_accum": 0}, "grad_accum must be an integer >= 1"),
+        ({"steps": -1}, "steps must be"),
+        ({"micro_batch_size": 0}, "micro_batch_size"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"temperature": 0}, "temperature"),
+        ({"loss_type": "ppo"}, "unknown loss_type"),
+        ({"scale_rewards": "std"}, "unknown scale_rewards"),
+        ({"overlong_cache": 300}, "overlong_cache"),
+    ],
+)
 def test_invalid_values_are_rejected_with_the_field_name(kw, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kw)
@@ -34,8 +41,14 @@ def test_invalid_values_are_rejected_with_the_field_name(kw, msg):
 
 def test_resolved_fills_the_objective_and_method_defaults():
     c = TrainConfig(objective="dapo", method="lora").resolved()
-    assert (c.loss_type, c.epsilon_high, c.dynamic_sampling, c.overlong_filter, c.lr, c.lora_alpha) == \
-        ("dapo", 0.28, True, True, 1e-3, 16)
+    assert (c.loss_type, c.epsilon_high, c.dynamic_sampling, c.overlong_filter, c.lr, c.lora_alpha) == (
+        "dapo",
+        0.28,
+        True,
+        True,
+        1e-3,
+        16,
+    )
     g = TrainConfig(objective="grpo", epsilon_low=0.1).resolved()
     assert (g.loss_type, g.epsilon_high, g.dynamic_sampling, g.lr) == ("grpo", 0.1, False, 1e-2)
     assert TrainConfig(objective="dapo", epsilon_high=0.3).resolved().epsilon_high == 0.3

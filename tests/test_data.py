@@ -124,8 +124,16 @@ def test_hub_rows_are_converted_like_local_rows(monkeypatch):
         calls.append((source, args, kwargs))
         if source == "openai/gsm8k":
             return [{"question": "Q?", "answer": "step\n#### 1,234"}]
-        return [{"ID": "chal-1", "Body": "Body.", "Question": "How many?", "Answer": "51.0",
-                 "Equation": "( 76.0 - 25.0 )", "Type": "Subtraction"}]
+        return [
+            {
+                "ID": "chal-1",
+                "Body": "Body.",
+                "Question": "How many?",
+                "Answer": "51.0",
+                "Equation": "( 76.0 - 25.0 )",
+                "Type": "Subtraction",
+            }
+        ]
 
     _fake_datasets(monkeypatch, fake_load)
     (g,) = load_gsm8k()
@@ -184,9 +192,14 @@ def test_svamp_errors(tmp_path):
 
 SYNTHETIC_GPQA = [
     # Clearly synthetic rows in the GPQA CSV layout -- not GPQA questions.
-    {"Record ID": f"synthetic-{i}", "Question": f"SYNTHETIC question {i}: which option is right?",
-     "Correct Answer": f"right-{i}", "Incorrect Answer 1": f"wrong-{i}-a",
-     "Incorrect Answer 2": f"wrong-{i}-b", "Incorrect Answer 3": f"  wrong-{i}-c\n"}
+    {
+        "Record ID": f"synthetic-{i}",
+        "Question": f"SYNTHETIC question {i}: which option is right?",
+        "Correct Answer": f"right-{i}",
+        "Incorrect Answer 1": f"wrong-{i}-a",
+        "Incorrect Answer 2": f"wrong-{i}-b",
+        "Incorrect Answer 3": f"  wrong-{i}-c\n",
+    }
     for i in range(12)
 ]
 
@@ -363,8 +376,8 @@ def test_toolmind_named_subsets(tmp_path):
 
 
 def test_gsm8k_sft_target_carries_the_worked_solution_without_calculator_annotations():
-    from art_lib.rewards import get_scorer
     from art_lib.registry import default_sft_target as sft_completion
+    from art_lib.rewards import get_scorer
 
     for ex in load_gsm8k(GSM8K, limit=50):
         target = sft_completion(ex)
@@ -374,8 +387,10 @@ def test_gsm8k_sft_target_carries_the_worked_solution_without_calculator_annotat
         assert len(target.splitlines()) == len(steps.splitlines()) + 1  # every solution line, then the answer
         assert get_scorer("gsm8k")(target, ex) == 1.0
     first = load_gsm8k(GSM8K, limit=1)[0]
-    assert sft_completion(first) == ("Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n"
-                                     "She makes 9 * 2 = $18 every day at the farmer\u2019s market.\nAnswer: 18")
+    assert sft_completion(first) == (
+        "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n"
+        "She makes 9 * 2 = $18 every day at the farmer\u2019s market.\nAnswer: 18"
+    )
 
 
 def test_data_dir_resolves_per_benchmark_sources_and_names_missing_files(tmp_path):
@@ -452,7 +467,12 @@ def test_bfcl_every_category_loads(folder, category):
         assert meta["category"] == category and meta["messages"] == []
         assert len(meta["tools"]) == len(meta["functions"])
         assert _json_types([t["function"]["parameters"] for t in meta["tools"]], set()) <= {
-            "object", "string", "integer", "number", "boolean", "array"
+            "object",
+            "string",
+            "integer",
+            "number",
+            "boolean",
+            "array",
         }
         calls = json.loads(ex["answer"])
         if category == "irrelevance":
@@ -468,20 +488,36 @@ def test_bfcl_conversion_and_gold_rendering():
     (ex,) = load_bfcl("simple", source=BFCL, limit=1)
     assert ex["id"] == "simple_python_0"
     assert ex["prompt"] == "Find the area of a triangle with a base of 10 units and height of 5 units."
-    assert ex["meta"]["tools"] == [{"type": "function", "function": {
-        "name": "calculate_triangle_area",
-        "description": "Calculate the area of a triangle given its base and height.",
-        "parameters": {"type": "object", "properties": {
-            "base": {"type": "integer", "description": "The base of the triangle."},
-            "height": {"type": "integer", "description": "The height of the triangle."},
-            "unit": {"type": "string", "description": "The unit of measure (defaults to 'units' if not specified)"}},
-            "required": ["base", "height"]}}}]
+    assert ex["meta"]["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "calculate_triangle_area",
+                "description": "Calculate the area of a triangle given its base and height.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "base": {"type": "integer", "description": "The base of the triangle."},
+                        "height": {"type": "integer", "description": "The height of the triangle."},
+                        "unit": {
+                            "type": "string",
+                            "description": "The unit of measure (defaults to 'units' if not specified)",
+                        },
+                    },
+                    "required": ["base", "height"],
+                },
+            },
+        }
+    ]
     assert json.loads(ex["answer"]) == [
         {"name": "calculate_triangle_area", "arguments": {"base": 10, "height": 5, "unit": "units"}}
     ]
     # dict parameter: nested possible answers rendered to a plain dict; tuple -> array; float -> number
     (dict_ex,) = [e for e in load_bfcl("simple", source=BFCL) if e["id"] == "simple_python_94"]
-    assert json.loads(dict_ex["answer"])[0]["arguments"]["update_info"] == {"name": "John Doe", "email": "johndoe@email.com"}
+    assert json.loads(dict_ex["answer"])[0]["arguments"]["update_info"] == {
+        "name": "John Doe",
+        "email": "johndoe@email.com",
+    }
     assert dict_ex["meta"]["tools"][0]["function"]["parameters"]["properties"]["update_info"]["type"] == "object"
     (tuple_ex,) = [e for e in load_bfcl("simple", source=BFCL) if e["id"] == "simple_python_83"]
     coord = tuple_ex["meta"]["tools"][0]["function"]["parameters"]["properties"]["coord1"]
@@ -500,7 +536,11 @@ def test_bfcl_errors_and_aliases(tmp_path):
         load_bfcl("parallel", source=tmp_path)
     with pytest.raises(ValueError, match="parallel_multiple"):
         load_bfcl("live_simple", source=BFCL)
-    assert _ids(load_bfcl("simple_python", source=BFCL, limit=3)) == ["simple_python_0", "simple_python_1", "simple_python_2"]
+    assert _ids(load_bfcl("simple_python", source=BFCL, limit=3)) == [
+        "simple_python_0",
+        "simple_python_1",
+        "simple_python_2",
+    ]
     a = load_bfcl("multiple", source=BFCL, seed=5, limit=10)
     assert _ids(a) == _ids(load_bfcl("multiple", source=BFCL, seed=5, limit=10))
 

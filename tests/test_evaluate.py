@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from art_lib.data import load_benchmark
 from art_lib.controls import control_images, evaluate_controls, random_token_text
+from art_lib.data import load_benchmark
 from art_lib.evaluate import (
     EvalResult,
     evaluate,
@@ -50,8 +50,14 @@ def png(tmp_path_factory) -> Path:
 
 def _gpqa_csv(path: Path) -> Path:
     rows = [
-        {"Record ID": f"rec{i}", "Question": f"Which value is {i}?", "Correct Answer": str(i),
-         "Incorrect Answer 1": str(i + 1), "Incorrect Answer 2": str(i + 2), "Incorrect Answer 3": str(i + 3)}
+        {
+            "Record ID": f"rec{i}",
+            "Question": f"Which value is {i}?",
+            "Correct Answer": str(i),
+            "Incorrect Answer 1": str(i + 1),
+            "Incorrect Answer 2": str(i + 2),
+            "Incorrect Answer 3": str(i + 3),
+        }
         for i in range(3)
     ]
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -151,16 +157,18 @@ def test_png_goes_through_official_processor(tiny, png, tmp_path, monkeypatch):
     # The same file given as a PIL image gives the same completions; another image does not.
     by_pil = evaluate(model, processor, examples, image=Image.open(png), benchmark="gsm8k", **FAST)
     assert list(by_pil.rows["completion"]) == list(by_path.rows["completion"])
-    other = evaluate(model, processor, examples, image=PixelPrompt.from_noise(256, 4).to_pil(),
-                     benchmark="gsm8k", **FAST)
+    other = evaluate(
+        model, processor, examples, image=PixelPrompt.from_noise(256, 4).to_pil(), benchmark="gsm8k", **FAST
+    )
     assert list(other.rows["completion"]) != list(by_path.rows["completion"])
 
 
 def test_float_pixels_are_refused(tiny, tmp_path):
     model, processor = tiny
     with pytest.raises(TypeError, match="save_png"):
-        evaluate(model, processor, _examples("gsm8k", tmp_path, 1), image=torch.rand(3, 64, 64),
-                 benchmark="gsm8k", **FAST)
+        evaluate(
+            model, processor, _examples("gsm8k", tmp_path, 1), image=torch.rand(3, 64, 64), benchmark="gsm8k", **FAST
+        )
 
 
 def test_greedy_is_deterministic_and_batch_independent(tiny, png, tmp_path):
@@ -168,8 +176,7 @@ def test_greedy_is_deterministic_and_batch_independent(tiny, png, tmp_path):
     # Maths prompts among the tool ones (other lengths), scored as tool tasks: "[]" (no call) is their gold.
     maths = [{**e, "answer": "[]"} for e in _examples("gsm8k", tmp_path, 2)]
     examples = _examples("bfcl_parallel", tmp_path, 3) + maths
-    runs = [evaluate(model, processor, examples, image=png, benchmark="bfcl", batch_size=b, **FAST)
-            for b in (8, 8, 1)]
+    runs = [evaluate(model, processor, examples, image=png, benchmark="bfcl", batch_size=b, **FAST) for b in (8, 8, 1)]
     completions = [list(r.rows["completion"]) for r in runs]
     assert completions[0] == completions[1] == completions[2]
     assert len(set(completions[0])) > 1  # the model is not constant: the comparison means something
@@ -216,8 +223,9 @@ def test_visual_token_count_equals_the_official_processors_even_when_it_resizes(
 def test_evaluate_controls_table(tiny, png, tmp_path):
     model, processor = tiny
     examples = _examples("gsm8k", tmp_path, 2)
-    df, results = evaluate_controls(model, processor, examples, benchmark="gsm8k", artwork=png,
-                                    return_results=True, **FAST)
+    df, results = evaluate_controls(
+        model, processor, examples, benchmark="gsm8k", artwork=png, return_results=True, **FAST
+    )
     assert list(df["control"]) == ["artwork", "text_only", "seed", "noise", "random_text"]
     assert list(df["visual_tokens"]) == [64, 0, 64, 64, 64]
     assert (df["n"] == 2).all() and df["accuracy"].between(0, 1).all()

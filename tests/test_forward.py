@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import QUESTIONS, ragged_batch, rel_err
 from PIL import Image
 
 from art_lib.experiments import sft_eval_loss
@@ -14,8 +15,6 @@ from art_lib.prompting import chat_text, encode
 from art_lib.registry import default_sft_target
 from art_lib.rollout import generate_rollouts
 from art_lib.train import train
-
-from helpers import QUESTIONS, ragged_batch, rel_err
 
 
 @pytest.mark.parametrize("size", [(256, 256), (256, 320)])
@@ -74,13 +73,23 @@ def test_generate_with_precomputed_image_equals_generate_with_pixels(tiny):
     art = PixelPrompt.from_noise(256, seed=5)
     image = preprocess_image(art.pixels(), proc.image_processor)
     texts = [chat_text(proc, q) for q in QUESTIONS[:3]]
-    r = generate_rollouts(model, proc, texts, [{}] * 3, num_generations=2, image=image, max_new_tokens=6,
-                          do_sample=False, compute_logprobs=False)
+    r = generate_rollouts(
+        model,
+        proc,
+        texts,
+        [{}] * 3,
+        num_generations=2,
+        image=image,
+        max_new_tokens=6,
+        do_sample=False,
+        compute_logprobs=False,
+    )
     proc.tokenizer.padding_side = "left"
-    official = proc(text=[t for t in texts for _ in range(2)], images=[art.to_pil()] * 6, return_tensors="pt",
-                    padding=True)
+    official = proc(
+        text=[t for t in texts for _ in range(2)], images=[art.to_pil()] * 6, return_tensors="pt", padding=True
+    )
     out = model.generate(**official, max_new_tokens=6, do_sample=False)
-    ref = proc.tokenizer.batch_decode(out[:, official["input_ids"].shape[1]:], skip_special_tokens=True)
+    ref = proc.tokenizer.batch_decode(out[:, official["input_ids"].shape[1] :], skip_special_tokens=True)
     assert r.completions == ref
 
 
@@ -99,8 +108,10 @@ def test_random_model_uses_the_image():
     """Sanity of the harness: different artworks give different logits on the same prompt."""
     model, proc = tiny_model(seed=1)
     batch = encode(proc, [chat_text(proc, "What is 1 + 1?")], num_image_tokens=num_visual_tokens(256, 256, proc))
-    outs = [forward_logits(model, batch, preprocess_image(PixelPrompt.from_noise(256, seed=s).pixels(), proc))
-            for s in (0, 1)]
+    outs = [
+        forward_logits(model, batch, preprocess_image(PixelPrompt.from_noise(256, seed=s).pixels(), proc))
+        for s in (0, 1)
+    ]
     assert not torch.allclose(outs[0], outs[1])
 
 
@@ -116,10 +127,14 @@ def test_sft_nll_is_the_summed_cross_entropy_of_the_completion_tokens(tiny):
     """Against a naive reference: full logits, cross-entropy at the positions that predict completion tokens."""
     model, proc = tiny
     image = preprocess_image(PixelPrompt.from_noise(256, seed=4).pixels(), proc.image_processor)
-    batch = encode(proc, [chat_text(proc, q) for q in QUESTIONS[:3]], ["Answer: 5", "17 + 4 = 21", "Hello there"],
-                   num_image_tokens=num_visual_tokens(256, 256, proc))
+    batch = encode(
+        proc,
+        [chat_text(proc, q) for q in QUESTIONS[:3]],
+        ["Answer: 5", "17 + 4 = 21", "Hello there"],
+        num_image_tokens=num_visual_tokens(256, 256, proc),
+    )
     P, C = batch.prompt_length, batch.completion_ids.shape[1]
-    logits = forward_logits(model, batch, image)[:, P - 1:P + C - 1].float()  # position t predicts token t + 1
+    logits = forward_logits(model, batch, image)[:, P - 1 : P + C - 1].float()  # position t predicts token t + 1
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.completion_ids, reduction="none")
     expected = (ce * batch.completion_mask).sum()
     assert abs(float(sft_nll(model, batch, image).detach()) - float(expected)) < 1e-4 * float(expected)
@@ -131,7 +146,17 @@ def test_sft_eval_loss_equals_the_trainers_loss_before_its_first_update():
     examples = [{"id": str(i), "prompt": q, "answer": str(i), "meta": {}} for i, q in enumerate(QUESTIONS[:4])]
     art = PixelPrompt.from_noise(256, seed=6)
     before = sft_eval_loss(model, proc, examples, art.pixels().detach(), batch_size=3)  # two batches: 3 + 1
-    res = train(model, proc, examples, method="art", objective="sft", artwork=art, steps=1, batch_size=4,
-                micro_batch_size=2, progress=False)
+    res = train(
+        model,
+        proc,
+        examples,
+        method="art",
+        objective="sft",
+        artwork=art,
+        steps=1,
+        batch_size=4,
+        micro_batch_size=2,
+        progress=False,
+    )
     assert default_sft_target(examples[0]) == "Answer: 0"  # no benchmark: both score the default target
     assert abs(res.history["loss"].iloc[0] - before) < 1e-5 * before

@@ -20,18 +20,27 @@ DATA = Path(__file__).parent / "data"
 
 def _eval(tiny, image):
     model, proc = tiny
-    return evaluate(model, proc, load_benchmark("gsm8k", source=DATA / "gsm8k", limit=1), image=image,
-                    benchmark="gsm8k", max_new_tokens=2, progress=False)
+    return evaluate(
+        model,
+        proc,
+        load_benchmark("gsm8k", source=DATA / "gsm8k", limit=1),
+        image=image,
+        benchmark="gsm8k",
+        max_new_tokens=2,
+        progress=False,
+    )
 
 
 def _header_only_png(path: Path, h: int, w: int) -> Path:
     """A PNG whose header says h x w but whose pixel data is cut short: decoding it would fail."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 

@@ -12,10 +12,19 @@ from art_lib.pixel_prompt import PixelPrompt
 from art_lib.steps import reward_tensor
 from art_lib.train import NonFiniteLossError, check_context, train
 
-EXAMPLES = [{"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}}
-            for i in range(8)]
-RL = dict(method="art", objective="grpo", steps=6, batch_size=2, num_generations=2, max_completion_length=4,
-          max_nonfinite=3, progress=False)
+EXAMPLES = [
+    {"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}} for i in range(8)
+]
+RL = dict(
+    method="art",
+    objective="grpo",
+    steps=6,
+    batch_size=2,
+    num_generations=2,
+    max_completion_length=4,
+    max_nonfinite=3,
+    progress=False,
+)
 
 
 def _rl(reward_fn, **kw):
@@ -45,8 +54,14 @@ def test_a_model_that_outputs_nan_in_training_ends_the_run_naming_the_loss():
 
     model.lm_head.register_forward_hook(poison)
     with pytest.raises(NonFiniteLossError, match=r"step 3, from the loss"):
-        train(model, proc, EXAMPLES, artwork=PixelPrompt.from_noise(256, seed=0),
-              reward_fn=lambda c, e: [float(i % 2) for i in range(len(c))], **RL)
+        train(
+            model,
+            proc,
+            EXAMPLES,
+            artwork=PixelPrompt.from_noise(256, seed=0),
+            reward_fn=lambda c, e: [float(i % 2) for i in range(len(c))],
+            **RL,
+        )
 
 
 def test_a_reward_function_returning_strings_is_a_type_error_at_the_first_step():

@@ -245,16 +245,36 @@ def trl_trainer_factory(tmp_path_factory):
     assert trl.__version__ == "1.16.0"
     output_dir = str(tmp_path_factory.mktemp("grpo"))
 
-    def make(*, loss_type, beta, epsilon_low, epsilon_high, max_completion_length, importance_sampling_level,
-             use_bias_correction_kl, logps_leaf, delta=None):
+    def make(
+        *,
+        loss_type,
+        beta,
+        epsilon_low,
+        epsilon_high,
+        max_completion_length,
+        importance_sampling_level,
+        use_bias_correction_kl,
+        logps_leaf,
+        delta=None,
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             args = GRPOConfig(
-                output_dir=output_dir, report_to="none", use_cpu=True, bf16=False,
-                loss_type=loss_type, beta=beta, epsilon=epsilon_low, epsilon_high=epsilon_high,
-                max_completion_length=max_completion_length, importance_sampling_level=importance_sampling_level,
-                use_bias_correction_kl=use_bias_correction_kl, delta=delta,
-                per_device_train_batch_size=logps_leaf.size(0), num_generations=2, steps_per_generation=1,
+                output_dir=output_dir,
+                report_to="none",
+                use_cpu=True,
+                bf16=False,
+                loss_type=loss_type,
+                beta=beta,
+                epsilon=epsilon_low,
+                epsilon_high=epsilon_high,
+                max_completion_length=max_completion_length,
+                importance_sampling_level=importance_sampling_level,
+                use_bias_correction_kl=use_bias_correction_kl,
+                delta=delta,
+                per_device_train_batch_size=logps_leaf.size(0),
+                num_generations=2,
+                steps_per_generation=1,
                 gradient_accumulation_steps=1,
             )
         trainer = GRPOTrainer.__new__(GRPOTrainer)
@@ -312,12 +332,20 @@ def _trl_loss(make, logps, old, ref, adv, mask, num_items, **cfg):
 def _ours(logps, old, ref, adv, mask, num_items, **cfg):
     leaf = logps.clone().requires_grad_()
     loss, metrics = losses.policy_loss(
-        leaf, old, adv, mask,
-        loss_type=cfg["loss_type"], epsilon_low=cfg["epsilon_low"], epsilon_high=cfg["epsilon_high"],
-        beta=cfg["beta"], ref_per_token_logps=ref if cfg["beta"] else None,
-        max_completion_length=cfg["max_completion_length"], num_items_in_batch=num_items,
+        leaf,
+        old,
+        adv,
+        mask,
+        loss_type=cfg["loss_type"],
+        epsilon_low=cfg["epsilon_low"],
+        epsilon_high=cfg["epsilon_high"],
+        beta=cfg["beta"],
+        ref_per_token_logps=ref if cfg["beta"] else None,
+        max_completion_length=cfg["max_completion_length"],
+        num_items_in_batch=num_items,
         importance_sampling_level=cfg["importance_sampling_level"],
-        kl_bias_correction=cfg["use_bias_correction_kl"], delta=cfg.get("delta"),
+        kl_bias_correction=cfg["use_bias_correction_kl"],
+        delta=cfg.get("delta"),
     )
     loss.backward()
     return loss.detach(), leaf.grad, metrics
@@ -337,8 +365,15 @@ def test_policy_loss_parity_with_trl(trl_trainer_factory, loss_type, beta, bias_
     # dapo's normaliser is the *global* active-token count: make it differ from the local one so the argument
     # is really exercised (a second process holding 13 more tokens).
     num_items = mask.sum() + 13 if loss_type == "dapo" else mask.sum()
-    cfg = dict(loss_type=loss_type, beta=beta, epsilon_low=0.2, epsilon_high=0.28, max_completion_length=12,
-               importance_sampling_level=level, use_bias_correction_kl=bias_correction)
+    cfg = dict(
+        loss_type=loss_type,
+        beta=beta,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        max_completion_length=12,
+        importance_sampling_level=level,
+        use_bias_correction_kl=bias_correction,
+    )
     trl_loss, trl_grad, trl_metrics = _trl_loss(trl_trainer_factory, logps, old, ref, adv, mask, num_items, **cfg)
     loss, grad, metrics = _ours(logps, old, ref, adv, mask, num_items, **cfg)
 
@@ -356,8 +391,16 @@ def test_policy_loss_parity_with_trl(trl_trainer_factory, loss_type, beta, bias_
 
 def test_policy_loss_parity_with_trl_float32_and_delta(trl_trainer_factory):
     logps, old, ref, adv, mask = (x.float() if x.is_floating_point() else x for x in _rl_inputs(seed=2))
-    cfg = dict(loss_type="dapo", beta=0.1, epsilon_low=0.2, epsilon_high=0.28, max_completion_length=12,
-               importance_sampling_level="token", use_bias_correction_kl=True, delta=1.1)
+    cfg = dict(
+        loss_type="dapo",
+        beta=0.1,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        max_completion_length=12,
+        importance_sampling_level="token",
+        use_bias_correction_kl=True,
+        delta=1.1,
+    )
     trl_loss, trl_grad, _ = _trl_loss(trl_trainer_factory, logps, old, ref, adv, mask, mask.sum(), **cfg)
     loss, grad, _ = _ours(logps, old, ref, adv, mask, mask.sum(), **cfg)
     assert abs(loss.item() - trl_loss.item()) <= 1e-6
@@ -367,8 +410,15 @@ def test_policy_loss_parity_with_trl_float32_and_delta(trl_trainer_factory):
 def test_policy_loss_on_policy_parity_with_trl(trl_trainer_factory):
     """old_per_token_logps=None: both sides fall back to the detached current log-probs."""
     logps, _, ref, adv, mask = _rl_inputs(seed=3)
-    cfg = dict(loss_type="grpo", beta=0.04, epsilon_low=0.2, epsilon_high=0.28, max_completion_length=12,
-               importance_sampling_level="token", use_bias_correction_kl=True)
+    cfg = dict(
+        loss_type="grpo",
+        beta=0.04,
+        epsilon_low=0.2,
+        epsilon_high=0.28,
+        max_completion_length=12,
+        importance_sampling_level="token",
+        use_bias_correction_kl=True,
+    )
     trl_loss, trl_grad, _ = _trl_loss(trl_trainer_factory, logps, None, ref, adv, mask, mask.sum(), **cfg)
     loss, grad, _ = _ours(logps, None, ref, adv, mask, mask.sum(), **cfg)
     assert abs(loss.item() - trl_loss.item()) <= 1e-6
@@ -393,8 +443,15 @@ def test_weighted_micro_batch_losses_sum_to_the_whole_batch_loss(loss_type):
     (full_grad,) = torch.autograd.grad(full, logps)
     parts, grad = 0.0, torch.zeros_like(logps)
     for a, b in [(0, 3), (3, 4), (4, 9), (9, 10)]:
-        loss, _ = policy_loss(logps[a:b], old[a:b], adv[a:b], mask[a:b], ref_per_token_logps=ref[a:b],
-                              num_items_in_batch=total if loss_type == "dapo" else None, **kw)
+        loss, _ = policy_loss(
+            logps[a:b],
+            old[a:b],
+            adv[a:b],
+            mask[a:b],
+            ref_per_token_logps=ref[a:b],
+            num_items_in_batch=total if loss_type == "dapo" else None,
+            **kw,
+        )
         w = micro_batch_weight(loss_type, b - a, B, float(mask[a:b].sum()), total)
         (g_part,) = torch.autograd.grad(loss * w, logps)
         parts, grad = parts + float(loss * w), grad + g_part

@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from helpers import rel_err
 
 from art_lib.config import TrainConfig
 from art_lib.methods import make_method
@@ -13,13 +14,16 @@ from art_lib.prompting import example_text
 from art_lib.steps import rl_step, sft_step
 from art_lib.train import train
 
-from helpers import rel_err
-
-
 # Ragged prompts and targets: left and right padding differ between micro-batches.
-EXAMPLES = [{"id": str(i), "prompt": "Add these numbers, then explain. " * (i % 3) + f"What is {i} plus {i + 3}?",
-             "answer": str(2 * i + 3), "meta": {"target": "Work: " + "carry " * i + f"Answer: {2 * i + 3}"}}
-            for i in range(6)]
+EXAMPLES = [
+    {
+        "id": str(i),
+        "prompt": "Add these numbers, then explain. " * (i % 3) + f"What is {i} plus {i + 3}?",
+        "answer": str(2 * i + 3),
+        "meta": {"target": "Work: " + "carry " * i + f"Answer: {2 * i + 3}"},
+    }
+    for i in range(6)
+]
 
 
 def _method(name: str, seed: int = 0):
@@ -50,7 +54,7 @@ def test_micro_batched_sft_equals_the_unchunked_step(name):
     results = {}
     for mb, ckpt in [(None, False), (1, False), (4, False), (2, True)]:
         c = TrainConfig(method=name, micro_batch_size=mb, gradient_checkpointing=ckpt).resolved()
-        results[mb, ckpt] = _grad_of(m, lambda: sft_step(m, proc, texts, EXAMPLES, c, scale=1.0)["loss"])
+        results[mb, ckpt] = _grad_of(m, lambda c=c: sft_step(m, proc, texts, EXAMPLES, c, scale=1.0)["loss"])
     loss0, grad0 = results[None, False]
     assert float(grad0.abs().max()) > 0
     for key, (loss, grad) in results.items():
@@ -58,9 +62,18 @@ def test_micro_batched_sft_equals_the_unchunked_step(name):
         assert rel_err(grad, grad0) < 1e-5, (key, rel_err(grad, grad0))
 
 
-@pytest.mark.parametrize("name, loss_type, beta", [("art", "grpo", 0.0), ("art", "dapo", 0.0), ("art", "dapo", 0.04),
-                                                   ("art", "bnpo", 0.0), ("art", "dr_grpo", 0.0),
-                                                   ("lora", "grpo", 0.04), ("lora", "dapo", 0.0)])
+@pytest.mark.parametrize(
+    "name, loss_type, beta",
+    [
+        ("art", "grpo", 0.0),
+        ("art", "dapo", 0.0),
+        ("art", "dapo", 0.04),
+        ("art", "bnpo", 0.0),
+        ("art", "dr_grpo", 0.0),
+        ("lora", "grpo", 0.04),
+        ("lora", "dapo", 0.0),
+    ],
+)
 def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta):
     m, proc = _method(name)
     texts = [example_text(proc, e, image=name != "lora") for e in EXAMPLES]
@@ -70,11 +83,19 @@ def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta):
 
     results = {}
     for mb, ckpt in [(None, False), (1, False), (3, False), (5, True)]:
-        c = TrainConfig(method=name, objective="dapo" if loss_type == "dapo" else "grpo", loss_type=loss_type,
-                        beta=beta, num_generations=3, max_completion_length=8, micro_batch_size=mb,
-                        gradient_checkpointing=ckpt, overlong_filter=False).resolved()
+        c = TrainConfig(
+            method=name,
+            objective="dapo" if loss_type == "dapo" else "grpo",
+            loss_type=loss_type,
+            beta=beta,
+            num_generations=3,
+            max_completion_length=8,
+            micro_batch_size=mb,
+            gradient_checkpointing=ckpt,
+            overlong_filter=False,
+        ).resolved()
 
-        def run():
+        def run(c=c):
             torch.manual_seed(0)
             random.seed(0)  # the same rollouts for every micro-batch size
             return rl_step(m, proc, EXAMPLES, texts, [0, 3, 5], c, reward_fn=reward, scale=1.0)["loss"]
@@ -94,8 +115,17 @@ def test_generation_in_prompt_batches_gives_a_valid_ragged_rollout():
     model, image, embeds = m.policy(grad=False)
     texts = [example_text(proc, e) for e in EXAMPLES[:3]]
     torch.manual_seed(0)
-    r = generate_rollouts(model, proc, texts, EXAMPLES[:3], num_generations=2, image=image, max_new_tokens=6,
-                          generation_batch_size=1, micro_batch_size=2)
+    r = generate_rollouts(
+        model,
+        proc,
+        texts,
+        EXAMPLES[:3],
+        num_generations=2,
+        image=image,
+        max_new_tokens=6,
+        generation_batch_size=1,
+        micro_batch_size=2,
+    )
     assert len(r.batch) == 6 and r.old_logps.shape == r.batch.completion_mask.shape
     from art_lib.forward import completion_logprobs
 
@@ -109,9 +139,21 @@ def test_bfloat16_model_trains_with_float32_pixels():
     for objective in ("sft", "grpo"):
         art = PixelPrompt.from_noise(256, seed=0)
         start = art.pixels().detach().clone()
-        res = train(model, proc, EXAMPLES, objective=objective, artwork=art, steps=2, batch_size=2, lr=0.05,
-                    num_generations=2, max_completion_length=6, micro_batch_size=2, progress=False,
-                    reward_fn=lambda cs, es: [len(set(c)) / 10 for c in cs])
+        res = train(
+            model,
+            proc,
+            EXAMPLES,
+            objective=objective,
+            artwork=art,
+            steps=2,
+            batch_size=2,
+            lr=0.05,
+            num_generations=2,
+            max_completion_length=6,
+            micro_batch_size=2,
+            progress=False,
+            reward_fn=lambda cs, es: [len(set(c)) / 10 for c in cs],
+        )
         assert art.raw.dtype == torch.float32 and art.pixels().dtype == torch.float32
         assert all(p.dtype == torch.bfloat16 for p in model.parameters())
         assert res.history["loss"].map(lambda x: x == x and abs(x) < 1e6).all(), res.history

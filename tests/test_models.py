@@ -5,8 +5,15 @@ import json
 import pytest
 import torch
 
-from art_lib.models import (FAMILIES, count_parameters, load_frozen, meta_model, reference_dir, save_checkpoint,
-                            tiny_model)
+from art_lib.models import (
+    FAMILIES,
+    count_parameters,
+    load_frozen,
+    meta_model,
+    reference_dir,
+    save_checkpoint,
+    tiny_model,
+)
 from art_lib.prompting import chat_text
 
 

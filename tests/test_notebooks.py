@@ -21,9 +21,23 @@ NOTEBOOKS = sorted(NB.glob("*.ipynb"))
 PARAM_FILES = sorted((NB / "params").glob("*.yaml"))
 
 #: Parameters every notebook has: the shared setup cell reads them and `reproduce` sets them (dry runs, --device).
-COMMON = ["device", "dtype", "data_dir", "max_new_tokens", "eval_batch_size", "micro_batch_size",
-          "generation_batch_size", "gradient_checkpointing", "checkpoint_every", "resume", "reward",
-          "overlong_filter", "progress", "cpu_threads", "results_tag"]
+COMMON = [
+    "device",
+    "dtype",
+    "data_dir",
+    "max_new_tokens",
+    "eval_batch_size",
+    "micro_batch_size",
+    "generation_batch_size",
+    "gradient_checkpointing",
+    "checkpoint_every",
+    "resume",
+    "reward",
+    "overlong_filter",
+    "progress",
+    "cpu_threads",
+    "results_tag",
+]
 
 
 def pair_problems(ipynb: Path) -> list[str]:
@@ -34,8 +48,11 @@ def pair_problems(ipynb: Path) -> list[str]:
     a, b = nbformat.read(ipynb, as_version=4).cells, jupytext.read(py).cells
     problems = [] if len(a) == len(b) else [f"{ipynb.stem}: {len(a)} cells in the .ipynb, {len(b)} in the .py"]
     for i, (x, y) in enumerate(zip(a, b)):
-        for what, get in [("type", lambda c: c.cell_type), ("source", lambda c: c.source),
-                          ("tags", lambda c: c.metadata.get("tags", []))]:
+        for what, get in [
+            ("type", lambda c: c.cell_type),
+            ("source", lambda c: c.source),
+            ("tags", lambda c: c.metadata.get("tags", [])),
+        ]:
             if get(x) != get(y):
                 problems.append(f"{ipynb.stem} cell {i}: {what} differs between the .ipynb and the .py")
     return problems
@@ -51,8 +68,14 @@ def _setup_cell(path: Path) -> str:
 
 def test_there_are_notebooks_and_paper_parameters_for_each_table():
     stems = {p.stem for p in NOTEBOOKS}
-    assert {"00_quickstart", "tab1_model_sizes", "tab2_art_vs_lora", "tab3_dimensionality_alignment",
-            "fig_artworks", "fig_style_tradeoff"} <= stems
+    assert {
+        "00_quickstart",
+        "tab1_model_sizes",
+        "tab2_art_vs_lora",
+        "tab3_dimensionality_alignment",
+        "fig_artworks",
+        "fig_style_tradeoff",
+    } <= stems
     assert {p.name.split(".")[0] for p in PARAM_FILES} == stems
 
 
@@ -131,8 +154,11 @@ def test_every_params_key_is_a_notebook_parameter(path):
 def test_parameters_are_literals_named_by_the_setup_cell_and_include_the_common_ones(path):
     params = notebook_parameters(path)
     assert list(params) == list(pm.inspect_notebook(str(path)))  # papermill reads the same names, in order
-    setup = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(_setup_cell(path)).body
-             if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) in ("STEM", "PARAMETERS")}
+    setup = {
+        n.targets[0].id: ast.literal_eval(n.value)
+        for n in ast.parse(_setup_cell(path)).body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) in ("STEM", "PARAMETERS")
+    }
     assert setup == {"STEM": path.stem, "PARAMETERS": list(params)}, "PARAMETERS must list the parameters cell"
     assert set(COMMON) <= set(params)
 
@@ -143,8 +169,15 @@ def test_setup_and_closing_cells_are_the_same_in_every_notebook():
     assert len(setups) == 1 and len(closings) == 1
 
 
-@pytest.mark.parametrize("cell, error", [("steps = 3\nlr = 1 / 3\n", "line 2"), ("a = b = 1\n", "line 1"),
-                                         ("x: int = 1\n", "line 1"), ("import os\n", "line 1")])
+@pytest.mark.parametrize(
+    "cell, error",
+    [
+        ("steps = 3\nlr = 1 / 3\n", "line 2"),
+        ("a = b = 1\n", "line 1"),
+        ("x: int = 1\n", "line 1"),
+        ("import os\n", "line 1"),
+    ],
+)
 def test_notebook_parameters_rejects_anything_but_name_equals_literal(tmp_path, cell, error):
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]}))
@@ -155,8 +188,9 @@ def test_notebook_parameters_rejects_anything_but_name_equals_literal(tmp_path, 
 
 def test_notebook_parameters_keeps_values_that_contain_equals_signs(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells.append(nbformat.v4.new_code_cell('tag = "a=b"  # x = 1\nd = {"k": "v=w"}\n',
-                                              metadata={"tags": ["parameters"]}))
+    nb.cells.append(
+        nbformat.v4.new_code_cell('tag = "a=b"  # x = 1\nd = {"k": "v=w"}\n', metadata={"tags": ["parameters"]})
+    )
     nbformat.write(nb, tmp_path / "x.ipynb")
     assert notebook_parameters(tmp_path / "x.ipynb") == {"tag": "a=b", "d": {"k": "v=w"}}
 

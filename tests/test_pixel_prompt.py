@@ -31,7 +31,9 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- PNG round trip
 
 
-@pytest.mark.parametrize("make", [lambda: PixelPrompt.from_noise((17, 23), seed=3), lambda: PixelPrompt.from_icon("tools", 48)])
+@pytest.mark.parametrize(
+    "make", [lambda: PixelPrompt.from_noise((17, 23), seed=3), lambda: PixelPrompt.from_icon("tools", 48)]
+)
 def test_png_round_trip_is_bitwise_exact_for_8bit_pixels(tmp_path: Path, make) -> None:
     pp = make()
     loaded = PixelPrompt.from_png(pp.save_png(tmp_path / "art.png"))
@@ -141,7 +143,14 @@ def test_all_input_types_give_the_same_pixels(tmp_path: Path) -> None:
     arr = np.asarray(img)  # (H, W, 3) uint8
     chw = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (3, H, W) uint8
     ref = PixelPrompt.from_image(img).pixels()
-    for source in (tmp_path / "in.png", str(tmp_path / "in.png"), arr, arr.astype(np.float64) / 255, chw, chw.float() / 255):
+    for source in (
+        tmp_path / "in.png",
+        str(tmp_path / "in.png"),
+        arr,
+        arr.astype(np.float64) / 255,
+        chw,
+        chw.float() / 255,
+    ):
         assert torch.equal(PixelPrompt.from_image(source).pixels(), ref), type(source)
 
 
@@ -256,7 +265,12 @@ def test_only_parameter_is_float32_raw_even_after_dtype_casts() -> None:
     assert [name for name, _ in params] == ["raw"]
     assert params[0][1].dtype == torch.float32 and params[0][1].shape == (3, 8, 8)
     pp.raw.grad = torch.ones_like(pp.raw)
-    for cast in (lambda m: m.to(torch.bfloat16), lambda m: m.half(), lambda m: m.double(), lambda m: m.to(dtype=torch.float16)):
+    for cast in (
+        lambda m: m.to(torch.bfloat16),
+        lambda m: m.half(),
+        lambda m: m.double(),
+        lambda m: m.to(dtype=torch.float16),
+    ):
         cast(pp)
         assert pp.raw.dtype == torch.float32 and pp.raw.grad.dtype == torch.float32
         assert isinstance(pp.raw, nn.Parameter)
@@ -351,7 +365,9 @@ def test_wrong_channel_count_or_rank_raises(bad) -> None:
         PixelPrompt.from_image(bad)
 
 
-@pytest.mark.parametrize("bad", [np.full((3, 3, 3), 1.5), np.full((3, 3, 3), -0.1), np.full((3, 3, 3), np.nan), torch.full((3, 3, 3), 2.0)])
+@pytest.mark.parametrize(
+    "bad", [np.full((3, 3, 3), 1.5), np.full((3, 3, 3), -0.1), np.full((3, 3, 3), np.nan), torch.full((3, 3, 3), 2.0)]
+)
 def test_float_values_outside_unit_range_raise(bad) -> None:
     with pytest.raises(ValueError, match=r"\[0, 1\]|NaN"):
         PixelPrompt.from_image(bad)

@@ -22,8 +22,13 @@ def _registry_restored():
 def test_a_user_benchmark_works_wherever_a_builtin_one_does():
     examples = [{"id": "u0", "prompt": "Say yes", "answer": "yes", "meta": {}}]
     bench = registry.Benchmark(
-        "my_yes", load=lambda **kw: examples, score=lambda c, e: float(c.strip() == e["answer"]),
-        parse=lambda c, e: c.strip(), max_new_tokens=4, aliases=("my-yes-alias",))
+        "my_yes",
+        load=lambda **kw: examples,
+        score=lambda c, e: float(c.strip() == e["answer"]),
+        parse=lambda c, e: c.strip(),
+        max_new_tokens=4,
+        aliases=("my-yes-alias",),
+    )
     registry.register_benchmark(bench, replace=True)
     try:
         assert load_benchmark("MY-YES") == examples
@@ -72,12 +77,25 @@ def test_sft_trains_toward_the_benchmarks_own_target():
         return "Answer: yes"
 
     examples = [{"id": f"t{i}", "prompt": "Say yes", "answer": "yes", "meta": {}} for i in range(2)]
-    registry.register_benchmark(registry.Benchmark("my_target", load=lambda **kw: examples,
-                                                   score=lambda c, e: 0.0, parse=lambda c, e: c,
-                                                   sft_target=target), replace=True)
+    registry.register_benchmark(
+        registry.Benchmark(
+            "my_target", load=lambda **kw: examples, score=lambda c, e: 0.0, parse=lambda c, e: c, sft_target=target
+        ),
+        replace=True,
+    )
     model, proc = tiny_model(seed=0)
-    train(model, proc, examples, method="art", objective="sft", steps=1, batch_size=2, image_size=256,
-          benchmark="my_target", progress=False)
+    train(
+        model,
+        proc,
+        examples,
+        method="art",
+        objective="sft",
+        steps=1,
+        batch_size=2,
+        image_size=256,
+        benchmark="my_target",
+        progress=False,
+    )
     assert sorted(seen) == ["t0", "t1"]
 
 

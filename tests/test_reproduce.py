@@ -33,9 +33,18 @@ def test_plan_counts_follow_the_parameters():
 
 
 def test_plan_memory_shrinks_with_micro_batches_and_checkpointing():
-    arm = reproduce.plan_arms("00_quickstart", {"model": "Qwen/Qwen3.5-0.8B", "benchmark": "gsm8k", "method": "art",
-                                                "objective": "dapo", "steps": 1, "batch_size": 16,
-                                                "num_generations": 8})[0]
+    arm = reproduce.plan_arms(
+        "00_quickstart",
+        {
+            "model": "Qwen/Qwen3.5-0.8B",
+            "benchmark": "gsm8k",
+            "method": "art",
+            "objective": "dapo",
+            "steps": 1,
+            "batch_size": 16,
+            "num_generations": 8,
+        },
+    )[0]
     tp = reproduce.Throughput()
     whole = reproduce.peak_memory_gb(arm, {}, tp)
     micro = reproduce.peak_memory_gb(arm, {"micro_batch_size": 8}, tp)
@@ -72,14 +81,28 @@ def standin(tmp_path_factory):
 
 
 def test_dtype_reaches_the_model_and_a_finished_arm_is_skipped_on_resume(standin, tmp_path, capsys):
-    kw = dict(out_dir=tmp_path, data_dir={"gsm8k": str(reproduce.DATA / "gsm8k" / "test.jsonl")}, n_train=2,
-              n_test=2, image_size=256, steps=2, batch_size=2, max_new_tokens=4, eval_batch_size=2, dtype="bfloat16",
-              device="cpu", checkpoint_every=1, resume=True)
+    kw = dict(
+        out_dir=tmp_path,
+        data_dir={"gsm8k": str(reproduce.DATA / "gsm8k" / "test.jsonl")},
+        n_train=2,
+        n_test=2,
+        image_size=256,
+        steps=2,
+        batch_size=2,
+        max_new_tokens=4,
+        eval_batch_size=2,
+        dtype="bfloat16",
+        device="cpu",
+        checkpoint_every=1,
+        resume=True,
+    )
     row, res = run_arm(standin, "gsm8k", "art", **kw)
     assert row["dtype"] == "bfloat16" and row["device"] == "cpu" and res is not None
     assert res.artwork.raw.dtype == torch.float32  # the artwork stays float32
-    assert [p.name for p in arm_checkpoints(tmp_path, "art-gsm8k-sft-seed0", 1).checkpoints()] == \
-        ["step-000001", "step-000002"]
+    assert [p.name for p in arm_checkpoints(tmp_path, "art-gsm8k-sft-seed0", 1).checkpoints()] == [
+        "step-000001",
+        "step-000002",
+    ]
     (rec,) = [json.loads(line) for line in (tmp_path / "arms.jsonl").read_text().splitlines()]
     assert rec["row"] == json.loads(json.dumps(row, default=str))
     again, res2 = run_arm(standin, "gsm8k", "art", **kw)
@@ -93,11 +116,30 @@ def test_paper_checks_fail_on_a_missing_arm_an_accuracy_outside_its_interval_or_
 
     from art_lib.results import table_checks
 
-    good = pd.DataFrame([
-        {"benchmark": "gsm8k", "method": "art", "objective": "dapo", "accuracy": 0.5, "ci_low": 0.3, "ci_high": 0.7,
-         "n_test": 10, "policy_updates": 3},
-        {"benchmark": "gsm8k", "method": "control:seed", "objective": "none", "accuracy": 0.0, "ci_low": 0.0,
-         "ci_high": 0.3, "n_test": 10, "policy_updates": 0}])
+    good = pd.DataFrame(
+        [
+            {
+                "benchmark": "gsm8k",
+                "method": "art",
+                "objective": "dapo",
+                "accuracy": 0.5,
+                "ci_low": 0.3,
+                "ci_high": 0.7,
+                "n_test": 10,
+                "policy_updates": 3,
+            },
+            {
+                "benchmark": "gsm8k",
+                "method": "control:seed",
+                "objective": "none",
+                "accuracy": 0.0,
+                "ci_low": 0.0,
+                "ci_high": 0.3,
+                "n_test": 10,
+                "policy_updates": 0,
+            },
+        ]
+    )
     expected = [{"benchmark": "gsm8k", "method": "art"}, {"method": "control:seed"}]
     assert all(table_checks(good, expected).values())
     assert not all(table_checks(good, expected + [{"method": "lora"}]).values())

@@ -2,7 +2,7 @@
 
 Acceptance claims (each a test that can fail):
 * every GSM8K test gold solution and every SVAMP gold answer (both splits) scores 100%;
-* a table of tricky maths completions scores as stated in its ``reason``;
+* a table of tricky maths completions scores as stated in its `reason`;
 * the BFCL scorer gives 100% on its own ground truth for every category file
   present and rejects wrong name / value, missing / extra call, call on irrelevance;
 * scorers never raise, and empty output scores 0.
@@ -20,8 +20,16 @@ import pytest
 from art_lib.registry import benchmark_names
 from art_lib.rewards import get_scorer, strip_thinking
 from art_lib.tasks.choice import extract_choice, score_choice
-from art_lib.tasks.maths import (SHAPED_FORMAT_CREDIT, extract_answer, load_gsm8k, load_svamp, math_reward,
-                                 normalize_number, numeric_equal, score_math)
+from art_lib.tasks.maths import (
+    SHAPED_FORMAT_CREDIT,
+    extract_answer,
+    load_gsm8k,
+    load_svamp,
+    math_reward,
+    normalize_number,
+    numeric_equal,
+    score_math,
+)
 from art_lib.tasks.tool_calls import parse_tool_calls
 from art_lib.tasks.tool_check import score_tool_call
 from art_lib.tasks.tools import BFCL_CATEGORIES, load_bfcl, load_toolmind
@@ -113,7 +121,12 @@ TRICKY = [
     ("Answer: 42\nAnswer: 41", "42", 0.0, "two Answer lines: the last wins (wrong one last)"),
     ("Answer:\n42", "42", 0.0, "strict mode never reads a number across a line break"),
     ("Answer: 25%", "25", 1.0, "percent sign dropped"),
-    ("Answer: 18\nThat is 2 more than the 16 eggs she had.", "18", 1.0, "numbers in prose after the Answer line ignored"),
+    (
+        "Answer: 18\nThat is 2 more than the 16 eggs she had.",
+        "18",
+        1.0,
+        "numbers in prose after the Answer line ignored",
+    ),
     ("Answer: 18 dollars per day", "18", 1.0, "units after the number ignored"),
     ("The answer is 18.", "18", 0.0, "no 'Answer:' marker: strict gives nothing"),
     ("Answer: approximately 18", "18", 0.0, "prose between marker and number is not the strict format"),
@@ -135,9 +148,7 @@ TRICKY = [
 ]
 
 
-@pytest.mark.parametrize(
-    "completion,gold,expected,reason", TRICKY, ids=[t[3] for t in TRICKY]
-)
+@pytest.mark.parametrize("completion,gold,expected,reason", TRICKY, ids=[t[3] for t in TRICKY])
 def test_tricky_math_completions(completion, gold, expected, reason):
     assert score_math(completion, gold) == expected, reason
 
@@ -221,10 +232,25 @@ def test_extract_choice():
 # Tool-call parsing
 # --------------------------------------------------------------------------- #
 
-WEATHER_TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
-                                     "metric": {"type": "boolean"}, "hours": {"type": "array"}},
-    "required": ["city"]}}}]
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "days": {"type": "integer"},
+                    "metric": {"type": "boolean"},
+                    "hours": {"type": "array"},
+                },
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
 def test_parse_json_blocks():
@@ -242,7 +268,7 @@ def test_parse_qwen35_xml_blocks():
     text = (
         "<tool_call>\n<function=get_weather>\n<parameter=city>\nNew York, NY\n</parameter>\n"
         "<parameter=days>\n3\n</parameter>\n<parameter=metric>\nTrue\n</parameter>\n"
-        '<parameter=hours>\n[1, 2]\n</parameter>\n</function>\n</tool_call>'
+        "<parameter=hours>\n[1, 2]\n</parameter>\n</function>\n</tool_call>"
     )
     expected = {"city": "New York, NY", "days": 3, "metric": True, "hours": [1, 2]}
     assert parse_tool_calls(text) == [{"name": "get_weather", "arguments": expected}]
@@ -294,7 +320,7 @@ def _first_acceptable_calls(example):
     props = {t["function"]["name"]: t["function"]["parameters"] for t in example["meta"]["tools"]}
     calls = []
     for item in example["meta"]["possible_answers"]:
-        (name, params), = item.items()
+        ((name, params),) = item.items()
         required = set(props[name].get("required", []))
 
         def render(v):
@@ -363,12 +389,22 @@ def test_bfcl_float_and_list_rules():
     assert scorer(_json_completion(calls), ex) == 1.0
     args = calls[0]["arguments"]
     reordered = {**args, "coord1": list(reversed(args["coord1"]))}
-    assert scorer(_json_completion([{"name": calls[0]["name"], "arguments": reordered}]), ex) == 0.0, "list order matters"
+    assert scorer(_json_completion([{"name": calls[0]["name"], "arguments": reordered}]), ex) == 0.0, (
+        "list order matters"
+    )
     ex, scorer = _bfcl("parallel", "parallel_2")  # calculate_resistance(area: float) x2
     calls = json.loads(ex["answer"])
     assert calls[0]["arguments"]["area"] == 0.01
-    ex2 = {**ex, "meta": {**ex["meta"], "possible_answers": [
-        {"calculate_resistance": {**p["calculate_resistance"], "area": [1.0]}} for p in ex["meta"]["possible_answers"]]}}
+    ex2 = {
+        **ex,
+        "meta": {
+            **ex["meta"],
+            "possible_answers": [
+                {"calculate_resistance": {**p["calculate_resistance"], "area": [1.0]}}
+                for p in ex["meta"]["possible_answers"]
+            ],
+        },
+    }
     as_int = [{"name": c["name"], "arguments": {**c["arguments"], "area": 1}} for c in calls]
     assert scorer(_json_completion(as_int), ex2) == 1.0, "int accepted for a float parameter (BFCL promotion)"
 
@@ -391,7 +427,12 @@ def test_bfcl_dict_parameters():
     calls = json.loads(ex["answer"])
     assert scorer(_json_completion(calls), ex) == 1.0
     cond = calls[0]["arguments"]["conditions"]
-    alt = [{"name": calls[0]["name"], "arguments": {**calls[0]["arguments"], "conditions": {**cond, "school": "Bluebird HS"}}}]
+    alt = [
+        {
+            "name": calls[0]["name"],
+            "arguments": {**calls[0]["arguments"], "conditions": {**cond, "school": "Bluebird HS"}},
+        }
+    ]
     assert scorer(_json_completion(alt), ex) == 1.0, "any acceptable value of a nested key"
     bad = [{"name": calls[0]["name"], "arguments": {**calls[0]["arguments"], "conditions": {**cond, "extra": 1}}}]
     assert scorer(_json_completion(bad), ex) == 0.0, "unexpected nested key"
@@ -418,8 +459,13 @@ def test_score_tool_call_without_possible_answers():
         score_tool_call(good, "not json")
     assert score_tool_call(good, "[]") == 0.0 and score_tool_call("no call", "[]") == 1.0
     # OpenAI-style assistant message with parsed tool_calls (e.g. from a server)
-    msg = {"role": "assistant", "content": "", "tool_calls": [
-        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 3}'}}]}
+    msg = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 3}'}}
+        ],
+    }
     assert score_tool_call(msg, gold) == 1.0
 
 
@@ -457,22 +503,59 @@ def test_get_scorer_covers_every_benchmark():
 
 
 WEIRD = [
-    None, "", " ", "\n\n", "Answer:", "Answer: ", "answer: -", "Answer: $", "Answer: .", "Answer: 1/0",
-    "\x00\x01", "\ud83d\ude00 Answer: \ud83d\ude00", "Answer: \u00bd", "Answer: ١٢", "<think>", "</think>",
-    "<tool_call>", "</tool_call>", "<tool_call>[]</tool_call>", "<tool_call>null</tool_call>",
-    '<tool_call>{"name": 1, "arguments": []}</tool_call>', "<function=>", "<tool_call><function=f><parameter=>",
-    "<tool_call>" + "[" * 5000 + "</tool_call>", "<tool_call>(" + "(" * 3000 + "</tool_call>",
-    " " * 100_000 + "Answer", "answer" + " " * 100_000, "Answer: " + "(" * 100_000, "1," * 50_000,
-    "<think>" * 20_000, "<tool_call>" * 20_000, "<function=a><parameter=b>" * 5_000,
-    12, 3.5, b"Answer: 3", ["Answer: 3"], [], {"content": None}, {"tool_calls": "garbage"}, [[[[]]]], object(),
+    None,
+    "",
+    " ",
+    "\n\n",
+    "Answer:",
+    "Answer: ",
+    "answer: -",
+    "Answer: $",
+    "Answer: .",
+    "Answer: 1/0",
+    "\x00\x01",
+    "\ud83d\ude00 Answer: \ud83d\ude00",
+    "Answer: \u00bd",
+    "Answer: ١٢",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_call>[]</tool_call>",
+    "<tool_call>null</tool_call>",
+    '<tool_call>{"name": 1, "arguments": []}</tool_call>',
+    "<function=>",
+    "<tool_call><function=f><parameter=>",
+    "<tool_call>" + "[" * 5000 + "</tool_call>",
+    "<tool_call>(" + "(" * 3000 + "</tool_call>",
+    " " * 100_000 + "Answer",
+    "answer" + " " * 100_000,
+    "Answer: " + "(" * 100_000,
+    "1," * 50_000,
+    "<think>" * 20_000,
+    "<tool_call>" * 20_000,
+    "<function=a><parameter=b>" * 5_000,
+    12,
+    3.5,
+    b"Answer: 3",
+    ["Answer: 3"],
+    [],
+    {"content": None},
+    {"tool_calls": "garbage"},
+    [[[[]]]],
+    object(),
 ]
 
 
 @pytest.mark.parametrize("completion", WEIRD, ids=[f"weird{i}" for i in range(len(WEIRD))])
 def test_scorers_never_raise(completion):
     ex_math = {"id": "m", "prompt": "", "answer": "3", "meta": {}}
-    ex_tool = {"id": "t", "prompt": "", "answer": '[{"name": "f", "arguments": {"x": 1}}]',
-               "meta": {"tools": WEATHER_TOOLS}}
+    ex_tool = {
+        "id": "t",
+        "prompt": "",
+        "answer": '[{"name": "f", "arguments": {"x": 1}}]',
+        "meta": {"tools": WEATHER_TOOLS},
+    }
     for score in (
         score_math(completion, "3"),
         score_math(completion, "3", strict=False),
@@ -491,44 +574,72 @@ def test_scorers_never_raise(completion):
 
 
 ABSURD = [
-    bytes(range(256)) * 40, "\x00\xff\ufffd" * 1000, "Answer: " + "9" * 100_000, "Answer: 1e999999",
-    "Answer: " + "[" * 100_000, "<tool_call>" + "[" * 100_000 + "</tool_call>",
-    "<tool_call>" + '{"a":' * 50_000 + "</tool_call>", "<tool_call>" + "[" * 990 + "]" * 990 + "</tool_call>",
+    bytes(range(256)) * 40,
+    "\x00\xff\ufffd" * 1000,
+    "Answer: " + "9" * 100_000,
+    "Answer: 1e999999",
+    "Answer: " + "[" * 100_000,
+    "<tool_call>" + "[" * 100_000 + "</tool_call>",
+    "<tool_call>" + '{"a":' * 50_000 + "</tool_call>",
+    "<tool_call>" + "[" * 990 + "]" * 990 + "</tool_call>",
     '<tool_call>{"name": "get_weather", "arguments": {"city": ' + "[" * 900 + "]" * 900 + "}}</tool_call>",
     '<tool_call>{"name": "get_weather", "arguments": {"days": ' + "9" * 5000 + "}}</tool_call>",
     "<tool_call><function=get_weather><parameter=days>" + "9" * 5000 + "</parameter></function></tool_call>",
     "<tool_call><function=get_weather><parameter=city>" + "(" * 5000 + "</parameter>",
-    "<tool_call>{'name': 'get_weather', 'arguments': {[1]: 2}}</tool_call>", "<tool_call>{\"name\": </tool_call>",
-    "<function=get_weather><parameter=days>NaN</parameter>", "<tool_call>" + "<function=" * 10_000,
-    {"content": ["Answer: 3"], "tool_calls": "junk"}, {"tool_calls": [{"function": "junk"}, 5, None]},
-    [[[["Answer: 3"]]]], float("nan"), 10**5000,
+    "<tool_call>{'name': 'get_weather', 'arguments': {[1]: 2}}</tool_call>",
+    '<tool_call>{"name": </tool_call>',
+    "<function=get_weather><parameter=days>NaN</parameter>",
+    "<tool_call>" + "<function=" * 10_000,
+    {"content": ["Answer: 3"], "tool_calls": "junk"},
+    {"tool_calls": [{"function": "junk"}, 5, None]},
+    [[[["Answer: 3"]]]],
+    float("nan"),
+    10**5000,
 ]
 
 
 @pytest.mark.parametrize("completion", ABSURD, ids=[f"absurd{i}" for i in range(len(ABSURD))])
 def test_absurd_model_output_scores_zero(completion):
     # The gold of each scorer is something the output cannot be, so every score must be exactly 0.
-    tool_ex = {"id": "t", "prompt": "", "answer": '[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
-               "meta": {"tools": WEATHER_TOOLS}}
+    tool_ex = {
+        "id": "t",
+        "prompt": "",
+        "answer": '[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+        "meta": {"tools": WEATHER_TOOLS},
+    }
     assert score_math(completion, "7") == 0.0 and score_math(completion, "7", strict=False) == 0.0
     assert score_choice(completion, "B") == 0.0
     assert get_scorer("toolmind")(completion, tool_ex) == 0.0
-    assert get_scorer("bfcl_simple")(completion, {**tool_ex, "meta": {
-        "tools": WEATHER_TOOLS, "possible_answers": [{"get_weather": {"city": ["Paris"], "days": ["", 3]}}]}}) == 0.0
+    assert (
+        get_scorer("bfcl_simple")(
+            completion,
+            {
+                **tool_ex,
+                "meta": {
+                    "tools": WEATHER_TOOLS,
+                    "possible_answers": [{"get_weather": {"city": ["Paris"], "days": ["", 3]}}],
+                },
+            },
+        )
+        == 0.0
+    )
 
 
-@pytest.mark.parametrize("call", [
-    lambda: score_math("Answer: 3", None),  # a missing gold answer
-    lambda: score_math("Answer: 3", "three"),  # a gold that is no number
-    lambda: score_choice("Answer: E", "E"),  # a gold letter outside A-D
-    lambda: score_tool_call("<tool_call>{}</tool_call>", "not json"),
-    lambda: score_tool_call("", "[]", possible_answers=[{"f": {"x": [1]}, "g": {}}]),  # two functions in one answer
-    lambda: score_tool_call("", "[]", possible_answers=[["f"]]),
-    lambda: get_scorer("gsm8k")("Answer: 3", "3"),  # an example of the wrong type
-    lambda: get_scorer("gpqa")("Answer: A", {"id": "x", "prompt": ""}),  # an example without its answer
-    lambda: get_scorer("bfcl_simple")("", {"answer": "[]", "meta": {"possible_answers": "junk"}}),
-    lambda: math_reward(["Answer: 3"], []),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: score_math("Answer: 3", None),  # a missing gold answer
+        lambda: score_math("Answer: 3", "three"),  # a gold that is no number
+        lambda: score_choice("Answer: E", "E"),  # a gold letter outside A-D
+        lambda: score_tool_call("<tool_call>{}</tool_call>", "not json"),
+        lambda: score_tool_call("", "[]", possible_answers=[{"f": {"x": [1]}, "g": {}}]),  # two functions in one answer
+        lambda: score_tool_call("", "[]", possible_answers=[["f"]]),
+        lambda: get_scorer("gsm8k")("Answer: 3", "3"),  # an example of the wrong type
+        lambda: get_scorer("gpqa")("Answer: A", {"id": "x", "prompt": ""}),  # an example without its answer
+        lambda: get_scorer("bfcl_simple")("", {"answer": "[]", "meta": {"possible_answers": "junk"}}),
+        lambda: math_reward(["Answer: 3"], []),
+    ],
+)
 def test_scorers_raise_on_the_kits_own_bugs(call):
     with pytest.raises((ValueError, TypeError, AttributeError, KeyError)):
         call()

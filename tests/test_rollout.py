@@ -30,8 +30,14 @@ def test_vision_token_ids_are_read_from_the_model_and_processor():
     model, proc = tiny_model(seed=0)
     expected = sorted(proc.tokenizer.convert_tokens_to_ids(list(VISION_TOKENS)))
     assert vision_token_ids(model, proc) == expected
-    assert expected == sorted([model.config.image_token_id, model.config.video_token_id,
-                               model.config.vision_start_token_id, model.config.vision_end_token_id])
+    assert expected == sorted(
+        [
+            model.config.image_token_id,
+            model.config.video_token_id,
+            model.config.vision_start_token_id,
+            model.config.vision_end_token_id,
+        ]
+    )
 
 
 def test_rollouts_never_sample_a_vision_token_and_the_next_forward_runs(image_pad_lover):
@@ -40,10 +46,16 @@ def test_rollouts_never_sample_a_vision_token_and_the_next_forward_runs(image_pa
     texts = [chat_text(proc, "What is 2 + 3?"), chat_text(proc, "Hi")]
     # The harness works: without suppression the model does emit image pads.
     batch = encode(proc, texts[:1], num_image_tokens=64)
-    raw = model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         mm_token_type_ids=batch.mm_token_type_ids, pixel_values=image["pixel_values"],
-                         image_grid_thw=image["image_grid_thw"], max_new_tokens=8, do_sample=True)
-    assert (raw[:, batch.input_ids.shape[1]:] == pad).any()
+    raw = model.generate(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        mm_token_type_ids=batch.mm_token_type_ids,
+        pixel_values=image["pixel_values"],
+        image_grid_thw=image["image_grid_thw"],
+        max_new_tokens=8,
+        do_sample=True,
+    )
+    assert (raw[:, batch.input_ids.shape[1] :] == pad).any()
     torch.manual_seed(0)
     r = generate_rollouts(model, proc, texts, [{}, {}], num_generations=4, image=image, max_new_tokens=12)
     banned = torch.tensor(vision_token_ids(model, proc))

@@ -61,8 +61,21 @@ def server(checkpoint, tmp_path_factory):
     """`python -m art_lib.serve` on 127.0.0.1, a free port picked by the OS; always killed afterwards."""
     log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "art_lib.serve", "--model", str(checkpoint), "--host", "127.0.0.1",
-           "--port", "0", "--threads", "1", "--served-model-name", "tiny-art"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "art_lib.serve",
+        "--model",
+        str(checkpoint),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--threads",
+        "1",
+        "--served-model-name",
+        "tiny-art",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
@@ -132,8 +145,10 @@ def test_server_endpoints_and_errors(client, tmp_path):
     with pytest.raises(RuntimeError, match="HTTP 400"):
         client.complete([], max_tokens=4)
     with pytest.raises(RuntimeError, match="HTTP 400"):
-        client.complete([{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}], max_tokens=4)
+        client.complete(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}],
+            max_tokens=4,
+        )
     jpeg = tmp_path / "a.jpg"
     PixelPrompt.from_noise(32, 0).to_pil().save(jpeg)
     with pytest.raises(ValueError, match="not a PNG"):
@@ -146,8 +161,13 @@ def test_server_endpoints_and_errors(client, tmp_path):
 def test_request_payload_structure(png, monkeypatch):
     sent = []
     client = ChatClient("http://127.0.0.1:1", "m")
-    monkeypatch.setattr(client, "request", lambda method, path, payload=None: sent.append(payload) or {
-        "choices": [{"message": {"role": "assistant", "content": "Answer: 4"}}]})
+    monkeypatch.setattr(
+        client,
+        "request",
+        lambda method, path, payload=None: (
+            sent.append(payload) or {"choices": [{"message": {"role": "assistant", "content": "Answer: 4"}}]}
+        ),
+    )
     assert client.chat("What is 2+2?", png, max_tokens=16) == "Answer: 4"
     body = sent[0]
     assert body["chat_template_kwargs"] == {"enable_thinking": False} and body["temperature"] == 0.0
@@ -166,7 +186,8 @@ def test_openai_messages_tool_history_is_wire_form():
     calls = [c for m in messages for c in m.get("tool_calls") or []]
     assert calls and all(isinstance(c["function"]["arguments"], str) for c in calls)
     assert messages[0]["role"] == "system" and messages[-1]["content"] == [
-        {"type": "text", "text": toolmind[12]["prompt"]}]
+        {"type": "text", "text": toolmind[12]["prompt"]}
+    ]
     # The example itself is not modified.
     assert isinstance(toolmind[12]["meta"]["messages"][2]["tool_calls"][0]["function"]["arguments"], dict)
 
@@ -174,9 +195,13 @@ def test_openai_messages_tool_history_is_wire_form():
 def test_parsed_tool_calls_are_scored(tmp_path):
     example = load_benchmark("bfcl", source=DATA / "bfcl", category="simple", limit=1)[0]
     gold = json.loads(example["answer"])
-    message = {"role": "assistant", "content": None, "tool_calls": [
-        {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
-        for c in gold]}
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}} for c in gold
+        ],
+    }
     res = score_completions([example], [completion_text(message)], "bfcl_simple")
     assert res.k == 1 and res.accuracy == 1.0
 
@@ -227,8 +252,15 @@ def test_evaluate_vllm_calls_llm_chat(png, monkeypatch):
             self.model, self.kw = model, kw
 
         def chat(self, conversations, params, use_tqdm=True, tools=None, chat_template_kwargs=None):
-            calls.append(dict(conversations=conversations, params=params.kw, tools=tools,
-                              template=chat_template_kwargs, llm=self.kw))
+            calls.append(
+                dict(
+                    conversations=conversations,
+                    params=params.kw,
+                    tools=tools,
+                    template=chat_template_kwargs,
+                    llm=self.kw,
+                )
+            )
             out = types.SimpleNamespace(text="Answer: 18", token_ids=[1, 2, 3], finish_reason="stop")
             return [types.SimpleNamespace(outputs=[out]) for _ in conversations]
 
@@ -240,7 +272,9 @@ def test_evaluate_vllm_calls_llm_chat(png, monkeypatch):
     assert res.n == 3 and list(res.rows["correct"]) == [True, False, False]  # gold of gsm8k-0 is 18
     assert len(calls) == 2 and calls[0]["tools"] is None and calls[1]["tools"] == examples[2]["meta"]["tools"]
     assert calls[0]["params"] == dict(temperature=0.0, top_p=1.0, max_tokens=512, seed=None)
-    assert calls[0]["template"] == {"enable_thinking": False} and calls[0]["llm"] == {"limit_mm_per_prompt": {"image": 1}}
+    assert calls[0]["template"] == {"enable_thinking": False} and calls[0]["llm"] == {
+        "limit_mm_per_prompt": {"image": 1}
+    }
     assert calls[0]["conversations"][0] == openai_messages(examples[0], png)
 
 
@@ -273,8 +307,12 @@ def _post(addr, body: dict | bytes, headers: dict | None = None, timeout: float 
 
 
 def _ask(content, max_tokens: int = 2) -> dict:
-    return {"model": "x", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-            "temperature": 0}
+    return {
+        "model": "x",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
 
 
 def _image(url: str) -> list[dict]:
@@ -285,16 +323,20 @@ def test_local_files_and_file_urls_are_refused_without_revealing_which_exist(tin
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with _serving(tiny) as addr:
-        answers = [_post(addr, _ask(_image(url)), timeout=20)
-                   for url in (f"file://{png}", str(png), "/no/such/file.png", str(fifo), f"file://{fifo}")]
+        answers = [
+            _post(addr, _ask(_image(url)), timeout=20)
+            for url in (f"file://{png}", str(png), "/no/such/file.png", str(fifo), f"file://{fifo}")
+        ]
     assert {status for status, _ in answers} == {400}
     assert len({body["error"]["message"] for _, body in answers}) == 1  # no existence oracle
     root = png.parent
     os.mkfifo(root / "fifo")
     with _serving(tiny, limits=ServerLimits(image_root=str(root))) as addr:
         assert _post(addr, _ask(_image(png.name)))[0] == 200  # allowed: a file under the folder
-        refused = [_post(addr, _ask(_image(p)), timeout=20) for p in
-                   ("../" + png.parent.parent.name, "fifo", "missing.png", str(tmp_path / "x.png"), f"file://{png}")]
+        refused = [
+            _post(addr, _ask(_image(p)), timeout=20)
+            for p in ("../" + png.parent.parent.name, "fifo", "missing.png", str(tmp_path / "x.png"), f"file://{png}")
+        ]
     assert {status for status, _ in refused} == {400}
     assert len({body["error"]["message"] for _, body in refused[:4]}) == 1
 
@@ -313,8 +355,11 @@ def test_generation_stops_when_the_client_disconnects(tiny):
         # Greedy on this prompt never emits an end token: it would generate until the context is full.
         body = _ask("hello", max_tokens=10**9) | {"chat_template_kwargs": {"enable_thinking": False}}
         raw = json.dumps(body).encode()
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     + f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+            + raw
+        )
         time.sleep(1.0)  # generating now, holding the generation lock
         sock.close()
         t0 = time.monotonic()
@@ -349,8 +394,9 @@ def test_bad_lengths_big_bodies_and_many_images_are_refused_before_work(tiny, tm
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", 8000, 8000, 8, 2, 0, 0, 0)
-    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                    + chunk(b"IEND", b""))
+    big.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     with _serving(tiny, limits=ServerLimits(max_body_bytes=2**20)) as addr:
         status, body = _post(addr, b"{}", {"Content-Length": "abc"})
         assert status == 400 and "Content-Length" in body["error"]["message"]
@@ -369,6 +415,6 @@ def test_a_stalled_request_body_is_dropped_after_the_socket_timeout(tiny):
     with _serving(tiny, limits=ServerLimits(timeout=1.0)) as addr:
         with socket.create_connection(addr, timeout=10) as sock:
             t0 = time.monotonic()
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mo")
+            sock.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"mo')
             assert sock.recv(100).startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 5
         assert _post(addr, _ask("hi"))[0] == 200

@@ -2,10 +2,17 @@
 
 import pytest
 import torch
+from helpers import QUESTIONS, ragged_batch, rel_err
 
 from art_lib import losses
-from art_lib.forward import (_lm_parts, completion_hidden, completion_logprobs, forward_hidden, prefilled_cache,
-                             shared_prefix_length)
+from art_lib.forward import (
+    _lm_parts,
+    completion_hidden,
+    completion_logprobs,
+    forward_hidden,
+    prefilled_cache,
+    shared_prefix_length,
+)
 from art_lib.models import gradient_checkpointing
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
@@ -13,16 +20,14 @@ from art_lib.prompting import chat_text, encode
 from art_lib.rollout import generate_rollouts
 from art_lib.train import train
 
-from helpers import QUESTIONS, ragged_batch, rel_err
-
 
 def test_prefix_covers_template_opening_and_image(tiny):
     model, proc = tiny
     batch = ragged_batch(proc, 3)
     S = shared_prefix_length(batch)
-    start = batch.prompt_length - int(batch.attention_mask[0, :batch.prompt_length].sum())
+    start = batch.prompt_length - int(batch.attention_mask[0, : batch.prompt_length].sum())
     n_img = num_visual_tokens(256, 256, proc)
-    assert int(batch.mm_token_type_ids[0, start:start + S].sum()) == n_img
+    assert int(batch.mm_token_type_ids[0, start : start + S].sum()) == n_img
     # a shared system turn is shared too
     assert shared_prefix_length(ragged_batch(proc, 3, system="You are a careful solver.")) > S
     # one row: everything but the last prompt token
@@ -64,11 +69,20 @@ def test_sft_and_rl_losses_and_pixel_gradient_equal_unshared(tiny, B, loss_type)
             old = completion_logprobs(model, batch, image, shared_prefix=shared, micro_batch_size=2)
         logps = completion_logprobs(model, batch, image, shared_prefix=shared)
         sft = -(logps * cmask).sum() / cmask.sum()
-        rl, _ = losses.policy_loss(logps, old + 0.01 * cmask, adv, cmask, loss_type=loss_type, epsilon_low=0.2,
-                                   epsilon_high=0.28, beta=0.0, max_completion_length=cmask.shape[1],
-                                   num_items_in_batch=float(cmask.sum()) if loss_type == "dapo" else None)
-        g_sft, = torch.autograd.grad(sft, art.raw, retain_graph=True)
-        g_rl, = torch.autograd.grad(rl, art.raw)
+        rl, _ = losses.policy_loss(
+            logps,
+            old + 0.01 * cmask,
+            adv,
+            cmask,
+            loss_type=loss_type,
+            epsilon_low=0.2,
+            epsilon_high=0.28,
+            beta=0.0,
+            max_completion_length=cmask.shape[1],
+            num_items_in_batch=float(cmask.sum()) if loss_type == "dapo" else None,
+        )
+        (g_sft,) = torch.autograd.grad(sft, art.raw, retain_graph=True)
+        (g_rl,) = torch.autograd.grad(rl, art.raw)
         results.append((old, sft.detach(), rl.detach(), g_sft, g_rl))
     for ref, got in zip(*results):
         assert rel_err(got, ref) < 1e-5
@@ -92,9 +106,15 @@ def test_shared_prefix_under_gradient_checkpointing(tiny):
     assert "_can_checkpoint_with_cache" not in vars(layer) and not layer.gradient_checkpointing
 
 
-EXAMPLES = [{"id": str(i), "prompt": "Add these numbers, then explain. " * (i % 3) + f"What is {i} plus {i + 3}?",
-             "answer": str(2 * i + 3), "meta": {"target": "Work: " + "carry " * i + f"Answer: {2 * i + 3}"}}
-            for i in range(6)]
+EXAMPLES = [
+    {
+        "id": str(i),
+        "prompt": "Add these numbers, then explain. " * (i % 3) + f"What is {i} plus {i + 3}?",
+        "answer": str(2 * i + 3),
+        "meta": {"target": "Work: " + "carry " * i + f"Answer: {2 * i + 3}"},
+    }
+    for i in range(6)
+]
 
 
 @pytest.mark.parametrize("method,objective", [("art", "sft"), ("art", "dapo"), ("soft_prompt", "grpo")])
@@ -102,9 +122,23 @@ def test_short_run_trains_the_same_with_and_without_sharing(tiny, method, object
     model, proc = tiny
     states = []
     for shared in (False, True):
-        res = train(model, proc, EXAMPLES, method=method, objective=objective, steps=2, batch_size=3, lr=0.05,
-                    num_generations=2, max_completion_length=5, micro_batch_size=4, beta=0.04, progress=False,
-                    reward_fn=lambda cs, es: [len(set(c)) / 10 for c in cs], shared_prefix=shared)
+        res = train(
+            model,
+            proc,
+            EXAMPLES,
+            method=method,
+            objective=objective,
+            steps=2,
+            batch_size=3,
+            lr=0.05,
+            num_generations=2,
+            max_completion_length=5,
+            micro_batch_size=4,
+            beta=0.04,
+            progress=False,
+            reward_fn=lambda cs, es: [len(set(c)) / 10 for c in cs],
+            shared_prefix=shared,
+        )
         states.append((res.history["loss"].to_numpy(), res.method.state_dict()))
     (loss0, s0), (loss1, s1) = states
     assert abs(loss1 - loss0).max() <= 1e-5 * max(1.0, abs(loss0).max())
@@ -119,8 +153,20 @@ def test_greedy_rollouts_from_the_shared_cache_are_token_identical(tiny, B):
     model, proc = tiny
     image = preprocess_image(PixelPrompt.from_noise(256, seed=4).pixels(), proc.image_processor)
     texts = [chat_text(proc, q) for q in QUESTIONS[:B]]
-    runs = [generate_rollouts(model, proc, texts, [{}] * B, num_generations=2, image=image, max_new_tokens=12,
-                              do_sample=False, shared_prefix=shared) for shared in (False, True)]
+    runs = [
+        generate_rollouts(
+            model,
+            proc,
+            texts,
+            [{}] * B,
+            num_generations=2,
+            image=image,
+            max_new_tokens=12,
+            do_sample=False,
+            shared_prefix=shared,
+        )
+        for shared in (False, True)
+    ]
     assert torch.equal(runs[1].batch.input_ids, runs[0].batch.input_ids)
     assert torch.equal(runs[1].batch.completion_mask, runs[0].batch.completion_mask)
     assert runs[1].completions == runs[0].completions
@@ -137,14 +183,24 @@ def test_prefilled_cache_continues_like_the_full_prompt(tiny, B):
     ref = forward_hidden(model, batch, image)[:, -1].repeat_interleave(2, 0)
     cache = prefilled_cache(model, batch, image, repeats=2)
     decoder = _lm_parts(model)[0]
-    rep = {k: v.repeat_interleave(2, 0) for k, v in (("ids", batch.input_ids), ("mask", batch.attention_mask),
-                                                       ("mm", batch.mm_token_type_ids))}
-    positions, _ = decoder.get_rope_index(rep["ids"], mm_token_type_ids=rep["mm"],
-                                          image_grid_thw=image["image_grid_thw"].expand(2 * B, 3),
-                                          attention_mask=rep["mask"])
+    rep = {
+        k: v.repeat_interleave(2, 0)
+        for k, v in (("ids", batch.input_ids), ("mask", batch.attention_mask), ("mm", batch.mm_token_type_ids))
+    }
+    positions, _ = decoder.get_rope_index(
+        rep["ids"],
+        mm_token_type_ids=rep["mm"],
+        image_grid_thw=image["image_grid_thw"].expand(2 * B, 3),
+        attention_mask=rep["mask"],
+    )
     with torch.no_grad():
-        got = decoder(input_ids=rep["ids"][:, -1:], attention_mask=rep["mask"], position_ids=positions[:, :, -1:],
-                      past_key_values=cache, use_cache=True).last_hidden_state[:, 0]
+        got = decoder(
+            input_ids=rep["ids"][:, -1:],
+            attention_mask=rep["mask"],
+            position_ids=positions[:, :, -1:],
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state[:, 0]
     assert rel_err(got, ref) < 1e-5
 
 

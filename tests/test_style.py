@@ -24,8 +24,8 @@ from art_lib.style import (
     total_variation,
 )
 from art_lib.transforms import (
-    RandomEOT,
     TRANSFORMS,
+    RandomEOT,
     block_dct,
     block_idct,
     color_jitter,
@@ -97,10 +97,12 @@ def test_ssim_gaussian_matches_skimage():
     for name, x, y in _ssim_pairs():
         if min(x.shape[1:]) < 11:
             continue
-        ref = structural_similarity(x, y, channel_axis=0, data_range=1.0, gaussian_weights=True,
-                                    use_sample_covariance=False)
-        got = float(ssim(torch.from_numpy(x), torch.from_numpy(y), gaussian=True, win_size=11,
-                         use_sample_covariance=False))
+        ref = structural_similarity(
+            x, y, channel_axis=0, data_range=1.0, gaussian_weights=True, use_sample_covariance=False
+        )
+        got = float(
+            ssim(torch.from_numpy(x), torch.from_numpy(y), gaussian=True, win_size=11, use_sample_covariance=False)
+        )
         assert got == pytest.approx(ref, abs=1e-6), name
 
 
@@ -393,8 +395,9 @@ def test_evaluate_transports_tiny_model(tmp_path):
     assert other_valid_size(256, 256, processor.image_processor) == (320, 320)  # 192 is under min_pixels
     png = PixelPrompt.from_noise(256, seed=3).save_png(tmp_path / "art.png")
     examples = load_benchmark("gsm8k", limit=2, source=DATA / "gsm8k")
-    df = evaluate_transports(model, processor, examples, png, "gsm8k", out_dir=tmp_path / "t",
-                             max_new_tokens=4, progress=False)
+    df = evaluate_transports(
+        model, processor, examples, png, "gsm8k", out_dir=tmp_path / "t", max_new_tokens=4, progress=False
+    )
     assert list(df["kind"]) == list(TRANSPORTS)
     assert {"kind", "accuracy", "ci_low", "ci_high", "n", "mean_abs_change"} <= set(df.columns)
     assert (df["n"] == 2).all() and df["accuracy"].between(0, 1).all()

@@ -10,8 +10,9 @@ from art_lib.train import train
 from art_lib.transforms import EOT, RandomEOT, resize_to
 from art_lib.vllm_engine import Quantize8bit
 
-EXAMPLES = [{"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}}
-            for i in range(6)]
+EXAMPLES = [
+    {"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}} for i in range(6)
+]
 
 
 def _run(**kw):

@@ -21,9 +21,10 @@ STEPS = 20  # a very short run of the smallest size: enough to test determinism 
 def pretrained(tmp_path_factory):
     """Two pretraining runs with the same seed and one with another seed (smallest size, few steps)."""
     root = tmp_path_factory.mktemp("toy")
-    return {name: toy.pretrain_toy_model("small", seed, steps=STEPS, out_dir=root / name, progress=False,
-                                         batch_size=8)
-            for name, seed in (("a", 0), ("b", 0), ("c", 1))}
+    return {
+        name: toy.pretrain_toy_model("small", seed, steps=STEPS, out_dir=root / name, progress=False, batch_size=8)
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    }
 
 
 def _info(path):
@@ -58,8 +59,15 @@ def test_checkpoint_loads_frozen_like_a_real_one(pretrained):
     assert official["image_grid_thw"].tolist() == [[1, 4, 4]]
     # Pretraining preprocesses its pictures exactly as the official processor does.
     assert torch.equal(official["pixel_values"], _image_inputs([img], processor)["pixel_values"])
-    res = evaluate(model, processor, toy.load_toy("add", n=2), image=Image.fromarray(img), benchmark="toy_add",
-                   max_new_tokens=3, progress=False)
+    res = evaluate(
+        model,
+        processor,
+        toy.load_toy("add", n=2),
+        image=Image.fromarray(img),
+        benchmark="toy_add",
+        max_new_tokens=3,
+        progress=False,
+    )
     assert res.n == 2 and all(isinstance(s, str) for s in res.rows["completion"])
 
 
@@ -115,8 +123,11 @@ def test_frozen_base_follows_instructions_and_pictures(dtype):
     assert min(res["text"].values()) >= 0.95 and set(res["text"]) == set(T.TASKS), res  # `mul` included
 
 
-@pytest.mark.skipif(not os.environ.get("ART_TOY_VERIFY"), reason="pretrains a toy model (20-40 min on a 2-core CPU); "
-                    "set ART_TOY_VERIFY=1 (or run `python -m art_lib.toy verify base`)")
+@pytest.mark.skipif(
+    not os.environ.get("ART_TOY_VERIFY"),
+    reason="pretrains a toy model (20-40 min on a 2-core CPU); "
+    "set ART_TOY_VERIFY=1 (or run `python -m art_lib.toy verify base`)",
+)
 def test_fresh_pretraining_reproduces_the_shipped_weights():
     """On the CPU type the checkpoint was built on, a fresh pretraining gives the shipped weights bit for bit."""
     from art_lib.results import _cpu_model
@@ -226,15 +237,28 @@ def test_short_art_run_beats_the_seed_image(tmp_path, objective):
     test = load_benchmark("toy_add", split="test")
     model, processor = load_frozen(base_checkpoint)
     seed_png = PixelPrompt.from_icon("math", 64).save_png(tmp_path / "seed.png")
-    seed_acc = evaluate(model, processor, test, image=seed_png, benchmark="toy_add", max_new_tokens=8,
-                        progress=False).accuracy
+    seed_acc = evaluate(
+        model, processor, test, image=seed_png, benchmark="toy_add", max_new_tokens=8, progress=False
+    ).accuracy
     if objective == "sft":
-        row, _ = run_arm(base_checkpoint, "toy_add", "art", out_dir=tmp_path, test_examples=test, steps=15,
-                         batch_size=16, lr=0.05)
+        row, _ = run_arm(
+            base_checkpoint, "toy_add", "art", out_dir=tmp_path, test_examples=test, steps=15, batch_size=16, lr=0.05
+        )
     else:
-        row, res = run_arm(base_checkpoint, "toy_add", "art", objective="dapo", out_dir=tmp_path, test_examples=test,
-                           steps=15, batch_size=8, num_generations=8, max_completion_length=48, lr=0.05,
-                           warm_start={"steps": 5, "lr": 0.05, "batch_size": 16})
+        row, res = run_arm(
+            base_checkpoint,
+            "toy_add",
+            "art",
+            objective="dapo",
+            out_dir=tmp_path,
+            test_examples=test,
+            steps=15,
+            batch_size=8,
+            num_generations=8,
+            max_completion_length=48,
+            lr=0.05,
+            warm_start={"steps": 5, "lr": 0.05, "batch_size": 16},
+        )
         assert res.history["reward"].iloc[-3:].mean() > res.history["reward"].iloc[:3].mean()
     assert row["accuracy"] >= seed_acc + 0.3, (row["accuracy"], seed_acc)
 
@@ -286,8 +310,9 @@ def test_toy_names_select_size_and_picture_kind(tmp_path):
     assert "pictures" not in glyph and texture["pictures"] == "texture"
     assert toy.recipe_hash(glyph) != toy.recipe_hash(texture)
     # A texture pretraining run records its kind, and evaluate_toy draws that kind of picture for it.
-    path = toy.pretrain_toy_model("small", 0, steps=2, out_dir=tmp_path / "tex", progress=False, batch_size=4,
-                                  pictures="texture")
+    path = toy.pretrain_toy_model(
+        "small", 0, steps=2, out_dir=tmp_path / "tex", progress=False, batch_size=4, pictures="texture"
+    )
     assert _info(path)["recipe"]["pictures"] == "texture"
     drawn = []
     real = T.draw_task_picture

@@ -17,8 +17,9 @@ from art_lib.pixel_prompt import PixelPrompt
 from art_lib.train import NonFiniteLossError, batch_indices, train
 from art_lib.transforms import resize_to
 
-EXAMPLES = [{"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}}
-            for i in range(8)]
+EXAMPLES = [
+    {"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}} for i in range(8)
+]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,8 +32,18 @@ def test_sft_lowers_loss_and_leaves_base_weights_bit_identical(method):
     model, proc = tiny_model(seed=0)
     before = _weights(model)
     art = PixelPrompt.from_icon("math", 256)
-    res = train(model, proc, EXAMPLES, method=method, objective="sft", artwork=art, steps=4, batch_size=4,
-                lr={"art": 0.05, "soft_prompt": 0.05, "lora": 5e-3}[method], progress=False)
+    res = train(
+        model,
+        proc,
+        EXAMPLES,
+        method=method,
+        objective="sft",
+        artwork=art,
+        steps=4,
+        batch_size=4,
+        lr={"art": 0.05, "soft_prompt": 0.05, "lora": 5e-3}[method],
+        progress=False,
+    )
     loss = res.history["loss"].tolist()
     assert loss[-1] < loss[0] - 0.05, loss
     base = res.method.model.get_base_model() if method == "lora" else model
@@ -42,7 +53,8 @@ def test_sft_lowers_loss_and_leaves_base_weights_bit_identical(method):
         key = n if n in before else n.replace("base_layer.", "")
         assert torch.equal(p, before[key]), f"{n} changed"
     assert res.trainable_parameters == {"art": 3 * 256 * 256, "soft_prompt": 64 * 64}.get(
-        method, res.trainable_parameters)
+        method, res.trainable_parameters
+    )
     if method == "lora":
         names = [n for n, p in res.method.model.named_parameters() if p.requires_grad]
         assert names and all("language_model" in n for n in names)
@@ -60,10 +72,24 @@ def test_rl_runs_end_to_end_and_changes_the_artwork(objective):
         calls.append(len(completions))
         return [len(set(c)) / 10 for c in completions]
 
-    res = train(model, proc, EXAMPLES, method="art", objective=objective, artwork=art, steps=2, batch_size=2,
-                num_generations=4, max_completion_length=12, reward_fn=reward, lr=0.05, beta=0.04,
-                # A random model rarely ends its turn within 12 tokens: DAPO's overlong filter would mask all.
-                overlong_filter=False, progress=False)
+    res = train(
+        model,
+        proc,
+        EXAMPLES,
+        method="art",
+        objective=objective,
+        artwork=art,
+        steps=2,
+        batch_size=2,
+        num_generations=4,
+        max_completion_length=12,
+        reward_fn=reward,
+        lr=0.05,
+        beta=0.04,
+        # A random model rarely ends its turn within 12 tokens: DAPO's overlong filter would mask all.
+        overlong_filter=False,
+        progress=False,
+    )
     h = res.history
     assert calls and all(c % 4 == 0 for c in calls)
     assert {"reward", "completion_length", "clip_ratio/region_mean", "kl"} <= set(h.columns)
@@ -73,12 +99,33 @@ def test_rl_runs_end_to_end_and_changes_the_artwork(objective):
 
 def test_lora_dropout_and_weight_decay_reach_the_adapter_and_optimiser():
     model, proc = tiny_model(seed=0)
-    res = train(model, proc, EXAMPLES, method="lora", objective="sft", steps=2, batch_size=4, lr=5e-3,
-                lora_dropout=0.1, weight_decay=0.5, progress=False)
+    res = train(
+        model,
+        proc,
+        EXAMPLES,
+        method="lora",
+        objective="sft",
+        steps=2,
+        batch_size=4,
+        lr=5e-3,
+        lora_dropout=0.1,
+        weight_decay=0.5,
+        progress=False,
+    )
     assert res.method.model.peft_config["default"].lora_dropout == 0.1
     model2, _ = tiny_model(seed=0)
-    plain = train(model2, proc, EXAMPLES, method="lora", objective="sft", steps=2, batch_size=4, lr=5e-3,
-                  lora_dropout=0.1, progress=False)
+    plain = train(
+        model2,
+        proc,
+        EXAMPLES,
+        method="lora",
+        objective="sft",
+        steps=2,
+        batch_size=4,
+        lr=5e-3,
+        lora_dropout=0.1,
+        progress=False,
+    )
     a, b = res.method.state_dict(), plain.method.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)  # weight decay changed the update
 
@@ -94,9 +141,23 @@ def test_dapo_resampling_uses_groups_found_after_an_uninformative_first_round():
             return [0.0] * len(completions)
         return [float(i % 2) for i in range(len(completions))]  # every group informative
 
-    res = train(model, proc, EXAMPLES, method="art", objective="dapo", artwork=PixelPrompt.from_noise(256, seed=0),
-                steps=1, batch_size=2, num_generations=2, max_completion_length=6, reward_fn=reward, lr=0.05,
-                max_resample_rounds=2, overlong_filter=False, progress=False)
+    res = train(
+        model,
+        proc,
+        EXAMPLES,
+        method="art",
+        objective="dapo",
+        artwork=PixelPrompt.from_noise(256, seed=0),
+        steps=1,
+        batch_size=2,
+        num_generations=2,
+        max_completion_length=6,
+        reward_fn=reward,
+        lr=0.05,
+        max_resample_rounds=2,
+        overlong_filter=False,
+        progress=False,
+    )
     row = res.history.iloc[0]
     assert len(calls) == 2 and not row["skipped"], row.to_dict()
     assert row["groups_kept"] == 2 and row["loss"] == row["loss"]
@@ -105,14 +166,35 @@ def test_dapo_resampling_uses_groups_found_after_an_uninformative_first_round():
 @pytest.mark.parametrize("method", ["art", "lora"])
 def test_init_state_starts_from_a_warm_start_and_keeps_the_seed_as_reference(method):
     model, proc = tiny_model(seed=0)
-    warm = train(model, proc, EXAMPLES, method=method, objective="sft", artwork=PixelPrompt.from_icon("math", 256),
-                 steps=2, batch_size=4, lr=0.05, progress=False)
+    warm = train(
+        model,
+        proc,
+        EXAMPLES,
+        method=method,
+        objective="sft",
+        artwork=PixelPrompt.from_icon("math", 256),
+        steps=2,
+        batch_size=4,
+        lr=0.05,
+        progress=False,
+    )
     state = warm.method.state_dict()
     if method == "lora":
         model = warm.method.model.unload()
     seed = PixelPrompt.from_icon("math", 256)
-    res = train(model, proc, EXAMPLES, method=method, objective="sft", artwork=seed, steps=1, batch_size=4, lr=0.0,
-                progress=False, init_state=state)  # lr 0: the parameters stay where init_state put them
+    res = train(
+        model,
+        proc,
+        EXAMPLES,
+        method=method,
+        objective="sft",
+        artwork=seed,
+        steps=1,
+        batch_size=4,
+        lr=0.0,
+        progress=False,
+        init_state=state,
+    )  # lr 0: the parameters stay where init_state put them
     after = res.method.state_dict()
     for k, v in state.items():
         if isinstance(v, torch.Tensor):
@@ -130,9 +212,23 @@ def _run(tmp, steps, stop_at=None, every=2, size=256, **kw):
             raise KeyboardInterrupt  # the run is killed between two steps
         return {"pixel_mean": float(method.artwork.pixels().mean())}
 
-    return train(model, proc, EXAMPLES, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", size),
-                 steps=steps, batch_size=3, lr=0.05, lr_schedule="cosine", eval_fn=eval_fn, eval_every=1,
-                 checkpoint=Checkpointer(tmp, every=every), progress=False, **kw)
+    return train(
+        model,
+        proc,
+        EXAMPLES,
+        method="art",
+        objective="sft",
+        artwork=PixelPrompt.from_icon("tools", size),
+        steps=steps,
+        batch_size=3,
+        lr=0.05,
+        lr_schedule="cosine",
+        eval_fn=eval_fn,
+        eval_every=1,
+        checkpoint=Checkpointer(tmp, every=every),
+        progress=False,
+        **kw,
+    )
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
@@ -192,9 +288,19 @@ def test_a_checkpoint_of_another_model_or_setting_is_not_resumed_silently(tmp_pa
     ck = Checkpointer(tmp_path, every=2)
 
     def again(model, **kw):
-        return train(model, proc, EXAMPLES, method="art", objective="sft", artwork=PixelPrompt.from_icon("tools", 256),
-                     batch_size=3, lr_schedule="cosine", checkpoint=ck, progress=False,
-                     **({"steps": 2, "lr": 0.05} | kw))
+        return train(
+            model,
+            proc,
+            EXAMPLES,
+            method="art",
+            objective="sft",
+            artwork=PixelPrompt.from_icon("tools", 256),
+            batch_size=3,
+            lr_schedule="cosine",
+            checkpoint=ck,
+            progress=False,
+            **({"steps": 2, "lr": 0.05} | kw),
+        )
 
     other, proc = tiny_model(seed=1)
     with pytest.raises(ValueError, match="model_fingerprint"):
@@ -232,15 +338,17 @@ def test_repeated_non_finite_steps_stop_with_a_clear_error():
     art = PixelPrompt.from_icon("math", 256)
     art.raw.register_hook(lambda g: g * float("nan"))
     with pytest.raises(NonFiniteLossError, match="3 consecutive"):
-        train(model, proc, EXAMPLES, method="art", artwork=art, steps=10, batch_size=2, max_nonfinite=3,
-              progress=False)
+        train(model, proc, EXAMPLES, method="art", artwork=art, steps=10, batch_size=2, max_nonfinite=3, progress=False)
 
 
 def test_bad_arguments_are_rejected():
     model, proc = tiny_model(seed=0)
-    for kw, msg in [({"objective": "ppo"}, "unknown objective"), ({"method": "prefix"}, "unknown method"),
-                    ({"objective": "grpo", "loss_type": "foo"}, "unknown loss_type"),
-                    ({"objective": "grpo"}, "reward_fn")]:
+    for kw, msg in [
+        ({"objective": "ppo"}, "unknown objective"),
+        ({"method": "prefix"}, "unknown method"),
+        ({"objective": "grpo", "loss_type": "foo"}, "unknown loss_type"),
+        ({"objective": "grpo"}, "reward_fn"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             train(model, proc, EXAMPLES, steps=1, progress=False, **kw)
 
@@ -258,13 +366,37 @@ def test_two_process_accelerate_run_matches_one_process(tmp_path):
     script = ROOT / "tests" / "scripts" / "ddp_train.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    subprocess.run([sys.executable, str(script), str(tmp_path / "one.pt"), "4"], check=True, env=env, timeout=300,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one.pt"), "4"],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
     # --multi_gpu selects the torch.distributed launcher; on a machine without GPUs the script's
     # Accelerator(cpu=True) joins a gloo process group (accelerate's own --cpu path needs MPI).
-    subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path / "two.pt"), "4"],
-                   check=True, env=env, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(script),
+            str(tmp_path / "two.pt"),
+            "4",
+        ],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert (one["processes"], two["processes"]) == (1, 2)
     assert torch.allclose(torch.tensor(one["loss"]), torch.tensor(two["loss"]), rtol=1e-5)

@@ -56,8 +56,17 @@ def test_soft_prompt_cannot_be_served_clear_error():
     model, processor = tiny_model()
     exs = [{"id": "1", "prompt": "1 + 1?", "answer": "2", "meta": {}}]
     with pytest.raises(ValueError, match="soft prompt cannot be served by vLLM"):
-        train(model, processor, exs, method="soft_prompt", objective="grpo", steps=1, benchmark="gsm8k",
-              rollout_engine="vllm", progress=False)
+        train(
+            model,
+            processor,
+            exs,
+            method="soft_prompt",
+            objective="grpo",
+            steps=1,
+            benchmark="gsm8k",
+            rollout_engine="vllm",
+            progress=False,
+        )
     with pytest.raises(ValueError, match="unknown engine"):
         get_engine("sglang", model, processor)
 

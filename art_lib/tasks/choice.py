@@ -32,13 +32,13 @@ def load_gpqa(
     subset: str = "gpqa_diamond",
     option_seed: int = 0,
 ) -> list[Example]:
-    """GPQA from a user-supplied CSV (it is gated) or the hub (``Idavidrein/gpqa``, ``subset``).
+    """GPQA from a user-supplied CSV (it is gated) or the hub (`Idavidrein/gpqa`, `subset`).
 
-    Columns used: ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``
-    (and ``Record ID`` for the id when present). The four options are shuffled
-    into A-D with ``random.Random(f"{option_seed}:{id}")``: fixed per example,
-    independent of row order. ``answer`` is the correct letter. ``split`` only
-    matters for the hub (GPQA ships a single ``train`` split).
+    Columns used: `Question`, `Correct Answer`, `Incorrect Answer 1..3`
+    (and `Record ID` for the id when present). The four options are shuffled
+    into A-D with `random.Random(f"{option_seed}:{id}")`: fixed per example,
+    independent of row order. `answer` is the correct letter. `split` only
+    matters for the hub (GPQA ships a single `train` split).
     """
     guidance = f"download the CSV from {GPQA_URL} and pass source=<path to gpqa_diamond.csv>."
     if looks_local(source):
@@ -47,8 +47,19 @@ def load_gpqa(
             file = file / f"{subset}.csv"
         if not file.is_file():
             raise FileNotFoundError(f"GPQA CSV not found at {file}: {guidance}")
-        rows = read_csv(file, fields={k: str for k in ("Question", "Correct Answer", "Incorrect Answer 1",
-                                                         "Incorrect Answer 2", "Incorrect Answer 3")})
+        rows = read_csv(
+            file,
+            fields={
+                k: str
+                for k in (
+                    "Question",
+                    "Correct Answer",
+                    "Incorrect Answer 1",
+                    "Incorrect Answer 2",
+                    "Incorrect Answer 3",
+                )
+            },
+        )
     else:
         rows = list(hub_load(str(source), subset, split=split, guidance=guidance))
     examples = []
@@ -71,7 +82,6 @@ def load_gpqa(
             }
         )
     return finalize(examples, limit, seed)
-
 
 
 _CHOICE = re.compile(r"[ \t*_`$(\[{]*+(?:\\boxed\s*+\{|\\text\s*+\{)?+[ \t*_`(\[{]*+([A-D])(?![A-Za-z0-9])")
@@ -104,5 +114,14 @@ def choice_score(completion: Any, example: dict) -> float:
 
 def register() -> None:
     """Register `gpqa` (512 new tokens, as the authors' evaluation)."""
-    register_benchmark(Benchmark("gpqa", load_gpqa, choice_score, choice_parse, max_new_tokens=512,
-                                 data=("gpqa", f"gpqa_diamond.csv from {GPQA_URL}")), replace=True)
+    register_benchmark(
+        Benchmark(
+            "gpqa",
+            load_gpqa,
+            choice_score,
+            choice_parse,
+            max_new_tokens=512,
+            data=("gpqa", f"gpqa_diamond.csv from {GPQA_URL}"),
+        ),
+        replace=True,
+    )

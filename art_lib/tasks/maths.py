@@ -13,17 +13,30 @@ import math
 import os
 import random
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..data import Example, finalize, hub_load, looks_local, read_jsonl
 from ..registry import Benchmark, register_benchmark
 from ..rewards import answer_line, strip_thinking
 
-__all__ = ["MATH_SUFFIX", "load_gsm8k", "load_svamp", "gsm8k_target", "normalize_number", "extract_answer",
-           "numeric_equal", "score_math", "math_reward", "SHAPED_FORMAT_CREDIT", "math_parse", "math_score",
-           "register"]
+__all__ = [
+    "MATH_SUFFIX",
+    "load_gsm8k",
+    "load_svamp",
+    "gsm8k_target",
+    "normalize_number",
+    "extract_answer",
+    "numeric_equal",
+    "score_math",
+    "math_reward",
+    "SHAPED_FORMAT_CREDIT",
+    "math_parse",
+    "math_score",
+    "register",
+]
 
 #: Answer-format instruction appended to maths questions (the authors' public
 #: evaluation code uses the suffix "End your response with: Answer: <number>").
@@ -38,8 +51,8 @@ SVAMP_URL = "https://github.com/arkilpatel/SVAMP (SVAMP.json)"
 
 _MINUS = "-\u2212\u2013"  # hyphen-minus, unicode minus, en dash
 _CURRENCY = "$\u20ac\u00a3\u00a5"  # $ € £ ¥
-# Digits with optional thousands commas (``1,080``), optional decimals, or ``.5``;
-# never followed by more digits/comma-digits (so ``1,08`` is not read as ``1``).
+# Digits with optional thousands commas (`1,080`), optional decimals, or `.5`;
+# never followed by more digits/comma-digits (so `1,08` is not read as `1`).
 _NUM_CORE = r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?![\d]|,\d)"
 _NUMBER = re.compile(
     rf"(?P<sign>[{_MINUS}])?\s?(?:[{_CURRENCY}]\s?(?P<sign2>[{_MINUS}])?)?(?P<num>{_NUM_CORE})"
@@ -110,12 +123,12 @@ def _format_decimal(d: Decimal) -> str:
 
 
 def normalize_number(x: Any) -> str | None:
-    """Canonical string of a number, or None if ``x`` is not one.
+    """Canonical string of a number, or None if `x` is not one.
 
-    Handles thousands commas (``"1,080"``), ``$``, ``%``, a trailing period,
-    negatives (also the unicode minus), decimals (``"8.0"`` -> ``"8"``,
-    ``".5"`` -> ``"0.5"``, ``"3.50"`` -> ``"3.5"``) and simple fractions
-    (``"1/2"`` -> ``"0.5"``). Floats are read through ``repr`` (no binary noise).
+    Handles thousands commas (`"1,080"`), `$`, `%`, a trailing period,
+    negatives (also the unicode minus), decimals (`"8.0"` -> `"8"`,
+    `".5"` -> `"0.5"`, `"3.50"` -> `"3.5"`) and simple fractions
+    (`"1/2"` -> `"0.5"`). Floats are read through `repr` (no binary noise).
     Only ASCII digits count.
     """
     d = _to_decimal(x)
@@ -139,11 +152,11 @@ _STRICT_PREFIX = re.compile(
 def extract_answer(text: Any, strict: bool = True) -> str | None:
     """The normalised numeric answer of a completion, or None.
 
-    strict=True: the number right after the LAST ``Answer:`` (case-insensitive;
-    ``**Answer:**``, ``**Answer**:``, ``Final answer:`` all work), on the same
-    line, allowing only markup before it (spaces, ``**``, ``$``, ``\\boxed{``);
-    anything after the number (units, ``.``, ``%``, prose) is ignored. A number
-    on the next line is NOT read (``"Answer:\\n42"`` -> None).
+    strict=True: the number right after the LAST `Answer:` (case-insensitive;
+    `**Answer:**`, `**Answer**:`, `Final answer:` all work), on the same
+    line, allowing only markup before it (spaces, `**`, `$`, `\\boxed{`);
+    anything after the number (units, `.`, `%`, prose) is ignored. A number
+    on the next line is NOT read (`"Answer:\\n42"` -> None).
 
     strict=False (lenient): the strict value if there is one, otherwise the last
     number anywhere in the text.
@@ -166,10 +179,10 @@ def extract_answer(text: Any, strict: bool = True) -> str | None:
 
 
 def numeric_equal(a: Any, b: Any, tol: float = 1e-6) -> bool:
-    """True if ``a`` and ``b`` parse as numbers within ``tol``.
+    """True if `a` and `b` parse as numbers within `tol`.
 
     The tolerance is absolute for |values| <= 1 and relative above
-    (``|a-b| <= tol * max(1, |a|, |b|)``). Unparseable input -> False.
+    (`|a-b| <= tol * max(1, |a|, |b|)`). Unparseable input -> False.
     """
     x, y = _to_decimal(a), _to_decimal(b)
     if x is None or y is None:
@@ -202,12 +215,12 @@ def math_reward(
 ) -> list[float]:
     """Batched maths reward (TRL reward-function compatible).
 
-    ``answers`` may also come as the keyword ``answer`` (TRL passes dataset
-    columns as keyword arguments). Unshaped: :func:`score_math` per item.
+    `answers` may also come as the keyword `answer` (TRL passes dataset
+    columns as keyword arguments). Unshaped: `score_math` per item.
 
-    ``shaped=True`` is **our shaped reward (the authors' exact shaping is not
-    public)**: 1.0 correct, :data:`SHAPED_FORMAT_CREDIT` (0.1) for a
-    well-formatted but wrong strict ``Answer: <number>`` line, 0.0 otherwise.
+    `shaped=True` is **our shaped reward (the authors' exact shaping is not
+    public)**: 1.0 correct, `SHAPED_FORMAT_CREDIT` (0.1) for a
+    well-formatted but wrong strict `Answer: <number>` line, 0.0 otherwise.
     """
     if answers is None:
         answers = kwargs.get("answer", kwargs.get("answers", []))
@@ -222,7 +235,6 @@ def math_reward(
             score = SHAPED_FORMAT_CREDIT
         out.append(score)
     return out
-
 
 
 # --------------------------------------------------------------------------- #
@@ -256,12 +268,12 @@ def load_gsm8k(
     limit: int | None = None,
     seed: int | None = None,
 ) -> list[Example]:
-    """GSM8K from the official ``train.jsonl``/``test.jsonl`` (a file, or a folder
-    holding ``<split>.jsonl``) or from the hub (``openai/gsm8k``, config ``main``).
+    """GSM8K from the official `train.jsonl`/`test.jsonl` (a file, or a folder
+    holding `<split>.jsonl`) or from the hub (`openai/gsm8k`, config `main`).
 
-    ``answer`` = the number after ``####`` with commas removed; ``meta`` keeps the
-    question, the full gold ``solution`` and the SFT ``target`` (:func:`gsm8k_target`).
-    ids: ``gsm8k-<split>-<row index>``.
+    `answer` = the number after `####` with commas removed; `meta` keeps the
+    question, the full gold `solution` and the SFT `target` (`gsm8k_target`).
+    ids: `gsm8k-<split>-<row index>`.
     """
     guidance = (
         f"download {split}.jsonl from {GSM8K_URL.format(split=split)} and pass "
@@ -283,8 +295,12 @@ def load_gsm8k(
                 "id": f"gsm8k-{split}-{i:04d}",
                 "prompt": _math_prompt(row["question"]),
                 "answer": _gsm8k_final(solution),
-                "meta": {"question": row["question"], "solution": solution, "split": split,
-                         "target": gsm8k_target(solution)},
+                "meta": {
+                    "question": row["question"],
+                    "solution": solution,
+                    "split": split,
+                    "target": gsm8k_target(solution),
+                },
             }
         )
     return finalize(examples, limit, seed)
@@ -296,8 +312,8 @@ def load_gsm8k(
 
 
 def _svamp_split_ids(ids_in_file_order: list[str], split_file: Path | None) -> dict[str, list[str]]:
-    """ChilleD/SVAMP 700/300 split: from ``chilled_split_ids.json`` when present,
-    otherwise reconstructed (shuffle the file-order ids with ``random.Random(42)``;
+    """ChilleD/SVAMP 700/300 split: from `chilled_split_ids.json` when present,
+    otherwise reconstructed (shuffle the file-order ids with `random.Random(42)`;
     train = first 700, test = last 300 -- see that file's description)."""
     if split_file is not None and split_file.is_file():
         with open(split_file, encoding="utf-8-sig") as f:
@@ -314,11 +330,11 @@ def load_svamp(
     limit: int | None = None,
     seed: int | None = None,
 ) -> list[Example]:
-    """SVAMP from the original ``SVAMP.json`` (file or folder) or the hub (``ChilleD/SVAMP``).
+    """SVAMP from the original `SVAMP.json` (file or folder) or the hub (`ChilleD/SVAMP`).
 
     Locally the common HF 700/300 train/test split is reproduced from
-    ``chilled_split_ids.json`` next to ``SVAMP.json`` (reconstructed with
-    ``random.Random(42)`` if that file is absent); ``split="all"`` gives all
+    `chilled_split_ids.json` next to `SVAMP.json` (reconstructed with
+    `random.Random(42)` if that file is absent); `split="all"` gives all
     1000 in file order. Train keeps the HF row order; test is the HF set of ids
     (in the split file's order, not HF's row order).
     question = Body + " " + Question; answer = normalised number ("8.0" -> "8").
@@ -358,7 +374,6 @@ def load_svamp(
     return finalize(examples, limit, seed)
 
 
-
 #: Per benchmark: the sub-folder of a notebook's `data_dir` and what to put there (README "Data").
 DATA_FILES = {
     "gsm8k": ("gsm8k", f"train.jsonl and test.jsonl from {GSM8K_URL.format(split='<split>')}"),
@@ -384,5 +399,6 @@ def math_score(completion: Any, example: dict) -> float:
 def register() -> None:
     """Register `gsm8k` and `svamp` (the authors' evaluation budget: 512 new tokens, greedy, thinking off)."""
     for name, load in (("gsm8k", load_gsm8k), ("svamp", load_svamp)):
-        register_benchmark(Benchmark(name, load, math_score, math_parse, max_new_tokens=512,
-                                     data=DATA_FILES[name]), replace=True)
+        register_benchmark(
+            Benchmark(name, load, math_score, math_parse, max_new_tokens=512, data=DATA_FILES[name]), replace=True
+        )

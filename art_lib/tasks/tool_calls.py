@@ -15,21 +15,33 @@ from typing import Any
 
 from ..rewards import decode_arguments, strip_thinking
 
-__all__ = ["JSON_TYPES", "normalize_tool", "schema_type", "tool_param_schemas",
-           "parse_tool_calls"]
+__all__ = ["JSON_TYPES", "normalize_tool", "schema_type", "tool_param_schemas", "parse_tool_calls"]
 
 # --------------------------------------------------------------------------- #
 
 #: The one map of type names: JSON-schema, BFCL and Python names -> JSON-schema type ("any": no constraint).
 #: Tool descriptions are converted with it, and the parser and the checker read parameter types through it.
 JSON_TYPES = {
-    "string": "string", "str": "string", "text": "string",
-    "integer": "integer", "int": "integer", "long": "integer",
-    "float": "number", "double": "number", "number": "number",
-    "boolean": "boolean", "bool": "boolean",
-    "array": "array", "list": "array", "tuple": "array", "set": "array",
-    "dict": "object", "object": "object", "mapping": "object",
-    "null": "null", "none": "null",
+    "string": "string",
+    "str": "string",
+    "text": "string",
+    "integer": "integer",
+    "int": "integer",
+    "long": "integer",
+    "float": "number",
+    "double": "number",
+    "number": "number",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "array": "array",
+    "list": "array",
+    "tuple": "array",
+    "set": "array",
+    "dict": "object",
+    "object": "object",
+    "mapping": "object",
+    "null": "null",
+    "none": "null",
     "any": None,
 }
 
@@ -95,7 +107,7 @@ def _convert_schema(node: Any) -> dict:
 
 
 def _flat_map_to_schema(arguments: dict) -> dict:
-    """Legacy ``{"param": {"type": "str, optional", ...}}`` map -> JSON-schema object."""
+    """Legacy `{"param": {"type": "str, optional", ...}}` map -> JSON-schema object."""
     props, required = {}, []
     for name, spec in arguments.items():
         spec = spec if isinstance(spec, dict) else {"description": str(spec)}
@@ -115,11 +127,11 @@ def _function_of(tool: Any) -> dict | None:
 
 
 def normalize_tool(tool: Any) -> dict | None:
-    """Any OpenAI-ish / BFCL / legacy tool description -> ``{"type": "function",
-    "function": {"name", "description", "parameters": <JSON schema object>}}``.
+    """Any OpenAI-ish / BFCL / legacy tool description -> `{"type": "function",
+    "function": {"name", "description", "parameters": <JSON schema object>}}`.
 
-    Handles double wrapping, ``parameters: null``, a legacy flat ``arguments``
-    map, Python type names, and a function-level ``required`` list. Returns None
+    Handles double wrapping, `parameters: null`, a legacy flat `arguments`
+    map, Python type names, and a function-level `required` list. Returns None
     when no function name can be found.
     """
     fn = _function_of(tool)
@@ -150,9 +162,8 @@ def normalize_tool(tool: Any) -> dict | None:
 _TOOL_BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 # A name stops at `<`: a scan for `>` from every `<function=` of a long run would take quadratic time.
 _XML_FUNCTION = re.compile(r"<function=([^<>\n]*)>(.*?)(?:</function>|(?=<function=)|$)", re.DOTALL)
-_XML_PARAM = re.compile(
-    r"<parameter=([^<>\n]*)>(.*?)(?:</parameter>|(?=<parameter=)|(?=</function>)|$)", re.DOTALL
-)
+_XML_PARAM = re.compile(r"<parameter=([^<>\n]*)>(.*?)(?:</parameter>|(?=<parameter=)|(?=</function>)|$)", re.DOTALL)
+
 
 def schema_type(schema: Any) -> str | None:
     """JSON-schema type of a (JSON-schema or BFCL) property schema, None if unknown or any."""
@@ -167,7 +178,7 @@ def schema_type(schema: Any) -> str | None:
 
 
 def tool_param_schemas(tools: Any) -> dict[str, dict]:
-    """``{function name: parameters schema}`` from JSON-schema tools or BFCL docs."""
+    """`{function name: parameters schema}` from JSON-schema tools or BFCL docs."""
     out: dict[str, dict] = {}
     if not isinstance(tools, (list, tuple)):
         return out
@@ -178,7 +189,7 @@ def tool_param_schemas(tools: Any) -> dict[str, dict]:
 
 
 def _decode_xml_value(raw: str, schema: Any = None) -> Any:
-    """Value of an XML ``<parameter>``: typed by the tool schema when known,
+    """Value of an XML `<parameter>`: typed by the tool schema when known,
     otherwise JSON-decoded when possible, else the raw string."""
     value = raw
     if value.startswith("\n"):
@@ -253,21 +264,21 @@ def _call_from_obj(obj: Any) -> list[dict] | None:
 
 
 def parse_tool_calls(text: Any, tools: Any = None) -> list[dict] | None:
-    """Tool calls in a completion, as ``[{"name": str, "arguments": dict}, ...]``.
+    """Tool calls in a completion, as `[{"name": str, "arguments": dict}, ...]`.
 
-    Recognises (after dropping ``<think>`` reasoning):
+    Recognises (after dropping `<think>` reasoning):
 
-    * Qwen/Hermes JSON blocks ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
-      (``arguments`` may be a JSON string; a block may hold a list of calls);
-    * Qwen3.5's XML blocks ``<tool_call><function=NAME><parameter=P>VALUE</parameter>
-      </function></tool_call>``. A VALUE is typed with the tool's JSON schema when
-      ``tools`` is given (as Qwen's own parser does: a ``string`` parameter keeps
-      its raw text, so ``"3"`` stays ``"3"``), otherwise JSON-decoded when
-      possible (``3`` -> 3, ``[1, 2]`` -> list, ``True``/``None`` too), else kept
+    * Qwen/Hermes JSON blocks `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`
+      (`arguments` may be a JSON string; a block may hold a list of calls);
+    * Qwen3.5's XML blocks `<tool_call><function=NAME><parameter=P>VALUE</parameter>
+      </function></tool_call>`. A VALUE is typed with the tool's JSON schema when
+      `tools` is given (as Qwen's own parser does: a `string` parameter keeps
+      its raw text, so `"3"` stays `"3"`), otherwise JSON-decoded when
+      possible (`3` -> 3, `[1, 2]` -> list, `True`/`None` too), else kept
       as a string.
 
-    A missing final ``</tool_call>`` (stop token) is tolerated. Returns ``[]``
-    when the text holds no tool call, ``None`` when a ``<tool_call>`` block is
+    A missing final `</tool_call>` (stop token) is tolerated. Returns `[]`
+    when the text holds no tool call, `None` when a `<tool_call>` block is
     present but cannot be parsed (BFCL then counts the output as "no valid call").
     """
     body = strip_thinking(text)
@@ -303,4 +314,3 @@ def parse_tool_calls(text: Any, tools: Any = None) -> list[dict] | None:
         return calls
     except RecursionError:  # calls nested deeper than Python's stack (a list of lists of ... calls)
         return None
-

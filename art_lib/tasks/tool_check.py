@@ -20,7 +20,7 @@ _STD_STRIP = re.compile(r"[ ,./\-_*^]")
 
 
 def standardize_string(s: str) -> str:
-    """BFCL string normalisation: drop spaces and ``,./-_*^``, lower-case, ``'`` -> ``"``."""
+    """BFCL string normalisation: drop spaces and `,./-_*^`, lower-case, `'` -> `"`."""
     return _STD_STRIP.sub("", s).lower().replace("'", '"')
 
 
@@ -50,7 +50,7 @@ def _eq(a: Any, b: Any) -> bool:
 
 
 def _is_possible_dict(x: Any) -> bool:
-    """A BFCL nested possible answer: ``{key: [acceptable values]}``."""
+    """A BFCL nested possible answer: `{key: [acceptable values]}`."""
     return isinstance(x, dict) and bool(x) and all(isinstance(v, list) for v in x.values())
 
 
@@ -187,34 +187,34 @@ def score_tool_call(
 ) -> float:
     """1.0 if the completion's tool calls match the gold, else 0.0.
 
-    Gold: ``possible_answers`` in BFCL form (``[{func: {param: [acceptable, ...]}}, ...]``,
-    ``""`` among the acceptable values = the parameter may be omitted) when given,
-    else ``answer_json`` (``[{"name", "arguments"}]`` as JSON or Python), where every
-    gold argument is required and no extra one is allowed. ``[]`` = no call expected.
-    ``tools`` (JSON-schema tools or BFCL function docs) types the XML-form values
+    Gold: `possible_answers` in BFCL form (`[{func: {param: [acceptable, ...]}}, ...]`,
+    `""` among the acceptable values = the parameter may be omitted) when given,
+    else `answer_json` (`[{"name", "arguments"}]` as JSON or Python), where every
+    gold argument is required and no extra one is allowed. `[]` = no call expected.
+    `tools` (JSON-schema tools or BFCL function docs) types the XML-form values
     and drives BFCL's type checks.
 
-    Rules (re-implementing BFCL's AST checker ``ast_checker.py``, Python flavour):
+    Rules (re-implementing BFCL's AST checker `ast_checker.py`, Python flavour):
 
     * function name: exact match; the number of calls must equal the gold's;
       parallel calls are matched order-free (a perfect matching, so never worse
       than BFCL's greedy one);
-    * no unexpected parameter; every gold parameter not marked optional (``""``)
-      and every schema-``required`` one must be present;
-    * types follow the schema: ``integer`` needs an int (``3.0`` and ``"3"`` fail,
-      as in BFCL), ``float``/``number`` accept ints (BFCL's int -> float
-      promotion), ``boolean`` needs a bool (``1`` fails), ``array``/``tuple`` accept
+    * no unexpected parameter; every gold parameter not marked optional (`""`)
+      and every schema-`required` one must be present;
+    * types follow the schema: `integer` needs an int (`3.0` and `"3"` fail,
+      as in BFCL), `float`/`number` accept ints (BFCL's int -> float
+      promotion), `boolean` needs a bool (`1` fails), `array`/`tuple` accept
       a list; a value of the possible answer's own type is still compared
-      (BFCL's "variable" rule). Without a schema, ``"3"`` never equals ``3``;
+      (BFCL's "variable" rule). Without a schema, `"3"` never equals `3`;
     * strings compare after BFCL standardisation: case-insensitive, ignoring
-      spaces and ``,./-_*^``, ``'`` = ``"``; lists compare element-wise, in order,
+      spaces and `,./-_*^`, `'` = `"`; lists compare element-wise, in order,
       with the same string rule; dict parameters use BFCL's nested possible
-      answers (``{key: [acceptable values]}``), list-of-dict likewise;
+      answers (`{key: [acceptable values]}`), list-of-dict likewise;
     * deviation: ints inside a float array are accepted (BFCL promotes only
       top-level ints).
 
-    ``no call`` expected (BFCL irrelevance): 1.0 iff no tool call parses out of
-    the completion (unparseable ``<tool_call>`` blocks count as no call, as in BFCL).
+    `no call` expected (BFCL irrelevance): 1.0 iff no tool call parses out of
+    the completion (unparseable `<tool_call>` blocks count as no call, as in BFCL).
     """
     schemas = tool_param_schemas(tools)
     # The gold is the kit's: a malformed one raises here instead of scoring every completion 0.
@@ -231,8 +231,10 @@ def score_tool_call(
         return 0.0
     n = len(expected)
     try:
-        ok = [[_check_call(calls[j], name, params, schemas.get(name), literal) for j in range(n)]
-              for name, params in expected]
+        ok = [
+            [_check_call(calls[j], name, params, schemas.get(name), literal) for j in range(n)]
+            for name, params in expected
+        ]
     except RecursionError:  # argument values nested deeper than the comparison can follow
         return 0.0
     return 1.0 if _perfect_matching(n, ok) else 0.0

@@ -25,17 +25,34 @@ from ..rewards import decode_arguments
 from .tool_calls import normalize_tool, parse_tool_calls
 from .tool_check import score_tool_call
 
-__all__ = ["BFCL_CATEGORIES", "TOOLMIND_FILES", "load_bfcl", "load_toolmind", "bfcl_function_to_tool",
-           "bfcl_gold_calls", "tool_call_target", "reference_chat_template", "tool_parse", "tool_score", "register"]
+__all__ = [
+    "BFCL_CATEGORIES",
+    "TOOLMIND_FILES",
+    "load_bfcl",
+    "load_toolmind",
+    "bfcl_function_to_tool",
+    "bfcl_gold_calls",
+    "tool_call_target",
+    "reference_chat_template",
+    "tool_parse",
+    "tool_score",
+    "register",
+]
 
 BFCL_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple", "irrelevance")
 TOOLMIND_REPO = "Nanbeige/ToolMind"
 TOOLMIND_REVISION = "8020ed1c03c367e4eb720ac3828ab4b0b95d8baf"
 #: Every ToolMind file at TOOLMIND_REVISION (SCHEMA.md); `load_toolmind(subsets=[<stem>, ...])` picks some.
-TOOLMIND_FILES = ("open_datasets/ToolACE-query.jsonl", "open_datasets/APIGen-MT-5k-query.jsonl",
-                  "open_datasets/BUTTONInstruct-query.jsonl", "open_datasets/When2Call-query.jsonl",
-                  "open_datasets/glaive-function-calling-v2-query.jsonl", "open_datasets/tau-train-query.jsonl",
-                  "open_datasets/xlam-function-calling-60k-query.jsonl", "graph_syn_datasets/graphsyn.jsonl")
+TOOLMIND_FILES = (
+    "open_datasets/ToolACE-query.jsonl",
+    "open_datasets/APIGen-MT-5k-query.jsonl",
+    "open_datasets/BUTTONInstruct-query.jsonl",
+    "open_datasets/When2Call-query.jsonl",
+    "open_datasets/glaive-function-calling-v2-query.jsonl",
+    "open_datasets/tau-train-query.jsonl",
+    "open_datasets/xlam-function-calling-60k-query.jsonl",
+    "graph_syn_datasets/graphsyn.jsonl",
+)
 BFCL_URL = (
     "https://github.com/ShishirPatil/gorilla/tree/main/berkeley-function-call-leaderboard/bfcl_eval/data"
     " (or `pip install bfcl-eval`, which ships them under bfcl_eval/data/)"
@@ -43,9 +60,9 @@ BFCL_URL = (
 
 
 def bfcl_function_to_tool(fn: dict) -> dict:
-    """One BFCL function doc -> JSON-schema tool dict (``dict`` -> ``object``,
-    ``float`` -> ``number``, ``tuple`` -> ``array``, ``any`` -> untyped; BFCL's
-    non-standard ``optional`` flag dropped)."""
+    """One BFCL function doc -> JSON-schema tool dict (`dict` -> `object`,
+    `float` -> `number`, `tuple` -> `array`, `any` -> untyped; BFCL's
+    non-standard `optional` flag dropped)."""
     tool = normalize_tool(fn)
     if tool is None:
         raise ValueError(f"BFCL function without a name: {fn!r}")
@@ -80,13 +97,13 @@ def _render_possible_dict(possible: dict) -> dict:
 
 
 def bfcl_gold_calls(ground_truth: list, functions: list) -> list[dict]:
-    """BFCL possible answers -> one gold call list ``[{"name", "arguments"}]``,
-    taking each parameter's first acceptable value (``""`` first = omitted,
+    """BFCL possible answers -> one gold call list `[{"name", "arguments"}]`,
+    taking each parameter's first acceptable value (`""` first = omitted,
     unless the parameter is required)."""
     docs = {f["name"]: f for f in functions}
     calls = []
     for item in ground_truth:
-        (name, params), = item.items()
+        ((name, params),) = item.items()
         doc = docs.get(name, {}).get("parameters", {})
         props, required = doc.get("properties", {}), set(doc.get("required", []))
         args = {}
@@ -105,7 +122,7 @@ def _split_prompt(messages: list[dict]) -> tuple[str, list[dict], list[dict]] | 
         return None
     content = messages[idx].get("content")
     content = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
-    return content, messages[:idx], messages[idx + 1:]
+    return content, messages[:idx], messages[idx + 1 :]
 
 
 # --------------------------------------------------------------------------- #
@@ -149,15 +166,15 @@ def load_bfcl(
 ) -> list[Example]:
     """BFCL v4 (non-live, single-turn, Python) questions + possible answers.
 
-    ``source``: the folder holding ``BFCL_v4_<category>.json`` and
-    ``possible_answer/`` (``simple`` reads ``BFCL_v4_simple_python.json``; older
-    ``BFCL_v3_*`` names work too); default: the data folder of an installed
-    ``bfcl-eval`` package. ``split`` is accepted for API symmetry (BFCL is a
-    test set). Per example: ``meta["tools"]`` (JSON-schema tools converted from
-    the BFCL docs), ``meta["functions"]`` (the original docs),
-    ``meta["possible_answers"]`` (BFCL ground truth, ``[]`` for irrelevance),
-    ``meta["category"]`` and ``meta["messages"]``. ``answer`` is the gold call
-    list built from each parameter's first acceptable value (``"[]"`` for
+    `source`: the folder holding `BFCL_v4_<category>.json` and
+    `possible_answer/` (`simple` reads `BFCL_v4_simple_python.json`; older
+    `BFCL_v3_*` names work too); default: the data folder of an installed
+    `bfcl-eval` package. `split` is accepted for API symmetry (BFCL is a
+    test set). Per example: `meta["tools"]` (JSON-schema tools converted from
+    the BFCL docs), `meta["functions"]` (the original docs),
+    `meta["possible_answers"]` (BFCL ground truth, `[]` for irrelevance),
+    `meta["category"]` and `meta["messages"]`. `answer` is the gold call
+    list built from each parameter's first acceptable value (`"[]"` for
     irrelevance: the right behaviour is to make no call).
     """
     category = category.lower().replace("-", "_")
@@ -235,24 +252,27 @@ def _norm_message(msg: dict) -> dict:
         content = json.dumps(content, ensure_ascii=False)
     out = {"role": role, "content": content or ""}
     if role == "assistant" and msg.get("tool_calls"):
-        out["tool_calls"] = [
-            {"type": "function", "function": c} for c in _norm_calls(msg["tool_calls"])
-        ]
+        out["tool_calls"] = [{"type": "function", "function": c} for c in _norm_calls(msg["tool_calls"])]
     return out
 
 
 def _toolmind_files(path: Path, subsets: list[str] | None) -> list[Path]:
     """The JSONL files of a ToolMind file or folder; with `subsets`, those whose stem (or name) is listed."""
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and p.is_file()) if path.is_dir() \
+    files = (
+        sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and p.is_file())
+        if path.is_dir()
         else [path]
+    )
     if subsets is None:
         return files
     wanted = {_toolmind_stem(s) for s in subsets}
     found = [f for f in files if _toolmind_stem(f.name) in wanted]
     missing = wanted - {_toolmind_stem(f.name) for f in found}
     if missing:
-        raise FileNotFoundError(f"ToolMind subsets {sorted(missing)} not found under {path} "
-                                f"(files there: {[f.name for f in files]}); known subsets: {list(TOOLMIND_FILES)}")
+        raise FileNotFoundError(
+            f"ToolMind subsets {sorted(missing)} not found under {path} "
+            f"(files there: {[f.name for f in files]}); known subsets: {list(TOOLMIND_FILES)}"
+        )
     return found
 
 
@@ -268,7 +288,7 @@ def _system_first(messages: list[dict]) -> list[dict]:
     return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_chat_template(family: str = "qwen3_5", size: str = "0.8B") -> str:
     """The published chat template shipped with the kit (art_lib/assets/<family>/<size>/chat_template.jinja)."""
     return (Path(__file__).resolve().parents[1] / "assets" / family / size / "chat_template.jinja").read_text()
@@ -279,8 +299,9 @@ def _generation_prefix(template: str) -> str:
     """A one-user-turn conversation plus the generation prompt (thinking off), rendered by `template`."""
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    out = render_jinja_template([[{"role": "user", "content": "?"}]], chat_template=template,
-                                add_generation_prompt=True, enable_thinking=False)
+    out = render_jinja_template(
+        [[{"role": "user", "content": "?"}]], chat_template=template, add_generation_prompt=True, enable_thinking=False
+    )
     return out[0][0] if isinstance(out, tuple) else out[0]
 
 
@@ -302,12 +323,13 @@ def tool_call_target(example: Example, chat_template: str | None = None) -> str:
     full, prefix = out[0][0] if isinstance(out, tuple) else out[0], _generation_prefix(template)
     if not full.startswith(prefix):
         raise ValueError(f"chat template renders {example['id']}'s assistant turn unlike its generation prompt")
-    return full[len(prefix):].removesuffix("\n").removesuffix("<|im_end|>")
+    return full[len(prefix) :].removesuffix("\n").removesuffix("<|im_end|>")
 
 
 @functools.lru_cache(maxsize=16)
-def _toolmind_file(file: Path, mtime_ns: int, max_rows: int | None,
-                   include_text_targets: bool) -> tuple[list[Example], list[str]]:
+def _toolmind_file(
+    file: Path, mtime_ns: int, max_rows: int | None, include_text_targets: bool
+) -> tuple[list[Example], list[str]]:
     """(examples, conversation-group hashes) of one ToolMind file, in file order."""
     examples: list[Example] = []
     groups: list[str] = []
@@ -366,29 +388,29 @@ def load_toolmind(
     split_seed: int = 0,
     max_rows: int | None = None,
 ) -> list[Example]:
-    """ToolMind rows (``{"conversations": [...], "tools": [...]}``, see SCHEMA.md).
+    """ToolMind rows (`{"conversations": [...], "tools": [...]}`, see SCHEMA.md).
 
-    ``source``: a JSONL file, a folder of them, or the hub repo id (then the
-    ``subsets`` files of revision ``TOOLMIND_REVISION`` are downloaded).
-    ``subsets``: file stems to read (e.g. ``["ToolACE-query"]``, see
-    ``TOOLMIND_FILES``); None reads every file (all of ToolMind, ~4 GB).
-    ToolMind has no test split: a held-out ``split="test"`` (``test_fraction``
-    of the conversations) and ``split="train"`` (the rest) are drawn with
-    ``random.Random(split_seed)`` over conversation groups (rows sharing tools
+    `source`: a JSONL file, a folder of them, or the hub repo id (then the
+    `subsets` files of revision `TOOLMIND_REVISION` are downloaded).
+    `subsets`: file stems to read (e.g. `["ToolACE-query"]`, see
+    `TOOLMIND_FILES`); None reads every file (all of ToolMind, ~4 GB).
+    ToolMind has no test split: a held-out `split="test"` (`test_fraction`
+    of the conversations) and `split="train"` (the rest) are drawn with
+    `random.Random(split_seed)` over conversation groups (rows sharing tools
     and first user turn are turn-level prefixes of one conversation, so they
-    stay on the same side). ``split_seed`` is fixed by default and independent
-    of ``seed`` (which, as for every loader, only shuffles before ``limit``), so
-    training seeds never move test rows into training. ``split="all"`` keeps every row.
+    stay on the same side). `split_seed` is fixed by default and independent
+    of `seed` (which, as for every loader, only shuffles before `limit`), so
+    training seeds never move test rows into training. `split="all"` keeps every row.
 
-    Target (``answer``): the final assistant message's tool call(s) as a JSON
-    ``[{"name", "arguments"}]``; rows whose final turn is plain text are dropped
-    unless ``include_text_targets`` (then ``answer="[]"``, i.e. "no call").
-    ``prompt`` = the last user turn; ``meta["messages"]`` = the normalised turns
-    before it (system messages merged into one first turn), ``meta["followup"]``
+    Target (`answer`): the final assistant message's tool call(s) as a JSON
+    `[{"name", "arguments"}]`; rows whose final turn is plain text are dropped
+    unless `include_text_targets` (then `answer="[]"`, i.e. "no call").
+    `prompt` = the last user turn; `meta["messages"]` = the normalised turns
+    before it (system messages merged into one first turn), `meta["followup"]`
     = assistant/tool turns between it and the target (to be appended after it);
-    ``meta["tools"]`` = normalised JSON-schema tools; ``meta["target"]`` = the
-    SFT target (:func:`tool_call_target`, Qwen3.5's template), for call targets.
-    ids: ``toolmind-<file stem>-<row index>``.
+    `meta["tools"]` = normalised JSON-schema tools; `meta["target"]` = the
+    SFT target (`tool_call_target`, Qwen3.5's template), for call targets.
+    ids: `toolmind-<file stem>-<row index>`.
     """
     guidance = (
         f"download ToolMind JSONL files (e.g. {TOOLMIND_FILES[0]}) from https://huggingface.co/datasets/"
@@ -402,13 +424,16 @@ def load_toolmind(
             raise FileNotFoundError(f"ToolMind data not found at {path}: {guidance}")
         files = _toolmind_files(path, subsets)
     else:
-        wanted = [f for f in TOOLMIND_FILES if subsets is None or _toolmind_stem(f) in
-                  {_toolmind_stem(s) for s in subsets}]
+        wanted = [
+            f for f in TOOLMIND_FILES if subsets is None or _toolmind_stem(f) in {_toolmind_stem(s) for s in subsets}
+        ]
         try:
             from huggingface_hub import hf_hub_download
 
-            files = [Path(hf_hub_download(repo_id=str(source), repo_type="dataset", filename=f,
-                                          revision=TOOLMIND_REVISION)) for f in wanted]
+            files = [
+                Path(hf_hub_download(repo_id=str(source), repo_type="dataset", filename=f, revision=TOOLMIND_REVISION))
+                for f in wanted
+            ]
         except Exception as exc:  # noqa: BLE001
             raise FileNotFoundError(
                 f"Could not download {wanted} of {source!r} from the Hugging Face hub "
@@ -454,14 +479,31 @@ def tool_score(completion: Any, example: dict) -> float:
 
 def register() -> None:
     """Register `toolmind`, `bfcl` and `bfcl_<category>` (512 new tokens, as the authors' evaluation)."""
-    toolmind_files = (f"ToolMind .jsonl files (any of {', '.join(TOOLMIND_FILES)}) from "
-                      f"https://huggingface.co/datasets/{TOOLMIND_REPO}")
+    toolmind_files = (
+        f"ToolMind .jsonl files (any of {', '.join(TOOLMIND_FILES)}) from "
+        f"https://huggingface.co/datasets/{TOOLMIND_REPO}"
+    )
     bfcl_files = ("bfcl", f"BFCL_v4_<category>.json and possible_answer/ from {BFCL_URL}")
-    register_benchmark(Benchmark("toolmind", load_toolmind, tool_score, tool_parse, max_new_tokens=512,
-                                 data=("toolmind", toolmind_files)), replace=True)
-    register_benchmark(Benchmark("bfcl", load_bfcl, tool_score, tool_parse, max_new_tokens=512, data=bfcl_files),
-                       replace=True)
+    register_benchmark(
+        Benchmark(
+            "toolmind", load_toolmind, tool_score, tool_parse, max_new_tokens=512, data=("toolmind", toolmind_files)
+        ),
+        replace=True,
+    )
+    register_benchmark(
+        Benchmark("bfcl", load_bfcl, tool_score, tool_parse, max_new_tokens=512, data=bfcl_files), replace=True
+    )
     for category in BFCL_CATEGORIES:
         aliases = ("bfcl_simple_python",) if category == "simple" else ()
-        register_benchmark(Benchmark(f"bfcl_{category}", partial(load_bfcl, category=category), tool_score,
-                                     tool_parse, max_new_tokens=512, aliases=aliases, data=bfcl_files), replace=True)
+        register_benchmark(
+            Benchmark(
+                f"bfcl_{category}",
+                partial(load_bfcl, category=category),
+                tool_score,
+                tool_parse,
+                max_new_tokens=512,
+                aliases=aliases,
+                data=bfcl_files,
+            ),
+            replace=True,
+        )

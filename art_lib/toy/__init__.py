@@ -18,7 +18,7 @@ compared end to end in minutes, through the same code paths as a real checkpoint
 `register()` adds the `toy_<task>` benchmarks and the `toy:<name>` model names to `art_lib.registry`;
 the registry calls it on its first lookup.
 
-CLI: ``python -m art_lib.toy {pretrain,verify,eval,list}``.
+CLI: `python -m art_lib.toy {pretrain,verify,eval,list}`.
 """
 
 from __future__ import annotations
@@ -27,13 +27,40 @@ from . import tasks
 from .benchmarks import MAX_NEW_TOKENS, evaluate_toy, load_toy
 from .checkpoints import CHECKPOINTS_DIR, checkpoint_identity, shipped_names, toy_checkpoint, toy_info
 from .pretrain import pretrain_toy_model
-from .recipe import (DEFAULT_SIZE, SIZES, parse_spec, recipe, recipe_hash, toy_model, toy_name, toy_processor,
-                     weights_hash)
+from .recipe import (
+    DEFAULT_SIZE,
+    SIZES,
+    parse_spec,
+    recipe,
+    recipe_hash,
+    toy_model,
+    toy_name,
+    toy_processor,
+    weights_hash,
+)
 
-__all__ = ["tasks", "MAX_NEW_TOKENS", "evaluate_toy", "load_toy", "CHECKPOINTS_DIR", "checkpoint_identity",
-           "shipped_names", "toy_checkpoint", "toy_info", "pretrain_toy_model", "DEFAULT_SIZE", "SIZES",
-           "parse_spec", "recipe", "recipe_hash", "toy_model", "toy_name", "toy_processor", "weights_hash",
-           "register"]
+__all__ = [
+    "tasks",
+    "MAX_NEW_TOKENS",
+    "evaluate_toy",
+    "load_toy",
+    "CHECKPOINTS_DIR",
+    "checkpoint_identity",
+    "shipped_names",
+    "toy_checkpoint",
+    "toy_info",
+    "pretrain_toy_model",
+    "DEFAULT_SIZE",
+    "SIZES",
+    "parse_spec",
+    "recipe",
+    "recipe_hash",
+    "toy_model",
+    "toy_name",
+    "toy_processor",
+    "weights_hash",
+    "register",
+]
 
 
 def register() -> None:
@@ -42,5 +69,4 @@ def register() -> None:
     from .benchmarks import register_benchmarks
 
     register_benchmarks()
-    register_model_scheme(ModelScheme("toy", lambda spec: str(toy_checkpoint(spec)), checkpoint_identity),
-                          replace=True)
+    register_model_scheme(ModelScheme("toy", lambda spec: str(toy_checkpoint(spec)), checkpoint_identity), replace=True)

@@ -1,4 +1,4 @@
-"""CLI of the toy world: ``python -m art_lib.toy {pretrain,verify,eval,list}``."""
+"""CLI of the toy world: `python -m art_lib.toy {pretrain,verify,eval,list}`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import tasks as T
 from .benchmarks import evaluate_toy
 from .checkpoints import shipped_names, toy_checkpoint, toy_info
 from .pretrain import pretrain_toy_model
@@ -25,12 +24,26 @@ def verify(name: str, out_dir: str | Path | None = None, progress: bool = True) 
     size, pictures = parse_spec(name)
     rec = info["recipe"]
     with tempfile.TemporaryDirectory() as tmp:
-        path = pretrain_toy_model(size, info["seed"], rec["steps"], out_dir=out_dir or Path(tmp) / name,
-                                  progress=progress, threads=info["threads"], pictures=pictures, **rec["train"])
+        path = pretrain_toy_model(
+            size,
+            info["seed"],
+            rec["steps"],
+            out_dir=out_dir or Path(tmp) / name,
+            progress=progress,
+            threads=info["threads"],
+            pictures=pictures,
+            **rec["train"],
+        )
         fresh = json.loads((path / "toy_info.json").read_text())
-    return {"name": name, "shipped": info["weights_hash"], "fresh": fresh["weights_hash"],
-            "same": fresh["weights_hash"] == info["weights_hash"], "shipped_cpu": info.get("cpu"),
-            "fresh_cpu": fresh.get("cpu"), "seconds": fresh["seconds"]}
+    return {
+        "name": name,
+        "shipped": info["weights_hash"],
+        "fresh": fresh["weights_hash"],
+        "same": fresh["weights_hash"] == info["weights_hash"],
+        "shipped_cpu": info.get("cpu"),
+        "fresh_cpu": fresh.get("cpu"),
+        "seconds": fresh["seconds"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "pretrain":
         size, pictures = parse_spec(args.name)
-        path = pretrain_toy_model(size, args.seed, args.steps, out_dir=args.out_dir, threads=args.threads,
-                                  pictures=pictures)
+        path = pretrain_toy_model(
+            size, args.seed, args.steps, out_dir=args.out_dir, threads=args.threads, pictures=pictures
+        )
         print(json.dumps(_summary(path)))
         print(path)
         if args.eval:

@@ -22,8 +22,14 @@ def max_new_tokens(task: str) -> int:
     return MAX_NEW_TOKENS.get(task, 8)
 
 
-def load_toy(task: str = "add", split: str = "test", n: int | None = None, seed: int | None = 0,
-             instruction: bool = False, limit: int | None = None) -> list[dict]:
+def load_toy(
+    task: str = "add",
+    split: str = "test",
+    n: int | None = None,
+    seed: int | None = 0,
+    instruction: bool = False,
+    limit: int | None = None,
+) -> list[dict]:
     """Examples `{id, prompt, answer, meta}` of one toy task; the prompt holds NO instruction by default.
 
     The test split holds 40 operand pairs, the train split the other 60 (disjoint). `n` (or `limit`,
@@ -44,19 +50,28 @@ def load_toy(task: str = "add", split: str = "test", n: int | None = None, seed:
     for i in range(n):
         a, b = pairs[order[i % len(pairs)]]
         instr = T.INSTRUCTIONS[task][i % len(T.INSTRUCTIONS[task])] if instruction else None
-        out.append({
-            "id": f"toy_{task}-{split}-{i:04d}",
-            "prompt": T.prompt_text(a, b, instr),
-            "answer": T.answer(task, a, b),
-            "meta": {"task": task, "a": a, "b": b, "kind": "tool" if task == "tool" else "math",
-                     "instruction": instr, "target": T.completion(task, a, b),
-                     "max_new_tokens": max_new_tokens(task)},
-        })
+        out.append(
+            {
+                "id": f"toy_{task}-{split}-{i:04d}",
+                "prompt": T.prompt_text(a, b, instr),
+                "answer": T.answer(task, a, b),
+                "meta": {
+                    "task": task,
+                    "a": a,
+                    "b": b,
+                    "kind": "tool" if task == "tool" else "math",
+                    "instruction": instr,
+                    "target": T.completion(task, a, b),
+                    "max_new_tokens": max_new_tokens(task),
+                },
+            }
+        )
     return out
 
 
-def _accuracy(model, processor, examples: list[dict], benchmark: str, images: list | None = None,
-              per_picture: int = 8) -> float:
+def _accuracy(
+    model, processor, examples: list[dict], benchmark: str, images: list | None = None, per_picture: int = 8
+) -> float:
     """Greedy accuracy through the kit's `evaluate`; `images`: one uint8 picture per `per_picture` examples."""
     from PIL import Image
 
@@ -67,13 +82,20 @@ def _accuracy(model, processor, examples: list[dict], benchmark: str, images: li
         return evaluate(model, processor, examples, batch_size=len(examples), **kw).accuracy
     k = 0
     for i, img in zip(range(0, len(examples), per_picture), images):
-        chunk = examples[i:i + per_picture]
+        chunk = examples[i : i + per_picture]
         k += evaluate(model, processor, chunk, image=Image.fromarray(img), batch_size=len(chunk), **kw).k
     return k / len(examples)
 
 
-def evaluate_toy(model_or_path, processor=None, n: int | None = None, seed: int = 0, split: str = "test",
-                 pictures: str | None = None, per_picture: int = 8) -> dict:
+def evaluate_toy(
+    model_or_path,
+    processor=None,
+    n: int | None = None,
+    seed: int = 0,
+    split: str = "test",
+    pictures: str | None = None,
+    per_picture: int = 8,
+) -> dict:
     """Greedy accuracy per task and cue: {"none": {task: acc}, "text": ..., "picture": ..., "distractor": ...}.
 
     none: the benchmark prompt alone; text: with the instruction; picture: with a freshly drawn task
@@ -100,12 +122,18 @@ def evaluate_toy(model_or_path, processor=None, n: int | None = None, seed: int 
         n_pictures = -(-len(plain) // per_picture)
         res["none"][task] = _accuracy(model, processor, plain, name)
         res["text"][task] = _accuracy(model, processor, instructed, name)
-        res["distractor"][task] = _accuracy(model, processor, instructed, name,
-                                            [T.draw_distractor(rng) for _ in range(n_pictures)], per_picture)
+        res["distractor"][task] = _accuracy(
+            model, processor, instructed, name, [T.draw_distractor(rng) for _ in range(n_pictures)], per_picture
+        )
         if task in T.PICTURE_TASKS:
-            res["picture"][task] = _accuracy(model, processor, plain, name,
-                                             [T.draw_task_picture(task, rng, kind=pictures) for _ in range(n_pictures)],
-                                             per_picture)
+            res["picture"][task] = _accuracy(
+                model,
+                processor,
+                plain,
+                name,
+                [T.draw_task_picture(task, rng, kind=pictures) for _ in range(n_pictures)],
+                per_picture,
+            )
     return res
 
 
@@ -117,5 +145,13 @@ def register_benchmarks() -> None:
 
     for task in T.TASKS:
         score, parse = (tool_score, tool_parse) if task == "tool" else (math_score, math_parse)
-        register_benchmark(Benchmark(f"toy_{task}", (lambda t: lambda **kw: load_toy(t, **kw))(task), score, parse,
-                                     max_new_tokens=max_new_tokens(task)), replace=True)
+        register_benchmark(
+            Benchmark(
+                f"toy_{task}",
+                (lambda t: lambda **kw: load_toy(t, **kw))(task),
+                score,
+                parse,
+                max_new_tokens=max_new_tokens(task),
+            ),
+            replace=True,
+        )

@@ -37,7 +37,8 @@ def toy_checkpoint(name: str = "base") -> Path:
         raise FileNotFoundError(
             f"toy model {name!r} is not shipped with art_lib (shipped: {', '.join(shipped_names()) or 'none'}; "
             f"sizes: {', '.join(SIZES)}). Pretrain it with `{pretrain_command(name)}` (minutes to an hour on a "
-            f"CPU) and pass the folder as the model.")
+            f"CPU) and pass the folder as the model."
+        )
     return path
 
 

@@ -16,8 +16,17 @@ import numpy as np
 import torch
 
 from . import tasks as T
-from .recipe import (DEFAULT_SIZE, FAMILY, PRETRAIN_THREADS, REFERENCE, recipe, recipe_hash, toy_model, toy_name,
-                     weights_hash)
+from .recipe import (
+    DEFAULT_SIZE,
+    FAMILY,
+    PRETRAIN_THREADS,
+    REFERENCE,
+    recipe,
+    recipe_hash,
+    toy_model,
+    toy_name,
+    weights_hash,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Batches of rows that each show their own image (or none)
@@ -58,14 +67,17 @@ def _num_tokens(img: np.ndarray, processor) -> int:
     return num_visual_tokens(img.shape[0], img.shape[1], processor.image_processor)
 
 
-def _row_ids(processor, prompts: list[str], images: list, completions: list[str] | None,
-             templates: _Templates) -> tuple[list[list[int]], list[list[int]]]:
+def _row_ids(
+    processor, prompts: list[str], images: list, completions: list[str] | None, templates: _Templates
+) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of each row's rendered prompt (image placeholders expanded) and completion (+ <|im_end|>)."""
     from ..prompting import expand_image_tokens
 
     tok = processor.tokenizer
-    texts = [expand_image_tokens(templates(p, img is not None), 0 if img is None else _num_tokens(img, processor))
-             for p, img in zip(prompts, images)]
+    texts = [
+        expand_image_tokens(templates(p, img is not None), 0 if img is None else _num_tokens(img, processor))
+        for p, img in zip(prompts, images)
+    ]
     prompt_ids = tok(texts, add_special_tokens=False)["input_ids"]
     if completions is None:
         return prompt_ids, [[] for _ in prompts]
@@ -73,8 +85,9 @@ def _row_ids(processor, prompts: list[str], images: list, completions: list[str]
     return prompt_ids, [ids + [end] for ids in tok(completions, add_special_tokens=False)["input_ids"]]
 
 
-def _length_chunks(prompt_lens: list[int], comp_lens: list[int], max_chunks: int = 3,
-                   overhead: int = 256) -> list[list[int]]:
+def _length_chunks(
+    prompt_lens: list[int], comp_lens: list[int], max_chunks: int = 3, overhead: int = 256
+) -> list[list[int]]:
     """Split rows into at most `max_chunks` groups that minimise padded tokens (+ `overhead` per group).
 
     Rows are sorted by (completion, prompt) length and cut into contiguous runs; a group costs
@@ -108,8 +121,12 @@ def _length_chunks(prompt_lens: list[int], comp_lens: list[int], max_chunks: int
 
 
 def _model_inputs(batch, image_inputs: dict) -> dict:
-    return dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                mm_token_type_ids=batch.mm_token_type_ids, **image_inputs)
+    return dict(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        mm_token_type_ids=batch.mm_token_type_ids,
+        **image_inputs,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,9 +144,17 @@ def _lr_at(step: int, steps: int, train: dict) -> float:
     return train["lr"] * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def pretrain_toy_model(size: str = DEFAULT_SIZE, seed: int = 0, steps: int | None = None, *,
-                       out_dir: str | Path, progress: bool = True, threads: int | None = None,
-                       pictures: str = "glyph", **train) -> Path:
+def pretrain_toy_model(
+    size: str = DEFAULT_SIZE,
+    seed: int = 0,
+    steps: int | None = None,
+    *,
+    out_dir: str | Path,
+    progress: bool = True,
+    threads: int | None = None,
+    pictures: str = "glyph",
+    **train,
+) -> Path:
     """Pretrain a toy model from scratch (all weights, SFT loss on completion tokens, Adam) and save it.
 
     Deterministic: a fixed number of steps, the init seeded by `seed`, the data drawn from a numpy
@@ -146,8 +171,9 @@ def pretrain_toy_model(size: str = DEFAULT_SIZE, seed: int = 0, steps: int | Non
         torch.set_num_threads(previous)
 
 
-def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path, progress: bool, pictures: str,
-              **train) -> Path:
+def _pretrain(
+    size: str, seed: int, steps: int | None, out_dir: str | Path, progress: bool, pictures: str, **train
+) -> Path:
     from tqdm.auto import tqdm
 
     from ..losses import sft_loss
@@ -172,8 +198,9 @@ def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path, prog
     for step in bar:
         examples = T.sample_examples(rng, tr["batch_size"], pictures=pictures)
         images = [e["image"] for e in examples]
-        prompt_ids, comp_ids = _row_ids(processor, [e["prompt"] for e in examples], images,
-                                        [e["completion"] for e in examples], templates)
+        prompt_ids, comp_ids = _row_ids(
+            processor, [e["prompt"] for e in examples], images, [e["completion"] for e in examples], templates
+        )
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, n_steps, tr)
         opt.zero_grad(set_to_none=True)
@@ -189,7 +216,7 @@ def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path, prog
             logits = model(**_model_inputs(batch, image_inputs), logits_to_keep=C + 1).logits
             mask = torch.nn.functional.pad(batch.completion_mask, (1, 0))  # position P-1 predicts the first token
             n_tok = int(batch.completion_mask.sum())
-            loss = sft_loss(logits, batch.input_ids[:, -(C + 1):], mask) * (n_tok / total)
+            loss = sft_loss(logits, batch.input_ids[:, -(C + 1) :], mask) * (n_tok / total)
             loss.backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(params, tr["grad_clip"])
@@ -201,9 +228,16 @@ def _pretrain(size: str, seed: int, steps: int | None, out_dir: str | Path, prog
     model.eval()
     save_checkpoint(model, processor, out_dir, FAMILY, REFERENCE)
     info = {
-        "recipe": rec, "recipe_hash": recipe_hash(rec), "seed": seed, "parameters": count_parameters(model),
-        "seconds": round(seconds, 1), "threads": torch.get_num_threads(), "final_loss": float(np.mean(losses[-50:])),
-        "weights_hash": weights_hash(model), "torch": torch.__version__, "cpu": _cpu_model(),
+        "recipe": rec,
+        "recipe_hash": recipe_hash(rec),
+        "seed": seed,
+        "parameters": count_parameters(model),
+        "seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+        "final_loss": float(np.mean(losses[-50:])),
+        "weights_hash": weights_hash(model),
+        "torch": torch.__version__,
+        "cpu": _cpu_model(),
     }
     (out_dir / "toy_info.json").write_text(json.dumps(info, indent=1))
     return out_dir

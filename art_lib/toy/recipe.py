@@ -16,27 +16,63 @@ from . import tasks as T
 # of heads and vision depth, so the model-size table keeps its spread.
 SIZES = {
     "small": dict(
-        text=dict(hidden_size=48, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
-                  num_key_value_heads=1, head_dim=32, linear_num_key_heads=1, linear_num_value_heads=1,
-                  linear_key_head_dim=64, linear_value_head_dim=64),
+        text=dict(
+            hidden_size=48,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            linear_num_key_heads=1,
+            linear_num_value_heads=1,
+            linear_key_head_dim=64,
+            linear_value_head_dim=64,
+        ),
         vision=dict(depth=1, hidden_size=48, intermediate_size=96, num_heads=2),
     ),
     "base": dict(
-        text=dict(hidden_size=64, intermediate_size=192, num_hidden_layers=4, num_attention_heads=2,
-                  num_key_value_heads=1, head_dim=32, linear_num_key_heads=1, linear_num_value_heads=1,
-                  linear_key_head_dim=64, linear_value_head_dim=64),
+        text=dict(
+            hidden_size=64,
+            intermediate_size=192,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            linear_num_key_heads=1,
+            linear_num_value_heads=1,
+            linear_key_head_dim=64,
+            linear_value_head_dim=64,
+        ),
         vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2),
     ),
     "large": dict(
-        text=dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=32, linear_num_key_heads=2, linear_num_value_heads=2,
-                  linear_key_head_dim=64, linear_value_head_dim=64),
+        text=dict(
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=32,
+            linear_num_key_heads=2,
+            linear_num_value_heads=2,
+            linear_key_head_dim=64,
+            linear_value_head_dim=64,
+        ),
         vision=dict(depth=2, hidden_size=96, intermediate_size=192, num_heads=2),
     ),
     "xl": dict(
-        text=dict(hidden_size=192, intermediate_size=576, num_hidden_layers=8, num_attention_heads=6,
-                  num_key_value_heads=2, head_dim=32, linear_num_key_heads=3, linear_num_value_heads=3,
-                  linear_key_head_dim=64, linear_value_head_dim=64),
+        text=dict(
+            hidden_size=192,
+            intermediate_size=576,
+            num_hidden_layers=8,
+            num_attention_heads=6,
+            num_key_value_heads=2,
+            head_dim=32,
+            linear_num_key_heads=3,
+            linear_num_value_heads=3,
+            linear_key_head_dim=64,
+            linear_value_head_dim=64,
+        ),
         vision=dict(depth=3, hidden_size=128, intermediate_size=256, num_heads=4),
     ),
 }
@@ -45,8 +81,9 @@ PRETRAIN_THREADS = 1  # torch CPU threads used for pretraining (part of what mak
 
 # The training recipe. Any change here changes `recipe_hash`.
 RECIPE_VERSION = 2
-TRAIN = dict(batch_size=64, lr=3e-3, min_lr_ratio=0.1, warmup_steps=100, weight_decay=0.0,
-             betas=(0.9, 0.98), grad_clip=1.0)
+TRAIN = dict(
+    batch_size=64, lr=3e-3, min_lr_ratio=0.1, warmup_steps=100, weight_decay=0.0, betas=(0.9, 0.98), grad_clip=1.0
+)
 # Steps per toy name (same data stream for every size; a longer run only sees more of it). `base` runs 2,000:
 # at 1,200 it answered `mul` from the instruction at 87.5% only; `base-texture` keeps the 1,200 it shipped with.
 STEPS = {"small": 1200, "base": 2000, "base-texture": 1200, "large": 1200, "xl": 1200}
@@ -118,12 +155,21 @@ def recipe(size: str = DEFAULT_SIZE, steps: int | None = None, pictures: str = "
     extra = {} if pictures == "glyph" else {"pictures": pictures}
     if steps is None:
         steps = STEPS.get(toy_name(size, pictures), STEPS[size])
-    return {**extra,
-        "version": RECIPE_VERSION, "size": size, "arch": _arch(size),
-        "steps": int(steps), "train": {**TRAIN, **train},
-        "min_pixels": MIN_PIXELS, "image_size": T.IMAGE_SIZE, "num_range": T.NUM_RANGE,
-        "tasks": T.TASKS, "picture_tasks": T.PICTURE_TASKS, "instructions": T.INSTRUCTIONS,
-        "mix": T.MIX, "no_cue_reply": T.NO_CUE_REPLY,
+    return {
+        **extra,
+        "version": RECIPE_VERSION,
+        "size": size,
+        "arch": _arch(size),
+        "steps": int(steps),
+        "train": {**TRAIN, **train},
+        "min_pixels": MIN_PIXELS,
+        "image_size": T.IMAGE_SIZE,
+        "num_range": T.NUM_RANGE,
+        "tasks": T.TASKS,
+        "picture_tasks": T.PICTURE_TASKS,
+        "instructions": T.INSTRUCTIONS,
+        "mix": T.MIX,
+        "no_cue_reply": T.NO_CUE_REPLY,
     }
 
 

@@ -58,8 +58,10 @@ PICTURE_STYLE = {
 # matrix (so the four tiles are orthogonal and zero-mean): add alternates columns, sub alternates
 # rows, max is a 1-pixel checkerboard, tool a 2-pixel one.
 _WALSH = ((1, 1, 1, 1), (1, 1, -1, -1), (1, -1, -1, 1), (1, -1, 1, -1))
-TEXTURE_TILES = {task: np.outer(_WALSH[r], _WALSH[c]).astype(np.float64)
-                 for task, (r, c) in {"add": (0, 3), "sub": (3, 0), "max": (3, 3), "tool": (2, 2)}.items()}
+TEXTURE_TILES = {
+    task: np.outer(_WALSH[r], _WALSH[c]).astype(np.float64)
+    for task, (r, c) in {"add": (0, 3), "sub": (3, 0), "max": (3, 3), "tool": (2, 2)}.items()
+}
 PICTURE_KINDS = ("glyph", "texture")
 
 # Pretraining mix: (cue, image, weight).  cue: "text" instruction, "picture" only, "both", or "none".
@@ -291,12 +293,18 @@ def sample_example(rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX, pi
         image = draw_distractor(rng, size)
     target = NO_CUE_REPLY if cue == "none" else completion(task, a, b)
     return {
-        "task": None if cue == "none" else task, "cue": cue, "a": a, "b": b,
-        "prompt": prompt_text(a, b, instruction), "image": image, "image_kind": image_kind,
+        "task": None if cue == "none" else task,
+        "cue": cue,
+        "a": a,
+        "b": b,
+        "prompt": prompt_text(a, b, instruction),
+        "image": image,
+        "image_kind": image_kind,
         "completion": target,
     }
 
 
-def sample_examples(rng: np.random.Generator, n: int, size: int = IMAGE_SIZE, mix=MIX,
-                    pictures: str = "glyph") -> list[dict]:
+def sample_examples(
+    rng: np.random.Generator, n: int, size: int = IMAGE_SIZE, mix=MIX, pictures: str = "glyph"
+) -> list[dict]:
     return [sample_example(rng, size, mix, pictures) for _ in range(n)]

@@ -1,8 +1,8 @@
 """The vLLM tier's fixtures: the shipped `toy:base`, an artwork and a LoRA adapter learned on every
 picture-taught toy task, one server serving the base model and the four adapters, one offline engine.
 
-These tests run in the vLLM venv (``bash scripts/test_vllm.sh``); where vLLM is not installed every test in
-this folder is skipped (each module starts with ``pytest.importorskip("vllm")``).
+These tests run in the vLLM venv (`bash scripts/test_vllm.sh`); where vLLM is not installed every test in
+this folder is skipped (each module starts with `pytest.importorskip("vllm")`).
 """
 
 from __future__ import annotations
@@ -56,8 +56,16 @@ def artworks(hf, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("art")
     out = {}
     for task in TASKS:
-        res = train(model, processor, load_toy(task, "train"), steps=SFT_STEPS, benchmark=benchmark(task),
-                    artwork=PixelPrompt.from_icon("math", 64), progress=False, **ART)
+        res = train(
+            model,
+            processor,
+            load_toy(task, "train"),
+            steps=SFT_STEPS,
+            benchmark=benchmark(task),
+            artwork=PixelPrompt.from_icon("math", 64),
+            progress=False,
+            **ART,
+        )
         out[task] = res.artwork.save_png(folder / f"{task}.png", model_id=MODEL, step=SFT_STEPS)
     return out
 
@@ -73,8 +81,15 @@ def loras(checkpoint, tmp_path_factory) -> dict[str, tuple]:
     out = {}
     for task in TASKS:
         model, processor = load_frozen(checkpoint)  # its own copy: peft wraps the model in place
-        res = train(model, processor, load_toy(task, "train"), steps=SFT_STEPS, benchmark=benchmark(task),
-                    progress=False, **LORA)
+        res = train(
+            model,
+            processor,
+            load_toy(task, "train"),
+            steps=SFT_STEPS,
+            benchmark=benchmark(task),
+            progress=False,
+            **LORA,
+        )
         out[task] = (res.method.model, processor, res.method.save(folder / task))
     return out
 
@@ -86,8 +101,15 @@ def server(checkpoint, loras, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("server") / "vllm_server.log"
     adapters = {adapter_name(task): folder for task, (_, _, folder) in loras.items()}
-    with VLLMServer(checkpoint, served_model_name=SERVED_NAME, lora_modules=adapters, max_model_len=1024,
-                    log_path=log, extra=["--enforce-eager"], env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}) as srv:
+    with VLLMServer(
+        checkpoint,
+        served_model_name=SERVED_NAME,
+        lora_modules=adapters,
+        max_model_len=1024,
+        log_path=log,
+        extra=["--enforce-eager"],
+        env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"},
+    ) as srv:
         yield srv
 
 

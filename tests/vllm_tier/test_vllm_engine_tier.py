@@ -5,8 +5,9 @@ import pytest
 
 pytest.importorskip("vllm")
 
+from toy_tier import ART, TASKS, benchmark, same_fraction  # noqa: E402
+
 from art_lib.toy.benchmarks import max_new_tokens  # noqa: E402
-from toy_tier import ART, MODEL, TASKS, benchmark, same_fraction  # noqa: E402
 
 MAX_NEW_TOKENS = max_new_tokens("add")
 
@@ -29,8 +30,7 @@ def test_evaluate_engine_vllm_matches_hf(engine, hf, artworks, examples, task):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_evaluate_engine_lora_matches_peft(engine, loras, examples, task):
-    from art_lib.evaluate import evaluate
-    from art_lib.evaluate import evaluate_with_engine
+    from art_lib.evaluate import evaluate, evaluate_with_engine
 
     peft_model, processor, folder = loras[task]
     kw = dict(benchmark=benchmark(task), max_new_tokens=max_new_tokens(task), progress=False)
@@ -66,10 +66,23 @@ def test_art_rollouts_change_only_the_image(engine, hf, examples):
 
     engine.generate = spy
     try:
-        res = train(model, processor, examples["add"][:4], method="art", objective="grpo", steps=3, batch_size=2,
-                    num_generations=4, max_completion_length=MAX_NEW_TOKENS, lr=0.05, reward_fn=_varied_reward,
-                    temperature=2.0, artwork=PixelPrompt.from_icon("math", 64), rollout_engine=engine,
-                    progress=False)
+        res = train(
+            model,
+            processor,
+            examples["add"][:4],
+            method="art",
+            objective="grpo",
+            steps=3,
+            batch_size=2,
+            num_generations=4,
+            max_completion_length=MAX_NEW_TOKENS,
+            lr=0.05,
+            reward_fn=_varied_reward,
+            temperature=2.0,
+            artwork=PixelPrompt.from_icon("math", 64),
+            rollout_engine=engine,
+            progress=False,
+        )
     finally:
         del engine.generate
     assert len(sent) == 3 and all(s.dtype == np.uint8 for s in sent)
@@ -94,9 +107,22 @@ def test_lora_rollouts_sync_adapter_by_request(engine, checkpoint, examples):
 
     engine.generate = spy
     try:
-        train(model, processor, examples["add"][:4], method="lora", objective="grpo", steps=3, batch_size=2,
-              num_generations=4, max_completion_length=MAX_NEW_TOKENS, lr=0.05, reward_fn=_varied_reward,
-              temperature=2.0, rollout_engine=engine, progress=False)
+        train(
+            model,
+            processor,
+            examples["add"][:4],
+            method="lora",
+            objective="grpo",
+            steps=3,
+            batch_size=2,
+            num_generations=4,
+            max_completion_length=MAX_NEW_TOKENS,
+            lr=0.05,
+            reward_fn=_varied_reward,
+            temperature=2.0,
+            rollout_engine=engine,
+            progress=False,
+        )
     finally:
         del engine.generate
     assert len(ids) == 3 and ids == sorted(ids) and len(set(ids)) >= 2  # a changed adapter gets a new id
@@ -126,7 +152,7 @@ def test_rollout_matches_hf_layout(engine, hf, examples):
     assert torch.equal(r.batch.input_ids[:, :P], h.batch.input_ids[:, :P])
     # Finished rows end with an end-of-turn token inside the mask; texts are the kit's decoding of the ids.
     C = r.batch.completion_mask.shape[1]
-    comp = r.batch.input_ids[:, P:P + C]
+    comp = r.batch.input_ids[:, P : P + C]
     assert r.completions == processor.tokenizer.batch_decode(comp, skip_special_tokens=True)
     lengths = r.batch.completion_mask.sum(1)
     assert bool(((lengths == C) | ~r.batch.truncated).all())
@@ -154,17 +180,48 @@ def test_dapo_with_vllm_rollouts_learns_like_hf(engine, hf, examples, tmp_path):
 
     def accuracy(res, name: str) -> float:
         png = res.artwork.save_png(tmp_path / f"{name}.png")
-        return evaluate(model, processor, examples["add"], image=png, benchmark="toy_add",
-                        max_new_tokens=MAX_NEW_TOKENS, progress=False).accuracy
+        return evaluate(
+            model,
+            processor,
+            examples["add"],
+            image=png,
+            benchmark="toy_add",
+            max_new_tokens=MAX_NEW_TOKENS,
+            progress=False,
+        ).accuracy
 
-    warm = train(model, processor, data, method="art", objective="sft", steps=5, batch_size=ART["batch_size"],
-                 lr=ART["lr"], artwork=copy.deepcopy(seed_art), benchmark="toy_add", progress=False)
+    warm = train(
+        model,
+        processor,
+        data,
+        method="art",
+        objective="sft",
+        steps=5,
+        batch_size=ART["batch_size"],
+        lr=ART["lr"],
+        artwork=copy.deepcopy(seed_art),
+        benchmark="toy_add",
+        progress=False,
+    )
     acc = {"warm start": accuracy(warm, "warm")}
     for name, eng in (("HF", "hf"), ("vLLM", engine)):
-        res = train(model, processor, data, method="art", objective="dapo", steps=15, batch_size=8,
-                    num_generations=8, max_completion_length=MAX_NEW_TOKENS, lr=ART["lr"],
-                    artwork=copy.deepcopy(seed_art), init_state=warm.method.state_dict(), benchmark="toy_add",
-                    rollout_engine=eng, progress=False)
+        res = train(
+            model,
+            processor,
+            data,
+            method="art",
+            objective="dapo",
+            steps=15,
+            batch_size=8,
+            num_generations=8,
+            max_completion_length=MAX_NEW_TOKENS,
+            lr=ART["lr"],
+            artwork=copy.deepcopy(seed_art),
+            init_state=warm.method.state_dict(),
+            benchmark="toy_add",
+            rollout_engine=eng,
+            progress=False,
+        )
         acc[name] = accuracy(res, name)
     print(f"toy_add accuracy: {acc}")
     for name in ("HF", "vLLM"):  # each well above the warm start (or near the top), and the two close

@@ -51,14 +51,16 @@ def schema(node):
 
 
 def tool(fn):
-    return {"type": "function", "function": {"name": fn["name"], "description": fn["description"],
-                                             "parameters": schema(fn["parameters"])}}
+    return {
+        "type": "function",
+        "function": {"name": fn["name"], "description": fn["description"], "parameters": schema(fn["parameters"])},
+    }
 
 
 def gold(truth):
     calls = []
     for item in truth:
-        (name, params), = item.items()
+        ((name, params),) = item.items()
         args = {p: accs[0] for p, accs in params.items() if accs and accs[0] != ""}
         calls.append({"name": name, "arguments": args})
     return calls
@@ -69,8 +71,11 @@ def think(text):
 
 
 def assistant_call(calls, reasoning=None):
-    msg = {"role": "assistant", "content": think(reasoning) if reasoning else "",
-           "tool_calls": [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]}
+    msg = {
+        "role": "assistant",
+        "content": think(reasoning) if reasoning else "",
+        "tool_calls": [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls],
+    }
     return msg
 
 
@@ -86,64 +91,134 @@ def main():
     # 8 single-call rows and 3 parallel-call rows, plain OpenAI-style tools.
     for i in range(8):
         r = simple[f"simple_python_{i}"]
-        rows.append({"conversations": [user(r), assistant_call(gold(truth[r["id"]]["ground_truth"]),
-                                                               "The user wants one computation; call the tool.")],
-                     "tools": [tool(f) for f in r["function"]]})
+        rows.append(
+            {
+                "conversations": [
+                    user(r),
+                    assistant_call(
+                        gold(truth[r["id"]]["ground_truth"]), "The user wants one computation; call the tool."
+                    ),
+                ],
+                "tools": [tool(f) for f in r["function"]],
+            }
+        )
     for i in range(3):
         r = parallel[f"parallel_{i}"]
-        rows.append({"conversations": [user(r), assistant_call(gold(truth[r["id"]]["ground_truth"]),
-                                                               "Two independent requests: two calls.")],
-                     "tools": [tool(f) for f in r["function"]]})
+        rows.append(
+            {
+                "conversations": [
+                    user(r),
+                    assistant_call(gold(truth[r["id"]]["ground_truth"]), "Two independent requests: two calls."),
+                ],
+                "tools": [tool(f) for f in r["function"]],
+            }
+        )
 
     # One two-question conversation, stored as two turn-level rows (same tools, same first user turn).
     a, b = simple["simple_python_8"], simple["simple_python_9"]
     tools_ab = [tool(f) for f in a["function"] + b["function"]]
     system = {"role": "system", "content": "You are a helpful assistant with access to geometry tools."}
     call_a, call_b = gold(truth[a["id"]]["ground_truth"]), gold(truth[b["id"]]["ground_truth"])
-    rows.append({"conversations": [system, user(a), assistant_call(call_a, "Area of a circle: call the tool.")],
-                 "tools": tools_ab})
-    rows.append({"conversations": [
-        system, user(a), assistant_call(call_a),
-        {"role": "tool", "content": {"area": 314.159, "units": "square meters"}},
-        {"role": "assistant", "content": "The area is about 314.16 square meters."},
-        user(b), assistant_call(call_b, "Second circle: call the other tool.")], "tools": tools_ab})
+    rows.append(
+        {
+            "conversations": [system, user(a), assistant_call(call_a, "Area of a circle: call the tool.")],
+            "tools": tools_ab,
+        }
+    )
+    rows.append(
+        {
+            "conversations": [
+                system,
+                user(a),
+                assistant_call(call_a),
+                {"role": "tool", "content": {"area": 314.159, "units": "square meters"}},
+                {"role": "assistant", "content": "The area is about 314.16 square meters."},
+                user(b),
+                assistant_call(call_b, "Second circle: call the other tool."),
+            ],
+            "tools": tools_ab,
+        }
+    )
 
     # Final turn is plain text (a clarification): dropped unless include_text_targets=True.
     r = simple["simple_python_10"]
-    rows.append({"conversations": [user(r), {"role": "assistant", "content": think("Units are ambiguous.")
-                                             + "\n\nWhich unit should I use for the result?"}],
-                 "tools": [tool(f) for f in r["function"]]})
+    rows.append(
+        {
+            "conversations": [
+                user(r),
+                {
+                    "role": "assistant",
+                    "content": think("Units are ambiguous.") + "\n\nWhich unit should I use for the result?",
+                },
+            ],
+            "tools": [tool(f) for f in r["function"]],
+        }
+    )
 
     # Quirk: double-wrapped tool; call arguments given as a JSON string.
     r = simple["simple_python_11"]
     call = gold(truth[r["id"]]["ground_truth"])[0]
-    rows.append({"conversations": [user(r), {"role": "assistant", "content": think("Triangle area."),
-                                             "tool_calls": [{"function": {"name": call["name"],
-                                                                          "arguments": json.dumps(call["arguments"])}}]}],
-                 "tools": [{"type": "function", "function": tool(f)} for f in r["function"]]})
+    rows.append(
+        {
+            "conversations": [
+                user(r),
+                {
+                    "role": "assistant",
+                    "content": think("Triangle area."),
+                    "tool_calls": [{"function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}],
+                },
+            ],
+            "tools": [{"type": "function", "function": tool(f)} for f in r["function"]],
+        }
+    )
 
     # Quirk: legacy flat "arguments" map with Python type names, plus a tool with "parameters": null.
     r = simple["simple_python_12"]
     fn = r["function"][0]
-    flat = {p: {"description": s.get("description", ""),
-                "type": {"integer": "int", "string": "str", "float": "float"}[s["type"]]
-                + ("" if p in fn["parameters"]["required"] else ", optional")}
-            for p, s in fn["parameters"]["properties"].items()}
-    rows.append({"conversations": [user(r), assistant_call(gold(truth[r["id"]]["ground_truth"]), "Circumference.")],
-                 "tools": [{"type": "function", "function": {"name": fn["name"], "description": fn["description"],
-                                                             "arguments": flat}},
-                           {"type": "function", "function": {"name": "get_current_time",
-                                                             "description": "Get the current time",
-                                                             "parameters": None}}]})
+    flat = {
+        p: {
+            "description": s.get("description", ""),
+            "type": {"integer": "int", "string": "str", "float": "float"}[s["type"]]
+            + ("" if p in fn["parameters"]["required"] else ", optional"),
+        }
+        for p, s in fn["parameters"]["properties"].items()
+    }
+    rows.append(
+        {
+            "conversations": [user(r), assistant_call(gold(truth[r["id"]]["ground_truth"]), "Circumference.")],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {"name": fn["name"], "description": fn["description"], "arguments": flat},
+                },
+                {
+                    "type": "function",
+                    "function": {"name": "get_current_time", "description": "Get the current time", "parameters": None},
+                },
+            ],
+        }
+    )
 
     # Quirk: function-level "required", Python-flavoured BFCL types kept as is ("float", "tuple").
     r = simple["simple_python_13"]
     fn = r["function"][0]
     params = {k: v for k, v in fn["parameters"].items() if k != "required"}
-    rows.append({"conversations": [user(r), assistant_call(gold(truth[r["id"]]["ground_truth"]), "Integral.")],
-                 "tools": [{"type": "function", "function": {"name": fn["name"], "description": fn["description"],
-                                                             "parameters": params,
-                                                             "required": fn["parameters"]["required"]}}]})
+    rows.append(
+        {
+            "conversations": [user(r), assistant_call(gold(truth[r["id"]]["ground_truth"]), "Integral.")],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": fn["name"],
+                        "description": fn["description"],
+                        "parameters": params,
+                        "required": fn["parameters"]["required"],
+                    },
+                }
+            ],
+        }
+    )
 
     # Invalid for evaluation: ends with a user turn (skipped by the loader).
     r = simple["simple_python_14"]
