@@ -1,7 +1,7 @@
 """Query a learned artwork through OpenAI-compatible chat engines (the client side).
 
 The artwork is an ordinary PNG: any engine that accepts user images serves it unmodified. Both ways
-below are scored by `art_lib.evaluate.score_completions` (one definition of accuracy for every backend):
+below are scored by `art_lib.scoring.score_completions` (one definition of accuracy for every backend):
 
 * `ChatClient` / `evaluate_server`: a standard-library client for an OpenAI-compatible
   `/v1/chat/completions` endpoint (`vllm serve`, `transformers serve`, `python -m art_lib.serve`).
@@ -28,7 +28,7 @@ from .rewards import completion_text, get_scorer
 from .vllm_compat import VLLM_INSTALL_HINT
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
-    from art_lib.evaluate import EvalResult
+    from art_lib.scoring import EvalResult
 
 __all__ = ["image_data_url", "openai_messages", "ChatClient", "evaluate_server", "evaluate_vllm"]
 
@@ -182,7 +182,7 @@ def _finish_reason(reason: Any) -> str:
 
 def _score(examples: list[dict], outs: list[dict], benchmark: str, scorer: Any, label: str, config: dict) -> EvalResult:
     """Score `{"completion", "completion_tokens", "finish_reason"}` outputs, the last two as extra columns."""
-    from .evaluate import score_completions
+    from .scoring import score_completions
 
     return score_completions(
         examples,

@@ -23,9 +23,10 @@ import torch
 from .checkpoint import Checkpointer, safe_load
 from .controls import evaluate_controls
 from .data import load_benchmark
-from .evaluate import EvalResult, evaluate, score_completions
+from .evaluate import evaluate
 from .models import load_frozen, resolve_device, resolve_dtype
 from .pixel_prompt import PixelPrompt
+from .scoring import EvalResult, score_completions
 from .train import train
 from .transforms import resize_to
 

@@ -65,6 +65,21 @@ class _StraightThroughClamp(torch.autograd.Function):
         return grad
 
 
+def clamp01(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] with a straight-through gradient."""
+    return _StraightThroughClamp.apply(x)
+
+
+def as_batch(pixels: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(3, H, W) -> (1, 3, H, W), True; (B, 3, H, W) -> itself, False."""
+    if not isinstance(pixels, torch.Tensor) or not pixels.is_floating_point() or pixels.ndim not in (3, 4):
+        shape = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
+        raise ValueError(f"pixels must be a float tensor (3, H, W) or (B, 3, H, W), got {shape}")
+    if pixels.shape[-3] != 3:
+        raise ValueError(f"pixels must have 3 channels (RGB) at dim -3, got {tuple(pixels.shape)}")
+    return (pixels.unsqueeze(0), True) if pixels.ndim == 3 else (pixels, False)
+
+
 def _parse_size(size: SizeLike) -> tuple[int, int]:
     """int -> (size, size); (H, W) -> (H, W); both must be positive ints."""
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
@@ -346,7 +361,7 @@ class PixelPrompt(nn.Module):
 
     def pixels(self) -> torch.Tensor:
         """(3, H, W) float32 in [0, 1]: clamp forward, straight-through (identity) backward."""
-        return _StraightThroughClamp.apply(self.raw)
+        return clamp01(self.raw)
 
     def forward(self) -> torch.Tensor:
         """Same as pixels()."""

@@ -27,13 +27,7 @@ from typing import Any
 
 import torch
 
-__all__ = [
-    "preprocess_image",
-    "valid_size",
-    "nearest_valid_sizes",
-    "patch_geometry",
-    "num_visual_tokens",
-]
+__all__ = ["preprocess_image", "valid_size", "nearest_valid_sizes", "patch_geometry", "num_visual_tokens"]
 
 
 def _image_processor(processor: Any) -> Any:

@@ -2,7 +2,7 @@
 
 A benchmark is one `Benchmark` object: how to load its examples, how much a model may generate for it,
 what an SFT target looks like, how a completion is parsed and scored. `data.load_benchmark`,
-`rewards.get_scorer`, `evaluate.parse_prediction` and the trainer all look names up here, so a user
+`rewards.get_scorer`, `scoring.parse_prediction` and the trainer all look names up here, so a user
 benchmark registered with `register_benchmark` works everywhere a built-in one does.
 
 A model-name scheme maps names such as `"<scheme>:<spec>"` to a loadable checkpoint folder

@@ -223,11 +223,7 @@ class _Engine:
             raise _BadRequest("'chat_template_kwargs' must be an object")
         try:
             text = self.processor.apply_chat_template(
-                messages,
-                tools=body.get("tools") or None,
-                add_generation_prompt=True,
-                tokenize=False,
-                **template_kwargs,
+                messages, tools=body.get("tools") or None, add_generation_prompt=True, tokenize=False, **template_kwargs
             )
         except Exception as err:  # noqa: BLE001 - template errors are the request's fault
             raise _BadRequest(f"chat template failed: {err}") from err

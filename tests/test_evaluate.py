@@ -12,15 +12,10 @@ from PIL import Image
 
 from art_lib.controls import control_images, evaluate_controls, random_token_text
 from art_lib.data import load_benchmark
-from art_lib.evaluate import (
-    EvalResult,
-    evaluate,
-    score_completions,
-    visual_token_count,
-    wilson_interval,
-)
+from art_lib.evaluate import evaluate, visual_token_count
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
+from art_lib.scoring import EvalResult, score_completions, wilson_interval
 
 DATA = Path(__file__).parent / "data"
 SIZE = 64  # the processor's min_pixels lifts it to 256x256 = 64 visual tokens; kept small on disk

@@ -14,7 +14,7 @@ import yaml
 from jupytext.cli import jupytext as jupytext_cli
 from jupytext.config import load_jupytext_config
 
-from art_lib.reproduce import notebook_parameters
+from art_lib.plan import notebook_parameters
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NB.glob("*.ipynb"))

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from art_lib import reproduce
+from art_lib import plan, reproduce
 from art_lib.experiments import tidy
 
 
@@ -28,7 +28,7 @@ def _outputs(nb_path) -> str:
 def test_every_notebook_passes_with_its_paper_yaml_on_the_standin(dry_run):
     root, failed = dry_run
     assert failed == 0
-    stems = [nb.stem for nb in reproduce.notebooks()]
+    stems = [nb.stem for nb in plan.notebooks()]
     for stem in stems:
         folder = root / f"{stem}.dry-run"
         table = pd.read_csv(folder / "table.csv")

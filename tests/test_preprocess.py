@@ -10,13 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from art_lib.preprocess import (
-    nearest_valid_sizes,
-    num_visual_tokens,
-    patch_geometry,
-    preprocess_image,
-    valid_size,
-)
+from art_lib.preprocess import nearest_valid_sizes, num_visual_tokens, patch_geometry, preprocess_image, valid_size
 
 QWEN3_5_DIR = Path(__file__).parent / "data" / "qwen3_5_0.8B"  # byte copy of Qwen3.5-0.8B's preprocessor_config.json
 

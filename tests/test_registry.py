@@ -6,8 +6,8 @@ import pytest
 
 from art_lib import registry
 from art_lib.data import load_benchmark
-from art_lib.evaluate import parse_prediction, score_completions
 from art_lib.rewards import get_scorer
+from art_lib.scoring import parse_prediction, score_completions
 
 
 @pytest.fixture(autouse=True)

@@ -5,17 +5,17 @@ import json
 import pytest
 import torch
 
-from art_lib import reproduce
+from art_lib import plan, reproduce
 from art_lib.experiments import arm_checkpoints, config_hash, resolve_runtime, run_arm
 from art_lib.transforms import resize_to
 
-PAPER = sorted((reproduce.ROOT / "notebooks" / "params").glob("*.paper.yaml"))
+PAPER = sorted((plan.ROOT / "notebooks" / "params").glob("*.paper.yaml"))
 
 
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.name)
 def test_plan_runs_on_every_paper_yaml_without_loading_a_model(path):
     stem = path.name.split(".")[0]
-    df = reproduce.plan("paper", only=[stem])
+    df = plan.plan("paper", only=[stem])
     assert len(df) and (df.notebook == stem).all()
     assert (df.gpu_hours > 0).all() and (df.peak_gpu_gb > 1).all() and (df.generated_tokens > 0).all()
     trained = df[df.steps > 0]
@@ -23,7 +23,7 @@ def test_plan_runs_on_every_paper_yaml_without_loading_a_model(path):
 
 
 def test_plan_counts_follow_the_parameters():
-    df = reproduce.plan("paper", only=["tab2_art_vs_lora"])
+    df = plan.plan("paper", only=["tab2_art_vs_lora"])
     rl = df[df.objective == "dapo"]
     assert len(rl) == 6 and (rl.generations == 8).all() and (rl.budget == 512).all()
     # rollouts: steps x prompts x generations x budget, plus greedy evaluation of the test split
@@ -33,7 +33,7 @@ def test_plan_counts_follow_the_parameters():
 
 
 def test_plan_memory_shrinks_with_micro_batches_and_checkpointing():
-    arm = reproduce.plan_arms(
+    arm = plan.plan_arms(
         "00_quickstart",
         {
             "model": "Qwen/Qwen3.5-0.8B",
@@ -45,10 +45,10 @@ def test_plan_memory_shrinks_with_micro_batches_and_checkpointing():
             "num_generations": 8,
         },
     )[0]
-    tp = reproduce.Throughput()
-    whole = reproduce.peak_memory_gb(arm, {}, tp)
-    micro = reproduce.peak_memory_gb(arm, {"micro_batch_size": 8}, tp)
-    ckpt = reproduce.peak_memory_gb(arm, {"micro_batch_size": 8, "gradient_checkpointing": True}, tp)
+    tp = plan.Throughput()
+    whole = plan.peak_memory_gb(arm, {}, tp)
+    micro = plan.peak_memory_gb(arm, {"micro_batch_size": 8}, tp)
+    ckpt = plan.peak_memory_gb(arm, {"micro_batch_size": 8, "gradient_checkpointing": True}, tp)
     assert whole > micro > ckpt > 2 * 0.85  # at least the bfloat16 weights of 0.85B parameters
 
 

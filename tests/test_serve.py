@@ -23,10 +23,11 @@ import torch
 
 from art_lib.client import ChatClient, evaluate_server, evaluate_vllm, image_data_url, openai_messages
 from art_lib.data import load_benchmark
-from art_lib.evaluate import EvalResult, evaluate, score_completions
+from art_lib.evaluate import evaluate
 from art_lib.models import save_checkpoint, tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.rewards import completion_text
+from art_lib.scoring import EvalResult, score_completions
 from art_lib.serve import ServerLimits, make_server
 from art_lib.vllm_compat import VLLM_INSTALL_HINT
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from skimage.metrics import structural_similarity
 
+from art_lib.jpeg import block_dct, block_idct, jpeg_like, jpeg_quant_tables
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.style import (
     box_mask,
@@ -23,17 +24,7 @@ from art_lib.style import (
     style_loss,
     total_variation,
 )
-from art_lib.transforms import (
-    TRANSFORMS,
-    RandomEOT,
-    block_dct,
-    block_idct,
-    color_jitter,
-    jpeg_like,
-    jpeg_quant_tables,
-    random_shift,
-    resize_roundtrip,
-)
+from art_lib.transforms import TRANSFORMS, RandomEOT, color_jitter, random_shift, resize_roundtrip
 
 DATA = Path(__file__).parent / "data"
 

@@ -263,10 +263,7 @@ def _gsm8k_final(solution: str) -> str:
 
 
 def load_gsm8k(
-    source: str | os.PathLike = "openai/gsm8k",
-    split: str = "test",
-    limit: int | None = None,
-    seed: int | None = None,
+    source: str | os.PathLike = "openai/gsm8k", split: str = "test", limit: int | None = None, seed: int | None = None
 ) -> list[Example]:
     """GSM8K from the official `train.jsonl`/`test.jsonl` (a file, or a folder
     holding `<split>.jsonl`) or from the hub (`openai/gsm8k`, config `main`).
@@ -325,10 +322,7 @@ def _svamp_split_ids(ids_in_file_order: list[str], split_file: Path | None) -> d
 
 
 def load_svamp(
-    source: str | os.PathLike = "ChilleD/SVAMP",
-    split: str = "test",
-    limit: int | None = None,
-    seed: int | None = None,
+    source: str | os.PathLike = "ChilleD/SVAMP", split: str = "test", limit: int | None = None, seed: int | None = None
 ) -> list[Example]:
     """SVAMP from the original `SVAMP.json` (file or folder) or the hub (`ChilleD/SVAMP`).
 

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from .tool_calls import parse_tool_calls, schema_type, tool_param_schemas
+from .tool_calls import normalize_tool, parse_tool_calls, schema_type, tool_param_schemas
 
 __all__ = ["standardize_string", "score_tool_call"]
 
@@ -180,10 +180,7 @@ def _expected_from_answer(answer_json: Any) -> list[tuple[str, dict]]:
 
 
 def score_tool_call(
-    completion: Any,
-    answer_json: Any,
-    possible_answers: list | None = None,
-    tools: Any = None,
+    completion: Any, answer_json: Any, possible_answers: list | None = None, tools: Any = None
 ) -> float:
     """1.0 if the completion's tool calls match the gold, else 0.0.
 
@@ -245,3 +242,62 @@ def _one_call(item: Any) -> tuple[str, dict]:
     if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), dict)):
         raise ValueError(f"a BFCL possible answer must be {{function: {{param: [values]}}}}, got {item!r}")
     return next(iter(item.items()))
+
+
+# BFCL gold answers: its possible-answer lists -> one gold call list (for SFT targets)
+
+
+def bfcl_function_to_tool(fn: dict) -> dict:
+    """One BFCL function doc -> JSON-schema tool dict (`dict` -> `object`,
+    `float` -> `number`, `tuple` -> `array`, `any` -> untyped; BFCL's
+    non-standard `optional` flag dropped)."""
+    tool = normalize_tool(fn)
+    if tool is None:
+        raise ValueError(f"BFCL function without a name: {fn!r}")
+    return tool
+
+
+def _first_acceptable(values: list, schema: dict | None, required: bool) -> tuple[bool, Any]:
+    """(present?, value) for the first acceptable value of a BFCL possible-answer list."""
+    non_empty = [v for v in values if not (isinstance(v, str) and v == "")]
+    if not values or (values[0] == "" and not required) or not non_empty:
+        return False, None
+    value = values[0] if values[0] != "" else non_empty[0]
+    ptype = (schema or {}).get("type")
+    item_type = ((schema or {}).get("items") or {}).get("type")
+    if ptype == "dict" and isinstance(value, dict):
+        value = _render_possible_dict(value)
+    elif ptype == "array" and item_type == "dict" and isinstance(value, list):
+        value = [_render_possible_dict(v) if isinstance(v, dict) else v for v in value]
+    return True, value
+
+
+def _render_possible_dict(possible: dict) -> dict:
+    out = {}
+    for key, accs in possible.items():
+        if isinstance(accs, list):
+            present, value = _first_acceptable(accs, None, required=False)
+            if present:
+                out[key] = value
+        else:
+            out[key] = accs
+    return out
+
+
+def bfcl_gold_calls(ground_truth: list, functions: list) -> list[dict]:
+    """BFCL possible answers -> one gold call list `[{"name", "arguments"}]`,
+    taking each parameter's first acceptable value (`""` first = omitted,
+    unless the parameter is required)."""
+    docs = {f["name"]: f for f in functions}
+    calls = []
+    for item in ground_truth:
+        ((name, params),) = item.items()
+        doc = docs.get(name, {}).get("parameters", {})
+        props, required = doc.get("properties", {}), set(doc.get("required", []))
+        args = {}
+        for pname, accs in params.items():
+            present, value = _first_acceptable(accs, props.get(pname), pname in required)
+            if present:
+                args[pname] = value
+        calls.append({"name": name, "arguments": args})
+    return calls
