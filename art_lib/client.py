@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .rewards import completion_text, get_scorer
+from .scoring import score_outputs
 from .vllm_compat import VLLM_INSTALL_HINT
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
@@ -180,24 +181,6 @@ def _finish_reason(reason: Any) -> str:
     return str(reason) if reason is not None else "stop"
 
 
-def _score(examples: list[dict], outs: list[dict], benchmark: str, scorer: Any, label: str, config: dict) -> EvalResult:
-    """Score `{"completion", "completion_tokens", "finish_reason"}` outputs, the last two as extra columns."""
-    from .scoring import score_completions
-
-    return score_completions(
-        examples,
-        [o["completion"] for o in outs],
-        benchmark,
-        scorer=scorer,
-        label=label,
-        config=config,
-        extra={
-            "completion_tokens": [o["completion_tokens"] for o in outs],
-            "finish_reason": [o["finish_reason"] for o in outs],
-        },
-    )
-
-
 def evaluate_server(
     client: ChatClient,
     examples: Sequence[dict],
@@ -257,7 +240,7 @@ def evaluate_server(
         "temperature": temperature,
         "enable_thinking": enable_thinking,
     }
-    return _score(examples, outs, benchmark, scorer, label, config)
+    return score_outputs(examples, outs, benchmark, scorer=scorer, label=label, config=config)
 
 
 # --------------------------------------------------------------------------- #
@@ -327,4 +310,4 @@ def evaluate_vllm(
         "temperature": temperature,
         "enable_thinking": enable_thinking,
     }
-    return _score(examples, outs, benchmark, scorer, label, config)
+    return score_outputs(examples, outs, benchmark, scorer=scorer, label=label, config=config)

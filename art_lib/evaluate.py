@@ -21,7 +21,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Union
 
 from .prompting import eos_token_ids, example_text, vision_token_ids
-from .scoring import EvalResult, score_completions
+from .scoring import EvalResult, score_completions, score_outputs
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     from PIL import Image
@@ -326,18 +326,7 @@ def evaluate(
     }
     if not greedy:
         config.update(temperature=temperature, top_p=top_p, seed=seed)
-    return score_completions(
-        examples,
-        [o["completion"] for o in outs],
-        benchmark,
-        scorer=scorer,
-        label=label,
-        config=config,
-        extra={
-            "completion_tokens": [o["completion_tokens"] for o in outs],
-            "finish_reason": [o["finish_reason"] for o in outs],
-        },
-    )
+    return score_outputs(examples, outs, benchmark, scorer=scorer, label=label, config=config)
 
 
 def evaluate_with_engine(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["EvalResult", "wilson_interval", "parse_prediction", "score_completions"]
+__all__ = ["EvalResult", "wilson_interval", "parse_prediction", "score_completions", "score_outputs"]
 
 # --------------------------------------------------------------------------- #
 # Statistics
@@ -130,4 +130,28 @@ def score_completions(
         benchmark=benchmark,
         label=label,
         config=dict(config or {}),
+    )
+
+
+def score_outputs(
+    examples: Sequence[dict],
+    outs: Sequence[dict],
+    benchmark: str,
+    *,
+    scorer: Callable | None = None,
+    label: str = "",
+    config: dict | None = None,
+) -> EvalResult:
+    """Score engine outputs `{"completion", "completion_tokens", "finish_reason"}`, the last two as columns."""
+    return score_completions(
+        examples,
+        [o["completion"] for o in outs],
+        benchmark,
+        scorer=scorer,
+        label=label,
+        config=config,
+        extra={
+            "completion_tokens": [o["completion_tokens"] for o in outs],
+            "finish_reason": [o["finish_reason"] for o in outs],
+        },
     )
