@@ -11,7 +11,7 @@ from pathlib import Path
 from .benchmarks import evaluate_toy
 from .checkpoints import shipped_names, toy_checkpoint, toy_info
 from .pretrain import pretrain_toy_model
-from .recipe import DEFAULT_SIZE, default_seed, parse_spec
+from .recipe import DEFAULT_SIZE, parse_spec
 
 
 def _summary(path: Path) -> dict:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pretrain", help="pretrain a toy model from scratch into a folder")
     p.add_argument("--name", default=DEFAULT_SIZE, help="toy name: a size (small, base, large, xl) or size-texture")
     p.add_argument("--out-dir", required=True, help="checkpoint folder to write")
-    p.add_argument("--seed", type=int, default=None, help="default: the shipped checkpoint's (recipe.SEEDS)")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     p.add_argument("--threads", type=int, default=None, help="default: the recipe's (1)")
     p.add_argument("--eval", action="store_true", help="then print the greedy accuracies per task and cue")
@@ -69,12 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "pretrain":
         size, pictures = parse_spec(args.name)
         path = pretrain_toy_model(
-            size,
-            default_seed(args.name) if args.seed is None else args.seed,
-            args.steps,
-            out_dir=args.out_dir,
-            threads=args.threads,
-            pictures=pictures,
+            size, args.seed, args.steps, out_dir=args.out_dir, threads=args.threads, pictures=pictures
         )
         print(json.dumps(_summary(path)))
         print(path)

@@ -84,17 +84,7 @@ RECIPE_VERSION = 2
 TRAIN = dict(
     batch_size=64, lr=3e-3, min_lr_ratio=0.1, warmup_steps=100, weight_decay=0.0, betas=(0.9, 0.98), grad_clip=1.0
 )
-# Steps per toy name (same data stream for every size; a longer run only sees more of it). `base` runs 2,000:
-# at 1,200 it answered `mul` from the instruction at 87.5% only; `base-texture` keeps the 1,200 it shipped with.
-STEPS = {"small": 1200, "base": 2000, "base-texture": 1200, "large": 1200, "xl": 1200}
-# Pretraining seed per toy name (0 unless listed). `base` ships seed 1: with seed 0 at 2,000 steps the frozen
-# model answered every cue at 100% but an artwork trained from the seed icon reached only 0.775 on toy_add.
-SEEDS = {"base": 1}
-
-
-def default_seed(name: str) -> int:
-    """The seed the shipped checkpoint of toy model `name` was pretrained with."""
-    return SEEDS.get(name, 0)
+STEPS = {"small": 1200, "base": 1200, "large": 1200, "xl": 1200}  # same data stream for every size
 
 
 # The toy checkpoint's image processor: Qwen3.5's, with min_pixels lowered from 65536 (256x256) to
@@ -163,7 +153,7 @@ def recipe(size: str = DEFAULT_SIZE, steps: int | None = None, pictures: str = "
     # The default glyph pictures add no key (as in the recipes from before picture kinds existed).
     extra = {} if pictures == "glyph" else {"pictures": pictures}
     if steps is None:
-        steps = STEPS.get(toy_name(size, pictures), STEPS[size])
+        steps = STEPS[size]
     return {
         **extra,
         "version": RECIPE_VERSION,
