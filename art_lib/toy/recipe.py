@@ -14,68 +14,34 @@ from . import tasks as T
 # Linear-attention (Gated DeltaNet) heads are 64 wide in every size: vLLM's CPU kernel accepts 64 or 128
 # only; full-attention heads are 32 wide (served by vLLM CPU as they are). Sizes differ in width, number
 # of heads and vision depth, so the model-size table keeps its spread.
+# fmt: off
 SIZES = {
     "small": dict(
-        text=dict(
-            hidden_size=48,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=32,
-            linear_num_key_heads=1,
-            linear_num_value_heads=1,
-            linear_key_head_dim=64,
-            linear_value_head_dim=64,
-        ),
+        text=dict(hidden_size=48, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=32, linear_num_key_heads=1, linear_num_value_heads=1,
+                  linear_key_head_dim=64, linear_value_head_dim=64),
         vision=dict(depth=1, hidden_size=48, intermediate_size=96, num_heads=2),
     ),
     "base": dict(
-        text=dict(
-            hidden_size=64,
-            intermediate_size=192,
-            num_hidden_layers=4,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=32,
-            linear_num_key_heads=1,
-            linear_num_value_heads=1,
-            linear_key_head_dim=64,
-            linear_value_head_dim=64,
-        ),
+        text=dict(hidden_size=64, intermediate_size=192, num_hidden_layers=4, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=32, linear_num_key_heads=1, linear_num_value_heads=1,
+                  linear_key_head_dim=64, linear_value_head_dim=64),
         vision=dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2),
     ),
     "large": dict(
-        text=dict(
-            hidden_size=128,
-            intermediate_size=384,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=32,
-            linear_num_key_heads=2,
-            linear_num_value_heads=2,
-            linear_key_head_dim=64,
-            linear_value_head_dim=64,
-        ),
+        text=dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=32, linear_num_key_heads=2, linear_num_value_heads=2,
+                  linear_key_head_dim=64, linear_value_head_dim=64),
         vision=dict(depth=2, hidden_size=96, intermediate_size=192, num_heads=2),
     ),
     "xl": dict(
-        text=dict(
-            hidden_size=192,
-            intermediate_size=576,
-            num_hidden_layers=8,
-            num_attention_heads=6,
-            num_key_value_heads=2,
-            head_dim=32,
-            linear_num_key_heads=3,
-            linear_num_value_heads=3,
-            linear_key_head_dim=64,
-            linear_value_head_dim=64,
-        ),
+        text=dict(hidden_size=192, intermediate_size=576, num_hidden_layers=8, num_attention_heads=6,
+                  num_key_value_heads=2, head_dim=32, linear_num_key_heads=3, linear_num_value_heads=3,
+                  linear_key_head_dim=64, linear_value_head_dim=64),
         vision=dict(depth=3, hidden_size=128, intermediate_size=256, num_heads=4),
     ),
 }
+# fmt: on
 DEFAULT_SIZE = "base"
 PRETRAIN_THREADS = 1  # torch CPU threads used for pretraining (part of what makes it reproducible)
 
