@@ -9,12 +9,11 @@ B copies through the vision tower instead, the path the official processor produ
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.utils.checkpoint
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from .prefix import PREFIX_SCOPE, Prefix, batch_prefix, prompt_starts, shared_prefix_hidden, shared_prefix_length
 from .prompting import Batch
 
 
@@ -123,18 +122,25 @@ def completion_hidden(
     *,
     naive: bool = False,
     image_embeds: torch.Tensor | None = None,
-    shared_prefix: bool = False,
+    shared_prefix: bool | Prefix = False,
 ) -> torch.Tensor:
     """Hidden states (B, C, D) that predict the completion tokens (position t predicts token t + 1).
 
     `shared_prefix=True` runs the prompt tokens every row shares once and continues each row from
-    their cache (`shared_prefix_hidden`); it falls back to the full batch where that cannot apply.
+    their cache (`prefix.shared_prefix_hidden`); a `Prefix` (from `shared_batch_prefix` over a larger
+    batch holding these rows) is continued instead of run again. Where nothing can be shared (no
+    image, or the image among the rows' own tokens), the full batch runs.
     """
     P, C = batch.prompt_length, batch.completion_ids.shape[1]
-    if shared_prefix and not naive and image is not None:
+    if shared_prefix is not False and not naive and image is not None:
         S = shared_prefix_length(batch)
         if S > 0:
-            return shared_prefix_hidden(model, batch, S, image, image_embeds)
+            if image_embeds is None:
+                image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
+            base = shared_prefix if isinstance(shared_prefix, Prefix) else None
+            return shared_prefix_hidden(
+                _lm_parts(model)[0], batch, S, image["image_grid_thw"], image_embeds, prefix=base
+            )
     hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
     return hidden[:, P - 1 : P + C - 1]
 
@@ -148,7 +154,7 @@ def completion_logprobs(
     image_embeds: torch.Tensor | None = None,
     temperature: float = 1.0,
     micro_batch_size: int | None = None,
-    shared_prefix: bool = False,
+    shared_prefix: bool | Prefix = False,
 ) -> torch.Tensor:
     """Per-token log-probabilities (B, C) of the completion tokens under the frozen model + artwork; 0 on padding.
 
@@ -187,7 +193,7 @@ def sft_nll(
     image: dict | None = None,
     *,
     image_embeds: torch.Tensor | None = None,
-    shared_prefix: bool = False,
+    shared_prefix: bool | Prefix = False,
 ) -> torch.Tensor:
     """The SFT loss of a batch before normalising: summed NLL of its completion tokens (scalar, with grad).
 
@@ -195,140 +201,6 @@ def sft_nll(
     """
     logps = completion_logprobs(model, batch, image, image_embeds=image_embeds, shared_prefix=shared_prefix)
     return -(logps * batch.completion_mask).sum()
-
-
-# --- shared prefix: the tokens every row starts with run once, their cache is broadcast to the rows ---
-
-
-def _prompt_starts(batch: Batch) -> torch.Tensor:
-    """Column (B,) where each left-padded prompt starts."""
-    return batch.prompt_length - batch.attention_mask[:, : batch.prompt_length].sum(1)
-
-
-def shared_prefix_length(batch: Batch) -> int:
-    """Tokens S every row's prompt starts with, keeping >= 1 own prompt token per row and the image whole.
-
-    The row's last prompt token must stay in its suffix: its hidden state predicts the first completion
-    token. 0 when the image is not entirely inside the shared part (then nothing is shared).
-    """
-    starts = _prompt_starts(batch)
-    n = int((batch.prompt_length - starts).min()) - 1
-    if n <= 0:
-        return 0
-    rows = torch.stack([batch.input_ids[i, int(s) : int(s) + n] for i, s in enumerate(starts)])
-    same = (rows == rows[:1]).all(0)
-    S = n if bool(same.all()) else int((~same).int().argmax())
-    s0 = int(starts[0])
-    prompt_mm = batch.mm_token_type_ids[0, s0 : batch.prompt_length]
-    if bool(prompt_mm[S:].any()) or not bool(prompt_mm[:S].any()):
-        return 0  # the image (or part of it) lies in the rows' own tokens, or there is no image to share
-    return S
-
-
-def _read_only_broadcast(cache, B: int) -> None:
-    """Expand a 1-row cache to B rows (views) and make it read-only: updates return prefix + new, store nothing.
-
-    Nothing is stored, so a layer recomputed in backward (gradient checkpointing) reads the same states.
-    """
-    from transformers.cache_utils import LinearAttentionCacheLayerMixin
-
-    def rows(x: torch.Tensor) -> torch.Tensor:
-        return x.expand(B, *x.shape[1:])
-
-    for layer in cache.layers:
-        if getattr(layer, "keys", None) is not None and layer.keys.numel():
-            layer.keys, layer.values = keys, values = rows(layer.keys), rows(layer.values)
-            layer.update = lambda k, v, *a, _k=keys, _v=values, **kw: (torch.cat([_k, k], -2), torch.cat([_v, v], -2))
-        if isinstance(layer, LinearAttentionCacheLayerMixin):
-            layer.conv_states = {i: None if c is None else rows(c) for i, c in layer.conv_states.items()}
-            layer.recurrent_states = {i: None if r is None else rows(r) for i, r in layer.recurrent_states.items()}
-            layer.update_conv_state = lambda new, state_idx=0, *a, _c=layer.conv_states, **kw: torch.cat(
-                [_c[state_idx], new], -1
-            )
-            layer.update_recurrent_state = lambda r, *a, **kw: r
-
-
-@contextlib.contextmanager
-def _layer_flags(model, **flags):
-    """Set attributes on the language model's decoder layers for the block, then restore them."""
-    layers = list(_lm_parts(model)[0].language_model.layers)
-    saved = [{k: mod.__dict__[k] for k in flags if k in mod.__dict__} for mod in layers]
-    for mod in layers:
-        for k, v in flags.items():
-            setattr(mod, k, v)
-    try:
-        yield
-    finally:
-        for mod, old in zip(layers, saved):
-            for k in flags:
-                if k in old:
-                    setattr(mod, k, old[k])
-                else:
-                    delattr(mod, k)
-
-
-def shared_prefix_hidden(
-    model, batch: Batch, S: int, image: dict, image_embeds: torch.Tensor | None = None
-) -> torch.Tensor:
-    """`completion_hidden` with the first S prompt tokens (the same in every row, image included) run once.
-
-    Each row becomes [prefix | own prompt tokens | completion | right pads]: right padding after the
-    shared prefix keeps the prefix at the same positions in every row, and pads after a row's tokens
-    change nothing for them (causal attention; the linear-attention layers zero padded inputs). The
-    M-RoPE positions are those of the unpadded row, as in the left-padded batch. Differentiable: the
-    prefix's keys/values and recurrent/conv states carry gradients back to the image embeddings.
-    """
-    from transformers.cache_utils import DynamicCache
-
-    decoder, _ = _lm_parts(model)
-    B, P, C = len(batch), batch.prompt_length, batch.completion_ids.shape[1]
-    if image_embeds is None:
-        image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
-    starts = _prompt_starts(batch).tolist()
-    n_comp = batch.completion_mask.sum(1).tolist()
-    own = [
-        torch.cat([batch.input_ids[i, s + S : P], batch.input_ids[i, P : P + n_comp[i]]]) for i, s in enumerate(starts)
-    ]
-    L = max(len(o) for o in own)
-    suffix = batch.input_ids.new_zeros(B, L)
-    suffix_mask = batch.attention_mask.new_zeros(B, L)
-    for i, o in enumerate(own):
-        suffix[i, : len(o)], suffix_mask[i, : len(o)] = o, 1
-    prefix = batch.input_ids[0, starts[0] : starts[0] + S]
-    prefix_mm = batch.mm_token_type_ids[0, starts[0] : starts[0] + S]
-    ids = torch.cat([prefix.expand(B, S), suffix], 1)
-    mask = torch.cat([torch.ones_like(suffix_mask[:, :1]).expand(B, S), suffix_mask], 1)
-    mm = torch.cat([prefix_mm.expand(B, S), torch.zeros_like(suffix)], 1)
-    grid = image["image_grid_thw"]
-    positions, _ = decoder.get_rope_index(
-        ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3), attention_mask=mask
-    )
-    cache = DynamicCache(config=decoder.config.get_text_config())
-    encoded = BaseModelOutputWithPooling(pooler_output=(image_embeds,))
-    with _layer_flags(model, gradient_checkpointing=False):  # the prefix writes the cache: one row, not recomputed
-        decoder(
-            input_ids=prefix[None],
-            mm_token_type_ids=prefix_mm[None],
-            image_grid_thw=grid,
-            mm_encoder_outputs={"image": encoded},
-            position_ids=positions[:, :1, :S],
-            past_key_values=cache,
-            use_cache=True,
-        )
-    _read_only_broadcast(cache, B)
-    with _layer_flags(model, _can_checkpoint_with_cache=True):  # rows only read the cache: recompute is safe
-        hidden = decoder(
-            input_ids=suffix,
-            attention_mask=mask,
-            mm_token_type_ids=torch.zeros_like(suffix),
-            position_ids=positions[:, :, S:],
-            past_key_values=cache,
-            use_cache=True,
-        ).last_hidden_state
-    # Completion token j of row i is predicted at suffix index (own prompt length - 1 + j).
-    first = torch.tensor([P - s - S - 1 for s in starts], device=hidden.device)
-    index = (first[:, None] + torch.arange(C, device=hidden.device)[None]).clamp(max=L - 1)
-    return hidden.gather(1, index[:, :, None].expand(B, C, hidden.shape[-1]))
 
 
 @torch.no_grad()
@@ -357,19 +229,20 @@ def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor
     positions, deltas = decoder.get_rope_index(
         ids, mm_token_type_ids=mm, image_grid_thw=grid.expand(B, 3), attention_mask=mask
     )
-    starts = _prompt_starts(batch).tolist()
+    starts = prompt_starts(batch).tolist()
     s0 = starts[0]
     config = decoder.config.get_text_config()
-    shared = DynamicCache(config=config)
-    decoder(
-        input_ids=ids[:1, s0 : s0 + S],
-        mm_token_type_ids=mm[:1, s0 : s0 + S],
-        image_grid_thw=grid,
-        mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=(image_embeds,))},
-        position_ids=positions[:, :1, s0 : s0 + S],
-        past_key_values=shared,
-        use_cache=True,
-    )
+    with torch.profiler.record_function(PREFIX_SCOPE):
+        shared = DynamicCache(config=config)
+        decoder(
+            input_ids=ids[:1, s0 : s0 + S],
+            mm_token_type_ids=mm[:1, s0 : s0 + S],
+            image_grid_thw=grid,
+            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=(image_embeds,))},
+            position_ids=positions[:, :1, s0 : s0 + S],
+            past_key_values=shared,
+            use_cache=True,
+        )
     caches = []
     for b, s in enumerate(starts):
         cache = copy.deepcopy(shared)
@@ -400,3 +273,19 @@ def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor
 def _left_pad(x: torch.Tensor, length: int) -> torch.Tensor:
     """(1, H, n, D) keys or values placed at the right end of `length` columns (the padding is masked out)."""
     return torch.nn.functional.pad(x, (0, 0, length - x.shape[-2], 0))
+
+
+def shared_batch_prefix(
+    model, batch: Batch, image: dict | None, image_embeds: torch.Tensor | None = None
+) -> Prefix | None:
+    """The prompt tokens every row of `batch` shares, run once (None if none): pass it as `shared_prefix=`.
+
+    A training step runs it once and hands `Prefix.leaf()` to each micro-batch's `completion_logprobs`,
+    then `Prefix.backward(leaf)` once (see `steps.py`); each micro-batch continues it with the tokens
+    its own rows share (e.g. one prompt's G samples).
+    """
+    if image is None:
+        return None
+    if image_embeds is None:
+        image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
+    return batch_prefix(_lm_parts(model)[0], batch, image["image_grid_thw"], image_embeds)

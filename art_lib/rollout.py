@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .forward import completion_logprobs, prefilled_cache
+from .forward import completion_logprobs, prefilled_cache, shared_batch_prefix
 from .preprocess import image_tokens
 from .prompting import Batch, encode, eos_token_ids, pad_batch, vision_token_ids
 
@@ -86,6 +86,8 @@ def generate_rollouts(
     rows = [ex for ex in examples for _ in range(num_generations)]
     old = None
     if compute_logprobs:
+        if shared_prefix and image is not None:  # the tokens all rows share run once for every micro-batch
+            shared_prefix = shared_batch_prefix(model, batch, image, image_embeds) or shared_prefix
         old = completion_logprobs(
             model,
             batch,

@@ -14,7 +14,7 @@ import torch
 
 from . import losses
 from .config import TrainConfig
-from .forward import completion_logprobs, sft_nll
+from .forward import completion_logprobs, sft_nll, shared_batch_prefix
 from .models import gradient_checkpointing
 from .preprocess import image_tokens
 from .prompting import encode, pad_batch
@@ -51,6 +51,18 @@ def _backward_shared(embeds: torch.Tensor | None, leaf: torch.Tensor | None) -> 
         embeds.backward(leaf.grad)
 
 
+def _step_prefix(model, batch, image, leaf, c: TrainConfig):
+    """With `c.shared_prefix`: the tokens all the step's rows share, run once, and the leaf micro-batches use.
+
+    Returns (prefix, what to pass as `shared_prefix=`); `prefix.backward(leaf)` after the micro-batches
+    sends their accumulated gradient through the prefix pass once (into the image leaf's `.grad`).
+    """
+    prefix = shared_batch_prefix(model, batch, image, leaf) if c.shared_prefix else None
+    if prefix is None:
+        return None, c.shared_prefix
+    return prefix, prefix.leaf()
+
+
 def _row_chunks(n: int, size: int | None) -> list[tuple[int, int]]:
     size = size or n
     return [(i, min(i + size, n)) for i in range(0, n, size)]
@@ -73,13 +85,16 @@ def sft_step(
         world = accelerator.num_processes
     norm = tokens.clamp(min=1).to(batch.input_ids.device) / world
     leaf, total = _shared_leaf(embeds), 0.0
+    prefix, shared = _step_prefix(model, batch, image, leaf, c)
     for a, b in _row_chunks(len(batch), c.micro_batch_size):
         sub = batch.rows(a, b)
         with gradient_checkpointing(model, c.gradient_checkpointing):
-            part = sft_nll(model, sub, image, image_embeds=leaf, shared_prefix=c.shared_prefix) / norm
+            part = sft_nll(model, sub, image, image_embeds=leaf, shared_prefix=shared) / norm
         if part.requires_grad:  # a micro-batch without completion tokens has no graph
             (part * scale).backward()
         total += float(part.detach())
+    if prefix is not None:
+        prefix.backward(shared)
     _backward_shared(embeds, leaf)
     return {"loss": total, "tokens": float(local)}
 
@@ -169,11 +184,12 @@ def rl_step(
         with torch.no_grad():
             ref_model, ref_image, ref_embeds = m.reference()
     leaf, loss_sum, metrics = _shared_leaf(embeds), 0.0, {}
+    prefix, shared = _step_prefix(model, batch, image, leaf, c)
     for a, b in _row_chunks(len(batch), c.micro_batch_size):
         sub = batch.rows(a, b)
         with gradient_checkpointing(model, c.gradient_checkpointing):
             logps = completion_logprobs(
-                model, sub, image, image_embeds=leaf, temperature=c.temperature, shared_prefix=c.shared_prefix
+                model, sub, image, image_embeds=leaf, temperature=c.temperature, shared_prefix=shared
             )
         ref = None
         if c.beta:
@@ -206,6 +222,8 @@ def rl_step(
         loss_sum += float(loss.detach())
         for k, v in parts.items():  # token-weighted means over the micro-batches
             metrics[k] = metrics.get(k, 0.0) + float(v) * chunk_tokens / max(tokens, 1.0)
+    if prefix is not None:
+        prefix.backward(shared)
     _backward_shared(embeds, leaf)
     out = {
         "loss": loss_sum,

@@ -53,6 +53,29 @@ def short_rows(n: int) -> list[dict]:
     ]
 
 
+def rl_settings(model, generations: int, new_tokens: int, force_length: bool) -> dict:
+    """`train` settings of the GRPO benchmark step; `force_length` makes every completion `new_tokens` long."""
+    if force_length:  # the "end" token becomes one that generation suppresses
+        model.generation_config.eos_token_id = model.config.image_token_id
+    return dict(
+        num_generations=generations,
+        max_completion_length=new_tokens,
+        overlong_filter=False,
+        reward_fn=lambda c, e: [len(set(x)) / 10 for x in c],
+        generation_batch_size=None,
+    )
+
+
+def run_isolated(script: str, spec: dict) -> dict:
+    """Run `script --_one SPEC` in a fresh process (its peak memory is its own) and return its last JSON line."""
+    out = subprocess.run([sys.executable, script, "--_one", json.dumps(spec)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(
+            f"{spec} failed (exit {out.returncode}; -9: killed, often out of memory):\n{out.stderr[-3000:]}"
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def one(
     model_name,
     method,
@@ -83,17 +106,7 @@ def one(
     else:
         model, proc = random_full_model(size=model_name, dtype=dt, device=device)
     rows = gsm8k_rows(batch) if row_set == "gsm8k" else short_rows(batch)
-    kw = {}
-    if objective == "grpo":
-        kw = dict(
-            num_generations=generations,
-            max_completion_length=new_tokens,
-            overlong_filter=False,
-            reward_fn=lambda c, e: [len(set(x)) / 10 for x in c],
-            generation_batch_size=None,
-        )
-        if row_set == "gsm8k":  # full-length completions: the "end" token is one that generation suppresses
-            model.generation_config.eos_token_id = model.config.image_token_id
+    kw = rl_settings(model, generations, new_tokens, force_length=row_set == "gsm8k") if objective == "grpo" else {}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
@@ -180,12 +193,7 @@ def main():
                     steps=a.steps,
                     threads=a.threads,
                 )
-                out = subprocess.run(
-                    [sys.executable, __file__, "--_one", json.dumps(spec)], capture_output=True, text=True
-                )
-                if out.returncode:
-                    raise RuntimeError(f"{spec} failed:\n{out.stderr[-3000:]}")
-                res[label] = json.loads(out.stdout.strip().splitlines()[-1])
+                res[label] = run_isolated(__file__, spec)
                 ref = res.get("lora r=16")
                 r = res[label]
                 ratio = (

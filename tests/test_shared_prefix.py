@@ -11,7 +11,9 @@ from art_lib.forward import (
     completion_logprobs,
     forward_hidden,
     prefilled_cache,
+    shared_batch_prefix,
     shared_prefix_length,
+    vision_embeds,
 )
 from art_lib.models import gradient_checkpointing
 from art_lib.pixel_prompt import PixelPrompt
@@ -106,6 +108,93 @@ def test_shared_prefix_under_gradient_checkpointing(tiny):
     assert "_can_checkpoint_with_cache" not in vars(layer) and not layer.gradient_checkpointing
 
 
+def _image_passes(model):
+    """A counter of decoder calls that carry the image (the prefix passes), and the hook's handle."""
+    calls = []
+    hook = _lm_parts(model)[0].register_forward_pre_hook(
+        lambda mod, args, kwargs: calls.append(1) if kwargs.get("mm_encoder_outputs") else None, with_kwargs=True
+    )
+    return calls, hook
+
+
+@pytest.mark.parametrize("micro", [1, 2, 3, 6])
+def test_step_prefix_runs_once_and_gives_the_unshared_loss_and_gradient(tiny, micro):
+    """A training step's prefix (template + image + system turn) runs once for all micro-batches, each
+    continuing it with its own shared tokens (G = 2 samples per prompt share the whole prompt); the
+    accumulated gradient goes back through it once. Values and pixel gradient equal the unshared batch."""
+    model, proc = tiny
+    batch = ragged_batch(proc, 3, system="You are a careful solver.")
+    idx = torch.arange(3).repeat_interleave(2)  # G = 2 rows per prompt, as in a rollout batch
+    batch = type(batch)(
+        input_ids=batch.input_ids[idx],
+        attention_mask=batch.attention_mask[idx],
+        mm_token_type_ids=batch.mm_token_type_ids[idx],
+        prompt_length=batch.prompt_length,
+        completion_mask=batch.completion_mask[idx],
+        truncated=batch.truncated[idx],
+    )
+    results = []
+    for mode in ("unshared", "step prefix"):
+        art = PixelPrompt.from_noise(256, seed=5)
+        image = preprocess_image(art.pixels(), proc.image_processor)
+        embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
+        leaf = embeds.detach().requires_grad_()
+        calls, hook = _image_passes(model)
+        prefix = shared = None
+        if mode == "step prefix":
+            prefix = shared_batch_prefix(model, batch, image, leaf)
+            shared = prefix.leaf()
+            assert shared is not prefix and prefix.length == shared_prefix_length(batch)
+        parts = []
+        for a in range(0, len(batch), micro):
+            sub = batch.rows(a, a + micro)
+            logps = completion_logprobs(model, sub, image, image_embeds=leaf, shared_prefix=shared or False)
+            (-(logps * sub.completion_mask).sum()).backward()
+            parts.append(logps.detach())
+        if prefix is not None:
+            prefix.backward(shared)
+        embeds.backward(leaf.grad)
+        hook.remove()
+        results.append((torch.cat([p.flatten() for p in parts]), art.raw.grad, len(calls)))
+    (ref, g_ref, n_ref), (got, g_got, n_got) = results
+    assert rel_err(got, ref) < 1e-5
+    assert rel_err(g_got, g_ref) < 1e-5 and bool((g_got != 0).any())
+    assert n_ref == -(-len(batch) // micro)  # the full batch: the image in every micro-batch's forward
+    assert n_got == 1  # the step prefix: one pass with the image, micro-batches only continue it
+
+
+@pytest.mark.parametrize("extra", [1, 2, 9])
+def test_a_continued_prefix_equals_the_prefix_run_at_once(tiny, extra):
+    """Continuing a prefix by 1 token (the decode kernel's in-place case), 2 or 9 gives the states of one
+    pass over all the tokens, and leaves the prefix it continued unchanged."""
+    from art_lib.prefix import prompt_starts, run_prefix
+
+    model, proc = tiny
+    batch = ragged_batch(proc, 3)
+    image = preprocess_image(PixelPrompt.from_noise(256, seed=7).pixels(), proc.image_processor)
+    grid = image["image_grid_thw"]
+    embeds = vision_embeds(model, image["pixel_values"], grid)
+    decoder = _lm_parts(model)[0]
+    base = shared_batch_prefix(model, batch, image, embeds)
+    before = [t.clone() for t in base.states()]
+    s0, n = int(prompt_starts(batch)[0]), base.length + extra
+    positions, _ = decoder.get_rope_index(
+        batch.input_ids[:1],
+        mm_token_type_ids=batch.mm_token_type_ids[:1],
+        image_grid_thw=grid,
+        attention_mask=batch.attention_mask[:1],
+    )
+    ids, mm, pos = batch.input_ids[0, s0 : s0 + n], batch.mm_token_type_ids[0, s0 : s0 + n], positions[..., s0 : s0 + n]
+    with torch.no_grad():
+        once = run_prefix(decoder, ids, mm, pos, grid, embeds)
+        continued = run_prefix(decoder, ids, mm, pos, grid, embeds, base=base)
+    assert continued.length == once.length == n
+    for a, b in zip(continued.states(), once.states(), strict=True):
+        assert a.shape == b.shape and rel_err(a, b) < 1e-5
+    for a, b in zip(base.states(), before, strict=True):
+        assert torch.equal(a, b)
+
+
 EXAMPLES = [
     {
         "id": str(i),
@@ -117,8 +206,9 @@ EXAMPLES = [
 ]
 
 
+@pytest.mark.parametrize("micro", [4, 1])
 @pytest.mark.parametrize("method,objective", [("art", "sft"), ("art", "dapo"), ("soft_prompt", "grpo")])
-def test_short_run_trains_the_same_with_and_without_sharing(tiny, method, objective):
+def test_short_run_trains_the_same_with_and_without_sharing(tiny, method, objective, micro):
     model, proc = tiny
     states = []
     for shared in (False, True):
@@ -133,7 +223,7 @@ def test_short_run_trains_the_same_with_and_without_sharing(tiny, method, object
             lr=0.05,
             num_generations=2,
             max_completion_length=5,
-            micro_batch_size=4,
+            micro_batch_size=micro,
             beta=0.04,
             progress=False,
             reward_fn=lambda cs, es: [len(set(c)) / 10 for c in cs],
