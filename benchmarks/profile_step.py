@@ -5,11 +5,12 @@
 
 Each configuration runs the kit's trainer (`art_lib.train.train`, two steps, the second profiled by
 `torch.profiler`) on the rows of `benchmarks/step_time.py` (GSM8K by default) in a fresh subprocess.
-It prints, per configuration: the profiled step's wall time; the forward time of the vision tower, the
-shared-prefix pass, the linear-attention and full-attention decoder layers and the vocabulary
-projection (record_function scopes around those modules; with the shared prefix, its pass is also
-counted in the layer rows); the backward time (all autograd work); and the operators with the most
-self time. Times are CPU times of this process, so read the columns side by side, not as absolutes.
+It prints, per configuration: the profiled step's wall time; the time in `generate` (GRPO rollouts:
+prefill and decoding); the forward time of the vision tower, the shared-prefix passes, the
+linear-attention and full-attention decoder layers and the vocabulary projection (record_function
+scopes around those modules; they include the forwards inside `generate`, and the prefix passes are
+counted in the layer rows as well); the backward time (all autograd work); and the operators with the
+most self time. Times are CPU times of this process, so read the columns side by side, not as absolutes.
 """
 
 import argparse
@@ -22,7 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from art_lib import forward  # noqa: E402  (the scope name; imports torch)
 
-SCOPES = ("vision tower", forward.PREFIX_SCOPE, "linear-attention layers", "full-attention layers", "lm_head")
+SCOPES = (
+    "generate (rollouts)",
+    "vision tower",
+    forward.PREFIX_SCOPE,
+    "linear-attention layers",
+    "full-attention layers",
+    "lm_head",
+)
 
 
 def _scoped(module, name: str) -> None:
@@ -46,6 +54,7 @@ def _scoped(module, name: str) -> None:
 def one(model_name, label, objective, batch, micro, generations, new_tokens, threads, top, row_set):
     import torch
     from step_time import gsm8k_rows, rl_settings, short_rows
+    from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
     from art_lib.models import random_full_model, tiny_model
@@ -61,6 +70,13 @@ def one(model_name, label, objective, batch, micro, generations, new_tokens, thr
         model, proc = random_full_model(size=model_name, dtype=torch.float32)
     _scoped(model.model.visual, "vision tower")
     _scoped(model.lm_head, "lm_head")
+    generate = type(model).generate
+
+    def scoped_generate(self, *args, **kwargs):  # rollouts: prefill + decoding, no gradient
+        with record_function("generate (rollouts)"):
+            return generate(self, *args, **kwargs)
+
+    type(model).generate = scoped_generate
     kinds = model.config.get_text_config().layer_types
     for layer, kind in zip(model.model.language_model.layers, kinds):
         _scoped(layer, "linear-attention layers" if kind == "linear_attention" else "full-attention layers")
@@ -155,7 +171,8 @@ def main():
     print(f"{'':34s}" + "".join(f"{label:>16s}" for label in labels))
     print(f"{'step wall time':34s}" + "".join(f"{res[k]['step_s']:16.2f}" for k in labels))
     for s in SCOPES:
-        print(f"{'fwd ' + s:34s}" + "".join(f"{res[k]['scopes_ms'][s] / 1e3:16.2f}" for k in labels))
+        name = s if s.startswith("generate") else "fwd " + s
+        print(f"{name:34s}" + "".join(f"{res[k]['scopes_ms'][s] / 1e3:16.2f}" for k in labels))
     print(f"{'backward (all autograd)':34s}" + "".join(f"{res[k]['backward_ms'] / 1e3:16.2f}" for k in labels))
     for label in labels:
         print(f"\n{label}: operators by self CPU time (s, calls)")
