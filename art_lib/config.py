@@ -99,8 +99,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute the language model's layers in the backward pass instead of storing their activations."""
     shared_prefix: bool = False
-    """ART / soft prompts: run the tokens every row starts with (template opening, image) once per micro-batch
-    and continue the rows from their cache; same loss and gradients."""
+    """ART / soft prompts: run the tokens every row starts with (template opening, image) once per step, each
+    micro-batch continuing them with its rows' own shared tokens (a group's prompt), and the rows from that
+    cache (`prefix.py`); same loss and gradients."""
 
     # --- style (method "art" only; `style.py`) ---
     style_l2: float = 0.0

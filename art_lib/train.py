@@ -167,7 +167,7 @@ def train(
     all rows at once); the vision tower runs once per step; `generation_batch_size` prompts share one
     `generate` call; `gradient_checkpointing` recomputes the language model's layers in backward.
     `shared_prefix` (ART, soft prompt) runs the tokens all rows start with (template opening, image)
-    once per micro-batch and per `generate` call instead of once per row; same loss and gradients.
+    once per step and per `generate` call instead of once per row (`prefix.py`); same loss and gradients.
 
     `rollout_engine`: "hf" (transformers `generate`, the default and reference), "vllm" (an offline vLLM engine
     on this model, weights loaded once) or a `vllm_engine.VLLMEngine`; see `vllm_engine.py`. `quantize_8bit`
