@@ -13,7 +13,7 @@ import torch
 import torch.utils.checkpoint
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .prefix import PREFIX_SCOPE, Prefix, batch_prefix, prompt_starts, shared_prefix_hidden, shared_prefix_length
+from .prefix import Prefix, batch_prefix, prompt_starts, run_prefix, shared_prefix_hidden, shared_prefix_length
 from .prompting import Batch
 
 
@@ -232,17 +232,9 @@ def prefilled_cache(model, batch: Batch, image: dict, image_embeds: torch.Tensor
     starts = prompt_starts(batch).tolist()
     s0 = starts[0]
     config = decoder.config.get_text_config()
-    with torch.profiler.record_function(PREFIX_SCOPE):
-        shared = DynamicCache(config=config)
-        decoder(
-            input_ids=ids[:1, s0 : s0 + S],
-            mm_token_type_ids=mm[:1, s0 : s0 + S],
-            image_grid_thw=grid,
-            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=(image_embeds,))},
-            position_ids=positions[:, :1, s0 : s0 + S],
-            past_key_values=shared,
-            use_cache=True,
-        )
+    shared = run_prefix(
+        decoder, ids[0, s0 : s0 + S], mm[0, s0 : s0 + S], positions[:, :1, s0 : s0 + S], grid, image_embeds
+    ).cache
     caches = []
     for b, s in enumerate(starts):
         cache = copy.deepcopy(shared)

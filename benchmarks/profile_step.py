@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from art_lib import forward  # noqa: E402  (the scope name; imports torch)
+from art_lib.prefix import PREFIX_SCOPE  # noqa: E402  (imports torch)
 
 SCOPES = (
     "generate (rollouts)",
     "vision tower",
-    forward.PREFIX_SCOPE,
+    PREFIX_SCOPE,
     "linear-attention layers",
     "full-attention layers",
     "lm_head",
