@@ -30,6 +30,7 @@ from .pretrain import pretrain_toy_model
 from .recipe import (
     DEFAULT_SIZE,
     SIZES,
+    TASK_SHARE,
     parse_spec,
     recipe,
     recipe_hash,
@@ -52,6 +53,7 @@ __all__ = [
     "pretrain_toy_model",
     "DEFAULT_SIZE",
     "SIZES",
+    "TASK_SHARE",
     "parse_spec",
     "recipe",
     "recipe_hash",

@@ -18,8 +18,24 @@ def _summary(path: Path) -> dict:
     return {k: v for k, v in json.loads((path / "toy_info.json").read_text()).items() if k != "recipe"}
 
 
+def _parse_share(text: str | None) -> dict | None:
+    """Parse `--share`: "mul=2,add=1" -> {"mul": 2.0, "add": 1.0}; None -> None (the recipe's default)."""
+    if text is None:
+        return None
+    share = {}
+    for item in filter(None, text.split(",")):
+        task, sep, value = item.partition("=")
+        try:
+            share[task.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SystemExit(f"--share: expected task=number items, got {item!r}")
+    return share
+
+
 def verify(name: str, out_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Pretrain shipped toy model `name` afresh (its recipe, seed, threads) and compare the weights hashes."""
+    """Parse `--share`: "mul=2,add=1" -> {"mul": 2.0, "add": 1.0}; None -> None (the recipe's default)."""
     info = toy_info(name)
     size, pictures = parse_spec(name)
     rec = info["recipe"]
@@ -32,6 +48,7 @@ def verify(name: str, out_dir: str | Path | None = None, progress: bool = True) 
             progress=progress,
             threads=info["threads"],
             pictures=pictures,
+            share=rec.get("task_share", {}),
             **rec["train"],
         )
         fresh = json.loads((path / "toy_info.json").read_text())
@@ -56,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     p.add_argument("--threads", type=int, default=None, help="default: the recipe's (1)")
+    p.add_argument(
+        "--share", default=None, help="relative task shares, e.g. mul=2 (default: the size's recipe.TASK_SHARE)"
+    )
     p.add_argument("--eval", action="store_true", help="then print the greedy accuracies per task and cue")
     v = sub.add_parser("verify", help="pretrain a shipped toy model afresh and compare its weights hash")
     v.add_argument("name", nargs="?", default=DEFAULT_SIZE)
@@ -69,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "pretrain":
         size, pictures = parse_spec(args.name)
         path = pretrain_toy_model(
-            size, args.seed, args.steps, out_dir=args.out_dir, threads=args.threads, pictures=pictures
+            size,
+            args.seed,
+            args.steps,
+            out_dir=args.out_dir,
+            threads=args.threads,
+            pictures=pictures,
+            share=_parse_share(args.share),
         )
         print(json.dumps(_summary(path)))
         print(path)

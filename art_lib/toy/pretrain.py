@@ -153,26 +153,35 @@ def pretrain_toy_model(
     progress: bool = True,
     threads: int | None = None,
     pictures: str = "glyph",
+    share: dict | None = None,
     **train,
 ) -> Path:
     """Pretrain a toy model from scratch (all weights, SFT loss on completion tokens, Adam) and save it.
 
     Deterministic: a fixed number of steps, the init seeded by `seed`, the data drawn from a numpy
     generator seeded by `seed`; on one machine with one thread count the same arguments give the
-    same weights (`weights_hash`, recorded in `toy_info.json`). Returns the checkpoint folder.
+    same weights (`weights_hash`, recorded in `toy_info.json`). `share`: relative task shares of the
+    corpus (default: the size's `recipe.TASK_SHARE`). Returns the checkpoint folder.
     """
     # Float reductions depend on the thread count, so a fixed count makes the weights a function of
     # the seed on any machine of the same kind (the shipped checkpoints were built with 1 thread).
     previous = torch.get_num_threads()
     torch.set_num_threads(int(threads or PRETRAIN_THREADS))
     try:
-        return _pretrain(size, seed, steps, out_dir, progress, pictures, **train)
+        return _pretrain(size, seed, steps, out_dir, progress, pictures, share, **train)
     finally:
         torch.set_num_threads(previous)
 
 
 def _pretrain(
-    size: str, seed: int, steps: int | None, out_dir: str | Path, progress: bool, pictures: str, **train
+    size: str,
+    seed: int,
+    steps: int | None,
+    out_dir: str | Path,
+    progress: bool,
+    pictures: str,
+    share: dict | None,
+    **train,
 ) -> Path:
     from tqdm.auto import tqdm
 
@@ -181,7 +190,7 @@ def _pretrain(
     from ..prompting import pad_batch
     from ..results import _cpu_model
 
-    rec = recipe(size, steps, pictures, **train)
+    rec = recipe(size, steps, pictures, share, **train)
     spec = toy_name(size, pictures)
     out_dir = Path(out_dir)
     tr, n_steps = rec["train"], rec["steps"]
@@ -196,7 +205,7 @@ def _pretrain(
     start, losses = time.perf_counter(), []
     bar = tqdm(range(n_steps), desc=f"pretrain toy {spec} seed {seed}", disable=not progress, mininterval=1.0)
     for step in bar:
-        examples = T.sample_examples(rng, tr["batch_size"], pictures=pictures)
+        examples = T.sample_examples(rng, tr["batch_size"], pictures=pictures, share=rec.get("task_share"))
         images = [e["image"] for e in examples]
         prompt_ids, comp_ids = _row_ids(
             processor, [e["prompt"] for e in examples], images, [e["completion"] for e in examples], templates

@@ -256,31 +256,43 @@ def draw_distractor(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndar
 # --------------------------------------------------------------------------------------------------
 
 
-def text_task_weights(mix=MIX) -> np.ndarray:
-    """P(task | text cue) that gives every task the same total share of the corpus.
+def text_task_weights(mix=MIX, share: dict | None = None) -> np.ndarray:
+    """P(task | text cue) that gives every task its share of the corpus (by default, the same share).
 
     Picture cues only name picture tasks, so the text-only task (`mul`) is drawn more often when
     the cue is text: e.g. 0.38 for mul and 0.16 for each other task with the default mix.
+    `share`: relative corpus shares of some tasks (default 1 each); {"mul": 2.0} gives mul twice the
+    share of every other task, drawn from the text cues the other tasks give up.
     """
+    share = share or {}
+    unknown = set(share) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown toy tasks in share: {sorted(unknown)}; known: {TASKS}")
+    rel = np.array([float(share.get(t, 1.0)) for t in TASKS])
+    if (rel <= 0).any():
+        raise ValueError(f"task shares must be positive, got {share}")
     total = sum(w for *_, w in mix)
     pic = sum(w for cue, _, w in mix if cue in ("picture", "both")) / total
     text = sum(w for cue, _, w in mix if cue == "text") / total
-    share = (pic + text) / len(TASKS)
-    w = np.array([max(0.0, share - (pic / len(PICTURE_TASKS) if t in PICTURE_TASKS else 0.0)) for t in TASKS])
+    target = (pic + text) * rel / rel.sum()
+    from_pictures = np.array([pic / len(PICTURE_TASKS) if t in PICTURE_TASKS else 0.0 for t in TASKS])
+    w = np.maximum(0.0, target - from_pictures)
     return w / w.sum()
 
 
-def sample_example(rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX, pictures: str = "glyph") -> dict:
+def sample_example(
+    rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX, pictures: str = "glyph", share: dict | None = None
+) -> dict:
     """One pretraining example: {task, cue, prompt, image (uint8 HWC or None), image_kind, completion}.
 
-    `pictures`: the kind of task picture drawn (see `PICTURE_KINDS`).
+    `pictures`: the kind of task picture drawn (see `PICTURE_KINDS`); `share`: see `text_task_weights`.
     """
     weights = np.array([w for *_, w in mix], dtype=np.float64)
     cue, image_kind, _ = mix[int(rng.choice(len(mix), p=weights / weights.sum()))]
     if cue in ("picture", "both"):
         task = PICTURE_TASKS[int(rng.integers(len(PICTURE_TASKS)))]
     else:
-        task = TASKS[int(rng.choice(len(TASKS), p=text_task_weights(mix)))]
+        task = TASKS[int(rng.choice(len(TASKS), p=text_task_weights(mix, share)))]
     a, b = (int(x) for x in rng.integers(0, NUM_RANGE, 2))
     instruction = None
     if cue in ("text", "both"):
@@ -305,6 +317,11 @@ def sample_example(rng: np.random.Generator, size: int = IMAGE_SIZE, mix=MIX, pi
 
 
 def sample_examples(
-    rng: np.random.Generator, n: int, size: int = IMAGE_SIZE, mix=MIX, pictures: str = "glyph"
+    rng: np.random.Generator,
+    n: int,
+    size: int = IMAGE_SIZE,
+    mix=MIX,
+    pictures: str = "glyph",
+    share: dict | None = None,
 ) -> list[dict]:
-    return [sample_example(rng, size, mix, pictures) for _ in range(n)]
+    return [sample_example(rng, size, mix, pictures, share) for _ in range(n)]
