@@ -214,6 +214,8 @@ def test_task_share_sets_each_tasks_share_of_the_corpus(mul):
 def test_task_share_is_validated_and_recorded_in_the_recipe():
     with pytest.raises(ValueError, match="unknown toy tasks"):
         T.text_task_weights(T.MIX, {"div": 2.0})
+    with pytest.raises(ValueError, match="picture cues alone"):
+        T.text_task_weights(T.MIX, {"mul": 5.0})
     with pytest.raises(ValueError, match="positive"):
         toy.recipe("small", share={"mul": 0.0})
     assert "task_share" not in toy.recipe("small", share={}) and "task_share" not in toy.recipe("base", share={})

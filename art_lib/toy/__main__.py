@@ -35,7 +35,7 @@ def _parse_share(text: str | None) -> dict | None:
 
 
 def verify(name: str, out_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Parse `--share`: "mul=2,add=1" -> {"mul": 2.0, "add": 1.0}; None -> None (the recipe's default)."""
+    """Pretrain shipped toy model `name` afresh (its recipe, seed, threads) and compare the weights hashes."""
     info = toy_info(name)
     size, pictures = parse_spec(name)
     rec = info["recipe"]

@@ -276,7 +276,9 @@ def text_task_weights(mix=MIX, share: dict | None = None) -> np.ndarray:
     text = sum(w for cue, _, w in mix if cue == "text") / total
     target = (pic + text) * rel / rel.sum()
     from_pictures = np.array([pic / len(PICTURE_TASKS) if t in PICTURE_TASKS else 0.0 for t in TASKS])
-    w = np.maximum(0.0, target - from_pictures)
+    if (target < from_pictures).any():
+        raise ValueError(f"task shares {share} ask less of a picture task than its picture cues alone give")
+    w = target - from_pictures
     return w / w.sum()
 
 
