@@ -158,6 +158,25 @@ def test_cli_pretrains_lists_and_evaluates(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "cli"), "--n", "1"]) == 0
     cues = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(cues) == {"none", "text", "picture", "distractor"}
+    assert main(["eval", "small", "--n", "2", "--dtype", "bfloat16", "--controls", "--seed-icon", "tools"]) == 0
+    cues, controls = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert set(cues) == {"none", "text", "picture", "distractor"}
+    assert set(controls["controls"]) == {"text_only", "seed", "noise", "random_text"}
+
+
+def test_toy_controls_are_the_notebooks_controls():
+    """`toy_controls` scores what Table 2's control rows score (`experiments.control_rows`, the notebooks' path),
+    and the shipped base passes the tables' check on them (every control <= 30%)."""
+    from art_lib.experiments import control_rows
+
+    path = toy.toy_checkpoint("base")
+    res = toy.toy_controls(path, n=16, seed_icon="tools")
+    assert set(res) == {"text_only", "seed", "noise", "random_text"}
+    assert all(set(v) == set(T.TASKS) for v in res.values())
+    for task in ("add", "tool"):
+        rows = control_rows(path, f"toy_{task}", n_test=16, seed_icon="tools", device="cpu", dtype="float32")
+        assert {r["method"].removeprefix("control:"): r["accuracy"] for r in rows} == {c: res[c][task] for c in res}
+    assert max(acc for v in res.values() for acc in v.values()) <= 0.3, res
 
 
 def test_mul_is_only_ever_requested_in_text():

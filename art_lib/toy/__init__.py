@@ -24,7 +24,7 @@ CLI: `python -m art_lib.toy {pretrain,verify,eval,list}`.
 from __future__ import annotations
 
 from . import tasks
-from .benchmarks import MAX_NEW_TOKENS, evaluate_toy, load_toy
+from .benchmarks import MAX_NEW_TOKENS, evaluate_toy, load_toy, toy_controls
 from .checkpoints import CHECKPOINTS_DIR, checkpoint_identity, shipped_names, toy_checkpoint, toy_info
 from .pretrain import pretrain_toy_model
 from .recipe import (
@@ -44,6 +44,7 @@ __all__ = [
     "tasks",
     "MAX_NEW_TOKENS",
     "evaluate_toy",
+    "toy_controls",
     "load_toy",
     "CHECKPOINTS_DIR",
     "checkpoint_identity",

@@ -8,7 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .benchmarks import evaluate_toy
+from ..models import load_frozen
+from .benchmarks import evaluate_toy, picture_kind, toy_controls
 from .checkpoints import shipped_names, toy_checkpoint, toy_info
 from .pretrain import pretrain_toy_model
 from .recipe import DEFAULT_SIZE, parse_spec
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("eval", help="greedy accuracy of a checkpoint (folder or shipped toy name) per task and cue")
     e.add_argument("model")
     e.add_argument("--n", type=int, default=None)
+    e.add_argument("--dtype", default="auto", help="float32, bfloat16 or auto (models.load_frozen)")
+    e.add_argument(
+        "--controls", action="store_true", help="also the notebooks' controls per task (seed icon, noise, random text)"
+    )
+    e.add_argument("--seed-icon", default="math", help="seed icon of the seed control")
     sub.add_parser("list", help="the shipped toy checkpoints and their hashes")
     args = parser.parse_args(argv)
 
@@ -107,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if res["same"] else 1
     elif args.cmd == "eval":
         path = Path(args.model) if Path(args.model).exists() else toy_checkpoint(args.model)
-        print(json.dumps(evaluate_toy(path, n=args.n)))
+        model, processor = load_frozen(path, dtype=args.dtype)
+        print(json.dumps(evaluate_toy(model, processor, n=args.n, pictures=picture_kind(path))))
+        if args.controls:
+            print(json.dumps({"controls": toy_controls(model, processor, n=args.n, seed_icon=args.seed_icon)}))
     elif args.cmd == "list":
         for name in shipped_names():
             print(name, json.dumps(_summary(toy_checkpoint(name))))

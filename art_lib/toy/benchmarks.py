@@ -87,6 +87,12 @@ def _accuracy(
     return k / len(examples)
 
 
+def picture_kind(path: str | Path) -> str:
+    """The kind of task picture a checkpoint folder was pretrained on (its `toy_info.json`), else "glyph"."""
+    info = Path(path) / "toy_info.json"
+    return json.loads(info.read_text())["recipe"].get("pictures", "glyph") if info.exists() else "glyph"
+
+
 def evaluate_toy(
     model_or_path,
     processor=None,
@@ -104,9 +110,7 @@ def evaluate_toy(
     with `per_picture` examples (the kit's `evaluate` gives one image to a batch).
     """
     if pictures is None:
-        info = Path(model_or_path) / "toy_info.json" if isinstance(model_or_path, (str, Path)) else None
-        rec = json.loads(info.read_text())["recipe"] if info is not None and info.exists() else {}
-        pictures = rec.get("pictures", "glyph")
+        pictures = picture_kind(model_or_path) if isinstance(model_or_path, (str, Path)) else "glyph"
     if processor is None:
         from ..models import load_frozen
 
@@ -134,6 +138,44 @@ def evaluate_toy(
                 [T.draw_task_picture(task, rng, kind=pictures) for _ in range(n_pictures)],
                 per_picture,
             )
+    return res
+
+
+def toy_controls(
+    model_or_path, processor=None, n: int | None = None, seed: int = 0, seed_icon: str = "math", split: str = "test"
+) -> dict:
+    """The controls the notebooks check, per task: {control: {task: acc}} (text_only, seed, noise, random_text).
+
+    Each toy benchmark without any adaptation, as `experiments.control_rows` runs it: the prompt alone, with the
+    seed icon `seed_icon` or uniform noise at the toy picture size, and with token-matched random text. A model
+    fit for the tables scores <= 30% on every one (a pretraining run can teach it to read an icon or a random
+    string as a task).
+    """
+    from ..controls import evaluate_controls
+
+    if processor is None:
+        from ..models import load_frozen
+
+        model, processor = load_frozen(model_or_path)
+    else:
+        model = model_or_path
+    res: dict = {}
+    for task in T.TASKS:
+        examples = load_toy(task, split, n, seed)
+        df = evaluate_controls(
+            model,
+            processor,
+            examples,
+            benchmark=f"toy_{task}",
+            size=T.IMAGE_SIZE,
+            seed_icon_name=seed_icon,
+            seed=seed,
+            max_new_tokens=max_new_tokens(task),
+            batch_size=len(examples),
+            progress=False,
+        )
+        for control, acc in zip(df["control"], df["accuracy"]):
+            res.setdefault(control, {})[task] = float(acc)
     return res
 
 

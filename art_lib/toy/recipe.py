@@ -53,7 +53,8 @@ TRAIN = dict(
 STEPS = {"small": 1200, "base": 1200, "large": 1200, "xl": 1200}  # same data stream for every size
 # Relative corpus share of tasks per size (default 1 each, see `tasks.text_task_weights`). Every shipped
 # checkpoint was pretrained with equal shares; `toy:base` answers the text-only `mul` at 87.5% with them
-# (near misses such as 6 x 6 -> 35). `python -m art_lib.toy pretrain --share mul=2` tries a larger share.
+# (near misses such as 6 x 6 -> 35). The README ("The toy world") lists the 15 other base settings tried
+# (steps, `--share mul=K`) and the check each one failed.
 TASK_SHARE: dict[str, dict[str, float]] = {}
 
 
