@@ -87,6 +87,15 @@ def _accuracy(
     return k / len(examples)
 
 
+def _frozen(model_or_path, processor=None):
+    """(model, processor): a checkpoint folder is loaded frozen (`models.load_frozen`); a model is passed through."""
+    if processor is not None:
+        return model_or_path, processor
+    from ..models import load_frozen
+
+    return load_frozen(model_or_path)
+
+
 def picture_kind(path: str | Path) -> str:
     """The kind of task picture a checkpoint folder was pretrained on (its `toy_info.json`), else "glyph"."""
     info = Path(path) / "toy_info.json"
@@ -111,12 +120,7 @@ def evaluate_toy(
     """
     if pictures is None:
         pictures = picture_kind(model_or_path) if isinstance(model_or_path, (str, Path)) else "glyph"
-    if processor is None:
-        from ..models import load_frozen
-
-        model, processor = load_frozen(model_or_path)
-    else:
-        model = model_or_path
+    model, processor = _frozen(model_or_path, processor)
     rng = np.random.default_rng([seed, 3])
     res = {"none": {}, "text": {}, "picture": {}, "distractor": {}}
     for task in T.TASKS:
@@ -153,12 +157,7 @@ def toy_controls(
     """
     from ..controls import evaluate_controls
 
-    if processor is None:
-        from ..models import load_frozen
-
-        model, processor = load_frozen(model_or_path)
-    else:
-        model = model_or_path
+    model, processor = _frozen(model_or_path, processor)
     res: dict = {}
     for task in T.TASKS:
         examples = load_toy(task, split, n, seed)
