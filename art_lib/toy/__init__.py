@@ -29,8 +29,10 @@ from .checkpoints import CHECKPOINTS_DIR, checkpoint_identity, shipped_names, to
 from .pretrain import pretrain_toy_model
 from .recipe import (
     DEFAULT_SIZE,
+    SEEDS,
     SIZES,
     TASK_SHARE,
+    default_seed,
     parse_spec,
     recipe,
     recipe_hash,
@@ -54,7 +56,9 @@ __all__ = [
     "pretrain_toy_model",
     "DEFAULT_SIZE",
     "SIZES",
+    "SEEDS",
     "TASK_SHARE",
+    "default_seed",
     "parse_spec",
     "recipe",
     "recipe_hash",

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pretrain", help="pretrain a toy model from scratch into a folder")
     p.add_argument("--name", default=DEFAULT_SIZE, help="toy name: a size (small, base, large, xl) or size-texture")
     p.add_argument("--out-dir", required=True, help="checkpoint folder to write")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="default: the recipe's (recipe.SEEDS, else 0)")
     p.add_argument("--steps", type=int, default=None, help="default: the recipe's")
     p.add_argument("--threads", type=int, default=None, help="default: the recipe's (1)")
     p.add_argument(

