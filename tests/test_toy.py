@@ -126,7 +126,7 @@ def test_frozen_base_follows_instructions_and_pictures(dtype):
 
 @pytest.mark.skipif(
     not os.environ.get("ART_TOY_VERIFY"),
-    reason="pretrains a toy model (20-40 min on a 2-core CPU); "
+    reason="pretrains a toy model (9-38 min on a 2-core CPU); "
     "set ART_TOY_VERIFY=1 (or run `python -m art_lib.toy verify base`)",
 )
 def test_fresh_pretraining_reproduces_the_shipped_weights():
