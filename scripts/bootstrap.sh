@@ -14,6 +14,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # elsewhere PyPI's default build. Set TORCH_SPEC to choose another build.
   .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
   .venv/bin/python -m pip install -q -e ".[dev]"
-  .venv/bin/python -m ipykernel install --prefix .venv --name python3 >/dev/null
+  .venv/bin/python -m ipykernel install --prefix .venv --name python3 >/dev/null  # what papermill and nbval run
+  # The "ART kit" kernel, listed by any Jupyter of this user (JupyterLab in .venv included): .venv's python.
+  .venv/bin/python -m ipykernel install --user --name art-kit --display-name "ART kit" >/dev/null
   echo "$want" > "$stamp"
 fi
