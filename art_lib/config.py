@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 
 from .losses import LOSS_TYPES, SCALE_REWARDS
@@ -124,33 +125,14 @@ class TrainConfig:
             _choice("loss_type", self.loss_type, LOSS_TYPES)
         _choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        for name in (
-            "steps",
-            "batch_size",
-            "grad_accum",
-            "num_generations",
-            "max_completion_length",
-            "lora_rank",
-            "max_nonfinite",
-        ):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("micro_batch_size", "generation_batch_size"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be None (everything at once) or an integer >= 1, got {v!r}")
-        for name in ("warmup_steps", "max_resample_rounds", "overlong_cache", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("beta", "epsilon_low", "weight_decay", "lora_dropout", "style_l2", "style_tv", "style_ssim"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.lr is not None and self.lr < 0:
-            raise ValueError(f"lr must be >= 0, got {self.lr!r}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        for name, (kind, low, low_open, high, optional) in RANGES.items():
+            _check_range(name, getattr(self, name), kind, low, low_open, high, optional)
+        pair = isinstance(self.image_size, (tuple, list))
+        sizes = list(self.image_size) if pair else [self.image_size]
+        if (pair and len(sizes) != 2) or not all(type(v) is int and v > 0 for v in sizes):
+            raise ValueError(
+                f"TrainConfig.image_size must be a side or (height, width) in pixels >= 1, got {self.image_size!r}"
+            )
         if self.overlong_cache >= self.max_completion_length:
             raise ValueError(
                 f"overlong_cache ({self.overlong_cache}) must be below max_completion_length "
@@ -182,14 +164,83 @@ class TrainConfig:
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
+_INT, _REAL = "an integer", "a finite number"
+#: Numeric fields: (kind, low, low excluded?, high (inclusive) or None, None allowed?). Everything is checked
+#: in `__post_init__`, so NaN, infinities and out-of-range values fail where the config is made.
+RANGES = {
+    **{n: (_INT, 1, False, None, False) for n in ("steps", "batch_size", "grad_accum", "num_generations")},
+    **{n: (_INT, 1, False, None, False) for n in ("max_completion_length", "lora_rank", "max_nonfinite")},
+    **{n: (_INT, 1, False, None, True) for n in ("micro_batch_size", "generation_batch_size")},
+    **{n: (_INT, 0, False, None, False) for n in ("warmup_steps", "max_resample_rounds", "overlong_cache")},
+    "eval_every": (_INT, 0, False, None, False),
+    "seed": (_INT, 0, False, None, False),
+    "lr": (_REAL, 0, False, None, True),
+    "max_grad_norm": (_REAL, 0, False, None, True),
+    "lora_alpha": (_REAL, 0, True, None, True),
+    "lora_dropout": (_REAL, 0, False, 1, False),
+    **{n: (_REAL, 0, False, None, False) for n in ("beta", "epsilon_low", "weight_decay")},
+    **{n: (_REAL, 0, False, None, False) for n in ("style_l2", "style_tv", "style_ssim")},
+    "epsilon_high": (_REAL, 0, False, None, True),
+    "temperature": (_REAL, 0, True, None, False),
+    "top_p": (_REAL, 0, True, 1, False),
+}
+
+#: Names other trainers use (TRL's GRPOConfig / transformers' TrainingArguments / PEFT), answered with the kit's.
+ALIASES = {
+    "learning_rate": "lr",
+    "per_device_train_batch_size": "batch_size",
+    "max_steps": "steps",
+    "gradient_accumulation_steps": "grad_accum",
+    "lr_scheduler_type": "lr_schedule",
+    "epsilon": "epsilon_low",
+    "mask_truncated_completions": "overlong_filter",
+    "max_new_tokens": "max_completion_length",
+    "eval_steps": "eval_every",
+    "lora_r": "lora_rank",
+    "r": "lora_rank",
+}
+#: Such names with no counterpart here, and why.
+NO_EQUIVALENT = {
+    "num_train_epochs": "training length is counted in optimiser steps ('steps')",
+    "warmup_ratio": "warm-up is counted in steps ('warmup_steps')",
+    "num_iterations": "one policy update per rollout batch (train.py, departure 1)",
+    "max_prompt_length": "prompts are never truncated; one that does not fit the context is an error",
+    "per_device_eval_batch_size": "evaluation is `evaluate(batch_size=...)`, not part of training",
+    "top_k": "rollouts sample with temperature and top_p only",
+    "logging_steps": "the history records every step",
+}
+
 
 def check_field_names(fields) -> None:
-    """TypeError for a name that is not a `TrainConfig` field (papermill-style typos must not pass silently)."""
+    """TypeError for a name that is not a `TrainConfig` field (papermill-style typos must not pass silently).
+
+    A name another trainer uses (`learning_rate`) is answered with the kit's own (`lr`), or with why there is
+    none; any other unknown name with the nearest field.
+    """
     for name in fields:
-        if name not in FIELDS:
-            near = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.5)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise TypeError(f"{name!r} is not a TrainConfig field{hint}")
+        if name in FIELDS:
+            continue
+        if name in ALIASES:
+            raise TypeError(f"TrainConfig has no {name!r}: the kit calls it {ALIASES[name]!r}")
+        if name in NO_EQUIVALENT:
+            raise TypeError(f"TrainConfig has no {name!r} and no equivalent of it: {NO_EQUIVALENT[name]}")
+        near = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.5)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise TypeError(f"{name!r} is not a TrainConfig field{hint}")
+
+
+def _check_range(name: str, value, kind: str, low, low_open: bool, high, optional: bool) -> None:
+    """ValueError naming the field and the value unless `value` is of `kind` within [low, high] (or allowed None)."""
+    if value is None and optional:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = number and (isinstance(value, int) if kind == _INT else math.isfinite(value))
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        opening = "(" if low_open else "["
+        bounds = f"{'>' if low_open else '>='} {low}" if high is None else f"in {opening}{low}, {high}]"
+        none = " or None" if optional else ""
+        raise ValueError(f"TrainConfig.{name} must be {kind} {bounds}{none}, got {value!r}")
 
 
 def _choice(name: str, value, allowed: tuple) -> None:

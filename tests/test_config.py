@@ -1,10 +1,11 @@
 """TrainConfig: one dataclass for every scalar setting, keyword overrides, loud errors on typos and bad values."""
 
 import dataclasses
+import re
 
 import pytest
 
-from art_lib.config import FIELDS, TrainConfig
+from art_lib.config import ALIASES, FIELDS, NO_EQUIVALENT, TrainConfig
 from art_lib.models import tiny_model
 from art_lib.train import train
 
@@ -37,6 +38,75 @@ def test_unknown_field_is_a_type_error_naming_the_nearest_field():
 def test_invalid_values_are_rejected_with_the_field_name(kw, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kw)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", NAN),
+        ("beta", NAN),
+        ("max_grad_norm", NAN),
+        ("temperature", NAN),
+        ("top_p", NAN),
+        ("epsilon_high", NAN),
+        ("lr", INF),
+        ("weight_decay", INF),
+        ("lr", -1e-3),
+        ("lr", "1e-2"),  # YAML 1.1 reads 1e-2 as text
+        ("temperature", 0.0),
+        ("temperature", -1.0),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("epsilon_low", -0.1),
+        ("max_grad_norm", -1.0),
+        ("lora_dropout", 1.5),
+        ("lora_alpha", 0.0),
+        ("steps", 0),
+        ("steps", 2.5),
+        ("steps", True),
+        ("batch_size", 0),
+        ("generation_batch_size", 0),
+        ("warmup_steps", -1),
+        ("seed", -1),
+    ],
+)
+def test_non_finite_and_out_of_range_values_are_refused_naming_field_and_value(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be .*got {re.escape(repr(value))}"):
+        TrainConfig(**{field: value})
+
+
+def test_the_edges_of_each_range_are_accepted():
+    TrainConfig(lr=0.0, top_p=1.0, temperature=1e-3, max_grad_norm=None, epsilon_high=None, lora_dropout=0.0)
+    TrainConfig(lr=1, beta=0, max_grad_norm=0, micro_batch_size=None, image_size=(64, 96), warmup_steps=0)
+    with pytest.raises(ValueError, match=r"image_size must be .*got \(64, 96, 3\)"):
+        TrainConfig(image_size=(64, 96, 3))
+
+
+@pytest.mark.parametrize(
+    "name, kit",
+    [
+        ("learning_rate", "lr"),
+        ("per_device_train_batch_size", "batch_size"),
+        ("max_steps", "steps"),
+        ("gradient_accumulation_steps", "grad_accum"),
+        ("epsilon", "epsilon_low"),
+        ("lr_scheduler_type", "lr_schedule"),
+        ("mask_truncated_completions", "overlong_filter"),
+    ],
+)
+def test_another_trainers_name_is_answered_with_the_kits_own(name, kit):
+    with pytest.raises(TypeError, match=f"TrainConfig has no '{name}': the kit calls it '{kit}'"):
+        TrainConfig().replace(**{name: 1})
+
+
+def test_a_name_without_equivalent_says_so_and_the_alias_table_points_at_real_fields():
+    with pytest.raises(TypeError, match="TrainConfig has no 'num_train_epochs' and no equivalent of it: .*'steps'"):
+        TrainConfig().replace(num_train_epochs=3)
+    assert set(ALIASES.values()) <= set(FIELDS)
+    assert not (set(ALIASES) | set(NO_EQUIVALENT)) & set(FIELDS)  # a real field is never answered with another
 
 
 def test_resolved_fills_the_objective_and_method_defaults():
