@@ -354,14 +354,19 @@ def load_frozen(
     attn_implementation: str | None = "sdpa",
     **kwargs: Any,
 ):
-    """Load a checkpoint (hub id or local folder), frozen, with its processor, on `device` in `dtype`.
+    """Load a checkpoint (hub id, local folder or registered name such as "toy:base"), frozen, with its
+    processor, on `device` in `dtype`.
 
     "auto": CUDA in bfloat16 when a GPU is present, else CPU in float32 (see `runtime_info` for what ran).
     """
     from transformers import AutoModelForImageTextToText
 
+    from .registry import resolve_model
+
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
+    if not Path(model_id_or_path).exists():  # "<scheme>:<spec>" of a registered scheme: its checkpoint folder
+        model_id_or_path = resolve_model(str(model_id_or_path))[0]
     path = Path(model_id_or_path)
     if path.exists() and not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} exists but holds no config.json: not a checkpoint folder")
