@@ -131,13 +131,16 @@ def write_run_info(folder: str | Path, parameters: dict, started: float, device:
     return path
 
 
-def table_checks(table: pd.DataFrame, expected: list[dict]) -> dict[str, bool]:
-    """Statements that mean something at any scale (paper runs, dry runs), unlike the toy world's margins.
+def table_checks(table: pd.DataFrame, expected: list[dict], round_trip_tol: float = 0.01) -> dict[str, bool]:
+    """Statements that mean something at any scale (paper runs, dry runs), unlike the toy world's margins
+    (`claims`), and that a broken run violates.
 
     `expected`: one dict of column values per arm the run should have produced, e.g.
-    `{"benchmark": "gsm8k", "method": "art", "objective": "dapo"}`. Checks: every expected arm has a
-    row; every accuracy is in [0, 1] inside its 95% interval; every arm scored at least one example;
-    every RL arm made at least one policy update (a step with informative groups and a gradient).
+    `{"benchmark": "gsm8k", "method": "art", "objective": "dapo"}`. Checks: every expected arm has a row and
+    was scored on at least one example; every trained arm scores at least the best control of its model and
+    benchmark; every RL arm made a policy update and ends no lower than its warm start's 95% interval (the
+    `<method>-warm<N>` row; the seed-icon control when it started from the seed); where the table has the
+    loss from the float pixels and from the 8-bit PNG, they differ by less than `round_trip_tol`.
     """
     checks = {}
     for want in expected:
@@ -145,12 +148,47 @@ def table_checks(table: pd.DataFrame, expected: list[dict]) -> dict[str, bool]:
         for k, v in want.items():
             hit &= table[k] == v
         checks["arm present: " + ", ".join(f"{k}={v}" for k, v in want.items())] = bool(hit.any())
-    acc, lo, hi = table["accuracy"], table["ci_low"], table["ci_high"]
-    checks["every accuracy is in [0, 1] and inside its 95% interval"] = bool(
-        ((acc >= 0) & (acc <= 1) & (lo <= acc + 1e-12) & (acc <= hi + 1e-12)).all()
-    )
     checks["every arm was scored on at least one example"] = bool((table["n_test"] > 0).all())
+    checks |= _beats_controls(table) | _rl_checks(table)
+    if {"loss_png", "loss_float"} <= set(table.columns):
+        change = (table["loss_png"] - table["loss_float"]).abs().dropna()
+        checks[f"the 8-bit PNG round trip changes the loss by < {round_trip_tol:g}"] = bool(
+            len(change) and (change < round_trip_tol).all()
+        )
+    return checks
+
+
+def _keys(table: pd.DataFrame) -> list[str]:
+    return [k for k in ("model", "benchmark", "seed") if k in table]
+
+
+def _beats_controls(table: pd.DataFrame) -> dict[str, bool]:
+    is_control = table["method"].str.startswith("control:")
+    if not is_control.any():
+        return {}
+    keys = [k for k in _keys(table) if k != "seed"]
+    best = table[is_control].groupby(keys)["accuracy"].max().rename("best_control")
+    trained = table[~is_control].join(best, on=keys)
+    trained = trained[trained["best_control"].notna()]
+    return {
+        "every trained arm scores at least the best control of its benchmark": bool(
+            (trained["accuracy"] >= trained["best_control"]).all()
+        )
+    }
+
+
+def _rl_checks(table: pd.DataFrame) -> dict[str, bool]:
     rl = table[~table["objective"].isin(["sft", "none"])]
-    if len(rl) and "policy_updates" in rl:
-        checks["every RL arm made at least one policy update"] = bool((rl["policy_updates"] >= 1).all())
+    if not len(rl):
+        return {}
+    checks = {"every RL arm made at least one policy update": bool((rl["policy_updates"] >= 1).all())}
+    for _, r in rl.iterrows():
+        n = int(r.get("warm_start_steps", 0) or 0)
+        start = f"{r['method']}-warm{n}" if n else "control:seed"
+        same = [k for k in _keys(table) if k != "seed" or n]  # a control is scored once, not per training seed
+        hit = (table["method"] == start) & (table[same] == r[same]).all(axis=1)
+        if hit.any():
+            floor = float(table.loc[hit, "ci_low"].min())
+            name = f"{r['benchmark']}: {r['method']}/{r['objective']} ends at or above the 95% interval of {start}"
+            checks[name] = bool(r["accuracy"] >= floor)
     return checks

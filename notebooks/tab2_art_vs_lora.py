@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -32,7 +32,6 @@ methods = ["art", "lora", "soft_prompt"]        # arms trained with SFT
 rl_methods = ["art", "lora"]                    # arms also trained with the RL objective
 rl_objective = "dapo"                           # grpo | dapo
 rl_benchmarks = ["toy_add"]                     # benchmarks for the RL arms
-claim_benchmarks = ["toy_add", "toy_sub", "toy_max", "toy_tool"]  # where the checks expect every SFT arm to beat the controls
 steps = 300                 # SFT steps
 rl_steps = 15               # RL steps
 rl_warm_start_steps = 8     # SFT steps before RL (0: RL from the seed; a policy never rewarded gives RL nothing)
@@ -64,7 +63,7 @@ results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale 
 
 # %%
 STEM = 'tab2_art_vs_lora'
-PARAMETERS = ['model', 'benchmarks', 'methods', 'rl_methods', 'rl_objective', 'rl_benchmarks', 'claim_benchmarks', 'steps', 'rl_steps', 'rl_warm_start_steps', 'batch_size', 'rl_batch_size', 'num_generations', 'lr', 'weight_decay', 'lora_rank', 'image_size', 'seed_icon', 'n_test', 'seeds', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
+PARAMETERS = ['model', 'benchmarks', 'methods', 'rl_methods', 'rl_objective', 'rl_benchmarks', 'steps', 'rl_steps', 'rl_warm_start_steps', 'batch_size', 'rl_batch_size', 'num_generations', 'lr', 'weight_decay', 'lora_rank', 'image_size', 'seed_icon', 'n_test', 'seeds', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -160,26 +159,18 @@ print(pivot.join(params_col).round(3).to_string())
 # The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
 
 # %%
+from art_lib import claims
 from art_lib.results import print_checks, table_checks
 
-def acc(b, method, objective):
-    return table[(table.benchmark == b) & (table.method == method) & (table.objective == objective)]["accuracy"].mean()
-
-checks = {}
-for b in claim_benchmarks:
-    best_control = table[(table.benchmark == b) & table.method.str.startswith("control:")]["accuracy"].max()
-    checks[f"{b}: every control scores <= 0.3"] = best_control <= 0.3
-    for method in methods:
-        checks[f"{b}: {method}/sft beats every control by >= 0.3"] = acc(b, method, "sft") >= best_control + 0.3
-for b in rl_benchmarks:
-    seed_acc = acc(b, "control:seed", "none")
-    for method in rl_methods:
-        checks[f"{b}: {method}/{rl_objective} beats the seed image by >= 0.3"] = acc(b, method, rl_objective) >= seed_acc + 0.3
 expected = ([{"benchmark": b, "method": m, "objective": "sft"} for b in benchmarks for m in methods]
             + [{"benchmark": b, "method": m, "objective": rl_objective} for b in rl_benchmarks for m in rl_methods]
             + [{"benchmark": b, "method": f"control:{c}"} for b in benchmarks for c in ("text_only", "seed", "noise")])
 # NBVAL_CHECK_OUTPUT
-print_checks(checks if model_label.startswith("toy:") else table_checks(table, expected))
+if model_label.startswith("toy:"):  # thresholds only the toy world's known answers justify (art_lib.claims)
+    print_checks(claims.art_vs_lora(table, benchmarks, methods, rl_benchmarks, rl_methods, rl_objective,
+                                     rl_warm_start_steps))
+else:
+    print_checks(table_checks(table, expected))
 
 # %% [markdown]
 # ## 5. Figure
