@@ -9,8 +9,13 @@ with their benchmark family in `art_lib.tasks` and are found through `art_lib.re
 `source=` is either a local file/folder path or a Hugging Face dataset id; the hub
 (`datasets.load_dataset`) is only used when `source` is not an existing local path and does not look
 like one (`looks_local`). Missing local data, or a hub load that fails (e.g. offline), raises
-`FileNotFoundError` saying which file to download and where to pass it. A file that cannot be read as
-expected raises `DataError` naming file, line and field (`read_jsonl`, `read_csv`).
+`FileNotFoundError` saying which file to download and where to pass it.
+
+Validation, one layer per boundary: a file becomes rows (`read_jsonl`, `read_csv`, `hub_rows`: syntax,
+encoding, field types, no empty file), rows become examples (`build_examples`: each loader's `convert`
+checks values and raises `DataError` naming file, line and field; a repeated id is an error; for a large
+noisy source, `skip_bad=True` turns a bad row into a counted skip reported by one `DataWarning` with the
+first few reasons), and an empty result is an error naming its source (`build_examples`, `finalize`).
 
 Common loader arguments: `split`, `limit` (keep the first `limit` examples) and `seed`: None keeps
 the source order, an int shuffles deterministically (`random.Random(seed)`) before `limit`
@@ -24,6 +29,10 @@ import json
 import os
 import random
 import re
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +41,13 @@ from .registry import canonical_name, get_benchmark
 __all__ = [
     "Example",
     "DataError",
+    "DataWarning",
     "MissingFieldError",
+    "Converted",
+    "convert_rows",
+    "build_examples",
+    "index_rows",
+    "hub_rows",
     "looks_local",
     "hub_load",
     "read_jsonl",
@@ -76,6 +91,10 @@ class DataError(ValueError):
     """A data file that cannot be read as the loader expects; the message names file, line and field."""
 
 
+class DataWarning(UserWarning):
+    """Malformed rows a loader skipped (`build_examples(skip_bad=True)`): their count and the first few reasons."""
+
+
 class MissingFieldError(DataError, KeyError):
     """A row lacks a field the loader needs (a KeyError too, for callers that catch that)."""
 
@@ -90,6 +109,17 @@ class _Row(dict):
 
     def __missing__(self, key: Any):
         raise MissingFieldError(f"{self.where}: missing field {key!r} (fields present: {sorted(self)})")
+
+    def bad(self, key: str, problem: str) -> DataError:
+        """The error for a bad value of field `key`, naming file and line."""
+        return DataError(f"{self.where}: field {key!r} {problem}")
+
+    def text(self, key: str) -> str:
+        """Field `key` as stripped text; missing, not a string or blank -> DataError."""
+        value = self[key]
+        if not isinstance(value, str) or not value.strip():
+            raise self.bad(key, f"must be non-empty text, got {str(value)[:80]!r}")
+        return value.strip()
 
 
 def _row(value: Any, where: str, fields: dict[str, type | tuple[type, ...]] | None) -> _Row:
@@ -110,8 +140,14 @@ def _row(value: Any, where: str, fields: dict[str, type | tuple[type, ...]] | No
 def read_jsonl(
     path: Path, max_rows: int | None = None, fields: dict[str, type | tuple[type, ...]] | None = None
 ) -> list[dict]:
-    """Rows of a JSONL file (or a .json array): UTF-8 with or without BOM; errors name file, line and field."""
+    """Rows of a JSONL file (or a .json array): UTF-8 with or without BOM; errors name file, line and field.
+
+    Each row is a dict whose `.where` is "file:line" (or "file item i"); `fields` maps names to required types.
+    A file without rows is a DataError.
+    """
     path = Path(path)
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1 (or None), got {max_rows}")
     if path.suffix == ".json" and _is_json_array(path):
         try:
             with open(path, encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not parsed
@@ -120,6 +156,8 @@ def read_jsonl(
             raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
         except UnicodeDecodeError as err:
             raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
+        if not isinstance(items, list) or not items:
+            raise DataError(f"{path}: no rows (an empty JSON array)")
         items = items[:max_rows] if max_rows is not None else items
         return [_row(v, f"{path} item {i}", fields) for i, v in enumerate(items)]
     rows: list[dict] = []
@@ -141,18 +179,112 @@ def read_jsonl(
             rows.append(_row(value, f"{path}:{n}", fields))
             if max_rows is not None and len(rows) >= max_rows:
                 break
+    if not rows:
+        raise DataError(f"{path}: no rows (the file is empty or blank)")
     return rows
 
 
 def read_csv(path: Path, fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict]:
-    """Rows of a CSV file with a header, checked like `read_jsonl` (a short row has None fields)."""
+    """Rows of a CSV file with a header, checked like `read_jsonl` (a short row has None fields); no rows: DataError."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
-            return [_row(r, f"{path}:{reader.line_num}", fields) for r in reader]
+            rows = [_row(r, f"{path}:{reader.line_num}", fields) for r in reader]
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not UTF-8 text ({err.reason}); re-save the file as UTF-8") from None
+    if not rows:
+        raise DataError(f"{path}: no rows (the file is empty or has only a header)")
+    return rows
+
+
+def hub_rows(rows: Iterable[Any], label: str, fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict]:
+    """Rows of a hub dataset checked like a local file's; each `.where` is "<label> row <i>"."""
+    return [_row(dict(r) if isinstance(r, dict) else r, f"{label} row {i}", fields) for i, r in enumerate(rows)]
+
+
+def _where(row: Any) -> str:
+    return getattr(row, "where", "?")
+
+
+def index_rows(rows: Iterable[dict], key: str) -> dict[Any, dict]:
+    """`{row[key]: row}`; a repeated key is a DataError naming both rows."""
+    out: dict[Any, dict] = {}
+    for row in rows:
+        value = row[key]
+        if value in out:
+            raise DataError(f"{_where(row)}: duplicate {key} {value!r} (first at {_where(out[value])})")
+        out[value] = row
+    return out
+
+
+@dataclass
+class Converted:
+    """What `convert_rows` made of a source's rows."""
+
+    examples: list[Example]
+    skipped: list[str] = field(default_factory=list)  # the error of each malformed row skipped (skip_bad=True)
+    left_out: Counter = field(default_factory=Counter)  # reason -> rows the loader leaves out by design
+    source: str = "?"
+
+    def summary(self, first: int = 3) -> str:
+        """Counts of skipped and left-out rows, with the first `first` skip reasons."""
+        parts = [f"{n} left out ({why})" for why, n in self.left_out.items()]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped as malformed, first: " + "; ".join(self.skipped[:first]))
+        return ", ".join(parts)
+
+    def report(self) -> list[Example]:
+        """The examples, after one DataWarning if rows were skipped."""
+        if self.skipped:
+            total = len(self.examples) + len(self.skipped) + sum(self.left_out.values())
+            warnings.warn(
+                f"{self.source}: skipped {len(self.skipped)} of {total} rows as malformed; "
+                + "; ".join(self.skipped[:5])
+                + (" ..." if len(self.skipped) > 5 else ""),
+                DataWarning,
+                stacklevel=3,
+            )
+        return self.examples
+
+
+def convert_rows(
+    rows: Iterable[dict], convert: Callable[[int, dict], Example | str], source: Any, skip_bad: bool = False
+) -> Converted:
+    """The one rows -> examples boundary of every loader.
+
+    `convert(i, row)` (`i`: the row's index) returns an example, or a string: why the loader leaves this
+    row out by design (e.g. an option); it raises `DataError` naming file, line and field for a bad value:
+    fatal, or with `skip_bad` a counted skip. A repeated id is an error naming both rows; no example at all
+    is an error naming `source`.
+    """
+    done = Converted([], source=str(source))
+    seen: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        try:
+            ex = convert(i, row)
+        except DataError as err:
+            if not skip_bad:
+                raise
+            done.skipped.append(str(err))
+            continue
+        if isinstance(ex, str):
+            done.left_out[ex] += 1
+            continue
+        if ex["id"] in seen:
+            raise DataError(f"{_where(row)}: duplicate id {ex['id']!r} (first at {seen[ex['id']]})")
+        seen[ex["id"]] = _where(row)
+        done.examples.append(ex)
+    if not done.examples:
+        raise DataError(f"{source}: no examples ({done.summary() or 'no rows'})")
+    return done
+
+
+def build_examples(
+    rows: Iterable[dict], convert: Callable[[int, dict], Example | str], source: Any, skip_bad: bool = False
+) -> list[Example]:
+    """`convert_rows(...).report()`: the examples, skips reported in one DataWarning."""
+    return convert_rows(rows, convert, source, skip_bad).report()
 
 
 def _is_json_array(path: Path) -> bool:
@@ -163,8 +295,13 @@ def _is_json_array(path: Path) -> bool:
                 return ch == "["
 
 
-def finalize(examples: list[Example], limit: int | None, seed: int | None) -> list[Example]:
-    """The loaders' common tail: shuffle with `random.Random(seed)` unless `seed` is None, then keep `limit`."""
+def finalize(examples: list[Example], limit: int | None, seed: int | None, source: Any = "?") -> list[Example]:
+    """The loaders' common tail: shuffle with `random.Random(seed)` unless `seed` is None, then keep `limit`.
+
+    No examples before `limit` (e.g. an empty split) is a DataError naming `source`.
+    """
+    if not examples:
+        raise DataError(f"{source}: no examples")
     if seed is not None:
         examples = list(examples)
         random.Random(seed).shuffle(examples)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..data import Example, finalize, hub_load, looks_local, read_csv
+from ..data import Example, build_examples, finalize, hub_load, hub_rows, looks_local, read_csv
 from ..registry import Benchmark, register_benchmark
 from ..rewards import answer_line
 
@@ -22,6 +22,8 @@ CHOICE_SUFFIX = "End your response with: Answer: <letter>"
 GPQA_URL = "https://huggingface.co/datasets/Idavidrein/gpqa (gated: accept the terms, then download gpqa_diamond.csv)"
 
 _LETTERS = "ABCD"
+#: The CSV columns of the four options, the correct one first.
+GPQA_OPTIONS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 
 
 def load_gpqa(
@@ -38,50 +40,46 @@ def load_gpqa(
     (and `Record ID` for the id when present). The four options are shuffled
     into A-D with `random.Random(f"{option_seed}:{id}")`: fixed per example,
     independent of row order. `answer` is the correct letter. `split` only
-    matters for the hub (GPQA ships a single `train` split).
+    matters for the hub (GPQA ships a single `train` split). A blank question or option, two equal
+    options or a repeated `Record ID` is a DataError naming file, line and field.
     """
     guidance = f"download the CSV from {GPQA_URL} and pass source=<path to gpqa_diamond.csv>."
+    fields = {k: str for k in ("Question", *GPQA_OPTIONS)}
     if looks_local(source):
         file = Path(source).expanduser()
         if file.is_dir():
             file = file / f"{subset}.csv"
         if not file.is_file():
             raise FileNotFoundError(f"GPQA CSV not found at {file}: {guidance}")
-        rows = read_csv(
-            file,
-            fields={
-                k: str
-                for k in (
-                    "Question",
-                    "Correct Answer",
-                    "Incorrect Answer 1",
-                    "Incorrect Answer 2",
-                    "Incorrect Answer 3",
-                )
-            },
-        )
+        rows = read_csv(file, fields=fields)
     else:
-        rows = list(hub_load(str(source), subset, split=split, guidance=guidance))
-    examples = []
-    for i, row in enumerate(rows):
-        rid = str(row.get("Record ID") or "").strip() or f"gpqa-{i:04d}"
-        correct = str(row["Correct Answer"]).strip()
-        options = [correct] + [str(row[f"Incorrect Answer {k}"]).strip() for k in (1, 2, 3)]
-        order = list(range(4))
-        random.Random(f"{option_seed}:{rid}").shuffle(order)
-        shuffled = [options[k] for k in order]
-        letter = _LETTERS[order.index(0)]
-        question = str(row["Question"]).strip()
-        lines = "\n".join(f"{_LETTERS[k]}) {opt}" for k, opt in enumerate(shuffled))
-        examples.append(
-            {
-                "id": rid,
-                "prompt": f"{question}\n\n{lines}\n{CHOICE_SUFFIX}",
-                "answer": letter,
-                "meta": {"question": question, "choices": shuffled, "correct": correct},
-            }
-        )
-    return finalize(examples, limit, seed)
+        file = f"{source} ({subset}, {split})"
+        rows = hub_rows(hub_load(str(source), subset, split=split, guidance=guidance), file, fields)
+    examples = build_examples(rows, lambda i, row: _gpqa_example(i, row, option_seed), file)
+    return finalize(examples, limit, seed, file)
+
+
+def _gpqa_example(i: int, row: dict, option_seed: int) -> Example:
+    """One GPQA row as an example; a blank question or option, or two equal options, is a DataError."""
+    question = row.text("Question")
+    options: list[str] = []
+    for key in GPQA_OPTIONS:
+        option = row.text(key)
+        if option in options:
+            same = GPQA_OPTIONS[options.index(option)]
+            raise row.bad(key, f"repeats {same!r} ({option[:80]!r}): the four options must differ")
+        options.append(option)
+    rid = str(row.get("Record ID") or "").strip() or f"gpqa-{i:04d}"
+    order = list(range(4))
+    random.Random(f"{option_seed}:{rid}").shuffle(order)
+    shuffled = [options[k] for k in order]
+    lines = "\n".join(f"{_LETTERS[k]}) {opt}" for k, opt in enumerate(shuffled))
+    return {
+        "id": rid,
+        "prompt": f"{question}\n\n{lines}\n{CHOICE_SUFFIX}",
+        "answer": _LETTERS[order.index(0)],
+        "meta": {"question": question, "choices": shuffled, "correct": options[0]},
+    }
 
 
 _CHOICE = re.compile(r"[ \t*_`$(\[{]*+(?:\\boxed\s*+\{|\\text\s*+\{)?+[ \t*_`(\[{]*+([A-D])(?![A-Za-z0-9])")

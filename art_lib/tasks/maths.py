@@ -13,12 +13,23 @@ import math
 import os
 import random
 import re
+import warnings
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..data import Example, finalize, hub_load, looks_local, read_jsonl
+from ..data import (
+    DataError,
+    DataWarning,
+    Example,
+    build_examples,
+    finalize,
+    hub_load,
+    hub_rows,
+    looks_local,
+    read_jsonl,
+)
 from ..registry import Benchmark, register_benchmark
 from ..rewards import answer_line, strip_thinking
 
@@ -258,8 +269,29 @@ def gsm8k_target(solution: str) -> str:
 
 
 def _gsm8k_final(solution: str) -> str:
-    final = solution.split("####")[-1].strip().replace(",", "")
-    return normalize_number(final) or final
+    """The normalised number after the solution's one `####` marker; anything else is a ValueError."""
+    parts = solution.split("####")
+    if len(parts) != 2:
+        raise ValueError(f"must end with one '#### <number>' line, found {len(parts) - 1} '####' markers")
+    final = normalize_number(parts[1].strip().replace(",", ""))
+    if final is None:
+        raise ValueError(f"must end with '#### <number>', got '#### {parts[1].strip()[:80]}'")
+    return final
+
+
+def _gsm8k_example(i: int, row: dict, split: str) -> Example:
+    solution = row["answer"]
+    try:
+        final, target = _gsm8k_final(solution), gsm8k_target(solution)
+    except ValueError as err:
+        raise row.bad("answer", str(err)) from None
+    question = row.text("question")
+    return {
+        "id": f"gsm8k-{split}-{i:04d}",
+        "prompt": _math_prompt(question),
+        "answer": final,
+        "meta": {"question": question, "solution": solution, "split": split, "target": target},
+    }
 
 
 def load_gsm8k(
@@ -268,57 +300,81 @@ def load_gsm8k(
     """GSM8K from the official `train.jsonl`/`test.jsonl` (a file, or a folder
     holding `<split>.jsonl`) or from the hub (`openai/gsm8k`, config `main`).
 
-    `answer` = the number after `####` with commas removed; `meta` keeps the
-    question, the full gold `solution` and the SFT `target` (`gsm8k_target`).
-    ids: `gsm8k-<split>-<row index>`.
+    `answer` = the number after `####` with commas removed (a solution without exactly one
+    `#### <number>` is a DataError naming file, line and field); `meta` keeps the question, the full
+    gold `solution` and the SFT `target` (`gsm8k_target`). ids: `gsm8k-<split>-<row index>`.
     """
     guidance = (
         f"download {split}.jsonl from {GSM8K_URL.format(split=split)} and pass "
         f"source=<path to {split}.jsonl or its folder>."
     )
+    fields = {"question": str, "answer": str}
     if looks_local(source):
         path = Path(source).expanduser()
         file = path / f"{split}.jsonl" if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(f"GSM8K {split} file not found at {file}: {guidance}")
-        rows = read_jsonl(file, fields={"question": str, "answer": str})
+        rows = read_jsonl(file, fields=fields)
     else:
-        rows = list(hub_load(str(source), "main", split=split, guidance=guidance))
-    examples = []
-    for i, row in enumerate(rows):
-        solution = row["answer"]
-        examples.append(
-            {
-                "id": f"gsm8k-{split}-{i:04d}",
-                "prompt": _math_prompt(row["question"]),
-                "answer": _gsm8k_final(solution),
-                "meta": {
-                    "question": row["question"],
-                    "solution": solution,
-                    "split": split,
-                    "target": gsm8k_target(solution),
-                },
-            }
-        )
-    return finalize(examples, limit, seed)
+        file = f"{source} ({split})"
+        rows = hub_rows(hub_load(str(source), "main", split=split, guidance=guidance), file, fields)
+    examples = build_examples(rows, lambda i, row: _gsm8k_example(i, row, split), file)
+    return finalize(examples, limit, seed, file)
 
 
 # --------------------------------------------------------------------------- #
 # SVAMP
 # --------------------------------------------------------------------------- #
 
+#: ChilleD/SVAMP's train share: 700 of SVAMP's 1000 rows.
+SVAMP_TRAIN_SHARE = 0.7
 
-def _svamp_split_ids(ids_in_file_order: list[str], split_file: Path | None) -> dict[str, list[str]]:
-    """ChilleD/SVAMP 700/300 split: from `chilled_split_ids.json` when present,
-    otherwise reconstructed (shuffle the file-order ids with `random.Random(42)`;
-    train = first 700, test = last 300 -- see that file's description)."""
-    if split_file is not None and split_file.is_file():
-        with open(split_file, encoding="utf-8-sig") as f:
-            data = json.load(f)
-        return {"train": list(data["train_ids"]), "test": list(data["test_ids"])}
-    ids = list(ids_in_file_order)
-    random.Random(42).shuffle(ids)
-    return {"train": ids[:700], "test": ids[700:]}
+
+def _svamp_split_ids(ids_in_file_order: list[str], split_file: Path, data_file: Path) -> dict[str, list[str]]:
+    """ChilleD/SVAMP 700/300 split: from `chilled_split_ids.json` when present, otherwise reconstructed
+    (shuffle the file-order ids with `random.Random(42)`; train = first 70%, test = the rest: 700/300 for
+    the full file -- see that file's description). Split ids missing from `data_file` are a DataError."""
+    if not split_file.is_file():
+        ids = list(ids_in_file_order)
+        if len(ids) != 1000:
+            warnings.warn(
+                f"{data_file} has {len(ids)} rows, not 1000: its train/test split is drawn like ChilleD's "
+                f"(70/30 after random.Random(42).shuffle) but is not ChilleD's split",
+                DataWarning,
+                stacklevel=3,
+            )
+        random.Random(42).shuffle(ids)
+        n_train = round(len(ids) * SVAMP_TRAIN_SHARE)
+        return {"train": ids[:n_train], "test": ids[n_train:]}
+    try:
+        data = json.loads(split_file.read_text(encoding="utf-8-sig"))
+        splits = {"train": list(data["train_ids"]), "test": list(data["test_ids"])}
+    except (ValueError, TypeError, KeyError) as err:  # not JSON, not an object, no id lists
+        raise DataError(f"{split_file}: expected a JSON object with lists train_ids, test_ids ({err!r})") from None
+    known = set(ids_in_file_order)
+    unknown = [i for ids in splits.values() for i in ids if i not in known]
+    if unknown:
+        raise DataError(
+            f"{split_file}: split ids {unknown[:5]} ({len(unknown)} in all) are not in {data_file}; "
+            f"pass the full SVAMP.json or remove {split_file.name} (the split is then reconstructed)"
+        )
+    both = set(splits["train"]) & set(splits["test"])
+    if both:
+        raise DataError(f"{split_file}: {len(both)} ids are in both train_ids and test_ids, first {sorted(both)[:5]}")
+    return splits
+
+
+def _svamp_example(row: dict, split: str) -> Example:
+    answer = normalize_number(row["Answer"])
+    if answer is None:
+        raise row.bad("Answer", f"must be a number, got {row['Answer']!r}")
+    question = f"{row.text('Body')} {row.text('Question')}"
+    return {
+        "id": row.text("ID"),
+        "prompt": _math_prompt(question),
+        "answer": answer,
+        "meta": {"question": question, "equation": row.get("Equation"), "type": row.get("Type"), "split": split},
+    }
 
 
 def load_svamp(
@@ -331,41 +387,28 @@ def load_svamp(
     `random.Random(42)` if that file is absent); `split="all"` gives all
     1000 in file order. Train keeps the HF row order; test is the HF set of ids
     (in the split file's order, not HF's row order).
-    question = Body + " " + Question; answer = normalised number ("8.0" -> "8").
+    question = Body + " " + Question; answer = normalised number ("8.0" -> "8"); a non-numeric
+    answer or a repeated ID is a DataError naming file, item and field.
     """
     guidance = f"download SVAMP.json from {SVAMP_URL} and pass source=<path to SVAMP.json or its folder>."
-    if looks_local(source):
-        path = Path(source).expanduser()
-        file = path / "SVAMP.json" if path.is_dir() else path
-        if not file.is_file():
-            raise FileNotFoundError(f"SVAMP file not found at {file}: {guidance}")
-        rows = read_jsonl(file, fields={"ID": str, "Body": str, "Question": str, "Answer": (int, float, str)})
-        if split != "all":
-            if split not in ("train", "test"):
-                raise ValueError(f"SVAMP split must be 'train', 'test' or 'all', got {split!r}")
-            by_id = {r["ID"]: r for r in rows}
-            ids = _svamp_split_ids([r["ID"] for r in rows], file.parent / "chilled_split_ids.json")[split]
-            rows = [by_id[i] for i in ids]
-    else:
-        rows = list(hub_load(str(source), split=split, guidance=guidance))
-    examples = []
-    for row in rows:
-        question = f"{str(row['Body']).strip()} {str(row['Question']).strip()}"
-        answer = normalize_number(row["Answer"])
-        examples.append(
-            {
-                "id": str(row["ID"]),
-                "prompt": _math_prompt(question),
-                "answer": answer if answer is not None else str(row["Answer"]),
-                "meta": {
-                    "question": question,
-                    "equation": row.get("Equation"),
-                    "type": row.get("Type"),
-                    "split": split,
-                },
-            }
-        )
-    return finalize(examples, limit, seed)
+    fields = {"ID": str, "Body": str, "Question": str, "Answer": (int, float, str)}
+    if not looks_local(source):
+        label = f"{source} ({split})"
+        rows = hub_rows(hub_load(str(source), split=split, guidance=guidance), label, fields)
+        examples = build_examples(rows, lambda i, row: _svamp_example(row, split), label)
+        return finalize(examples, limit, seed, label)
+    path = Path(source).expanduser()
+    file = path / "SVAMP.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"SVAMP file not found at {file}: {guidance}")
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"SVAMP split must be 'train', 'test' or 'all', got {split!r}")
+    examples = build_examples(read_jsonl(file, fields=fields), lambda i, row: _svamp_example(row, split), file)
+    if split != "all":
+        by_id = {ex["id"]: ex for ex in examples}
+        ids = _svamp_split_ids(list(by_id), file.parent / "chilled_split_ids.json", file)[split]
+        examples = [by_id[i] for i in ids]
+    return finalize(examples, limit, seed, f"{file} (split {split!r})")
 
 
 #: Per benchmark: the sub-folder of a notebook's `data_dir` and what to put there (README "Data").

@@ -19,11 +19,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..data import Example, finalize, looks_local, read_jsonl
+from ..data import Converted, Example, build_examples, convert_rows, finalize, index_rows, looks_local, read_jsonl
 from ..registry import Benchmark, register_benchmark
-from ..rewards import decode_arguments
-from .tool_calls import normalize_tool, parse_tool_calls
+from .tool_calls import parse_tool_calls
 from .tool_check import bfcl_function_to_tool, bfcl_gold_calls, score_tool_call
+from .toolmind_rows import norm_calls, norm_message, system_first, toolmind_conversation, toolmind_tools
 
 __all__ = [
     "BFCL_CATEGORIES",
@@ -137,67 +137,51 @@ def load_bfcl(
     qfile = _bfcl_question_file(folder, category) if folder.is_dir() else None
     if qfile is None:
         raise FileNotFoundError(f"BFCL {category} question file not found in {folder}: {guidance}")
-    rows = read_jsonl(qfile)
     answers: dict[str, list] = {}
+    afile = None
     if category != "irrelevance":
         afile = folder / "possible_answer" / qfile.name
         if not afile.is_file():
             raise FileNotFoundError(f"BFCL possible-answer file not found at {afile}: {guidance}")
-        answers = {r["id"]: r["ground_truth"] for r in read_jsonl(afile)}
-    examples = []
-    for row in rows:
-        messages = [m for turn in row["question"] for m in turn]
-        split_prompt = _split_prompt(messages)
-        if split_prompt is None:
-            continue
-        prompt, before, after = split_prompt
-        functions = row["function"]
-        possible = answers.get(row["id"], []) if category != "irrelevance" else []
-        if category != "irrelevance" and row["id"] not in answers:
-            continue
-        gold = bfcl_gold_calls(possible, functions)
-        examples.append(
-            {
-                "id": row["id"],
-                "prompt": prompt,
-                "answer": json.dumps(gold, ensure_ascii=False),
-                "meta": {
-                    "tools": [bfcl_function_to_tool(f) for f in functions],
-                    "functions": functions,
-                    "possible_answers": possible,
-                    "category": category,
-                    "messages": before,
-                    "followup": after,
-                },
-            }
-        )
-    return finalize(examples, limit, seed)
+        answer_rows = index_rows(read_jsonl(afile, fields={"id": str, "ground_truth": list}), "id")
+        answers = {key: row["ground_truth"] for key, row in answer_rows.items()}
+    rows = read_jsonl(qfile, fields={"id": str, "question": list, "function": list})
+    convert = partial(_bfcl_example, category=category, answers=answers, afile=afile)
+    return finalize(build_examples(rows, convert, qfile), limit, seed, qfile)
+
+
+def _bfcl_example(i: int, row: dict, category: str, answers: dict[str, list], afile: Path | None) -> Example:
+    """One BFCL question as an example; a malformed field or a question without its answer is a DataError."""
+    question, functions = row["question"], row["function"]
+    if not all(isinstance(turn, list) and all(isinstance(m, dict) for m in turn) for turn in question):
+        raise row.bad("question", f"must be a list of turns, each a list of messages, got {str(question)[:80]!r}")
+    if not all(isinstance(f, dict) for f in functions):
+        raise row.bad("function", f"must be a list of function objects, got {str(functions)[:80]!r}")
+    split_prompt = _split_prompt([m for turn in question for m in turn])
+    if split_prompt is None or not split_prompt[0].strip():
+        raise row.bad("question", "has no non-empty user turn")
+    prompt, before, after = split_prompt
+    if category != "irrelevance" and row["id"] not in answers:
+        raise row.bad("id", f"{row['id']!r} has no possible answer in {afile}")
+    possible = answers.get(row["id"], [])
+    return {
+        "id": row["id"],
+        "prompt": prompt,
+        "answer": json.dumps(bfcl_gold_calls(possible, functions), ensure_ascii=False),
+        "meta": {
+            "tools": [bfcl_function_to_tool(f) for f in functions],
+            "functions": functions,
+            "possible_answers": possible,
+            "category": category,
+            "messages": before,
+            "followup": after,
+        },
+    }
 
 
 # --------------------------------------------------------------------------- #
 # ToolMind
 # --------------------------------------------------------------------------- #
-
-
-def _norm_calls(tool_calls: Any) -> list[dict]:
-    calls = []
-    for call in tool_calls or []:
-        if not isinstance(call, dict):
-            continue
-        fn = call.get("function") if isinstance(call.get("function"), dict) else call
-        calls.append({"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments"))})
-    return calls
-
-
-def _norm_message(msg: dict) -> dict:
-    role = msg.get("role")
-    content = msg.get("content")
-    if content is not None and not isinstance(content, str):
-        content = json.dumps(content, ensure_ascii=False)
-    out = {"role": role, "content": content or ""}
-    if role == "assistant" and msg.get("tool_calls"):
-        out["tool_calls"] = [{"type": "function", "function": c} for c in _norm_calls(msg["tool_calls"])]
-    return out
 
 
 def _toolmind_files(path: Path, subsets: list[str] | None) -> list[Path]:
@@ -223,13 +207,6 @@ def _toolmind_files(path: Path, subsets: list[str] | None) -> list[Path]:
 def _toolmind_stem(name: str) -> str:
     """'open_datasets/ToolACE-query.jsonl', 'ToolACE-query.jsonl', 'ToolACE-query' -> 'ToolACE-query'."""
     return Path(name).name.removesuffix(".jsonl").removesuffix(".json")
-
-
-def _system_first(messages: list[dict]) -> list[dict]:
-    """All system messages merged into one leading message (chat templates reject a system turn elsewhere)."""
-    system = [m["content"] for m in messages if m.get("role") == "system" and m.get("content")]
-    rest = [m for m in messages if m.get("role") != "system"]
-    return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest
 
 
 @functools.cache
@@ -270,55 +247,57 @@ def tool_call_target(example: Example, chat_template: str | None = None) -> str:
     return full[len(prefix) :].removesuffix("\n").removesuffix("<|im_end|>")
 
 
+#: Why `load_toolmind` leaves a row with a plain-text final turn out by default.
+TEXT_TARGET_LEFT_OUT = "the final turn is text, not a tool call; include_text_targets=True keeps such rows"
+
+
+def _toolmind_example(i: int, row: dict, file: Path, include_text_targets: bool, groups: dict) -> Example | str:
+    """One ToolMind row as an example (its conversation group into `groups`); a malformed row is a DataError."""
+    conv = toolmind_conversation(row)
+    calls = {k: norm_calls(m.get("tool_calls"), row, f"conversations[{k}].tool_calls") for k, m in enumerate(conv)}
+    target = calls[len(conv) - 1]
+    if not target and not include_text_targets:
+        return TEXT_TARGET_LEFT_OUT
+    raw_tools, tools = toolmind_tools(row)
+    offered = {t["function"]["name"] for t in tools}
+    for j, call in enumerate(target):
+        if call["name"] not in offered:  # training it would teach a call the prompt never offers
+            key = f"conversations[{len(conv) - 1}].tool_calls[{j}]"
+            raise row.bad(key, f"calls {call['name']!r}, which the row's tools do not offer ({sorted(offered)[:8]})")
+    user = max((k for k, m in enumerate(conv) if m["role"] == "user"), default=None)
+    messages = [norm_message(m, calls[k]) for k, m in enumerate(conv[:-1])]
+    if user is None or not messages[user]["content"].strip():
+        raise row.bad("conversations", "has no non-empty user turn before the target")
+    before, after = messages[:user], messages[user + 1 :]
+    first_user = next(m.get("content") for m in conv if m["role"] == "user")
+    ex = {
+        "id": f"toolmind-{file.stem}-{i:06d}",
+        "prompt": messages[user]["content"],
+        "answer": json.dumps(target, ensure_ascii=False),
+        "meta": {
+            "tools": tools,
+            # A system turn after the prompt cannot move before it; its text joins the leading system turn.
+            "messages": system_first(before + [m for m in after if m["role"] == "system"]),
+            "followup": [m for m in after if m["role"] != "system"],
+            "source_file": file.name,
+        },
+    }
+    if target:
+        ex["meta"]["target"] = tool_call_target(ex)
+    groups[ex["id"]] = hashlib.sha1(
+        json.dumps([raw_tools, first_user], sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()
+    return ex
+
+
 @functools.lru_cache(maxsize=16)
 def _toolmind_file(
     file: Path, mtime_ns: int, max_rows: int | None, include_text_targets: bool
-) -> tuple[list[Example], list[str]]:
-    """(examples, conversation-group hashes) of one ToolMind file, in file order."""
-    examples: list[Example] = []
-    groups: list[str] = []
-    for i, row in enumerate(read_jsonl(file, max_rows=max_rows)):
-        conv = row.get("conversations") or []
-        if not conv or not isinstance(conv[-1], dict) or conv[-1].get("role") != "assistant":
-            continue
-        target = _norm_calls(conv[-1].get("tool_calls"))
-        if not target and not include_text_targets:
-            continue
-        if any(not isinstance(c["name"], str) or not isinstance(c["arguments"], dict) for c in target):
-            continue
-        split_prompt = _split_prompt([m for m in conv[:-1] if isinstance(m, dict)])
-        if split_prompt is None:
-            continue
-        prompt, before, after = split_prompt
-        raw_tools = row.get("tools") or []
-        if isinstance(raw_tools, str):
-            try:
-                raw_tools = json.loads(raw_tools)
-            except ValueError:
-                raw_tools = []
-        tools = [t for t in (normalize_tool(t) for t in raw_tools) if t is not None]
-        first_user = next((m.get("content") for m in conv if m.get("role") == "user"), "")
-        group = hashlib.sha1(
-            json.dumps([raw_tools, first_user], sort_keys=True, ensure_ascii=False, default=str).encode()
-        ).hexdigest()
-        groups.append(group)
-        # A system turn after the prompt cannot move before it; its text joins the leading system turn.
-        late_system = [m for m in after if m.get("role") == "system"]
-        ex = {
-            "id": f"toolmind-{file.stem}-{i:06d}",
-            "prompt": prompt,
-            "answer": json.dumps(target, ensure_ascii=False),
-            "meta": {
-                "tools": tools,
-                "messages": _system_first([_norm_message(m) for m in before + late_system]),
-                "followup": [_norm_message(m) for m in after if m.get("role") != "system"],
-                "source_file": file.name,
-            },
-        }
-        if target:
-            ex["meta"]["target"] = tool_call_target(ex)
-        examples.append(ex)
-    return examples, groups
+) -> tuple[Converted, dict[str, str]]:
+    """(examples with the rows skipped as malformed, conversation-group hash per id) of one ToolMind file."""
+    groups: dict[str, str] = {}
+    convert = partial(_toolmind_example, file=file, include_text_targets=include_text_targets, groups=groups)
+    return convert_rows(read_jsonl(file, max_rows=max_rows), convert, file, skip_bad=True), groups
 
 
 def load_toolmind(
@@ -390,9 +369,10 @@ def load_toolmind(
     groups: list[str] = []
     for file in files:
         # Parsed once per file and process (a notebook loads the same split for every arm); copies go out.
-        exs, grs = _toolmind_file(file.resolve(), file.stat().st_mtime_ns, max_rows, include_text_targets)
-        examples += [dict(ex, meta=dict(ex["meta"])) for ex in exs]
-        groups += grs
+        done, by_id = _toolmind_file(file.resolve(), file.stat().st_mtime_ns, max_rows, include_text_targets)
+        examples += [dict(ex, meta=dict(ex["meta"])) for ex in done.report()]
+        groups += [by_id[ex["id"]] for ex in done.examples]
+    source = ", ".join(str(f) for f in files)
     if split != "all":
         unique = sorted(set(groups))
         random.Random(split_seed).shuffle(unique)
@@ -402,7 +382,8 @@ def load_toolmind(
         test_groups = set(unique[:n_test])
         want_test = split == "test"
         examples = [ex for ex, g in zip(examples, groups) if (g in test_groups) == want_test]
-    return finalize(examples, limit, seed)
+        source = f"split {split!r} ({len(unique)} conversation groups, test_fraction={test_fraction}) of {source}"
+    return finalize(examples, limit, seed, source)
 
 
 # --------------------------------------------------------------------------- #
