@@ -28,3 +28,16 @@ def ragged_batch(proc, B: int, system: str | None = None, size: int = 256) -> Ba
     texts = [chat_text(proc, q, system=system) for q in QUESTIONS[:B]]
     comps = [f"Answer: {7 * i}{' and more' * i}" for i in range(B)]
     return encode(proc, texts, comps, num_image_tokens=num_visual_tokens(size, size, proc))
+
+
+def eos_biased_model(seed: int = 0, bias: float = 5.0):
+    """The tiny Qwen3.5 with `bias` added to its <|im_end|> logit: sampled completions end after 1 to 8 tokens
+    instead of always running to the limit (a real model: only its head's output is shifted)."""
+    from art_lib.models import tiny_model
+
+    model, proc = tiny_model(seed=seed)
+    eos = proc.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    shift = torch.zeros(model.config.text_config.vocab_size)
+    shift[eos] = bias
+    model.lm_head.register_forward_hook(lambda mod, args, out: out + shift.to(out))
+    return model, proc

@@ -4,7 +4,7 @@ import random
 
 import pytest
 import torch
-from helpers import rel_err
+from helpers import eos_biased_model, rel_err
 
 from art_lib.config import TrainConfig
 from art_lib.methods import make_method
@@ -26,8 +26,8 @@ EXAMPLES = [
 ]
 
 
-def _method(name: str, seed: int = 0):
-    model, proc = tiny_model(seed=seed)
+def _method(name: str, seed: int = 0, eos_bias: float = 0.0):
+    model, proc = eos_biased_model(seed=seed, bias=eos_bias) if eos_bias else tiny_model(seed=seed)
     art = PixelPrompt.from_noise(256, seed=2)
     m = make_method(name, model, proc, artwork=art, lora_rank=4, seed=0)
     if name == "lora":  # B = 0 at init would leave A without gradient: give the adapter a non-trivial start
@@ -74,8 +74,21 @@ def test_micro_batched_sft_equals_the_unchunked_step(name):
         ("lora", "dapo", 0.0),
     ],
 )
-def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta):
-    m, proc = _method(name)
+def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta, monkeypatch):
+    """Completions of different lengths (1 to 8 tokens): micro-batches hold different numbers of tokens, so
+    weighting them by rows instead of tokens (or the reverse) changes the step."""
+    from art_lib import steps
+
+    m, proc = _method(name, eos_bias=5.0)
+    lengths = []
+
+    def recording(*args, **kw):
+        r = steps_generate(*args, **kw)
+        lengths.append(r.batch.completion_mask.sum(1).tolist())
+        return r
+
+    steps_generate = steps.generate_rollouts
+    monkeypatch.setattr(steps, "generate_rollouts", recording)
     texts = [example_text(proc, e, image=name != "lora") for e in EXAMPLES]
 
     def reward(completions, examples):  # deterministic and varied within groups
@@ -101,6 +114,7 @@ def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta):
             return rl_step(m, proc, EXAMPLES, texts, [0, 3, 5], c, reward_fn=reward, scale=1.0)["loss"]
 
         results[mb, ckpt] = _grad_of(m, run)
+    assert all(n == lengths[0] for n in lengths) and len(set(lengths[0])) >= 3, lengths  # same rollouts, ragged
     loss0, grad0 = results[None, False]
     assert float(grad0.abs().max()) > 0
     for key, (loss, grad) in results.items():
