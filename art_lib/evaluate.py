@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Union
 
+from .context import check_context, context_length, prompt_lengths
 from .prompting import eos_token_ids, example_text, vision_token_ids
 from .scoring import EvalResult, score_completions, score_outputs
 
@@ -294,10 +295,11 @@ def evaluate(
     pil = load_image(image, processor, allow_resize=allow_resize)  # validated like training
     examples = list(examples)
     texts = [example_text(processor, ex, image=pil is not None, enable_thinking=enable_thinking) for ex in examples]
+    lengths = prompt_lengths(processor, texts, visual_token_count(processor, pil) if pil is not None else 0)
+    # Refused as training refuses it: a prompt past the context generates for minutes and scores 0.
+    check_context(lengths, context_length(model), [ex.get("id", i) for i, ex in enumerate(examples)])
     if batch_size is None:
-        longest = max((len(processor.tokenizer(t)["input_ids"]) for t in texts), default=0)
-        n_img = visual_token_count(processor, pil) if pil is not None else 0
-        batch_size = auto_batch_size(model, longest + n_img, max_new_tokens)
+        batch_size = auto_batch_size(model, max(lengths, default=0), max_new_tokens)
     outs: list[dict] = []
     with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
         if seed is not None:

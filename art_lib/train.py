@@ -30,6 +30,7 @@ from .checkpoint import Checkpointer
 from .checkpoint import rng_state as _rng_state
 from .checkpoint import set_rng_state as _set_rng_state
 from .config import TrainConfig, check_field_names
+from .context import check_context, context_length, prompt_lengths
 from .methods import Method, check_method, make_method, trainable_parameter_count
 from .pixel_prompt import PixelPrompt
 from .preprocess import num_visual_tokens
@@ -56,17 +57,6 @@ class TrainResult:
 
 class NonFiniteLossError(RuntimeError):
     """Raised when too many consecutive steps have a non-finite reward, loss or gradient."""
-
-
-def check_context(lengths: list[int], context: int, ids: list) -> None:
-    """Prompts (image tokens included) must fit the model's context: a truncated prompt trains on nonsense."""
-    over = [(i, n) for i, n in zip(ids, lengths) if n >= context]
-    if over:
-        i, n = max(over, key=lambda x: x[1])
-        raise ValueError(
-            f"{len(over)} prompt(s) do not fit the model's context of {context} tokens "
-            f"(longest: example {i!r}, {n} tokens); shorten them or drop them"
-        )
 
 
 def _releases_checkpoint(fn):
@@ -401,8 +391,8 @@ def _check_prompts_fit(
         seen = eot.output_size(artwork.size) if hasattr(eot, "output_size") else artwork.size
         image_tokens = num_visual_tokens(*seen, processor.image_processor)
     check_context(
-        [len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]) + image_tokens for t in texts],
-        _context_length(model),
+        prompt_lengths(processor, texts, image_tokens),
+        context_length(model),
         [e.get("id", i) for i, e in enumerate(examples)],
     )
 
@@ -429,11 +419,6 @@ def _reduce_across_processes(params, logs: list[dict], bad_source: str | None, a
         loss_t = torch.tensor(log["loss"] / accelerator.num_processes, device=accelerator.device)
         log["loss"] = float(accelerator.reduce(loss_t, reduction="sum"))
     return bad_source
-
-
-def _context_length(model) -> int:
-    config = getattr(model.config, "text_config", model.config)
-    return int(getattr(config, "max_position_embeddings", None) or 2**62)
 
 
 def _plain(d: dict) -> dict:

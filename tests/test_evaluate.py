@@ -15,6 +15,7 @@ from art_lib.data import load_benchmark
 from art_lib.evaluate import evaluate, visual_token_count
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
+from art_lib.prompting import example_text
 from art_lib.scoring import EvalResult, score_completions, wilson_interval
 
 DATA = Path(__file__).parent / "data"
@@ -185,6 +186,40 @@ def test_sampling_is_seeded(tiny, tmp_path):
     b = evaluate(model, processor, examples, seed=1, **kw)
     assert list(a.rows["completion"]) == list(b.rows["completion"])
     assert a.config["seed"] == 1 and a.config["image"] is None
+
+
+def test_a_prompt_past_the_context_is_refused_before_generation_as_training_refuses_it(tiny, png, tmp_path):
+    model, processor = tiny
+    context = model.config.text_config.max_position_embeddings
+    fits = _examples("gsm8k", tmp_path, 1)
+    long = {"id": "long", "prompt": "seven " * (4 * context), "answer": "7", "meta": {}}
+    for image in (None, png):
+        with pytest.raises(
+            ValueError,
+            match=rf"1 prompt\(s\) do not fit the model's context of {context} tokens "
+            r"\(longest: example 'long'",
+        ):
+            evaluate(model, processor, fits + [long], image=image, benchmark="gsm8k", **FAST)
+    # The image's visual tokens count: a prompt that fits as text alone is refused with the artwork.
+    edge = _longest_prompt_below(processor, context - 8)
+    assert context - 64 < len(_tokens(processor, example_text(processor, edge, image=False))) < context
+    with pytest.raises(ValueError, match=f"context of {context} tokens \\(longest: example 'edge'"):
+        evaluate(model, processor, [edge], image=png, benchmark="gsm8k", **FAST)
+
+
+def _tokens(processor, text: str) -> list[int]:
+    return processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _longest_prompt_below(processor, limit: int) -> dict:
+    """The example with the most words "seven" whose rendered text-only prompt stays below `limit` tokens."""
+    make = lambda n: {"id": "edge", "prompt": "seven " * n, "answer": "7", "meta": {}}  # noqa: E731
+    low, high = 1, limit  # bisect on the word count
+    while low < high:
+        mid = (low + high + 1) // 2
+        fits = len(_tokens(processor, example_text(processor, make(mid), image=False))) < limit
+        low, high = (mid, high) if fits else (low, mid - 1)
+    return make(low)
 
 
 # --------------------------------------------------------------------------- controls
