@@ -21,7 +21,6 @@ model's dtype at the point of use instead.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 import warnings
@@ -32,18 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageOps
-from PIL.PngImagePlugin import PngInfo
 from torch import nn
+
+from .png_metadata import VERSION_KEY, open_png, png_info, png_metadata
+from .png_metadata import read_png_metadata as read_png_metadata  # re-exported (public API)
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 SizeLike = int | tuple[int, int]
 
-# Text-chunk keys written by save_png; user metadata may not override them.
-VERSION_KEY = "art_lib_version"
-SIZE_KEY = "image_size"
-JSON_KEYS_KEY = "art_lib_json_keys"  # which other keys hold JSON rather than plain str
-_RESERVED_KEYS = frozenset({VERSION_KEY, SIZE_KEY, JSON_KEYS_KEY})
-_ZIP_THRESHOLD = 1024  # compress text values longer than this (zTXt / compressed iTXt)
 _RESAMPLE = Image.Resampling.BICUBIC
 _WHITE = (255, 255, 255)
 # The most pixels a supported processor accepts (Qwen3.5: longest_edge 16777216 = 4096 x 4096);
@@ -169,64 +164,6 @@ def _resize_float(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
-def _encode_metadata(metadata: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """User metadata -> (text values, keys that were JSON-encoded); str values stay as-is."""
-    text: dict[str, str] = {}
-    json_keys: list[str] = []
-    for key, value in metadata.items():
-        if key in _RESERVED_KEYS:
-            raise ValueError(f"metadata key {key!r} is reserved by art_lib")
-        try:
-            key.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"metadata key {key!r} must be latin-1 text (a PNG keyword)") from None
-        if not 1 <= len(key) <= 79 or key != key.strip():
-            raise ValueError(f"metadata key {key!r} must be 1-79 chars without surrounding spaces (a PNG keyword)")
-        if isinstance(value, str):
-            text[key] = value
-            continue
-        try:
-            text[key] = json.dumps(value, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"metadata value for {key!r} is not JSON-serialisable: {err}") from err
-        json_keys.append(key)
-    return text, json_keys
-
-
-def _decode_metadata(text: dict[str, str]) -> dict[str, Any]:
-    """PNG text chunks -> metadata dict, decoding the keys listed under JSON_KEYS_KEY."""
-    out: dict[str, Any] = dict(text)
-    raw_keys = out.pop(JSON_KEYS_KEY, None)
-    if raw_keys is None:
-        return out
-    try:
-        json_keys = json.loads(raw_keys)
-    except json.JSONDecodeError:
-        warnings.warn(f"malformed {JSON_KEYS_KEY!r} chunk; metadata left as text", UserWarning, stacklevel=3)
-        return out
-    for key in json_keys:
-        if key in out:
-            try:
-                out[key] = json.loads(out[key])
-            except json.JSONDecodeError:
-                pass  # leave the text as it is rather than fail to load the artwork
-    return out
-
-
-def _png_text(img: Image.Image) -> dict[str, str]:
-    """All text chunks of an opened PNG (tEXt, zTXt, iTXt, including those after IDAT)."""
-    text = getattr(img, "text", None)  # PngImageFile.text loads the whole file's chunks
-    return {str(k): str(v) for k, v in (text or {}).items()}
-
-
-def read_png_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Return the text metadata of a PNG file, JSON values decoded (empty dict if none)."""
-    with Image.open(path) as img:
-        if img.format != "PNG":
-            raise ValueError(f"{os.fspath(path)!r} is not a PNG file (format {img.format!r})")
-        return _decode_metadata(_png_text(img))
-
-
 class PixelPrompt(nn.Module):
     """A learnable RGB artwork whose only parameter is its float32 pixel array."""
 
@@ -333,21 +270,18 @@ class PixelPrompt(nn.Module):
         """Load a saved artwork: pixels are exactly the PNG's bytes / 255, metadata parsed.
 
         Size and bit depth are checked from the header, before decoding: more than `max_pixels`
-        (None: no limit) or a 16-bit/float PNG raises at once.
+        (None: no limit) or a 16-bit/float PNG raises at once. An animated PNG, metadata that does not
+        parse, or an `image_size` that is not the image's raise a ValueError (see `png_metadata.py`).
         """
-        with Image.open(path) as img:
-            if img.format != "PNG":
-                raise ValueError(f"{os.fspath(path)!r} is not a PNG file (format {img.format!r})")
+        with open_png(path) as img:  # a still PNG, else ValueError
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ValueError(
                     f"{os.fspath(path)!r} is {img.height}x{img.width} = {img.width * img.height} "
                     f"pixels, more than max_pixels={max_pixels} (a model sees at most that many)"
                 )
             check_8bit_mode(img.mode)
-            img.load()
-            text = _png_text(img)
+            metadata = png_metadata(img, path)  # checked: JSON values, the size it claims
             rgb = _pil_to_rgb(img)
-        metadata = _decode_metadata(text)
         if VERSION_KEY not in metadata:
             warnings.warn(
                 f"{os.fspath(path)!r} has no art_lib metadata (no {VERSION_KEY!r} text chunk); "
@@ -399,17 +333,7 @@ class PixelPrompt(nn.Module):
     def save_png(self, path: str | os.PathLike, **metadata: Any) -> Path:
         """Write a lossless 8-bit RGB PNG with art_lib text metadata, atomically; return the path."""
         path = Path(path)
-        text, json_keys = _encode_metadata(metadata)
-        h, w = self.size
-        info = PngInfo()
-        from art_lib import __version__
-
-        header = {VERSION_KEY: __version__, SIZE_KEY: f"{h}x{w}"}
-        if json_keys:
-            header[JSON_KEYS_KEY] = json.dumps(json_keys)
-        for key, value in {**header, **text}.items():
-            info.add_text(key, value, zip=len(value) > _ZIP_THRESHOLD)
-
+        info = png_info(metadata, self.size)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write next to the target then os.replace: readers (e.g. a server) never see a
         # half-written file.  os.open with 0o666 lets the umask decide the final mode,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from art_lib.data import load_benchmark
 from art_lib.evaluate import evaluate
-from art_lib.pixel_prompt import PixelPrompt
+from art_lib.pixel_prompt import PixelPrompt, read_png_metadata
 
 DATA = Path(__file__).parent / "data"
 
@@ -88,3 +90,65 @@ def test_save_png_refuses_nan_pixels(tmp_path):
     with pytest.raises(ValueError, match="1 non-finite"):
         art.save_png(tmp_path / "nan.png")
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- crafted PNG metadata
+
+
+def _png_with_text(path: Path, size: tuple[int, int] = (8, 8), **text: str) -> Path:
+    """A PNG of `size` (W, H) with these text chunks, written as an attacker would (no save_png checks)."""
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    Image.new("RGB", size, "white").save(path, pnginfo=info)
+    return path
+
+
+@pytest.mark.parametrize(
+    "json_keys, value, error",
+    [
+        ("123", None, r"'art_lib_json_keys' must be a JSON list of key names, got int"),
+        ("null", None, r"'art_lib_json_keys' must be a JSON list of key names, got NoneType"),
+        ('["config", 7]', "{}", r"'art_lib_json_keys' must be a JSON list of key names, got list"),
+        ('["config"]', "[" * 100_000 + "]" * 100_000, r"'config' is JSON nested too deeply"),
+        ('["config"]', "{bad", r"'config' is not valid JSON"),
+        ('["config"]', json.dumps("x" * (2 << 20)), r"'config' is longer than 1048576 characters"),
+    ],
+)
+def test_crafted_png_metadata_is_a_value_error_naming_file_and_key(tmp_path, json_keys, value, error):
+    text = {"art_lib_version": "0", "art_lib_json_keys": json_keys} | ({"config": value} if value else {})
+    path = _png_with_text(tmp_path / "crafted.png", **text)
+    for read in (PixelPrompt.from_png, read_png_metadata):
+        with pytest.raises(ValueError, match=rf"crafted\.png'?: metadata {error}"):
+            read(path)
+
+
+def test_an_animated_png_is_refused_not_cut_to_its_first_frame(tmp_path):
+    path = tmp_path / "anim.png"
+    red, blue = (PixelPrompt.from_color(16, c).to_pil() for c in ("red", "blue"))
+    red.save(path, save_all=True, append_images=[blue])
+    for read in (PixelPrompt.from_png, read_png_metadata):
+        with pytest.raises(ValueError, match=r"anim\.png' is an animated PNG \(2 frames\)"):
+            read(path)
+
+
+@pytest.mark.parametrize("claim", ["512x512", "64 x 64", "big"])
+def test_an_image_size_in_metadata_that_is_not_the_image_size_is_refused(tmp_path, claim):
+    path = _png_with_text(tmp_path / "liar.png", size=(64, 48), art_lib_version="0", image_size=claim)
+    for read in (PixelPrompt.from_png, read_png_metadata):
+        with pytest.raises(
+            ValueError, match=rf"liar\.png'?: metadata 'image_size' says .*{claim}.* the image is 48x64"
+        ):
+            read(path)
+    honest = _png_with_text(tmp_path / "honest.png", size=(64, 48), art_lib_version="0", image_size="48x64")
+    assert PixelPrompt.from_png(honest).size == (48, 64)
+
+
+def test_metadata_a_png_could_not_read_back_is_not_saved(tmp_path):
+    art = PixelPrompt.from_noise(8, seed=0)
+    for value in ("x" * (2 << 20), {"note": "x" * (2 << 20)}):
+        with pytest.raises(ValueError, match=r"value for 'note' is longer than 1048576 bytes"):
+            art.save_png(tmp_path / "big.png", note=value)
+    assert not list(tmp_path.iterdir())
+    near = "é" * 400_000  # 800,000 bytes: saved compressed and read back whole
+    assert PixelPrompt.from_png(art.save_png(tmp_path / "ok.png", note=near)).metadata["note"] == near
