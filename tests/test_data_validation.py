@@ -127,7 +127,8 @@ def _bfcl(tmp_path: Path, questions: list, answers: list) -> Path:
 def _bfcl_rows(n: int = 2) -> tuple[list, list]:
     src = DATA / "bfcl"
     qs = [json.loads(line) for line in (src / "BFCL_v4_simple_python.json").read_text().splitlines()[:n]]
-    ans = [json.loads(line) for line in (src / "possible_answer" / "BFCL_v4_simple_python.json").read_text().splitlines()]
+    ans = (src / "possible_answer" / "BFCL_v4_simple_python.json").read_text().splitlines()
+    ans = [json.loads(line) for line in ans]
     by_id = {a["id"]: a for a in ans}
     return qs, [by_id[q["id"]] for q in qs]
 

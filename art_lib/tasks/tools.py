@@ -334,6 +334,11 @@ def load_toolmind(
     `meta["tools"]` = normalised JSON-schema tools; `meta["target"]` = the
     SFT target (`tool_call_target`, Qwen3.5's template), for call targets.
     ids: `toolmind-<file stem>-<row index>`.
+
+    A malformed row (`art_lib.tasks.toolmind_rows`: tools that are not JSON, a malformed call, a target call
+    to a tool the row does not offer, a conversation not ending with the assistant target) is skipped and
+    counted: one `DataWarning` per file names the first few by file:line and field. A file without a usable
+    row, or an empty split, is a `DataError`.
     """
     guidance = (
         f"download ToolMind JSONL files (e.g. {TOOLMIND_FILES[0]}) from https://huggingface.co/datasets/"
