@@ -198,7 +198,7 @@ def run_arm(
     artwork: PixelPrompt | None = None,
     max_new_tokens: int | None = None,
     label: str = "",
-    model_label: str = "model",
+    model_label: str | None = None,
     warm_start: dict | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -218,6 +218,10 @@ def run_arm(
     (a policy that never earns a reward gives GRPO / DAPO nothing to learn from). The row's
     `warm_start_steps` says so; score the warm start alone with an SFT arm of the same settings.
 
+    `model_label` is the model's name as the user typed it (`toy:base`, a hub id; default: `model_path`): the
+    table's `model` column, the artifact's `model_id` and the configuration hash use it, never the local folder a
+    scheme resolved to, so results do not depend on where the checkout lives.
+
     Long runs: `checkpoint_every` > 0 saves the arm every N steps under `<out_dir>/checkpoints/<arm>/`;
     with `resume`, a rerun continues from there, and an arm already recorded in `<out_dir>/arms.jsonl`
     with the same configuration is not trained again (its row is returned with `None` for the result).
@@ -227,6 +231,7 @@ def run_arm(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    model_label = model_label or str(model_path)
     stem = arm_stem(method, benchmark, objective, seed, label)
     train_examples = train_examples or load_benchmark(
         benchmark, data_dir=data_dir, split="train", limit=n_train, seed=seed
@@ -237,7 +242,7 @@ def run_arm(
         train_kw.setdefault("max_completion_length", mnt)
     device, dtype = resolve_runtime(device, dtype)
     config = {
-        "model": str(model_path),
+        "model": model_label,
         "benchmark": benchmark,
         "method": method,
         "objective": objective,
@@ -309,7 +314,7 @@ def run_arm(
     train_s = time.perf_counter() - t
     artifact = res.method.save(
         out_dir / stem,
-        model_id=str(model_path),
+        model_id=model_label,
         objective=objective,
         step=int(res.history["step"].iloc[-1]),
         benchmark=benchmark,

@@ -170,9 +170,23 @@ class LoraMethod:
                 params[n].copy_(v)
 
     def save(self, path: str | Path, **metadata) -> Path:
-        """The served artifact: a peft adapter folder (vLLM `--lora-modules`)."""
+        """The served artifact: a peft adapter folder (vLLM `--lora-modules`).
+
+        `model_id` (the base model's name as the user typed it) becomes the adapter's `base_model_name_or_path`
+        instead of the local folder it was loaded from; peft's placeholder model card is not written.
+        """
         path = Path(path)
-        self.model.save_pretrained(path)
+        config = self.model.peft_config["default"]
+        local = config.base_model_name_or_path
+        card = path / "README.md"
+        had_card = card.exists()
+        config.base_model_name_or_path = metadata.get("model_id", local)
+        try:  # LoRA never targets the embeddings: no need to look up the base's vocabulary size
+            self.model.save_pretrained(path, save_embedding_layers=False)
+        finally:
+            config.base_model_name_or_path = local
+        if not had_card and card.is_file():
+            card.unlink()  # peft's template card: empty sections and the base model's local path
         return path
 
 
