@@ -24,6 +24,7 @@ from .checkpoint import Checkpointer, safe_load
 from .controls import evaluate_controls
 from .data import load_benchmark
 from .evaluate import evaluate
+from .methods import load_lora_adapter
 from .models import load_frozen, resolve_device, resolve_dtype
 from .pixel_prompt import PixelPrompt
 from .scoring import EvalResult, score_completions
@@ -336,12 +337,8 @@ def run_arm(
             **ev_kw,
         )
     elif method == "lora":
-        from peft import PeftModel
-
         base, proc = load_frozen(model_path, device=device, dtype=dtype)
-        ev = evaluate(
-            PeftModel.from_pretrained(base, artifact).eval(), proc, test_examples, image=None, progress=False, **ev_kw
-        )
+        ev = evaluate(load_lora_adapter(base, artifact), proc, test_examples, image=None, progress=False, **ev_kw)
     else:
         ev = evaluate_soft_prompt(model, processor, test_examples, artifact, **ev_kw)
     h = res.history

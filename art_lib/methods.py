@@ -14,6 +14,8 @@ interface the trainer uses; the three classes satisfy it, and `train` refuses an
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -125,6 +127,22 @@ class ArtMethod:
         return self.artwork.save_png(Path(path).with_suffix(".png"), **metadata)
 
 
+@contextmanager
+def _peft_quiet():
+    """Silence the deprecation peft 0.21 triggers in transformers 5 (it reads `is_gradient_checkpointing`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        yield
+
+
+def load_lora_adapter(base, path: str | Path):
+    """A saved LoRA adapter folder on a frozen base, ready to evaluate (what vLLM's `--lora-modules` serves)."""
+    from peft import PeftModel
+
+    with _peft_quiet():
+        return PeftModel.from_pretrained(base, str(path)).eval()
+
+
 class LoraMethod:
     """peft LoRA adapters on the language model; base weights stay bit-identical."""
 
@@ -142,7 +160,7 @@ class LoraMethod:
             target_modules=LORA_TARGETS,
             bias="none",
         )
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _peft_quiet():
             torch.manual_seed(seed)  # LoRA A init is random: make it a function of the seed
             self.model = get_peft_model(model, cfg)
         self.processor = processor

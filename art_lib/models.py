@@ -347,6 +347,20 @@ def gradient_checkpointing(model, enabled: bool = True):
                     mod.__dict__.pop(key, None)
 
 
+@contextmanager
+def _quiet_loading():
+    """No "Loading weights" bar while a checkpoint loads (a notebook loads one per arm); restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_frozen(
     model_id_or_path: str | Path,
     dtype: torch.dtype | str = "auto",
@@ -370,9 +384,10 @@ def load_frozen(
     path = Path(model_id_or_path)
     if path.exists() and not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} exists but holds no config.json: not a checkpoint folder")
-    model = AutoModelForImageTextToText.from_pretrained(
-        str(model_id_or_path), dtype=dtype, attn_implementation=attn_implementation, **kwargs
-    )
+    with _quiet_loading():
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(model_id_or_path), dtype=dtype, attn_implementation=attn_implementation, **kwargs
+        )
     processor = load_processor(model_id_or_path)
     return freeze(model.to(device)), processor
 
