@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from .kernels import check_kernels, linear_attention_kernels, runtime_info  # noqa: F401  (the notebooks import them from here)
+
 # Families whose real configs ship with the package, and their checkpoint sizes.
 FAMILIES = {"qwen3_5": ("0.8B", "2B", "4B", "9B")}
 
@@ -366,12 +368,15 @@ def load_frozen(
     dtype: torch.dtype | str = "auto",
     device: str | torch.device = "auto",
     attn_implementation: str | None = "sdpa",
+    allow_slow_kernels: bool | None = None,
     **kwargs: Any,
 ):
     """Load a checkpoint (hub id, local folder or registered name such as "toy:base"), frozen, with its
     processor, on `device` in `dtype`.
 
     "auto": CUDA in bfloat16 when a GPU is present, else CPU in float32 (see `runtime_info` for what ran).
+    On CUDA, a model whose linear-attention layers would run the slow reference kernels is refused unless
+    `allow_slow_kernels` (see `check_kernels`).
     """
     from transformers import AutoModelForImageTextToText
 
@@ -389,54 +394,9 @@ def load_frozen(
             str(model_id_or_path), dtype=dtype, attn_implementation=attn_implementation, **kwargs
         )
     processor = load_processor(model_id_or_path)
-    return freeze(model.to(device)), processor
-
-
-def linear_attention_kernels() -> dict[str, str]:
-    """Which implementation transformers bound to each Qwen3.5 linear-attention kernel: "fla",
-    "causal_conv1d" (the fast packages, found by import when transformers loaded) or "torch" (the slow fallback)."""
-    import inspect
-
-    from transformers.models.qwen3_5 import modeling_qwen3_5 as mq
-
-    out = {}
-    for name in (
-        "causal_conv1d_fn",
-        "causal_conv1d_update",
-        "torch_chunk_gated_delta_rule",
-        "torch_recurrent_gated_delta_rule",
-    ):
-        fn = getattr(mq, name, None)
-        impl = inspect.getclosurevars(fn).nonlocals.get("implementation") if fn is not None else None
-        module = getattr(impl, "__module__", "") or ""
-        out[name] = "torch" if impl is None or module.startswith("transformers") else module.split(".")[0]
-    return out
-
-
-def runtime_info(model) -> dict:
-    """What a run actually used, for run_info.json: device, dtype, attention and linear-attention kernels."""
-    import transformers
-
-    p = next(model.parameters())
-    config = getattr(model, "config", None)
-    kernels = linear_attention_kernels()
-    info = {
-        "device": str(p.device),
-        "dtype": str(p.dtype).removeprefix("torch."),
-        "attn_implementation": getattr(config, "_attn_implementation", None),
-        "linear_attention": "fast"
-        if all(v != "torch" for v in kernels.values())
-        else "torch"
-        if all(v == "torch" for v in kernels.values())
-        else "mixed",
-        "linear_attention_kernels": kernels,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "cuda_available": torch.cuda.is_available(),
-    }
-    if p.device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(p.device)
-    return info
+    model = freeze(model.to(device))
+    check_kernels(model, allow_slow_kernels)
+    return model, processor
 
 
 def load_processor(model_id_or_path: str | Path):

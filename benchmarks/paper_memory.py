@@ -65,8 +65,9 @@ def main():
         torch.set_num_threads(a.threads)
     from art_lib import losses
     from art_lib.forward import LOGIT_CHUNK_TOKENS, completion_logprobs
+    from art_lib.kernels import runtime_info
     from art_lib.methods import make_method
-    from art_lib.models import gradient_checkpointing, random_full_model, runtime_info
+    from art_lib.models import gradient_checkpointing, random_full_model
     from art_lib.pixel_prompt import PixelPrompt
     from art_lib.preprocess import num_visual_tokens
     from art_lib.prompting import encode, example_text, pad_batch

@@ -38,7 +38,8 @@ def main() -> int:
         )
         return 2
     sys.path.insert(0, str(ROOT))
-    from art_lib.models import random_full_model, runtime_info
+    from art_lib.kernels import check_kernels, runtime_info
+    from art_lib.models import random_full_model
     from art_lib.pixel_prompt import PixelPrompt
     from art_lib.train import train
 
@@ -50,6 +51,7 @@ def main() -> int:
     t = time.perf_counter()
     model, proc = random_full_model(size="0.8B", dtype=torch.bfloat16, device="cuda")
     print(f"load: {time.perf_counter() - t:.1f} s; {runtime_info(model)}", flush=True)
+    check_kernels(model)  # the slow reference kernels: refused, as in every paper run (ART_ALLOW_SLOW_KERNELS=1)
     art = PixelPrompt.from_icon("math", 256)
     start = art.pixels().detach().clone()
     rng = random.Random(0)

@@ -6,7 +6,19 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_smoke: no CUDA device visible to torch; nothing was run')"
-"$PY" -c "from art_lib.models import linear_attention_kernels as k; print('linear-attention kernels:', k())"
+"$PY" -c "from art_lib.kernels import linear_attention_kernels as k; print('linear-attention kernels:', k())"
+# The paper path refuses the reference (slow) gated-delta-rule kernels on CUDA; so does this smoke test, first.
+"$PY" - <<'PYEOF'
+import os
+import sys
+
+from art_lib.kernels import DELTA_RULE_KERNELS, SLOW_KERNELS_ENV, linear_attention_kernels
+
+slow = [k for k in DELTA_RULE_KERNELS if linear_attention_kernels()[k] == "torch"]
+if slow and os.environ.get(SLOW_KERNELS_ENV, "") in ("", "0"):
+    sys.exit(f"gpu_smoke: {slow} would run transformers' reference torch kernels: pip install -e '.[gpu]' "
+             f"(or set {SLOW_KERNELS_ENV}=1 to measure the slow path on purpose)")
+PYEOF
 
 # 1. Paper dry run on CUDA in bfloat16: every notebook with its paper yaml on the kit's stand-in model
 #    (small counts, tests/data); fails if a notebook fails or an RL arm makes no policy update.

@@ -80,7 +80,8 @@ def test_unknown_family_and_bad_paths_give_clear_errors(tmp_path):
 
 
 def test_device_and_dtype_reach_the_model_and_runtime_info_reports_them(tiny, tmp_path):
-    from art_lib.models import resolve_device, resolve_dtype, runtime_info
+    from art_lib.kernels import runtime_info
+    from art_lib.models import resolve_device, resolve_dtype
 
     model, proc = tiny
     save_checkpoint(model, proc, tmp_path / "ck")
@@ -105,7 +106,7 @@ def test_device_and_dtype_reach_the_model_and_runtime_info_reports_them(tiny, tm
 def test_linear_attention_kernel_report_matches_what_is_importable():
     import importlib.util
 
-    from art_lib.models import linear_attention_kernels
+    from art_lib.kernels import linear_attention_kernels
 
     kernels = linear_attention_kernels()
     fla = importlib.util.find_spec("fla") is not None
