@@ -9,6 +9,7 @@ parameters and the published model configs only: `python -m art_lib.reproduce pa
 from __future__ import annotations
 
 import ast
+import difflib
 import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,82 @@ def notebooks(folder: Path = ROOT / "notebooks") -> list[Path]:
     if not found:
         raise FileNotFoundError(f"no notebooks found in {folder}")
     return found
+
+
+def scales(folder: Path = ROOT / "notebooks" / "params") -> list[str]:
+    """'default' and every suffix of a `<stem>.<scale>.yaml` in notebooks/params."""
+    return ["default", *sorted({p.name.split(".")[-2] for p in folder.glob("*.*.yaml")})]
+
+
+def _nearest(problem: str, name: str, valid: list[str]) -> ValueError:
+    """'<problem>; did you mean <nearest>? (valid: ...)'."""
+    near = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return ValueError(f"{problem}{hint} (valid: {', '.join(valid)})")
+
+
+def _stem(name: str, folder: Path) -> str:
+    """A notebook's stem from its stem or a path to it (or to its jupytext .py pair) in `folder`."""
+    path = Path(name)
+    if path.suffix not in (".ipynb", ".py"):
+        return name
+    if path.parent != Path(".") and path.resolve().parent != folder.resolve() and path.parent != Path(folder.name):
+        raise ValueError(f"{name!r} is not in {folder}: reproduce runs the kit's own notebooks (by stem)")
+    return path.stem
+
+
+def select(scale: str, only: list[str] | None = None, overrides: dict | None = None) -> list[tuple[Path, dict | None]]:
+    """(notebook, its parameters at `scale`, None when it has no yaml for it) for each notebook `only` names (a stem
+    or a path to the notebook; all when empty), in run order. An unknown notebook or scale, a scale that none of
+    the chosen notebooks has, or an override that is not a parameter of each of them (`check_overrides`) is a
+    ValueError naming the nearest valid name: a typo never runs nothing and passes."""
+    found = notebooks()
+    stems = [nb.stem for nb in found]
+    wanted = {_stem(name, found[0].parent) for name in only or ()}
+    unknown = sorted(wanted - set(stems))
+    if unknown:
+        raise _nearest(f"unknown notebook {unknown[0]!r}", unknown[0], stems)
+    if scale not in scales():
+        raise _nearest(f"unknown scale {scale!r}", scale, scales())
+    chosen = [(nb, load_params(nb.stem, scale)) for nb in found if not wanted or nb.stem in wanted]
+    if all(params is None for _, params in chosen):
+        names = ", ".join(nb.stem for nb, _ in chosen)
+        raise ValueError(f"no notebooks/params/<stem>.{scale}.yaml for {names}: nothing would run")
+    for nb, params in chosen:
+        if params is not None:
+            check_overrides(nb, overrides or {})
+    return chosen
+
+
+def check_overrides(nb: Path, overrides: dict) -> None:
+    """Each override names a parameter of the notebook's parameters cell and has its default's type.
+
+    The type is the default's where that is unambiguous (int, float, bool, str, list, dict; an int passes for a
+    float); a None default takes anything, and None (YAML `null`) is accepted for any parameter (many mean "the
+    default" by None). Anything else is a ValueError naming notebook, parameter and value.
+    """
+    defaults = notebook_parameters(nb)
+    for name, value in overrides.items():
+        if name not in defaults:
+            raise _nearest(f"{nb.stem} has no parameter {name!r}", name, list(defaults))
+        want = type(defaults[name])
+        if value is None or want not in (bool, int, float, str, list, dict):
+            continue  # None, or a default whose type says nothing (None, a tuple or set literal)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else type(value) is want
+        if not ok:
+            hint = " (YAML reads 1e-2 as text: write 1.0e-2)" if want is float and _is_number(value) else ""
+            raise ValueError(
+                f"{nb.stem}: parameter {name} must be of type {want.__name__} (its default is {defaults[name]!r}), "
+                f"got {value!r} ({type(value).__name__}){hint}"
+            )
+
+
+def _is_number(text) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 def load_params(stem: str, scale: str) -> dict | None:
@@ -212,19 +289,18 @@ def gpu_hours(arm: dict, p: dict, tp: Throughput) -> tuple[float, int]:
     return seconds / 3600, gen_tokens
 
 
-def plan(scale: str = "paper", only: list[str] | None = None, tp: Throughput | None = None) -> pd.DataFrame:
-    """One row per arm of every notebook at `scale`: steps, generated tokens, peak memory, GPU-hours."""
+def plan(
+    scale: str = "paper", only: list[str] | None = None, tp: Throughput | None = None, overrides: dict | None = None
+) -> pd.DataFrame:
+    """One row per arm of every notebook at `scale` (`overrides` on top): steps, tokens, peak memory, GPU-hours."""
     import pandas as pd
 
     tp = tp or Throughput()
     rows = []
-    for nb in notebooks():
-        if only and nb.stem not in only:
-            continue
-        p = load_params(nb.stem, scale)
+    for nb, p in select(scale, only, overrides):
         if p is None:
             continue
-        p = notebook_parameters(nb) | p
+        p = notebook_parameters(nb) | p | (overrides or {})
         for arm in plan_arms(nb.stem, p):
             hours, tokens = gpu_hours(arm, p, tp)
             rows.append(

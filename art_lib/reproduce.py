@@ -5,6 +5,10 @@
     python -m art_lib.reproduce paper --dry-run # every notebook with its paper yaml on a tiny stand-in model
     python -m art_lib.reproduce paper           # notebooks/params/<stem>.paper.yaml (GPU, real checkpoints)
     python -m art_lib.reproduce --only tab2_art_vs_lora
+    python -m art_lib.reproduce --only 00_quickstart -p steps=20 -p results_tag=quick  # parameters, as YAML
+
+A notebook, scale or parameter name that does not exist is an error naming the nearest valid one (exit 2),
+before anything runs.
 
 A notebook that fails makes the command fail (after the others have run), so no table is silently missing.
 A paper run resumes by default: rerun the same command after an interruption and each notebook skips the
@@ -19,12 +23,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .plan import ROOT, Throughput, load_params, notebooks, plan, print_plan
+import yaml
 
-if TYPE_CHECKING:
-    pass
+from .plan import ROOT, Throughput, plan, print_plan, select
 
 DATA = ROOT / "tests" / "data"
 
@@ -137,13 +139,18 @@ def run(
     results_root: str | Path | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    overrides: dict | None = None,
 ) -> int:
-    """Execute the notebooks; return the number that failed (dry run: or whose table has a problem)."""
+    """Execute the notebooks; return the number that failed (dry run: or whose table has a problem).
+
+    `overrides` (`-p name=value`) are set in every chosen notebook, last; each must be one of its parameters.
+    """
     import papermill as pm
     import torch
 
     if dry_run and scale == "default":
         raise ValueError("--dry-run runs the paper yamls on a stand-in model: use 'reproduce paper --dry-run'")
+    chosen = select(scale, only, overrides)  # typos in names fail here, before anything runs
     root = (
         Path(results_root)
         if results_root
@@ -155,10 +162,7 @@ def run(
     model = str(standin_checkpoint(root / "standin-qwen3_5")) if dry_run else None
     failed = []
     try:
-        for nb in notebooks():
-            if only and nb.stem not in only:
-                continue
-            params = load_params(nb.stem, scale)
+        for nb, params in chosen:
             if params is None:
                 print(f"[skip] {nb.stem}: no {nb.stem}.{scale}.yaml", file=sys.stderr)
                 continue
@@ -168,6 +172,7 @@ def run(
                 params["device"] = device
             if dtype:
                 params["dtype"] = dtype
+            params |= overrides or {}
             if (
                 scale != "default"
                 and not dry_run
@@ -178,7 +183,8 @@ def run(
                     f"{scale} parameters run real checkpoints on a GPU and none is visible here; "
                     "use --plan, --dry-run, or set device: cpu in the yaml on purpose"
                 )
-            out_dir = root / (nb.stem if scale == "default" else f"{nb.stem}.{params.get('results_tag', scale)}")
+            tag = params.get("results_tag", "" if scale == "default" else scale)  # where the notebook writes
+            out_dir = root / (f"{nb.stem}.{tag}" if tag else nb.stem)
             out_dir.mkdir(parents=True, exist_ok=True)
             t = time.time()
             print(f"[run] {nb.name} -> {out_dir}", flush=True)
@@ -215,10 +221,31 @@ def run(
     return len(failed)
 
 
+def parse_overrides(items: list[str] | None) -> dict:
+    """`-p name=value` pairs, each value read as YAML as papermill's `-y` reads it (5, 0.1, true, [a, b], null)."""
+    out = {}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"-p takes name=value (e.g. -p steps=5), got {item!r}")
+        try:
+            out[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"-p {item!r}: the value is not YAML ({e})") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scale", nargs="?", default="default", help="'default' or a params suffix such as 'paper'")
-    ap.add_argument("--only", nargs="*", help="notebook stems to run")
+    ap.add_argument("--only", nargs="*", help="notebooks to run: stems (or paths to the notebooks)")
+    ap.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set a notebook parameter (repeatable; the value is YAML: 5, 0.1, true, [a, b], null)",
+    )
     ap.add_argument("--plan", action="store_true", help="print arms, tokens, memory and GPU-hours; run nothing")
     ap.add_argument("--dry-run", action="store_true", help="the scale's yamls on a tiny stand-in model, small counts")
     ap.add_argument("--results-root", help="where results folders go (dry run default: a new temporary folder)")
@@ -227,22 +254,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gen-tokens-per-s-1b", type=float, default=Throughput.gen_tokens_per_s_1b)
     ap.add_argument("--train-tflops", type=float, default=Throughput.train_tflops)
     args = ap.parse_args(argv)
+    try:  # names and values checked before anything runs: a typo is a usage error (exit 2), never a silent no-op
+        overrides = parse_overrides(args.parameter)
+        select(args.scale, args.only, overrides)
+    except ValueError as e:
+        ap.error(str(e))
     if args.plan:
         tp = Throughput(gen_tokens_per_s_1b=args.gen_tokens_per_s_1b, train_tflops=args.train_tflops)
-        print_plan(plan(args.scale, args.only, tp), tp)
+        print_plan(plan(args.scale, args.only, tp, overrides), tp)
         return
-    sys.exit(
-        1
-        if run(
-            args.scale,
-            args.only,
-            dry_run=args.dry_run,
-            results_root=args.results_root,
-            device=args.device,
-            dtype=args.dtype,
-        )
-        else 0
+    failed = run(
+        args.scale,
+        args.only,
+        dry_run=args.dry_run,
+        results_root=args.results_root,
+        device=args.device,
+        dtype=args.dtype,
+        overrides=overrides,
     )
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`reproduce --plan` on every paper yaml; notebook runtime settings reach the model; arms resume and skip."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -160,3 +161,65 @@ def test_config_hash_accepts_engine_like_objects():
 
     assert config_hash({"rollout_engine": Engine("a")}) == config_hash({"rollout_engine": Engine("a")})
     assert config_hash({"rollout_engine": Engine("a")}) != config_hash({"rollout_engine": Engine("b")})
+
+
+# --------------------------------------------------------------------------- loud names: notebooks, scales, -p
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--only", "00_quickstrt"], "unknown notebook '00_quickstrt'; did you mean '00_quickstart'?"),
+        (["--only", "00_quickstart", "tab2_art_vs_lorra"], "did you mean 'tab2_art_vs_lora'?"),
+        (["--only", "/elsewhere/00_quickstart.ipynb"], "reproduce runs the kit's own notebooks"),
+        (["tiny"], r"unknown scale 'tiny' \(valid: default, paper"),
+        (["papr", "--plan"], "unknown scale 'papr'; did you mean 'paper'?"),
+        (["--only", "00_quickstart", "-p", "stesp=3"], "00_quickstart has no parameter 'stesp'; did you mean 'steps'?"),
+        (["paper", "-p", "model=toy:base"], "tab1_model_sizes has no parameter 'model'; did you mean 'models'?"),
+        (["--only", "00_quickstart", "-p", "steps=2.5"], r"steps must be of type int \(its default is \d+\), got 2.5"),
+        (["--only", "00_quickstart", "-p", "lr=1e-2"], "got '1e-2' \\(str\\) \\(YAML reads 1e-2 as text"),
+        (["--only", "00_quickstart", "-p", "steps"], "-p takes name=value"),
+    ],
+)
+def test_a_typo_in_a_name_or_value_exits_non_zero_naming_the_nearest_valid_one(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.main([*argv, "--results-root", str(tmp_path)])  # should anything run, never into results/
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+
+
+def test_a_notebook_path_selects_its_stem_and_a_scale_no_chosen_notebook_has_is_refused(tmp_path):
+    by_path = plan.select("paper", ["notebooks/00_quickstart.ipynb", str(plan.ROOT / "notebooks" / "fig_artworks.py")])
+    assert [nb.stem for nb, _ in by_path] == ["00_quickstart", "fig_artworks"]
+    assert all(params for _, params in by_path)
+    (tmp_path / "x.smoke.yaml").write_text("steps: 1\n")
+    assert plan.scales(tmp_path) == ["default", "smoke"]
+    with pytest.raises(ValueError, match="unknown notebook"):
+        reproduce.run("default", only=["00_quickstrt"], results_root=tmp_path)
+
+
+def test_parameter_values_are_read_as_yaml_and_checked_against_the_defaults_type():
+    parsed = reproduce.parse_overrides(["steps=5", "lr=0.1", "resume=true", "seeds=[0, 1]", "n_test=", "tag=a=b"])
+    assert parsed == {"steps": 5, "lr": 0.1, "resume": True, "seeds": [0, 1], "n_test": None, "tag": "a=b"}
+    nb = plan.ROOT / "notebooks" / "00_quickstart.ipynb"
+    plan.check_overrides(nb, {"steps": 5, "lr": 1, "n_test": None, "max_new_tokens": 16, "data_dir": {"toy": "x"}})
+    for bad in ({"resume": 1}, {"steps": True}, {"model": 3}, {"lr": "fast"}):
+        with pytest.raises(ValueError, match=f"parameter {next(iter(bad))} must be of type"):
+            plan.check_overrides(nb, bad)
+    df = plan.plan("paper", ["00_quickstart"], overrides={"steps": 3, "batch_size": 4})
+    trained = df[df.steps > 0]
+    assert len(trained) and (trained.steps == 3).all() and (trained.prompts_per_step == 4).all()
+
+
+def test_parameters_reach_the_executed_notebook_and_its_results_folder(tmp_path):
+    overrides = {"steps": 1, "batch_size": 2, "n_test": 2, "results_tag": "check"}
+    assert reproduce.run("default", only=["00_quickstart"], results_root=tmp_path, overrides=overrides) == 0
+    out = tmp_path / "00_quickstart.check"  # where the notebook writes its results, the executed copy beside them
+    assert (out / "00_quickstart.ipynb").exists() and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    info = json.loads((out / "run_info.json").read_text())["parameters"]
+    assert {k: info[k] for k in overrides} == overrides
+    import pandas as pd
+
+    table = pd.read_csv(out / "table.csv")
+    assert (table.n_test == 2).all() and table[table.method == "art"].steps.tolist() == [1]
