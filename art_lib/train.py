@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checkpoint import Checkpointer
+from .checkpoint import Checkpointer, check_train_state
 from .checkpoint import rng_state as _rng_state
 from .checkpoint import set_rng_state as _set_rng_state
 from .config import TrainConfig, check_field_names
@@ -226,7 +226,8 @@ def train(
     if checkpoint is not None and rank == 0:
         checkpoint.open()  # this run owns the folder; an unwritable one fails here, before any step
     check = lambda saved: _check_resumable(saved, config, checkpoint.folder)  # noqa: E731
-    if checkpoint is not None and (state := checkpoint.latest(check=check)) is not None:
+    validate = lambda state, at: check_train_state(state, at, steps)  # noqa: E731
+    if checkpoint is not None and (state := checkpoint.latest(check=check, validate=validate)) is not None:
         m.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])

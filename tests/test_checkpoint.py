@@ -1,4 +1,5 @@
-"""Checkpoint folders under hostile or careless use: crafted pickles, two runs, racing saves, damage, no space."""
+"""Checkpoint folders under hostile or careless use: crafted pickles, two runs, racing saves, damage, no space,
+foreign names, links and FIFOs, malformed meta.json, states with a valid checksum but impossible content."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -274,3 +277,179 @@ def test_a_run_killed_by_sigkill_mid_save_resumes_bit_identical(tmp_path):
     assert torch.equal(torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt"))
     png = [Checkpointer(tmp_path / run).artifact().read_bytes() for run in ("a", "b")]
     assert png[0] == png[1]
+
+
+# --------------------------------------------------------------------------- tampered or shared folders
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A real run of 3 steps: step-000002 and step-000003 kept."""
+    folder = tmp_path_factory.mktemp("trained")
+    _train(folder, steps=3)
+    return folder
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    """A private copy of the trained folder."""
+    return shutil.copytree(trained, tmp_path / "run")
+
+
+def _rewrite_state(path: Path, **changes) -> None:
+    """Change the state of checkpoint folder `path` and update its checksum, as an attacker would."""
+    state = safe_load(path / "state.pt") | changes
+    for key in [k for k, v in changes.items() if v is None]:
+        del state[key]
+    torch.save(state, path / "state.pt")
+    meta = json.loads((path / "meta.json").read_text())
+    meta["sha256"]["state.pt"] = hashlib.sha256((path / "state.pt").read_bytes()).hexdigest()
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def _two_saves(folder: Path, **kw) -> Checkpointer:
+    ck = Checkpointer(folder, **kw)
+    for step in (1, 2):
+        ck.save(step, {"w": torch.full((4,), float(step))})
+    return ck
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resuming_with_fewer_steps_than_the_newest_checkpoint_is_an_error(run):
+    with pytest.raises(ValueError, match=r"step-000003 .*at step 3, beyond this run's steps=2"):
+        _train(run, steps=2)
+    assert len(_train(run, steps=3).history) == 3  # the same folder with enough steps resumes
+
+
+@pytest.mark.parametrize(
+    "changes, error",
+    [
+        ({"step": 10**6}, r"'step' is 1000000 but the checkpoint folder is step 3"),
+        ({"step": -3}, r"'step' is -3 but the checkpoint folder is step 3"),
+        ({"method": None}, r"misses 'method'"),
+        ({"history": "rows"}, r"'history' must be a list, got str"),
+        ({"nonfinite": -1}, r"'nonfinite' must be an int in \[0, 3\], got -1"),
+        ({"rng": {"torch": torch.zeros(3)}}, r"'rng'"),
+    ],
+)
+def test_a_state_with_a_valid_checksum_but_wrong_content_is_refused(run, changes, error):
+    _rewrite_state(run / "step-000003", **changes)
+    with pytest.raises(ValueError, match=rf"step-000003 cannot be resumed: .*{error}"):
+        _train(run, steps=4)
+
+
+@pytest.mark.parametrize("meta", ["null", "[1, 2]", "{bad json", "sha256", "config", "step"])
+def test_a_malformed_meta_json_skips_that_checkpoint_with_a_warning(run, meta):
+    path = run / "step-000003" / "meta.json"
+    good = json.loads(path.read_text())
+    if meta in good:
+        path.write_text(json.dumps(good | {meta: "abc" if meta != "step" else 2}))
+    else:
+        path.write_text(meta)
+    with pytest.warns(UserWarning, match=r"skipping damaged checkpoint .*step-000003 \(meta.json"):
+        result = _train(run, steps=3)
+    assert list(result.history["step"]) == [1, 2, 3]  # resumed from step 2, step 3 run again
+
+
+# --------------------------------------------------------------------------- names and order
+
+
+def test_only_folders_named_as_the_kit_writes_them_are_checkpoints(tmp_path):
+    for name in ("step-0-my-backup", "step-final", "step-12", "step-0000003"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.pt").write_text("mine")
+    ck = _two_saves(tmp_path, keep=1)
+    assert [p.name for p in ck.checkpoints()] == ["step-000002"]
+    assert float(ck.latest()["w"][0]) == 2.0
+    for name in ("step-0-my-backup", "step-final", "step-12", "step-0000003"):  # never pruned
+        assert (tmp_path / name / "state.pt").read_text() == "mine"
+
+
+def test_checkpoints_past_a_million_steps_are_ordered_by_number(tmp_path):
+    ck = Checkpointer(tmp_path, keep=2)
+    for step in (999_999, 1_000_000, 1_000_001):
+        ck.save(step, {"w": torch.full((1,), float(step))})
+    assert [p.name for p in ck.checkpoints()] == ["step-1000000", "step-1000001"]
+    assert float(ck.latest()["w"][0]) == 1_000_001
+
+
+def test_a_negative_step_is_not_saved(tmp_path):
+    with pytest.raises(ValueError, match="step must be an int >= 0, got -3"):
+        Checkpointer(tmp_path).save(-3, {"w": torch.zeros(1)})
+    assert not list(tmp_path.glob("step-*"))
+
+
+# --------------------------------------------------------------------------- links, FIFOs, devices
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_a_linked_lock_file_is_refused_and_its_target_left_intact(tmp_path, kind):
+    victim, folder = tmp_path / "victim.txt", tmp_path / "ck"
+    victim.write_text("precious")
+    folder.mkdir()
+    (os.symlink if kind == "symlink" else os.link)(victim, folder / ".lock")
+    with pytest.raises(PermissionError, match=r"\.lock is a (symbolic|hard) link"):
+        Checkpointer(folder).open()
+    assert victim.read_text() == "precious"
+
+
+def _in_subprocess(code: str, path: Path) -> subprocess.CompletedProcess:
+    """`code` in a child with a memory cap and a timeout: a hang or an endless read fails the test, not blocks it."""
+    proc = _python(
+        "import resource\nresource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))\n" + textwrap.dedent(code),
+        str(path),
+    )
+    try:
+        out, err = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"hung: {code}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize(
+    "name, plant",
+    [
+        ("state.pt", lambda p: os.symlink("/dev/zero", p)),
+        ("state.pt", os.mkfifo),
+        ("meta.json", lambda p: os.symlink("/dev/zero", p)),
+        ("meta.json", os.mkfifo),
+    ],
+    ids=["state-to-dev-zero", "state-fifo", "meta-to-dev-zero", "meta-fifo"],
+)
+def test_a_link_or_fifo_in_a_checkpoint_is_skipped_not_read(tmp_path, name, plant):
+    _two_saves(tmp_path)
+    (tmp_path / "step-000002" / name).unlink()
+    plant(tmp_path / "step-000002" / name)
+    out = _in_subprocess(
+        """
+        import sys, warnings
+        from art_lib.checkpoint import Checkpointer
+        warnings.simplefilter("always")
+        print("w =", float(Checkpointer(sys.argv[1]).latest()["w"][0]), flush=True)
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "w = 1.0" in out.stdout
+    assert re.search(rf"skipping damaged checkpoint .*step-000002 .*{name} is not a regular file", out.stderr)
+
+
+def test_an_oversized_meta_json_is_skipped_without_reading_it_whole(tmp_path):
+    ck = _two_saves(tmp_path)
+    meta = tmp_path / "step-000002" / "meta.json"
+    good = json.loads(meta.read_text())
+    meta.write_text(json.dumps(good | {"padding": "x" * (5 << 20)}))
+    with pytest.warns(UserWarning, match=r"step-000002 \(meta.json: .*larger than"):
+        assert float(ck.latest()["w"][0]) == 1.0
+
+
+def test_safe_load_refuses_a_fifo(tmp_path):
+    os.mkfifo(tmp_path / "soft.pt")
+    out = _in_subprocess(
+        "import sys\nfrom art_lib.checkpoint import safe_load\nsafe_load(sys.argv[1])", tmp_path / "soft.pt"
+    )
+    assert out.returncode == 1 and "soft.pt is not a regular file" in out.stderr, out.stderr[-2000:]
