@@ -224,8 +224,8 @@ def check_field_names(fields) -> None:
             raise TypeError(f"TrainConfig has no {name!r}: the kit calls it {ALIASES[name]!r}")
         if name in NO_EQUIVALENT:
             raise TypeError(f"TrainConfig has no {name!r} and no equivalent of it: {NO_EQUIVALENT[name]}")
-        near = difflib.get_close_matches(name, FIELDS, n=1, cutoff=0.5)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
+        near = difflib.get_close_matches(name, [*FIELDS, *ALIASES], n=1, cutoff=0.5)  # "lerning_rate" -> "lr"
+        hint = f"; did you mean {ALIASES.get(near[0], near[0])!r}?" if near else ""
         raise TypeError(f"{name!r} is not a TrainConfig field{hint}")
 
 

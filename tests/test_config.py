@@ -103,6 +103,8 @@ def test_another_trainers_name_is_answered_with_the_kits_own(name, kit):
 
 
 def test_a_name_without_equivalent_says_so_and_the_alias_table_points_at_real_fields():
+    with pytest.raises(TypeError, match="'lerning_rate' is not a TrainConfig field; did you mean 'lr'"):
+        TrainConfig().replace(lerning_rate=0.1)  # a typo of another trainer's name
     with pytest.raises(TypeError, match="TrainConfig has no 'num_train_epochs' and no equivalent of it: .*'steps'"):
         TrainConfig().replace(num_train_epochs=3)
     assert set(ALIASES.values()) <= set(FIELDS)
