@@ -1,199 +1,40 @@
-"""A minimal OpenAI-compatible server for a checkpoint: `python -m art_lib.serve --model PATH --port N`.
+"""A minimal OpenAI-compatible server for a checkpoint: `python -m art_lib.serve --model PATH|toy:NAME --port N`.
 
 It runs the checkpoint with HF `generate` (standard-library `http.server`). It exists because
 `transformers serve` loads processors with `AutoProcessor`, which needs torchvision for Qwen3.5's video
 processor; this server uses `art_lib.models.load_processor`, which does not. It decodes the data-URL
 image with PIL, renders the chat template and generates exactly as `art_lib.evaluate.evaluate` does,
-so its greedy answers equal the in-process ones; `art_lib.client` queries it.
+so its greedy answers equal the in-process ones; `art_lib.client` queries it. `--model` takes what
+`load_frozen` takes: a folder, a hub id or a registered model name such as `toy:base`.
 
-Every request is validated before work is done (`ServerLimits`: body size, image count and pixels
-from the header, `max_tokens` cut to the context or `--max-tokens`); images are data URLs only unless
-`--allow-local-images DIR`; sockets time out; generation stops when the client disconnects; past
-`--max-concurrency` requests are answered 503 at once.
+Limits come before work (`ServerLimits`). From the headers alone, before a body byte is read: the
+route, the API key, the body's framing and size (`serve_http.body_length`), then a request slot
+(past `--max-concurrency`: 503 at once). Connections past `--max-connections` are answered 503
+without being read; headers and body each have `--timeout` seconds in all, however slowly they drip
+(`serve_http.DeadlineReader`). Then the body goes through one validation layer
+(`serve_request.chat_request`: strict JSON, every field checked or refused by name, evaluation's image
+rule, no request-supplied chat template unless `--trust-request-chat-template`). Every client error
+is a 4xx with an OpenAI error object. Generation stops when the client disconnects, not when it only
+half-closes (`serve_http.PeerWatch`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
-import os
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
-if TYPE_CHECKING:  # heavy imports stay out of import time
-    from PIL import Image
+from .serve_http import DeadlineReader, PeerWatch, body_length, linger_close, read_body, refuse_connection
+from .serve_request import ChatRequest, RequestError, ServerLimits, chat_request, error_payload
 
 __all__ = ["make_server", "ServerLimits", "main"]
-
-
-class _BadRequest(Exception):
-    """A client error, answered with HTTP 400 (or `status`)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class ServerLimits:
-    """What one request may ask of the server; everything past a limit is refused before work is done."""
-
-    max_body_bytes: int = 16 * 2**20  # request body; checked from Content-Length before reading
-    max_images: int = 1  # image parts per request; counted before any is decoded
-    max_image_pixels: int = 4096 * 4096  # from the image header, before decoding (Qwen3.5's own maximum)
-    max_tokens: int | None = None  # cap on max_tokens; always also capped by the model's context
-    max_concurrency: int = 8  # requests waiting or generating; the rest get 503 at once
-    timeout: float = 30.0  # seconds a socket may stall while a request is read or an answer written
-    backlog: int = 1024  # pending connections the OS queues before refusing new ones
-    image_root: str | None = None  # folder whose files may be named as images; None: data URLs only
-
-
-def _decode_image_url(url: str, limits: ServerLimits) -> Image.Image:
-    """A base64 `data:image/...` URL (or, when allowed, a file under `image_root`) -> PIL image.
-
-    The pixel count is read from the header and checked before the pixels are decoded. A refused
-    path gets one message whatever the reason, so errors do not reveal which files exist.
-    """
-    from PIL import Image
-
-    if url.startswith("data:"):
-        header, _, payload = url.partition(",")
-        if ";base64" not in header:
-            raise _BadRequest("image data URLs must be base64-encoded")
-        try:
-            raw = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise _BadRequest(f"invalid base64 image data: {err}") from err
-        source: Any = io.BytesIO(raw)
-    elif limits.image_root is not None and "://" not in url:
-        source = _local_image(url, limits.image_root)
-    else:
-        # No network or file:// fetches: reading what the server can read is not the client's right.
-        raise _BadRequest(
-            "only data: URLs are accepted for images"
-            + ("" if limits.image_root is None else " (or paths under the server's image folder)")
-        )
-    try:
-        with Image.open(source, formats=("PNG", "JPEG", "WEBP", "GIF")) as img:
-            w, h = img.size
-            if w * h > limits.max_image_pixels:
-                raise _BadRequest(
-                    f"image of {h}x{w} pixels is larger than this server's limit of {limits.max_image_pixels} pixels"
-                )
-            img.load()
-            return img.copy()
-    except _BadRequest:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise _BadRequest(f"cannot decode image: {err}") from err
-    finally:
-        if hasattr(source, "close"):
-            source.close()
-
-
-def _local_image(path: str, root: str) -> io.BytesIO:
-    """Bytes of a regular file under `root` (symlinks resolved); any failure gives the same error."""
-    import stat
-
-    refused = _BadRequest("image path refused: not a readable file under the server's image folder")
-    try:
-        real = os.path.realpath(os.path.join(root, path))
-        if os.path.commonpath([real, os.path.realpath(root)]) != os.path.realpath(root):
-            raise refused
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; then only regular files are read.
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
-    except (OSError, ValueError):
-        raise refused from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise refused
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            return io.BytesIO(f.read())
-    finally:
-        os.close(fd)
-
-
-def _image_urls(messages: Any) -> list[str]:
-    """The image URLs of a request, in order, without decoding any (so their number is checked first)."""
-    urls = []
-    for m in messages if isinstance(messages, list) else []:
-        content = m.get("content") if isinstance(m, dict) else None
-        for part in content if isinstance(content, list) else []:
-            if isinstance(part, dict) and part.get("type") == "image_url":
-                url = part.get("image_url")
-                url = url.get("url") if isinstance(url, dict) else url
-                if not isinstance(url, str):
-                    raise _BadRequest("image_url part without a url")
-                urls.append(url)
-    return urls
-
-
-def _template_messages(messages: Any, limits: ServerLimits) -> tuple[list[dict], list[Image.Image]]:
-    """OpenAI messages -> chat-template messages (image parts as `{"type": "image"}`) and the images."""
-    if not isinstance(messages, list) or not messages:
-        raise _BadRequest("'messages' must be a non-empty list")
-    urls = _image_urls(messages)
-    if len(urls) > limits.max_images:
-        raise _BadRequest(f"at most {limits.max_images} image(s) per request are supported, got {len(urls)}")
-    images = [_decode_image_url(u, limits) for u in urls]
-    out = []
-    for m in messages:
-        if not isinstance(m, dict) or "role" not in m:
-            raise _BadRequest(f"invalid message: {str(m)[:200]}")
-        m = dict(m)
-        content = m.get("content")
-        if isinstance(content, list):
-            parts = []
-            for part in content:
-                kind = part.get("type") if isinstance(part, dict) else None
-                if kind == "text":
-                    parts.append({"type": "text", "text": part.get("text", "")})
-                elif kind == "image_url":
-                    parts.append({"type": "image"})
-                else:
-                    raise _BadRequest(f"unsupported content part type {kind!r}")
-            m["content"] = parts
-        for call in m.get("tool_calls") or []:
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                # The chat template iterates the arguments mapping; the wire carries a JSON string.
-                try:
-                    fn["arguments"] = json.loads(fn["arguments"]) if fn["arguments"].strip() else {}
-                except ValueError as err:
-                    raise _BadRequest(f"tool call arguments are not JSON: {err}") from err
-        out.append(m)
-    return out, images
-
-
-def _positive_int(body: dict, *keys: str, default: int) -> int:
-    for key in keys:
-        value = body.get(key)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise _BadRequest(f"'{key}' must be a positive integer, got {value!r}")
-            return value
-    return default
-
-
-def _client_gone(sock) -> bool:
-    """True when the peer has closed the connection (readable with nothing to read)."""
-    import select
-    import socket
-
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except (OSError, ValueError):
-        return True
 
 
 class _Engine:
@@ -206,76 +47,202 @@ class _Engine:
         config = getattr(model.config, "text_config", model.config)
         self.context = int(getattr(config, "max_position_embeddings", None) or 2**31)
 
-    def chat_completion(self, body: dict, cancelled=None) -> dict:
+    def chat_completion(self, raw: bytes, cancelled=None) -> dict:
         """Answer one `/v1/chat/completions` request body; `cancelled()` stops generation early."""
-        import torch
-
-        from art_lib.evaluate import generate_completions
-
-        if body.get("stream"):
-            raise _BadRequest("streaming is not supported by this server")
-        if _positive_int(body, "n", default=1) != 1:
-            raise _BadRequest("only n=1 is supported")
-        requested = _positive_int(body, "max_completion_tokens", "max_tokens", default=512)
-        messages, images = _template_messages(body.get("messages"), self.limits)
-        template_kwargs = body.get("chat_template_kwargs") or {}
-        if not isinstance(template_kwargs, dict):
-            raise _BadRequest("'chat_template_kwargs' must be an object")
-        try:
-            text = self.processor.apply_chat_template(
-                messages, tools=body.get("tools") or None, add_generation_prompt=True, tokenize=False, **template_kwargs
-            )
-        except Exception as err:  # noqa: BLE001 - template errors are the request's fault
-            raise _BadRequest(f"chat template failed: {err}") from err
-        prompt_tokens = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if images:  # the single <|image_pad|> expands to the image's visual tokens
-            from art_lib.evaluate import visual_token_count
-
-            prompt_tokens += visual_token_count(self.processor, images[0]) - 1
+        req = chat_request(raw, self.limits, self.name, self.processor)
+        text, prompt_tokens = self._prompt(req)
         room = self.context - prompt_tokens
         if room < 1:
-            raise _BadRequest(
-                f"the prompt has {prompt_tokens} tokens: it does not fit the model's context of {self.context}"
+            raise RequestError(
+                f"the prompt has {prompt_tokens} tokens: it does not fit the model's context of {self.context}",
+                param="messages",
             )
         # Like vLLM's default, a budget past the context is cut to what fits (and a configured cap).
-        max_tokens = min(requested, room, self.limits.max_tokens or room)
-        # OpenAI semantics: temperature defaults to 1; 0 means greedy decoding.
-        temperature = float(body["temperature"]) if body.get("temperature") is not None else 1.0
-        top_p = float(body["top_p"]) if body.get("top_p") is not None else 1.0
-        seed = body.get("seed")
-        with self.lock:
-            with torch.random.fork_rng(devices=[]):
-                if seed is not None:
-                    torch.manual_seed(int(seed))
-                out = generate_completions(
-                    self.model,
-                    self.processor,
-                    [text],
-                    images[0] if images else None,
-                    max_new_tokens=max_tokens,
-                    greedy=temperature == 0.0,
-                    temperature=temperature,
-                    top_p=top_p,
-                    cancelled=cancelled,
-                )[0]
+        out = self._generate(req, text, min(req.max_tokens, room, self.limits.max_tokens or room), cancelled)
+        completion, finish, tokens = out["completion"], out["finish_reason"], out["completion_tokens"]
+        cut = min((i for i in (completion.find(s) for s in req.stop) if i >= 0), default=None)
+        if cut is not None:  # OpenAI `stop`: the text ends before the first stop string, which is not returned
+            completion, finish = completion[:cut], "stop"
+            tokens = min(tokens, len(self.processor.tokenizer(completion, add_special_tokens=False)["input_ids"]))
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": out["completion"]},
-                    "finish_reason": out["finish_reason"],
-                }
-            ],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": completion}, "finish_reason": finish}],
             "usage": {
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": out["completion_tokens"],
-                "total_tokens": prompt_tokens + out["completion_tokens"],
+                "completion_tokens": tokens,
+                "total_tokens": prompt_tokens + tokens,
             },
         }
+
+    def _prompt(self, req: ChatRequest) -> tuple[str, int]:
+        """The rendered prompt and its token count (the image's visual tokens included)."""
+        try:
+            text = self.processor.apply_chat_template(
+                req.messages,
+                chat_template=req.chat_template,
+                tools=req.tools,
+                add_generation_prompt=True,
+                tokenize=False,
+                **req.template_kwargs,
+            )
+        except Exception as err:  # noqa: BLE001 - template errors are the request's fault
+            raise RequestError(f"chat template failed: {err}", param="messages") from err
+        prompt_tokens = len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if req.images:  # the single <|image_pad|> expands to the image's visual tokens
+            from art_lib.evaluate import visual_token_count
+
+            prompt_tokens += visual_token_count(self.processor, req.images[0]) - 1
+        return text, prompt_tokens
+
+    def _generate(self, req: ChatRequest, text: str, max_tokens: int, cancelled) -> dict:
+        import torch
+
+        from art_lib.evaluate import generate_completions
+
+        with self.lock, torch.random.fork_rng(devices=[]):
+            if req.seed is not None:
+                torch.manual_seed(req.seed)
+            return generate_completions(
+                self.model,
+                self.processor,
+                [text],
+                req.images[0] if req.images else None,
+                max_new_tokens=max_tokens,
+                greedy=req.temperature == 0.0,  # OpenAI semantics: temperature 0 means greedy decoding
+                temperature=req.temperature,
+                top_p=req.top_p,
+                cancelled=cancelled,
+            )[0]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection: requests refused from their headers where possible, bodies read inside a slot."""
+
+    protocol_version = "HTTP/1.1"
+    engine: _Engine  # these four are set per server by `make_server`
+    api_key: str | None = None
+    verbose: bool = False
+    slots: threading.BoundedSemaphore
+
+    def setup(self) -> None:
+        self.timeout = self.engine.limits.timeout
+        super().setup()
+        self.rfile.close()  # replaced by reads that share one deadline per request
+        self.reader = DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+        self.unread = False  # True once answered without reading the body: drained before closing
+
+    def handle_one_request(self) -> None:
+        self.reader.arm(self.timeout)  # the request line and headers, however slowly they come
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.reader.eof:  # the input ended inside the header block: a request cut short, not one to answer
+            self.close_connection = True
+            return False
+        return True
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self.unread:
+                linger_close(self.connection, max_bytes=self.engine.limits.max_body_bytes)
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        if self.verbose:
+            super().log_message(fmt, *args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, too many headers, unknown method), as JSON too."""
+        self.close_connection = True
+        self._error(RequestError(message or HTTPStatus(code).phrase, code))
+
+    def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.connection.settimeout(self.timeout)  # reads left it at what remained of their deadline
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, err: RequestError, headers: dict | None = None) -> None:
+        self._send(err.status, error_payload(err.status, str(err), err.kind, err.param), headers)
+
+    def _refuse(self, err: RequestError, headers: dict | None = None) -> None:
+        """Answer before (or without finishing) reading the body, which then must not be read as a next request."""
+        self.close_connection = self.unread = True
+        self._error(err, headers)
+
+    def _route(self, path: str) -> None:
+        if self.path.split("?", 1)[0].rstrip("/") != path:
+            raise RequestError(f"no route {self.command} {self.path[:100]}", 404, kind="not_found_error")
+        if self.api_key is not None and self.headers.get("Authorization") != f"Bearer {self.api_key}":
+            raise RequestError("invalid API key", 401, kind="authentication_error")
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        if self.path.split("?", 1)[0].rstrip("/") == "/health":
+            self._send(200, {"status": "ok"})
+            return
+        try:
+            self._route("/v1/models")
+        except RequestError as err:
+            self._error(err)
+            return
+        model = {"id": self.engine.name, "object": "model", "created": 0, "owned_by": "art_lib"}
+        self._send(200, {"object": "list", "data": [model]})
+
+    def do_POST(self) -> None:  # noqa: N802
+        limits = self.engine.limits
+        try:  # from the headers alone, before a byte of the body is read
+            self._route("/v1/chat/completions")
+            length = body_length(self.headers, limits.max_body_bytes)
+        except RequestError as err:
+            self._refuse(err)
+            return
+        if not self.slots.acquire(blocking=False):
+            busy = f"server busy: {limits.max_concurrency} requests in progress; retry later"
+            self._refuse(RequestError(busy, 503, kind="server_busy"), {"Retry-After": "1"})
+            return
+        try:
+            self._complete(length)
+        finally:
+            self.slots.release()
+
+    def _complete(self, length: int) -> None:
+        """Read the body (its own deadline), validate and answer it; the caller holds a slot."""
+        self.reader.arm(self.timeout)
+        try:
+            raw = read_body(self.rfile, length, self.engine.limits.max_body_bytes)
+        except RequestError as err:
+            self._refuse(err)
+            return
+        except TimeoutError:
+            self._refuse(RequestError(f"request body not received within {self.timeout} s", 408, kind="timeout"))
+            return
+        watch = PeerWatch(self.connection, self.request_version == "HTTP/1.1")
+        try:
+            answer = self.engine.chat_completion(raw, cancelled=watch.gone)
+        except RequestError as err:
+            self._error(err)
+            return
+        except Exception as err:  # noqa: BLE001 - report, keep serving
+            self._error(RequestError(f"{type(err).__name__}: {err}", 500, kind="server_error"))
+            return
+        if watch.gone():
+            self.close_connection = True
+            return
+        self._send(200, answer)
 
 
 def make_server(
@@ -289,130 +256,47 @@ def make_server(
     limits: ServerLimits | None = None,
 ):
     """A ThreadingHTTPServer answering `/v1/chat/completions`, `/v1/models` and `/health`."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import ThreadingHTTPServer
 
     limits = limits or ServerLimits()
     engine = _Engine(model, processor, model_name, limits)
     slots = threading.BoundedSemaphore(limits.max_concurrency)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = limits.timeout  # applied to the socket: a stalled client frees its thread
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            if verbose:
-                super().log_message(fmt, *args)
-
-        def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-            data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
-            self._send(status, {"error": {"message": message, "type": kind, "code": status}}, headers)
-
-        def _authorised(self) -> bool:
-            if api_key is None or self.headers.get("Authorization") == f"Bearer {api_key}":
-                return True
-            self._error(401, "invalid API key", "authentication_error")
-            return False
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
-            path = self.path.split("?", 1)[0].rstrip("/")
-            if path == "/health":
-                self._send(200, {"status": "ok"})
-            elif path != "/v1/models":
-                self._error(404, f"no route {self.path}", "not_found")
-            elif self._authorised():
-                self._send(
-                    200,
-                    {
-                        "object": "list",
-                        "data": [{"id": engine.name, "object": "model", "created": 0, "owned_by": "art_lib"}],
-                    },
-                )
-
-        def _read_body(self) -> bytes:
-            """The body, read only after its declared length passed the limit."""
-            value = self.headers.get("Content-Length")
-            if value is None:
-                return b""
-            if not value.strip().isdigit():
-                raise _BadRequest(f"invalid Content-Length {value[:40]!r}")
-            length = int(value)
-            if length > limits.max_body_bytes:
-                raise _BadRequest(
-                    f"request body of {length} bytes is larger than this server's limit of {limits.max_body_bytes}",
-                    status=413,
-                )
-            raw = self.rfile.read(length)
-            if len(raw) < length:
-                raise _BadRequest("request body shorter than its Content-Length")
-            return raw
-
-        def do_POST(self) -> None:  # noqa: N802
-            path = self.path.split("?", 1)[0].rstrip("/")
-            try:
-                raw = self._read_body()
-            except _BadRequest as err:
-                self.close_connection = True  # the unread body must not be parsed as a next request
-                self._error(err.status, str(err), "invalid_request_error")
-                return
-            except TimeoutError:
-                self.close_connection = True
-                self._error(408, f"request body not received within {limits.timeout} s", "timeout")
-                return
-            if path != "/v1/chat/completions":
-                self._error(404, f"no route {self.path}", "not_found")
-                return
-            if not self._authorised():
-                return
-            if not slots.acquire(blocking=False):
-                self._error(
-                    503,
-                    f"server busy: {limits.max_concurrency} requests in progress; retry later",
-                    "server_busy",
-                    {"Retry-After": "1"},
-                )
-                return
-            try:
-                body = json.loads(raw.decode("utf-8") or "{}")
-                if not isinstance(body, dict):
-                    raise _BadRequest("the request body must be a JSON object")
-                answer = engine.chat_completion(body, cancelled=lambda: _client_gone(self.connection))
-                if _client_gone(self.connection):
-                    self.close_connection = True
-                    return
-                self._send(200, answer)
-            except _BadRequest as err:
-                self._error(err.status, str(err), "invalid_request_error")
-            except (ValueError, TypeError) as err:
-                self._error(400, str(err), "invalid_request_error")
-            except Exception as err:  # noqa: BLE001 - report, keep serving
-                self._error(500, f"{type(err).__name__}: {err}", "server_error")
-            finally:
-                slots.release()
+    handler = type("Handler", (_Handler,), dict(engine=engine, api_key=api_key, verbose=verbose, slots=slots))
+    connections = threading.BoundedSemaphore(limits.max_connections)
 
     class Server(ThreadingHTTPServer):
         request_queue_size = limits.backlog
         daemon_threads = True
 
-    return Server((host, port), Handler)
+        def process_request(self, request, client_address) -> None:
+            if connections.acquire(blocking=False):
+                super().process_request(request, client_address)
+            else:  # answered and closed in a short-lived thread of its own, its request never read
+                threading.Thread(target=refuse_connection, args=(request, limits.max_connections), daemon=True).start()
+
+        def handle_error(self, request, client_address) -> None:
+            if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a client gone is no error
+                super().handle_error(request, client_address)
+
+        def process_request_thread(self, request, client_address) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                connections.release()
+
+    return Server((host, port), handler)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: `python -m art_lib.serve --model PATH [--host H] [--port N]`."""
+    """CLI: `python -m art_lib.serve --model PATH|toy:NAME [--host H] [--port N]`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m art_lib.serve", description=main.__doc__)
-    parser.add_argument("--model", required=True, help="checkpoint folder or hub id (AutoModelForImageTextToText)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint folder, hub id or registered model name (toy:base): what load_frozen takes",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed on start)")
     parser.add_argument("--served-model-name", default=None, help="model id reported by /v1/models")
@@ -432,16 +316,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--max-concurrency",
         type=int,
         default=defaults.max_concurrency,
-        help="requests waiting or generating at once; more get HTTP 503",
+        help="requests reading their body, waiting or generating at once; more get HTTP 503",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="connections served at once (slow clients included); more get HTTP 503 unread",
     )
     parser.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20)
     parser.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels)
-    parser.add_argument("--timeout", type=float, default=defaults.timeout, help="socket timeout in seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.timeout,
+        help="seconds for a request's headers, again for its body, and per write",
+    )
     parser.add_argument(
         "--allow-local-images",
         metavar="DIR",
         default=None,
         help="also accept image paths (relative to or under DIR); by default only data: URLs",
+    )
+    parser.add_argument(
+        "--trust-request-chat-template",
+        action="store_true",
+        help="let requests bring their own chat template (a template is code the server runs); off by default",
     )
     args = parser.parse_args(argv)
     limits = ServerLimits(
@@ -450,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_tokens=args.max_tokens,
         max_concurrency=args.max_concurrency,
         timeout=args.timeout,
+        max_connections=args.max_connections,
         image_root=args.allow_local_images,
+        trust_request_chat_template=args.trust_request_chat_template,
     )
 
     import torch

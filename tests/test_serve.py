@@ -37,14 +37,19 @@ STARTUP_TIMEOUT_S = 180
 FAST = dict(max_new_tokens=8, progress=False)
 
 
-@pytest.fixture(scope="module")
-def tiny():
+def varied_tiny_model():
+    """The tiny random model with x4 weights: its greedy outputs then depend on prompt and image."""
     model, processor = tiny_model(seed=0)
-    with torch.no_grad():  # x4 weights: greedy outputs then depend on prompt and image
+    with torch.no_grad():
         for p in model.parameters():
             if p.ndim >= 2:
                 p.mul_(4.0)
     return model, processor
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return varied_tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -57,28 +62,17 @@ def png(tmp_path_factory) -> Path:
     return PixelPrompt.from_noise(256, seed=3).save_png(tmp_path_factory.mktemp("art") / "artwork.png")
 
 
-@pytest.fixture(scope="module")
-def server(checkpoint, tmp_path_factory):
-    """`python -m art_lib.serve` on 127.0.0.1, a free port picked by the OS; always killed afterwards."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
+@contextlib.contextmanager
+def served_process(model: str, log: Path, *extra: str):
+    """`python -m art_lib.serve --model MODEL` on 127.0.0.1, a free port picked by the OS; yields its /v1 URL.
+
+    Always terminated afterwards (killed if it does not stop within 10 s)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "art_lib.serve",
-        "--model",
-        str(checkpoint),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--threads",
-        "1",
-        "--served-model-name",
-        "tiny-art",
-    ]
+    cmd = [sys.executable, "-m", "art_lib.serve", "--model", model, "--host", "127.0.0.1", "--port", "0"]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(
+            [*cmd, "--threads", "1", *extra], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         url = None
@@ -100,6 +94,13 @@ def server(checkpoint, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with served_process(str(checkpoint), log, "--served-model-name", "tiny-art") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
