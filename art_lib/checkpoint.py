@@ -54,10 +54,11 @@ def _folder_step(name: str) -> int | None:
     return int(match[1])
 
 
-def _open_regular(path: Path):
-    """Open `path` for reading if it is a regular file: a link is not followed, a FIFO or device not read."""
+def _open_regular(path: Path, follow: bool = False):
+    """Open `path` for reading if it is a regular file: no FIFO or device, no link unless `follow`."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:  # O_NONBLOCK: opening a FIFO would otherwise wait for a writer
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as err:
         if err.errno != errno.ELOOP:
             raise
@@ -72,12 +73,13 @@ def _open_regular(path: Path):
 def safe_load(path: str | Path, file=None) -> dict:
     """`torch.load` restricted to tensors and plain containers: a crafted pickle raises instead of running.
 
-    `path` must be a regular file (OSError otherwise); `file`, an open file of `path`, is read instead.
+    `path` must be a regular file or a link to one (OSError otherwise: a FIFO or device would hang or
+    never end); `file`, an open file of `path`, is read instead.
     """
     try:
         if file is not None:
             return torch.load(file, weights_only=True, map_location="cpu")
-        with _open_regular(Path(path)) as f:
+        with _open_regular(Path(path), follow=True) as f:
             return torch.load(f, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
         raise ValueError(
@@ -386,7 +388,7 @@ def _read_meta(folder: Path) -> dict:
         raise ValueError(f"larger than {MAX_META_BYTES} bytes")
     meta = json.loads(raw)
     if not isinstance(meta, dict):
-        raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+        raise ValueError(f"not a JSON object (got {type(meta).__name__})")
     step, sha, config = meta.get("step"), meta.get("sha256"), meta.get("config")
     if type(step) is not int or step != _folder_step(folder.name):
         raise ValueError(f"'step' is {step!r:.40}, not the folder's step {_folder_step(folder.name)}")

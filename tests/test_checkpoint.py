@@ -447,9 +447,13 @@ def test_an_oversized_meta_json_is_skipped_without_reading_it_whole(tmp_path):
         assert float(ck.latest()["w"][0]) == 1.0
 
 
-def test_safe_load_refuses_a_fifo(tmp_path):
-    os.mkfifo(tmp_path / "soft.pt")
+@pytest.mark.parametrize("plant", [os.mkfifo, lambda p: os.symlink("/dev/zero", p)], ids=["fifo", "to-dev-zero"])
+def test_safe_load_reads_regular_files_only(tmp_path, plant):
+    plant(tmp_path / "soft.pt")
     out = _in_subprocess(
         "import sys\nfrom art_lib.checkpoint import safe_load\nsafe_load(sys.argv[1])", tmp_path / "soft.pt"
     )
     assert out.returncode == 1 and "soft.pt is not a regular file" in out.stderr, out.stderr[-2000:]
+    torch.save({"embeds": torch.ones(2)}, tmp_path / "real.pt")
+    os.symlink(tmp_path / "real.pt", tmp_path / "link.pt")  # a user's link to a real file is fine
+    assert torch.equal(safe_load(tmp_path / "link.pt")["embeds"], torch.ones(2))
