@@ -31,7 +31,15 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .serve_http import DeadlineReader, PeerWatch, body_length, linger_close, read_body, refuse_connection
+from .serve_http import (
+    MAX_HEADER_BYTES,
+    DeadlineReader,
+    PeerWatch,
+    body_length,
+    linger_close,
+    read_body,
+    refuse_connection,
+)
 from .serve_request import ChatRequest, RequestError, ServerLimits, chat_request, error_payload
 
 __all__ = ["make_server", "ServerLimits", "main"]
@@ -136,16 +144,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.unread = False  # True once answered without reading the body: drained before closing
 
     def handle_one_request(self) -> None:
-        self.reader.arm(self.timeout)  # the request line and headers, however slowly they come
+        # The request line and headers, however slowly they come (a read-ahead buffer's worth of body allowed).
+        self.reader.arm(self.timeout, MAX_HEADER_BYTES + io.DEFAULT_BUFFER_SIZE)
         super().handle_one_request()
 
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
+        if self.reader.over:
+            self.send_error(431, f"request line and headers larger than {MAX_HEADER_BYTES} bytes")
+            return False
         if self.reader.eof:  # the input ended inside the header block: a request cut short, not one to answer
             self.close_connection = True
             return False
+        if self.command != "POST" and ("Transfer-Encoding" in self.headers or self.headers.get("Content-Length")):
+            self.close_connection = self.unread = True  # a body this server never reads: not a next request
         return True
+
+    def handle_expect_100(self) -> bool:
+        return True  # `100 Continue` is sent once the headers passed their checks (`do_POST`), not before
 
     def finish(self) -> None:
         try:
@@ -160,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (bad request line, too many headers, unknown method), as JSON too."""
-        self.close_connection = True
+        self.close_connection = self.unread = True
         self._error(RequestError(message or HTTPStatus(code).phrase, code))
 
     def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
@@ -215,6 +232,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(RequestError(busy, 503, kind="server_busy"), {"Retry-After": "1"})
             return
         try:
+            if self.headers.get("Expect", "").lower() == "100-continue" and self.request_version >= "HTTP/1.1":
+                self.send_response_only(100)
+                self.end_headers()
             self._complete(length)
         finally:
             self.slots.release()

@@ -26,18 +26,21 @@ from .serve_request import RequestError, error_payload
 __all__ = ["DeadlineReader", "body_length", "read_body", "PeerWatch", "linger_close", "refuse_connection"]
 
 CHUNKED = -1  # `body_length` of a chunked body
+MAX_HEADER_BYTES = 64 * 2**10  # a request line and header block (http.server alone allows 100 x 64 KiB)
 
 
 class DeadlineReader(io.RawIOBase):
     """Socket reads against one deadline (`arm(seconds)` sets it): past it, reads raise `TimeoutError`.
 
-    `eof` records that the client's input ended (a request whose header block ends there was cut short)."""
+    `eof` records that the client's input ended (a request whose header block ends there was cut short);
+    past `arm`'s `max_bytes` reads end too, with `over` set.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.deadline, self.eof = sock, time.monotonic(), False
+        self.sock, self.deadline, self.eof, self.over, self.left = sock, time.monotonic(), False, False, None
 
-    def arm(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
+    def arm(self, seconds: float, max_bytes: int | None = None) -> None:
+        self.deadline, self.left = time.monotonic() + seconds, max_bytes
 
     def readable(self) -> bool:
         return True
@@ -46,9 +49,14 @@ class DeadlineReader(io.RawIOBase):
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("request not received in time")
+        if self.left is not None and self.left <= 0:
+            self.over = True
+            return 0
         self.sock.settimeout(left)  # each recv waits at most what is left of the whole read
-        n = self.sock.recv_into(buffer)
+        view = memoryview(buffer)
+        n = self.sock.recv_into(view if self.left is None else view[: self.left])
         self.eof = self.eof or n == 0
+        self.left = None if self.left is None else self.left - n
         return n
 
 

@@ -118,6 +118,9 @@ def test_s2_the_api_key_is_checked_from_the_headers_before_the_body_is_read(tiny
             sock.sendall(_request(b"", b"Authorization: Bearer wrong\r\nContent-Length: 1000000\r\n"))
             status, answer = _read_response(sock, timeout=10)
             assert status == 401 and time.monotonic() - t0 < 2 and _openai_error(answer)["code"] == 401
+        with socket.create_connection(addr, timeout=10) as sock:  # `Expect: 100-continue`: no 100 before the 401
+            sock.sendall(_request(b"", b"Expect: 100-continue\r\nContent-Length: 1000000\r\n"))
+            assert sock.recv(100).startswith(b"HTTP/1.1 401")
 
 
 def test_s2_a_body_is_read_only_inside_a_request_slot(tiny):
@@ -274,6 +277,10 @@ def test_s8_chunked_bodies_are_decoded_under_the_same_limit(tiny):
         assert _raw(addr, _request(b"0\r\n\r\n", b"Transfer-Encoding: gzip, chunked\r\n"))[0] == 501
         assert _raw(addr, _request(chunked, te + b"Content-Length: 5\r\n"))[0] == 400
         assert _raw(addr, _request(b"zz\r\n", te))[0] == 400
+        with socket.create_connection(addr, timeout=30) as sock:  # a GET's body is never read as a next request
+            smuggled = b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled) + smuggled)
+            assert _read_response(sock)[0] == 200 and sock.recv(100) == b""
 
 
 # --------------------------------------------------------------------------- S9: local image files
@@ -308,5 +315,8 @@ def test_errors_raised_by_the_http_layer_are_json_openai_errors_too(tiny):
     with _serving(tiny) as addr:
         status, answer = _raw(addr, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
         assert status == 431 and _openai_error(answer)["code"] == 431
+        big = b"X-A: " + b"a" * 40000 + b"\r\nX-B: " + b"b" * 40000 + b"\r\n"  # 2 headers, 80 kB in all
+        status, answer = _raw(addr, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")
+        assert status == 431 and "headers larger than" in _openai_error(answer)["message"]
         status, answer = _raw(addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 404 and _openai_error(answer)
