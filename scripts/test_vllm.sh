@@ -15,5 +15,6 @@ if [ "$(cat "$resolved" 2>/dev/null)" != "$want" ]; then
 fi
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}  # GiB: the toy models need little
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+export ART_VLLM_TIER=1  # tests/vllm_tier: a missing or broken vLLM fails every tier test (never a skip)
 exec "$VENV/bin/python" -m pytest tests/vllm_tier tests/test_vllm_engine.py tests/test_preprocess.py \
   -p no:cacheprovider "$@"

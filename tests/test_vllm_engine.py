@@ -87,3 +87,41 @@ def test_hf_stays_the_default_engine():
 
     assert inspect.signature(evaluate).parameters["engine"].default == "hf"
     assert inspect.signature(train).parameters["rollout_engine"].default == "hf"
+
+
+def _pytest_with_broken_vllm(tmp_path, *args: str, tier_env: bool = False):
+    """Run pytest in a subprocess where `import vllm` fails (a package on PYTHONPATH that raises on import)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    stub = tmp_path / "stub" / "vllm"
+    stub.mkdir(parents=True, exist_ok=True)
+    (stub / "__init__.py").write_text("raise ImportError('simulated broken vllm install')\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "ART_VLLM_TIER"}
+    env |= {"PYTHONPATH": os.pathsep.join([str(stub.parent), str(root)]), "OMP_NUM_THREADS": "1"}
+    if tier_env:
+        env["ART_VLLM_TIER"] = "1"
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *args]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_the_vllm_tier_fails_without_vllm_it_never_skips(tmp_path):
+    """Asked for (a path in tests/vllm_tier, or ART_VLLM_TIER=1 as scripts/test_vllm.sh sets), the tier's tests
+    error on a broken vLLM; none is skipped, so a broken install cannot pass as a green run of skips."""
+    named = _pytest_with_broken_vllm(tmp_path, "tests/vllm_tier/test_vllm_server.py", "-k", "loopback or data_url")
+    assert named.returncode == 1, named.stdout[-3000:]
+    assert "simulated broken vllm install" in named.stdout and "skipped" not in named.stdout
+    assert "2 errors" in named.stdout, named.stdout[-3000:]
+    by_env = _pytest_with_broken_vllm(tmp_path, "tests/vllm_tier", "--co", tier_env=True)
+    assert "deselected" not in by_env.stdout and "test_server_binds_loopback_only" in by_env.stdout
+
+
+def test_a_run_that_did_not_ask_for_the_tier_deselects_it_when_vllm_is_unusable(tmp_path):
+    """`pytest tests` in the main venv (no vLLM): the tier is deselected with the reason in the summary."""
+    run = _pytest_with_broken_vllm(tmp_path, "tests", "--co")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert not [line for line in run.stdout.splitlines() if line.startswith("tests/vllm_tier/")]
+    assert "vLLM-tier tests deselected (ImportError: simulated broken vllm install)" in run.stdout

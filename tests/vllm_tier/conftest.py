@@ -1,8 +1,10 @@
 """The vLLM tier's fixtures: the shipped `toy:base`, an artwork and a LoRA adapter learned on every
 picture-taught toy task, one server serving the base model and the four adapters, one offline engine.
 
-These tests run in the vLLM venv (`bash scripts/test_vllm.sh`); where vLLM is not installed every test in
-this folder is skipped (each module starts with `pytest.importorskip("vllm")`).
+These tests run in the vLLM venv (`bash scripts/test_vllm.sh`, which sets `ART_VLLM_TIER=1`). Whenever the tier
+is asked for (that variable, or a path inside tests/vllm_tier on the command line) a missing or broken vLLM is a
+failure of every tier test, never a skip. A run that did not ask for it (`pytest tests` in the main venv, which has
+no vLLM) deselects the tier's tests when vLLM cannot be imported, and says so in the terminal summary.
 """
 
 from __future__ import annotations
@@ -20,6 +22,57 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 from toy_tier import ART, LORA, MODEL, SERVED_NAME, SFT_STEPS, TASKS, adapter_name, benchmark  # noqa: E402
+
+TIER = Path(__file__).parent.resolve()
+_left_out: list[str] = []
+
+
+def vllm_problem() -> str | None:
+    """Why vLLM cannot be used here (`import vllm` or its offline API failing), or None."""
+    try:
+        import vllm
+
+        vllm.LLM, vllm.SamplingParams  # noqa: B018  (a half-installed package can import but lack these)
+    except Exception as err:  # a broken install raises anything from ImportError to OSError
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def tier_requested(config) -> bool:
+    """True under scripts/test_vllm.sh (ART_VLLM_TIER=1) or when a path inside this folder was named."""
+    if os.environ.get("ART_VLLM_TIER") == "1":
+        return True
+    for arg in config.args:
+        path = (Path(config.invocation_params.dir) / str(arg).split("::")[0]).resolve()
+        if path == TIER or TIER in path.parents:
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Outside a tier run, without a usable vLLM: deselect the tier's tests (listed in the summary)."""
+    mine = [item for item in items if TIER in Path(item.path).resolve().parents]
+    if not mine or tier_requested(config):
+        return
+    problem = vllm_problem()
+    if problem is None:
+        return
+    config.hook.pytest_deselected(items=mine)
+    items[:] = [item for item in items if item not in mine]
+    _left_out.append(f"{len(mine)} vLLM-tier tests deselected ({problem}); they run in bash scripts/test_vllm.sh")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _left_out:
+        terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def vllm_installed():
+    """Every tier test needs a working vLLM: a missing or broken one is an error of each test, not a skip."""
+    problem = vllm_problem()
+    if problem is not None:
+        pytest.fail(f"the vLLM tier needs a working vLLM, but it is unusable here: {problem}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,9 @@
 touch the engine's weights; a toy DAPO run with vLLM rollouts learns as much as one with HF rollouts."""
 
 import pytest
+from toy_tier import ART, TASKS, benchmark, same_fraction
 
-pytest.importorskip("vllm")
-
-from toy_tier import ART, TASKS, benchmark, same_fraction  # noqa: E402
-
-from art_lib.toy.benchmarks import max_new_tokens  # noqa: E402
+from art_lib.toy.benchmarks import max_new_tokens
 
 MAX_NEW_TOKENS = max_new_tokens("add")
 
@@ -26,6 +23,27 @@ def test_evaluate_engine_vllm_matches_hf(engine, hf, artworks, examples, task):
     assert same >= 0.95 and got.accuracy == ref.accuracy
     assert got.config["engine"] == "vllm"
     assert (got.rows["completion_tokens"] == ref.rows["completion_tokens"]).mean() >= 0.95
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_client_evaluate_vllm_matches_hf(engine, hf, artworks, examples, task):
+    """`client.evaluate_vllm` (LLM.chat, the PNG as a data URL, vLLM's own chat template) on the real engine
+    agrees with the in-process HF evaluation of the same PNG; without the picture the task is not answered."""
+    from art_lib.client import evaluate_vllm
+    from art_lib.evaluate import evaluate
+
+    model, processor = hf
+    exs, b, png, n = examples[task], benchmark(task), artworks[task], max_new_tokens(task)
+    ref = evaluate(model, processor, exs, image=png, benchmark=b, max_new_tokens=n, progress=False)
+    got = evaluate_vllm(engine.model_path, exs, b, image=png, max_tokens=n, llm=engine.llm, progress=False)
+    same = same_fraction(ref, got)
+    print(f"evaluate_vllm PNG {b}: {same:.3f} identical; accuracy {got.accuracy} vs {ref.accuracy}")
+    assert ref.accuracy >= 0.9
+    assert same >= 0.95 and got.accuracy == ref.accuracy
+    assert got.config["engine"] == "vllm" and got.n == len(exs)
+    assert (got.rows["completion_tokens"] == ref.rows["completion_tokens"]).mean() >= 0.95
+    text_only = evaluate_vllm(engine.model_path, exs, b, max_tokens=n, llm=engine.llm, progress=False)
+    assert text_only.accuracy < 0.5
 
 
 @pytest.mark.parametrize("task", TASKS)

@@ -2,12 +2,9 @@
 picture-taught toy task: the learned PNG (data URL, image first) to the base model, and each LoRA adapter."""
 
 import pytest
+from toy_tier import SERVED_NAME, TASKS, adapter_name, benchmark, same_fraction
 
-pytest.importorskip("vllm")
-
-from toy_tier import SERVED_NAME, TASKS, adapter_name, benchmark, same_fraction  # noqa: E402
-
-from art_lib.toy.benchmarks import max_new_tokens  # noqa: E402
+from art_lib.toy.benchmarks import max_new_tokens
 
 
 def test_server_binds_loopback_only(server):
