@@ -13,7 +13,10 @@ from typing import Any
 
 from .evaluate import evaluate, load_image, visual_token_count
 
-__all__ = ["control_images", "random_token_text", "evaluate_controls"]
+__all__ = ["CONTROLS", "control_images", "random_token_text", "evaluate_controls"]
+
+#: Every control, in the order tables show them.
+CONTROLS = ("text_only", "seed", "noise", "random_text")
 
 
 def control_images(size: int | tuple[int, int] = 256, seed_icon_name: str = "math", seed: int = 0) -> dict:
@@ -75,7 +78,7 @@ def evaluate_controls(
     size: int | tuple[int, int] | None = None,
     seed_icon_name: str = "math",
     seed: int = 0,
-    controls: Sequence[str] = ("text_only", "seed", "noise", "random_text"),
+    controls: Sequence[str] = CONTROLS,
     return_results: bool = False,
     **evaluate_kwargs: Any,
 ):
@@ -99,10 +102,9 @@ def evaluate_controls(
     import pandas as pd
 
     evaluate_kwargs.pop("label", None)  # each run is labelled with its control name
-    known = {"text_only", "seed", "noise", "random_text"}
-    unknown = [c for c in controls if c not in known]
+    unknown = [c for c in controls if c not in CONTROLS]
     if unknown:
-        raise ValueError(f"unknown controls {unknown}; valid: {sorted(known)}")
+        raise ValueError(f"unknown controls {unknown}; valid: {list(CONTROLS)}")
     if size is None:
         art = load_image(artwork, processor) if artwork is not None else None
         size = (art.height, art.width) if art is not None else 256

@@ -3,63 +3,39 @@
 Notebooks call these functions; they hold no training loop, loss or answer parsing themselves.
 Every arm starts from a freshly loaded frozen model, trains with `train.train` (the same loop for
 every method) and is evaluated from its saved artifact: the 8-bit PNG for ART (on the same frozen
-model, whose weights training leaves bit-identical), the adapter folder for LoRA (on a fresh base),
-the embedding file for soft prompts.
+model, whose weights training leaves bit-identical), the adapter folder for LoRA (on the same base, its trained
+adapter layers removed first), the embedding file for soft prompts.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import dataclasses
 import shutil
 import time
-import types
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from .checkpoint import Checkpointer, safe_load
-from .controls import evaluate_controls
 from .data import load_benchmark
 from .evaluate import evaluate
+from .evaluations import control_rows as control_rows
+from .evaluations import transport_rows as transport_rows
+from .manifest import config_hash as config_hash
+from .manifest import finished_arm, record_arm
 from .methods import load_lora_adapter
-from .models import load_frozen, resolve_device, resolve_dtype
+from .models import load_frozen
 from .pixel_prompt import PixelPrompt
+from .runtime import default_image_size, free_memory, placement
+from .runtime import generation_budget as generation_budget
+from .runtime import resolve_model as resolve_model
+from .runtime import resolve_runtime as resolve_runtime
+from .runtime import smallest_valid_side as smallest_valid_side
 from .scoring import EvalResult, score_completions
 from .train import train
 from .transforms import resize_to
-
-
-def resolve_model(model: str) -> tuple[str, str]:
-    """(path or id to load, label for tables): `"<scheme>:<spec>"` names of a registered scheme (`registry`)
-    resolve to a checkpoint folder; anything else is a hub id or folder."""
-    from .registry import resolve_model as resolve
-
-    return resolve(model)
-
-
-def generation_budget(benchmark: str) -> int:
-    """A benchmark's generation budget for evaluation and RL rollouts (`registry`: 512 for the real ones)."""
-    from .registry import get_benchmark
-
-    return get_benchmark(benchmark).max_new_tokens
-
-
-def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
-    """Notebook names of what will run: ("auto", "auto") -> ("cuda", "bfloat16") with a GPU, else ("cpu", "float32").
-
-    The rules are `models.resolve_device` / `resolve_dtype` (CUDA asked for where there is none: error).
-    """
-    dev = resolve_device(device)
-    return str(dev), str(resolve_dtype(dtype, dev)).removeprefix("torch.")
-
-
-def _placement(model) -> dict:
-    """Where the frozen weights actually are: {"device": "cuda:0" | "cpu", "dtype": "bfloat16" | ...}."""
-    p = next(model.parameters())
-    return {"device": str(p.device), "dtype": str(p.dtype).removeprefix("torch.")}
 
 
 def dry_run_reward(completions: list, examples: list[dict]) -> list[float]:
@@ -72,59 +48,6 @@ def dry_run_reward(completions: list, examples: list[dict]) -> list[float]:
 
 
 REWARDS = {"dry_run": dry_run_reward}
-
-
-def _jsonable(o, depth: int = 0):
-    """A stable JSON stand-in for config values (callables by name and closure, objects by their fields).
-
-    Deeply nested objects (an inference engine, say) are named by their type past a few levels.
-    """
-    if depth > 4:
-        return type(o).__qualname__
-    d = depth + 1
-    if isinstance(o, types.ModuleType):
-        return o.__name__
-    if callable(o) and hasattr(o, "__qualname__"):
-        closure = getattr(o, "__closure__", None) or []  # builtins have none
-        return [getattr(o, "__module__", None), o.__qualname__, [_jsonable(c.cell_contents, d) for c in closure]]
-    if isinstance(o, torch.Tensor):
-        return hashlib.sha1(o.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
-    if isinstance(o, torch.Generator):  # its state, not its address
-        return hashlib.sha1(o.get_state().numpy().tobytes()).hexdigest()
-    if hasattr(o, "__dict__"):
-        return [type(o).__qualname__, {k: _jsonable(v, d) for k, v in sorted(vars(o).items())}]
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v, d) for v in o]
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v, d) for k, v in o.items()}
-    if isinstance(o, (str, int, float, bool, type(None))):
-        return o
-    text = repr(o)
-    return type(o).__qualname__ if " at 0x" in text else text  # a memory address is no identity
-
-
-def config_hash(config: dict) -> str:
-    """Short hash of an arm's whole configuration (what the manifest compares before skipping it)."""
-    return hashlib.sha1(json.dumps(_jsonable(config), sort_keys=True, default=repr).encode()).hexdigest()[:16]
-
-
-def finished_arm(out_dir: Path, stem: str, chash: str) -> dict | None:
-    """The manifest row (`arms.jsonl`) of an arm finished earlier with the same config, if its artifact is there."""
-    path = Path(out_dir) / "arms.jsonl"
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        rec = json.loads(line) if line.strip() else {}
-        same = rec.get("stem") == stem and rec.get("config_hash") == chash
-        if same and (Path(out_dir) / rec["row"]["artifact"]).exists():
-            return rec["row"]
-    return None
-
-
-def record_arm(out_dir: Path, stem: str, chash: str, row: dict) -> None:
-    """Append a finished arm to the results folder's manifest (one JSON line, flushed at once)."""
-    with open(Path(out_dir) / "arms.jsonl", "a") as f:
-        f.write(json.dumps({"stem": stem, "config_hash": chash, "row": row}, default=str) + "\n")
 
 
 def arm_stem(method: str, benchmark: str, objective: str, seed: int, label: str = "") -> str:
@@ -178,6 +101,15 @@ def evaluate_soft_prompt(
     return score_completions(examples, completions, benchmark, label="soft_prompt")
 
 
+@dataclasses.dataclass
+class ReleasedMethod:
+    """What `run_arm` returns of a trained method once its model is released: the name and the artwork (ART)."""
+
+    name: str
+    artwork: PixelPrompt | None = None
+    model: None = None
+
+
 #: Trainer memory settings (`TrainConfig`), shared by an RL arm's SFT warm start.
 MEMORY_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing", "shared_prefix")
 
@@ -194,7 +126,7 @@ def run_arm(
     test_examples: list[dict] | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
-    image_size: int = 64,
+    image_size: int | None = None,
     seed_icon: str = "math",
     artwork: PixelPrompt | None = None,
     max_new_tokens: int | None = None,
@@ -210,6 +142,7 @@ def run_arm(
     reward: str | None = None,
     eval_batch_size: int = 8,
     progress: bool = False,
+    keep_model: bool = False,
     **train_kw,
 ) -> tuple[dict, object | None]:
     """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult or None).
@@ -221,7 +154,11 @@ def run_arm(
 
     `model_label` is the model's name as the user typed it (`toy:base`, a hub id; default: `model_path`): the
     table's `model` column, the artifact's `model_id` and the configuration hash use it, never the local folder a
-    scheme resolved to, so results do not depend on where the checkout lives.
+    scheme resolved to, so results do not depend on where the checkout lives. `image_size` (ART, soft prompt):
+    default the smallest square the checkpoint's processor keeps as is (256 for Qwen3.5, 64 for the toy models).
+
+    One model in memory at a time: the model is released before returning (the result keeps the history and the
+    artwork; `keep_model=True` keeps the trained method with its model, e.g. to inspect it).
 
     Long runs: `checkpoint_every` > 0 saves the arm every N steps under `<out_dir>/checkpoints/<arm>/`;
     with `resume`, a rerun continues from there, and an arm already recorded in `<out_dir>/arms.jsonl`
@@ -242,6 +179,7 @@ def run_arm(
     if objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
     device, dtype = resolve_runtime(device, dtype)
+    image_size = image_size or default_image_size(model_path)
     config = {
         "model": model_label,
         "benchmark": benchmark,
@@ -271,12 +209,35 @@ def run_arm(
     if reward is not None:
         train_kw["reward_fn"] = REWARDS[reward]
     print(f"[arm] {stem}: {train_kw.get('steps', '?')} steps on {device} ({dtype})", flush=True)
-    model, processor = load_frozen(model_path, device=device, dtype=dtype)
-    torch.manual_seed(seed)
     if artwork is None and method != "lora":
         artwork = PixelPrompt.from_icon(seed_icon, image_size)
+    arm = dict(model_path=model_path, benchmark=benchmark, method=method, objective=objective, seed=seed)
+    row, res = _train_and_score(
+        arm,
+        train_examples,
+        test_examples,
+        artwork=artwork,
+        warm_start=warm_start,
+        runtime=dict(device=device, dtype=dtype, progress=progress),
+        save=dict(path=out_dir / stem, model_id=model_label),
+        eval_kw=dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size),
+        train_kw=train_kw,
+    )
+    row = {"method": label or method, **row, "model": model_label}
+    record_arm(out_dir, stem, chash, row)
+    if not keep_model:  # the caller's `row, _ = run_arm(...)` must not keep this model alive into the next load
+        res = dataclasses.replace(res, method=ReleasedMethod(method, res.artwork))
+        free_memory()
+    return row, res
+
+
+def _train(model, processor, arm: dict, train_examples: list[dict], artwork, warm_start, progress, train_kw):
+    """The arm's training: an optional SFT warm start, then `objective`; returns (TrainResult, train seconds)."""
+    method, objective, benchmark, seed = arm["method"], arm["objective"], arm["benchmark"], arm["seed"]
+    torch.manual_seed(seed)
     t = time.perf_counter()
     init_state = None
+    common = dict(method=method, benchmark=benchmark, seed=seed, progress=progress)
     if warm_start:
         if objective == "sft":
             raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
@@ -285,16 +246,7 @@ def run_arm(
         }  # same adapter, same memory settings
         seed_artwork = copy.deepcopy(artwork)  # training moves the artwork in place; the KL reference stays the seed
         warm = train(
-            model,
-            processor,
-            train_examples,
-            method=method,
-            objective="sft",
-            artwork=artwork,
-            benchmark=benchmark,
-            seed=seed,
-            progress=progress,
-            **(shared | warm_start),
+            model, processor, train_examples, objective="sft", artwork=artwork, **common, **(shared | warm_start)
         )
         init_state, artwork = warm.method.state_dict(), seed_artwork
         if method == "lora":
@@ -303,52 +255,46 @@ def run_arm(
         model,
         processor,
         train_examples,
-        method=method,
         objective=objective,
         artwork=artwork,
-        benchmark=benchmark,
-        seed=seed,
-        progress=progress,
         init_state=init_state,
+        **common,
         **train_kw,
     )
-    train_s = time.perf_counter() - t
+    return res, time.perf_counter() - t
+
+
+def _train_and_score(
+    arm: dict, train_examples, test_examples, *, artwork, warm_start, runtime, save, eval_kw, train_kw
+):
+    """Load the frozen model, train, save the artifact and score it from disk; the model dies with this frame."""
+    method, objective = arm["method"], arm["objective"]
+    model, processor = load_frozen(arm["model_path"], device=runtime["device"], dtype=runtime["dtype"])
+    place = placement(model)
+    res, train_s = _train(model, processor, arm, train_examples, artwork, warm_start, runtime["progress"], train_kw)
+    h = res.history
     artifact = res.method.save(
-        out_dir / stem,
-        model_id=model_label,
-        objective=objective,
-        step=int(res.history["step"].iloc[-1]),
-        benchmark=benchmark,
+        save["path"], model_id=save["model_id"], objective=objective, step=int(h["step"].iloc[-1]), **eval_kw
     )
     if method == "art":  # the float pixels too, to compare with the 8-bit PNG after a resumed run
-        torch.save(res.artwork.pixels().detach().cpu(), out_dir / f"{stem}.float.pt")
+        torch.save(res.artwork.pixels().detach().cpu(), Path(f"{save['path']}.float.pt"))
     # Score what would be served, loaded back from disk. ART and soft prompts leave the frozen model
-    # bit-identical (tested), so it is reused; LoRA needs the base without the trained adapter layers.
-    ev_kw = dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size)
+    # bit-identical (tested), so it is reused; so is LoRA's base, once the trained adapter layers are removed.
     if method == "art":
         # An artwork trained through `resize_to` is scored through the processor's own resize (Table 3).
-        ev = evaluate(
-            model,
-            processor,
-            test_examples,
-            image=artifact,
-            progress=False,
-            allow_resize=isinstance(train_kw.get("eot"), resize_to),
-            **ev_kw,
-        )
+        resized = isinstance(train_kw.get("eot"), resize_to)
+        ev = evaluate(model, processor, test_examples, image=artifact, progress=False, allow_resize=resized, **eval_kw)
     elif method == "lora":
-        base, proc = load_frozen(model_path, device=device, dtype=dtype)
-        ev = evaluate(load_lora_adapter(base, artifact), proc, test_examples, image=None, progress=False, **ev_kw)
+        base = res.method.model.unload()  # the base's own modules back, nothing merged into its weights
+        res.method.model = load_lora_adapter(base, artifact)  # the saved adapter, read from disk, on that base
+        ev = evaluate(res.method.model, processor, test_examples, image=None, progress=False, **eval_kw)
     else:
-        ev = evaluate_soft_prompt(model, processor, test_examples, artifact, **ev_kw)
-    h = res.history
+        ev = evaluate_soft_prompt(model, processor, test_examples, artifact, **eval_kw)
     grad = h["grad_norm"] if "grad_norm" in h else pd.Series(0.0, index=h.index)
     row = {
-        "method": label or method,
         "objective": objective,
-        "benchmark": benchmark,
-        "model": model_label,
-        "seed": seed,
+        "benchmark": arm["benchmark"],
+        "seed": arm["seed"],
         "trainable_params": res.trainable_parameters,
         "steps": len(h),
         "warm_start_steps": int((warm_start or {}).get("steps", 0)),
@@ -360,71 +306,11 @@ def run_arm(
         "accuracy": ev.accuracy,
         "ci_low": ev.ci_low,
         "ci_high": ev.ci_high,
-        "max_new_tokens": mnt,
-        **_placement(model),
+        "max_new_tokens": eval_kw["max_new_tokens"],
+        **place,
         "artifact": Path(artifact).name,
     }
-    record_arm(out_dir, stem, chash, row)
     return row, res
-
-
-def control_rows(
-    model_path: str | Path,
-    benchmark: str,
-    *,
-    n_test: int | None = None,
-    image_size: int = 64,
-    seed_icon: str = "math",
-    seed: int = 0,
-    model_label: str = "model",
-    max_new_tokens: int | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    data_dir: str | dict | None = None,
-    eval_batch_size: int = 8,
-) -> list[dict]:
-    """Rows for the controls (text-only, seed image, noise image, token-matched random text), same scorer."""
-    test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
-    device, dtype = resolve_runtime(device, dtype)
-    model, processor = load_frozen(model_path, device=device, dtype=dtype)
-    mnt = max_new_tokens or generation_budget(benchmark)
-    df = evaluate_controls(
-        model,
-        processor,
-        test_examples,
-        benchmark=benchmark,
-        size=image_size,
-        seed_icon_name=seed_icon,
-        seed=seed,
-        max_new_tokens=mnt,
-        batch_size=eval_batch_size,
-        progress=False,
-    )
-    rows = []
-    for r in df.to_dict("records"):
-        rows.append(
-            {
-                "method": f"control:{r['control']}",
-                "objective": "none",
-                "benchmark": benchmark,
-                "model": model_label,
-                "seed": seed,
-                "trainable_params": 0,
-                "warm_start_steps": 0,
-                "steps": 0,
-                "policy_updates": 0,
-                "train_seconds": 0.0,
-                "final_train_loss": float("nan"),
-                "n_test": r["n"],
-                "accuracy": r["accuracy"],
-                "ci_low": r["ci_low"],
-                "ci_high": r["ci_high"],
-                "max_new_tokens": mnt,
-                **_placement(model),
-                "artifact": "",
-            }
-        )
-    return rows
 
 
 def tidy(rows: list[dict]) -> pd.DataFrame:

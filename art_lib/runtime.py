@@ -1,0 +1,76 @@
+"""What a table row runs on: the model to load, the device and dtype, the generation budget, the image size.
+
+Shared by the arms (`experiments.run_arm`) and the evaluations without training (`evaluations`), so a control, a
+transport and an arm name their runtime the same way. Memory is released here too, so one model lives at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from pathlib import Path
+
+import torch
+
+from .models import resolve_device, resolve_dtype
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """(path or id to load, label for tables): `"<scheme>:<spec>"` names of a registered scheme (`registry`)
+    resolve to a checkpoint folder; anything else is a hub id or folder."""
+    from .registry import resolve_model as resolve
+
+    return resolve(model)
+
+
+def generation_budget(benchmark: str) -> int:
+    """A benchmark's generation budget for evaluation and RL rollouts (`registry`: 512 for the real ones)."""
+    from .registry import get_benchmark
+
+    return get_benchmark(benchmark).max_new_tokens
+
+
+def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """Notebook names of what will run: ("auto", "auto") -> ("cuda", "bfloat16") with a GPU, else ("cpu", "float32").
+
+    The rules are `models.resolve_device` / `resolve_dtype` (CUDA asked for where there is none: error).
+    """
+    dev = resolve_device(device)
+    return str(dev), str(resolve_dtype(dtype, dev)).removeprefix("torch.")
+
+
+def placement(model) -> dict:
+    """Where the frozen weights actually are: {"device": "cuda:0" | "cpu", "dtype": "bfloat16" | ...}."""
+    p = next(model.parameters())
+    return {"device": str(p.device), "dtype": str(p.dtype).removeprefix("torch.")}
+
+
+def smallest_valid_side(image_processor) -> int:
+    """The smallest square side the processor keeps as is (a multiple of its factor with area >= min_pixels)."""
+    from .preprocess import patch_geometry, valid_size
+
+    geo = patch_geometry(image_processor)
+    f = geo["factor"]
+    side = f * max(1, math.ceil(math.sqrt(geo["min_pixels"] or 0) / f))  # no valid square is smaller
+    while not valid_size(side, side, image_processor):
+        if geo["max_pixels"] is not None and side * side > geo["max_pixels"]:
+            raise ValueError(f"no square image fits {geo}")
+        side += f
+    return side
+
+
+def default_image_size(model_path: str | Path) -> int:
+    """A checkpoint's smallest valid square side, read from its image processor config (no weights loaded)."""
+    from transformers import AutoImageProcessor
+
+    from .registry import resolve_model as resolve
+
+    path = model_path if Path(model_path).exists() else resolve(str(model_path))[0]
+    return smallest_valid_side(AutoImageProcessor.from_pretrained(str(path)))
+
+
+def free_memory() -> None:
+    """Collect what was released (models sit in reference cycles) and hand cached CUDA blocks back."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
