@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Union
 
 from .context import check_context, context_length, prompt_lengths
+from .png_metadata import check_still
 from .prompting import eos_token_ids, example_text, vision_token_ids
 from .scoring import EvalResult, score_completions, score_outputs
 
@@ -62,6 +63,7 @@ def load_image(image: ImageArg, processor=None, *, allow_resize: bool = False) -
                         f"{os.fspath(image)!r} is a {img.format} file, not a PNG; evaluate the "
                         "lossless PNG the artwork was saved as"
                     )
+                check_still(img, os.fspath(image))
                 _check_header(img, processor, allow_resize)
             img.load()
             # Copy so the file handle is closed.

@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageColor, ImageOps
 from torch import nn
 
-from .png_metadata import VERSION_KEY, open_png, png_info, png_metadata
+from .png_metadata import VERSION_KEY, check_still, open_png, png_info, png_metadata
 from .png_metadata import read_png_metadata as read_png_metadata  # re-exported (public API)
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
@@ -188,6 +188,7 @@ class PixelPrompt(nn.Module):
         hw = _parse_size(size) if size is not None else None
         if isinstance(image, (str, os.PathLike)):
             with Image.open(image) as opened:
+                check_still(opened, os.fspath(image))
                 opened.load()
                 # Honour the camera orientation tag so the artwork looks as the file displays.
                 pil = ImageOps.exif_transpose(opened)

@@ -103,15 +103,24 @@ def open_png(path: str | os.PathLike) -> Image.Image:
         img = Image.open(path)
     except ValueError as err:  # PIL's bounds on text chunks before the pixels (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY)
         raise ValueError(f"{name!r}: its text metadata cannot be read ({err})") from err
-    problem = None
-    if img.format != "PNG":
-        problem = f"is not a PNG file (format {img.format!r})"
-    elif getattr(img, "n_frames", 1) > 1:  # loading it would silently take the first frame
-        problem = f"is an animated PNG ({img.n_frames} frames); an artwork is one still image: save one frame as a PNG"
-    if problem is not None:
+    try:
+        if img.format != "PNG":
+            raise ValueError(f"{name!r} is not a PNG file (format {img.format!r})")
+        check_still(img, name)
+    except ValueError:
         img.close()
-        raise ValueError(f"{name!r} {problem}")
+        raise
     return img
+
+
+def check_still(img: Image.Image, name: str) -> None:
+    """An animated image (APNG, GIF, ...) is refused: loading it would silently take its first frame."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        raise ValueError(
+            f"{name!r} is an animated {img.format} ({frames} frames); an artwork is one still image: "
+            "save one frame as a PNG"
+        )
 
 
 def png_metadata(img: Image.Image, path: str | os.PathLike) -> dict[str, Any]:

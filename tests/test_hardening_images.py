@@ -132,6 +132,21 @@ def test_an_animated_png_is_refused_not_cut_to_its_first_frame(tmp_path):
             read(path)
 
 
+def test_an_animated_image_is_neither_scored_nor_a_seed_as_its_first_frame(tmp_path):
+    from art_lib.evaluate import load_image
+    from art_lib.models import tiny_processor
+
+    red, blue = (PixelPrompt.from_color(64, c).to_pil() for c in ("red", "blue"))
+    red.save(tmp_path / "anim.png", save_all=True, append_images=[blue])
+    red.save(tmp_path / "anim.gif", save_all=True, append_images=[blue])
+    with pytest.raises(ValueError, match=r"anim\.png' is an animated PNG \(2 frames\)"):
+        load_image(tmp_path / "anim.png", tiny_processor())
+    with pytest.raises(ValueError, match=r"anim\.gif' is an animated GIF \(2 frames\)"):
+        PixelPrompt.from_image(tmp_path / "anim.gif")
+    red.save(tmp_path / "still.gif")
+    assert PixelPrompt.from_image(tmp_path / "still.gif").size == (64, 64)
+
+
 @pytest.mark.parametrize("claim", ["512x512", "64 x 64", "big"])
 def test_an_image_size_in_metadata_that_is_not_the_image_size_is_refused(tmp_path, claim):
     path = _png_with_text(tmp_path / "liar.png", size=(64, 48), art_lib_version="0", image_size=claim)
