@@ -98,3 +98,28 @@ def test_eos_token_ids_are_the_generation_configs_then_the_tokenizers_then_im_en
         assert eos_token_ids(model, proc) == [7, eot, im_end]
     finally:
         tok.eos_token = "<|im_end|>"
+
+
+def test_completion_mask_keeps_the_first_end_of_turn_token_and_flags_rows_that_never_end(tiny):
+    """The first end-of-turn token is inside the mask (the policy learns to stop there, as TRL's
+    `completion_mask` does); tokens after it are not; a row without one is all ones and truncated. Checked on
+    rollouts of the tiny model with its <|im_end|> logit raised, so rows end at different lengths."""
+    from helpers import eos_biased_model
+
+    from art_lib.rollout import completion_mask_from_ids
+
+    model, proc = eos_biased_model()
+    eos = eos_token_ids(model, proc)
+    ids = torch.tensor([[5, 6, eos[0], 7, eos[1]], [eos[1], 5, 6, 7, 8], [5, 6, 7, 8, 9]])
+    mask, truncated = completion_mask_from_ids(ids, eos)
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
+    assert truncated.tolist() == [False, False, True]
+    torch.manual_seed(0)
+    texts = [chat_text(proc, q, image=False) for q in ("What is 2 + 3?", "Hi")]
+    r = generate_rollouts(model, proc, texts, [{}, {}], num_generations=4, max_new_tokens=8, compute_logprobs=False)
+    lengths = r.batch.completion_mask.sum(1)
+    assert len(set(lengths.tolist())) >= 3, lengths  # ragged: some rows ended early
+    last = r.batch.completion_ids.gather(1, (lengths - 1)[:, None]).squeeze(1)
+    ended = ~r.batch.truncated
+    assert ended.any() and torch.isin(last[ended], torch.tensor(eos)).all()  # each ended row's last token is eos
+    assert r.completions == proc.tokenizer.batch_decode(r.batch.completion_ids, skip_special_tokens=True)
