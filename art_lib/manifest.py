@@ -76,6 +76,7 @@ def _records(path: Path) -> list[dict]:
 
 def _append(path: Path, record: dict) -> None:
     """One JSON line, flushed at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(record, default=str) + "\n")
 
