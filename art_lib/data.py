@@ -11,11 +11,12 @@ with their benchmark family in `art_lib.tasks` and are found through `art_lib.re
 like one (`looks_local`). Missing local data, or a hub load that fails (e.g. offline), raises
 `FileNotFoundError` saying which file to download and where to pass it.
 
-Validation, one layer per boundary: a file becomes rows (`read_jsonl`, `read_csv`, `hub_rows`: syntax,
-encoding, field types, no empty file), rows become examples (`build_examples`: each loader's `convert`
-checks values and raises `DataError` naming file, line and field; a repeated id is an error; for a large
-noisy source, `skip_bad=True` turns a bad row into a counted skip reported by one `DataWarning` with the
-first few reasons), and an empty result is an error naming its source (`build_examples`, `finalize`).
+Validation, one layer per boundary: a file becomes rows (`read_jsonl` or, one row at a time,
+`iter_jsonl`; `read_csv`, `hub_rows`: syntax, encoding, field types, no empty file), rows become
+examples (`build_examples`: each loader's `convert` checks values and raises `DataError` naming file,
+line and field; a repeated id is an error; for a large noisy source, `skip_bad=True` turns a bad row
+into a counted skip reported by one `DataWarning` with the first few reasons), and an empty result is
+an error naming its source (`build_examples`, `finalize`).
 
 Common loader arguments: `split`, `limit` (keep the first `limit` examples) and `seed`: None keeps
 the source order, an int shuffles deterministically (`random.Random(seed)`) before `limit`
@@ -31,7 +32,7 @@ import random
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ __all__ = [
     "looks_local",
     "hub_load",
     "read_jsonl",
+    "iter_jsonl",
+    "jsonl_row_at",
     "read_csv",
     "finalize",
     "data_kwargs",
@@ -106,6 +109,8 @@ class _Row(dict):
     """A parsed row that knows where it came from, so a missing key names the file and line."""
 
     where = "?"
+    line: int | None = None  # set by the JSONL readers: line (or .json item index) and byte offset of the row
+    offset: int | None = None
 
     def __missing__(self, key: Any):
         raise MissingFieldError(f"{self.where}: missing field {key!r} (fields present: {sorted(self)})")
@@ -143,44 +148,86 @@ def read_jsonl(
     """Rows of a JSONL file (or a .json array): UTF-8 with or without BOM; errors name file, line and field.
 
     Each row is a dict whose `.where` is "file:line" (or "file item i"); `fields` maps names to required types.
-    A file without rows is a DataError.
+    A file without rows is a DataError. `iter_jsonl` reads the same rows one at a time.
+    """
+    return list(iter_jsonl(path, max_rows, fields))
+
+
+def iter_jsonl(
+    path: Path, max_rows: int | None = None, fields: dict[str, type | tuple[type, ...]] | None = None
+) -> Iterator[dict]:
+    """`read_jsonl`'s rows, checked the same way, parsed one line at a time (a .json array is parsed whole).
+
+    Each row also carries `.line` (1-based line, or the item index of a .json array) and `.offset` (the byte
+    offset of its line; None in a .json array), so `jsonl_row_at(path, row.offset, row.line)` reads it again.
+    A file without rows is a DataError, raised when the iteration reaches its end.
     """
     path = Path(path)
     if max_rows is not None and max_rows < 1:
         raise ValueError(f"max_rows must be at least 1 (or None), got {max_rows}")
     if path.suffix == ".json" and _is_json_array(path):
-        try:
-            with open(path, encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not parsed
-                items = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
-        if not isinstance(items, list) or not items:
-            raise DataError(f"{path}: no rows (an empty JSON array)")
-        items = items[:max_rows] if max_rows is not None else items
-        return [_row(v, f"{path} item {i}", fields) for i, v in enumerate(items)]
-    rows: list[dict] = []
+        yield from _json_array_rows(path, max_rows, fields)
+        return
+    n_rows = 0
     with open(path, "rb") as f:  # bytes, decoded line by line, so an encoding error names its line
+        offset = 0
         for n, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise DataError(
-                    f"{path}:{n}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); "
-                    "re-save the file as UTF-8"
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{n}: invalid JSON ({err.msg}, column {err.colno})") from None
-            rows.append(_row(value, f"{path}:{n}", fields))
-            if max_rows is not None and len(rows) >= max_rows:
-                break
-    if not rows:
+            row = _jsonl_row(path, n, raw, fields)
+            if row is not None:
+                row.offset = offset
+                yield row
+                n_rows += 1
+                if max_rows is not None and n_rows >= max_rows:
+                    return
+            offset += len(raw)
+    if not n_rows:
         raise DataError(f"{path}: no rows (the file is empty or blank)")
+
+
+def jsonl_row_at(path: Path, offset: int, line: int, fields: dict[str, type | tuple[type, ...]] | None = None) -> dict:
+    """The row that `iter_jsonl` gave with `.offset` `offset` and `.line` `line`, read again (one seek, one line)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        row = _jsonl_row(Path(path), line, f.readline(), fields)
+    if row is None:
+        raise DataError(f"{path}:{line}: no row at byte {offset} (the file changed since it was indexed)")
+    row.offset = offset
+    return row
+
+
+def _jsonl_row(path: Path, n: int, raw: bytes, fields: dict | None) -> _Row | None:
+    """Line `n` of a JSONL file as a checked row; None for a blank line."""
+    try:
+        line = raw.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}:{n}: not UTF-8 text ({err.reason} at byte {err.start + 1} of the line); re-save the file as UTF-8"
+        ) from None
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{n}: invalid JSON ({err.msg}, column {err.colno})") from None
+    row = _row(value, f"{path}:{n}", fields)
+    row.line = n
+    return row
+
+
+def _json_array_rows(path: Path, max_rows: int | None, fields: dict | None) -> list[_Row]:
+    """The items of a .json array file as checked rows (`.line`: the item index, `.offset`: None)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a leading BOM is dropped, not parsed
+            items = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: invalid JSON ({err.msg}, column {err.colno})") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8") from None
+    if not isinstance(items, list) or not items:
+        raise DataError(f"{path}: no rows (an empty JSON array)")
+    rows = [_row(v, f"{path} item {i}", fields) for i, v in enumerate(items[:max_rows] if max_rows else items)]
+    for i, row in enumerate(rows):
+        row.line, row.offset = i, None
     return rows
 
 

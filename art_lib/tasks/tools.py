@@ -10,20 +10,21 @@ parsed by `art_lib.tasks.tool_calls` and checked by `art_lib.tasks.tool_check`. 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import random
 import re
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..data import Converted, Example, build_examples, convert_rows, finalize, index_rows, looks_local, read_jsonl
+from ..data import Converted, DataError, Example, build_examples, finalize, index_rows, looks_local, read_jsonl
 from ..registry import Benchmark, register_benchmark
 from .tool_calls import parse_tool_calls
 from .tool_check import bfcl_function_to_tool, bfcl_gold_calls, score_tool_call
 from .toolmind_rows import norm_calls, norm_message, system_first, toolmind_conversation, toolmind_tools
+from .toolmind_split import check_split, rows_at, split_locations, split_rows
 
 __all__ = [
     "BFCL_CATEGORIES",
@@ -251,14 +252,14 @@ def tool_call_target(example: Example, chat_template: str | None = None) -> str:
 TEXT_TARGET_LEFT_OUT = "the final turn is text, not a tool call; include_text_targets=True keeps such rows"
 
 
-def _toolmind_example(i: int, row: dict, file: Path, include_text_targets: bool, groups: dict) -> Example | str:
-    """One ToolMind row as an example (its conversation group into `groups`); a malformed row is a DataError."""
+def _toolmind_example(i: int, row: dict, file: Path, include_text_targets: bool) -> Example | str:
+    """One ToolMind row as an example; a malformed row is a DataError."""
     conv = toolmind_conversation(row)
     calls = {k: norm_calls(m.get("tool_calls"), row, f"conversations[{k}].tool_calls") for k, m in enumerate(conv)}
     target = calls[len(conv) - 1]
     if not target and not include_text_targets:
         return TEXT_TARGET_LEFT_OUT
-    raw_tools, tools = toolmind_tools(row)
+    _, tools = toolmind_tools(row)
     offered = {t["function"]["name"] for t in tools}
     for j, call in enumerate(target):
         if call["name"] not in offered:  # training it would teach a call the prompt never offers
@@ -269,7 +270,6 @@ def _toolmind_example(i: int, row: dict, file: Path, include_text_targets: bool,
     if user is None or not messages[user]["content"].strip():
         raise row.bad("conversations", "has no non-empty user turn before the target")
     before, after = messages[:user], messages[user + 1 :]
-    first_user = next(m.get("content") for m in conv if m["role"] == "user")
     ex = {
         "id": f"toolmind-{file.stem}-{i:06d}",
         "prompt": messages[user]["content"],
@@ -284,20 +284,7 @@ def _toolmind_example(i: int, row: dict, file: Path, include_text_targets: bool,
     }
     if target:
         ex["meta"]["target"] = tool_call_target(ex)
-    groups[ex["id"]] = hashlib.sha1(
-        json.dumps([raw_tools, first_user], sort_keys=True, ensure_ascii=False, default=str).encode()
-    ).hexdigest()
     return ex
-
-
-@functools.lru_cache(maxsize=16)
-def _toolmind_file(
-    file: Path, mtime_ns: int, max_rows: int | None, include_text_targets: bool
-) -> tuple[Converted, dict[str, str]]:
-    """(examples with the rows skipped as malformed, conversation-group hash per id) of one ToolMind file."""
-    groups: dict[str, str] = {}
-    convert = partial(_toolmind_example, file=file, include_text_targets=include_text_targets, groups=groups)
-    return convert_rows(read_jsonl(file, max_rows=max_rows), convert, file, skip_bad=True), groups
 
 
 def load_toolmind(
@@ -311,19 +298,29 @@ def load_toolmind(
     split_seed: int = 0,
     max_rows: int | None = None,
 ) -> list[Example]:
-    """ToolMind rows (`{"conversations": [...], "tools": [...]}`, see SCHEMA.md).
+    """ToolMind rows (`{"conversations": [...], "tools": [...]}`, see SCHEMA.md), read one row at a time.
 
     `source`: a JSONL file, a folder of them, or the hub repo id (then the
     `subsets` files of revision `TOOLMIND_REVISION` are downloaded).
     `subsets`: file stems to read (e.g. `["ToolACE-query"]`, see
-    `TOOLMIND_FILES`); None reads every file (all of ToolMind, ~4 GB).
-    ToolMind has no test split: a held-out `split="test"` (`test_fraction`
-    of the conversations) and `split="train"` (the rest) are drawn with
-    `random.Random(split_seed)` over conversation groups (rows sharing tools
-    and first user turn are turn-level prefixes of one conversation, so they
-    stay on the same side). `split_seed` is fixed by default and independent
-    of `seed` (which, as for every loader, only shuffles before `limit`), so
-    training seeds never move test rows into training. `split="all"` keeps every row.
+    `TOOLMIND_FILES`); only their files are opened; None reads every file (all of ToolMind, ~4 GB).
+    ToolMind has no test split: `split="test"` holds out the conversation
+    groups (rows sharing tools and first user turn are turn-level prefixes of
+    one conversation, so they stay on the same side) whose hash with
+    `split_seed` falls below `test_fraction` (about that fraction of them),
+    `split="train"` the rest (`art_lib.tasks.toolmind_split`). A row's side
+    depends on its group, `split_seed` and `test_fraction` only: not on
+    `seed`, so training seeds never move test rows into training, nor on which
+    other files are loaded. `split="all"` keeps every row. `max_rows`: read only
+    the first rows of each file.
+
+    Only the rows of `split` are converted, and with a `limit` only until
+    `limit` examples are made. `seed`: None keeps file order; an int shuffles
+    the split's rows with `random.Random(seed)` before conversion (the same
+    order as shuffling the examples whenever no row of the split is skipped
+    or left out), then `limit` keeps the first usable ones. Memory: the
+    examples returned plus 25 bytes a row for the file's split index (kept
+    for the file's next load); no file is held whole.
 
     Target (`answer`): the final assistant message's tool call(s) as a JSON
     `[{"name", "arguments"}]`; rows whose final turn is plain text are dropped
@@ -337,15 +334,66 @@ def load_toolmind(
 
     A malformed row (`art_lib.tasks.toolmind_rows`: tools that are not JSON, a malformed call, a target call
     to a tool the row does not offer, a conversation not ending with the assistant target) is skipped and
-    counted: one `DataWarning` per file names the first few by file:line and field. A file without a usable
-    row, or an empty split, is a `DataError`.
+    counted: one `DataWarning` per file names the first few by file:line and field (counting the rows read
+    for this split). With `split="all"` and no `limit`, a file without a usable row is a `DataError`; an
+    empty result always is.
     """
+    check_split(split, test_fraction)
+    files = _toolmind_paths(source, subsets)
+    convert = partial(_toolmind_example, include_text_targets=include_text_targets)
+    done = {file: Converted([], source=str(file)) for file in files}
+    want = None if limit is None else max(int(limit), 1)  # finalize turns limit <= 0 into no examples
+    examples: list[Example] = []
+    rows = _toolmind_rows(files, split, split_seed, test_fraction, max_rows, seed)
+    for file, row in rows:
+        try:
+            ex = convert(row.index, row, file)
+        except DataError as err:
+            done[file].skipped.append(str(err))
+            continue
+        if isinstance(ex, str):
+            done[file].left_out[ex] += 1
+            continue
+        done[file].examples.append(ex)
+        examples.append(ex)
+        if want is not None and len(examples) >= want:
+            rows.close()
+            break
+    else:
+        if split == "all":
+            for file, converted in done.items():
+                if not converted.examples:
+                    raise DataError(f"{file}: no examples ({converted.summary() or 'no rows'})")
+    for converted in done.values():
+        converted.report()
+    where = ", ".join(str(f) for f in files)
+    if split != "all":
+        where = f"split {split!r} (test_fraction={test_fraction}, split_seed={split_seed}) of {where}"
+    if not examples:
+        why = "; ".join(f"{file.name}: {c.summary()}" for file, c in done.items() if c.summary())
+        raise DataError(f"{where}: no examples" + (f" ({why})" if why else ""))
+    return finalize(examples, limit, None, where)
+
+
+def _toolmind_rows(
+    files: list[Path], split: str, split_seed: int, test_fraction: float, max_rows: int | None, seed: int | None
+) -> Iterator[tuple[Path, Any]]:
+    """(file, row) of each row of `split`: in file order, or shuffled with `random.Random(seed)`."""
+    if seed is None:
+        for file in files:
+            yield from ((file, row) for row in split_rows(file, split, split_seed, test_fraction, max_rows))
+        return
+    where = [(f, loc) for f in files for loc in split_locations(f, split, split_seed, test_fraction, max_rows)]
+    random.Random(seed).shuffle(where)
+    yield from rows_at(where)
+
+
+def _toolmind_paths(source: str | os.PathLike, subsets: list[str] | None) -> list[Path]:
+    """The ToolMind files to read: local ones under `source`, or the `subsets` files downloaded from the hub."""
     guidance = (
         f"download ToolMind JSONL files (e.g. {TOOLMIND_FILES[0]}) from https://huggingface.co/datasets/"
         f"{TOOLMIND_REPO} (revision {TOOLMIND_REVISION}) and pass source=<path to a .jsonl or their folder>."
     )
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"ToolMind split must be 'train', 'test' or 'all', got {split!r}")
     if looks_local(source):
         path = Path(source).expanduser()
         if not path.exists():
@@ -369,26 +417,7 @@ def load_toolmind(
             ) from exc
     if not files:
         raise FileNotFoundError(f"No .jsonl/.json ToolMind files in {source}: {guidance}")
-
-    examples: list[Example] = []
-    groups: list[str] = []
-    for file in files:
-        # Parsed once per file and process (a notebook loads the same split for every arm); copies go out.
-        done, by_id = _toolmind_file(file.resolve(), file.stat().st_mtime_ns, max_rows, include_text_targets)
-        examples += [dict(ex, meta=dict(ex["meta"])) for ex in done.report()]
-        groups += [by_id[ex["id"]] for ex in done.examples]
-    source = ", ".join(str(f) for f in files)
-    if split != "all":
-        unique = sorted(set(groups))
-        random.Random(split_seed).shuffle(unique)
-        n_test = int(round(len(unique) * float(test_fraction)))
-        if len(unique) > 1 and test_fraction > 0:
-            n_test = min(max(n_test, 1), len(unique) - 1)
-        test_groups = set(unique[:n_test])
-        want_test = split == "test"
-        examples = [ex for ex, g in zip(examples, groups) if (g in test_groups) == want_test]
-        source = f"split {split!r} ({len(unique)} conversation groups, test_fraction={test_fraction}) of {source}"
-    return finalize(examples, limit, seed, source)
+    return files
 
 
 # --------------------------------------------------------------------------- #
