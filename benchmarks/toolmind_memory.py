@@ -16,7 +16,7 @@ measurement runs in a fresh process: rows, seconds and peak RSS (VmHWM of /proc/
   parsed and converted and kept (`read_jsonl` + `convert_rows`), then the split drawn from the list of
   all conversation groups. Its cost grows linearly with the file; the script prints the scaling.
 
-The synthetic files are deleted at the end.
+The synthetic files are deleted at the end. Recorded output: benchmarks/toolmind_memory.cpu.txt.
 """
 
 from __future__ import annotations

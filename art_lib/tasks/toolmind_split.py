@@ -47,7 +47,7 @@ def group_key(row: Any) -> bytes:
 
 
 def row_side(row: Any, split_seed: int, test_fraction: float) -> str:
-    """ "test" if the row's conversation group hashes (with `split_seed`) below `test_fraction`, else "train"."""
+    """A row's side: "test" if its conversation group hashes (with `split_seed`) below `test_fraction`, else "train"."""
     digest = hashlib.blake2b(group_key(row), digest_size=8, key=str(split_seed).encode()[:64]).digest()
     return "test" if int.from_bytes(digest, "big") / 2**64 < test_fraction else "train"
 
