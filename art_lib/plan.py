@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ast
 import difflib
-import functools
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+
+from .cost import TEST_SIZES, Throughput, arm_cost, peak_memory_gb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,34 +116,12 @@ def load_params(stem: str, scale: str) -> dict | None:
 
 
 # --------------------------------------------------------------------------- #
-# Plan: what a paper run costs, from its parameters and the published configs only
+# Plan: what a paper run costs, from its parameters, the published configs and the data (`cost`)
 # --------------------------------------------------------------------------- #
 
 
-@dataclass
-class Throughput:
-    """Assumed speeds of one GPU (H100/H200 class, bfloat16). Assumptions, not measurements: scale the hours."""
-
-    gen_tokens_per_s_1b: float = 2500.0  # sampled tokens/s, batched generation (>= 64 rows), 1B model (~1/params)
-    train_tflops: float = 250.0  # achieved bfloat16 TFLOP/s of forward + backward (about 25-35% of an H100's peak)
-    prompt_tokens: int = 300  # chat template + question + 64 visual tokens of a 256x256 artwork
-    sft_target_tokens: int = 200  # a GSM8K worked solution + "Answer: N" (tool calls are shorter)
-
-
-#: Test-split sizes when n_test is None (ToolMind: 10% of all 368,611 rows; rows without a call are dropped).
-TEST_SIZES = {"gsm8k": 1319, "svamp": 300, "gpqa": 198, "toolmind": 36861}
-
-
-def _size(model: str) -> tuple[str, str]:
-    """'Qwen/Qwen3.5-0.8B' -> ('qwen3_5', '0.8B'): the published config shipped in art_lib/assets."""
-    name = Path(str(model)).name
-    if not name.lower().startswith("qwen3.5-"):
-        raise ValueError(f"--plan knows the Qwen3.5 configs in art_lib/assets; cannot size {model!r}")
-    return "qwen3_5", name.split("-", 1)[1]
-
-
 def _budget(benchmark: str, params: dict) -> int:
-    from .experiments import generation_budget
+    from .runtime import generation_budget
 
     return int(params.get("max_new_tokens") or generation_budget(benchmark))
 
@@ -152,9 +130,11 @@ def _n_test(benchmark: str, params: dict) -> int:
     return int(params.get("n_test") or TEST_SIZES.get(benchmark, 0))
 
 
-def _arm(model, benchmark, method, objective, steps, batch, params, G=None, evals=1, label=None) -> dict:
+def _arm(model, benchmark, method, objective, steps, batch, params, G=None, evals=1, label=None, **extra) -> dict:
+    """One arm as `cost` reads it; `extra`: image_size (ART / soft prompt) and lora_rank where the arm sets them."""
     return {
         "arm": label or method,
+        "method": method,
         "model": model,
         "benchmark": benchmark,
         "objective": objective,
@@ -164,6 +144,9 @@ def _arm(model, benchmark, method, objective, steps, batch, params, G=None, eval
         "budget": _budget(benchmark, params),
         "n_test": _n_test(benchmark, params),
         "evals": evals,
+        "image_size": int(extra.get("image_size") or params.get("image_size") or 256),
+        "lora_rank": int(extra.get("lora_rank") or params.get("lora_rank") or 8),
+        "data_dir": params.get("data_dir"),
     }
 
 
@@ -201,25 +184,31 @@ def plan_arms(stem: str, p: dict) -> list[dict]:
                         )
                     arms.append(_arm(p["model"], b, a, p["rl_objective"], p["rl_steps"], p["rl_batch_size"], p))
     elif stem == "tab3_dimensionality_alignment":
-        arms += [
-            _arm(p["model"], p["benchmark"], f"art-{s}px", "sft", p["steps"], p["batch_size"], p) for s in p["sizes"]
-        ]
-        arms += [
-            _arm(p["model"], p["benchmark"], f"lora-r{r}", "sft", p["steps"], p["batch_size"], p)
-            for r in p["lora_ranks"]
-        ]
-        arms.append(_arm(p["model"], p["benchmark"], "soft_prompt", "sft", p["steps"], p["batch_size"], p))
+        sft = lambda method, **kw: _arm(p["model"], p["benchmark"], method, "sft", p["steps"], p["batch_size"], p, **kw)  # noqa: E731
+        arms += [sft("art", label=f"art-{s}px", image_size=s) for s in p["sizes"]]
+        arms += [sft("lora", label=f"lora-r{r}", lora_rank=r) for r in p["lora_ranks"]]
+        arms.append(sft("soft_prompt"))
     elif stem == "fig_artworks":
         arms += [_arm(p["model"], t, "art", p["objective"], p["steps"], p["batch_size"], p) for t in p["tasks"]]
     elif stem == "fig_style_tradeoff":
         arms += [
-            _arm(p["model"], p["benchmark"], f"art-style{w:g}", "sft", p["steps"], p["batch_size"], p)
+            _arm(p["model"], p["benchmark"], "art", "sft", p["steps"], p["batch_size"], p, label=f"art-style{w:g}")
             for w in p["style_weights"]
         ]
         for m, benches in p["transport_runs"].items():
             for b in benches:
                 arms += [
-                    _arm(m, b, f"art-{k}", "sft", p["steps"], p["batch_size"], p, evals=1 + len(p["transports"]))
+                    _arm(
+                        m,
+                        b,
+                        "art",
+                        "sft",
+                        p["steps"],
+                        p["batch_size"],
+                        p,
+                        evals=1 + len(p["transports"]),
+                        label=f"art-{k}",
+                    )
                     for k in ("plain", "robust")
                 ]
     else:
@@ -227,96 +216,51 @@ def plan_arms(stem: str, p: dict) -> list[dict]:
     return arms
 
 
-@functools.cache
-def _text_config(model: str):
-    from .models import real_config
-
-    return real_config(*_size(model)).text_config
-
-
-@functools.cache
-def _parameters(model: str) -> int:
-    from .models import meta_model
-
-    return sum(p.numel() for p in meta_model(*_size(model)).parameters())
-
-
-def peak_memory_gb(arm: dict, p: dict, tp: Throughput) -> float:
-    """Estimated peak GPU memory of one arm in bfloat16 (analytic; see README for what it includes)."""
-    from .forward import LOGIT_CHUNK_TOKENS
-
-    c = _text_config(arm["model"])
-    n, h, layers, vocab = _parameters(arm["model"]), c.hidden_size, c.num_hidden_layers, c.vocab_size
-    weights = 2 * n
-    full = sum(t == "full_attention" for t in c.layer_types)
-    linear = layers - full
-    rl = arm["objective"] not in ("sft", "none")
-    completion = arm["budget"] if rl else tp.sft_target_tokens
-    T = tp.prompt_tokens + completion
-    # Sampling: KV cache of the full-attention layers, fixed-size state of the linear ones, last-step logits.
-    prompts_gen = min(arm["batch_size"], int(p.get("generation_batch_size") or arm["batch_size"]))
-    rows_gen = prompts_gen * arm["num_generations"] if rl else int(p.get("eval_batch_size") or 8)
-    kv = rows_gen * (tp.prompt_tokens + arm["budget"]) * full * 2 * c.num_key_value_heads * c.head_dim * 2
-    state = rows_gen * linear * c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim * 4
-    gen = kv + state + rows_gen * vocab * 4
-    # Training: activations per layer (~34 bytes x hidden per token without recomputation, 2 with), and
-    # the vocabulary projection of one chunk of completion tokens (bfloat16 logits, float32 log-softmax and
-    # gradient: 2 + 4 + 4 bytes), as the trainer projects them (`forward.LOGIT_CHUNK_TOKENS` at a time).
-    rows = arm["batch_size"] * (arm["num_generations"] if rl else 1)
-    micro = min(rows, int(p.get("micro_batch_size") or rows))
-    per_token = (2 * layers + 34) if p.get("gradient_checkpointing") else 34 * layers
-    chunk = min(micro * completion, LOGIT_CHUNK_TOKENS)
-    train = micro * T * h * per_token + chunk * vocab * 10 if arm["steps"] else 0
-    return round((weights + max(gen, train)) / 1e9 + 1.0, 1)  # + ~1 GB CUDA context and allocator slack
-
-
-def gpu_hours(arm: dict, p: dict, tp: Throughput) -> tuple[float, int]:
-    """(estimated GPU-hours, generated tokens) of one arm: sampling, training FLOPs and evaluation."""
-    n = _parameters(arm["model"])
-    rl = arm["objective"] not in ("sft", "none")
-    gen_rate = tp.gen_tokens_per_s_1b * 1e9 / n
-    gen_tokens = arm["evals"] * arm["n_test"] * arm["budget"]  # greedy evaluation, at most the budget each
-    flops = 0.0
-    if rl:
-        rows = arm["steps"] * arm["batch_size"] * arm["num_generations"]
-        gen_tokens += rows * arm["budget"]  # rollouts (DAPO's extra resample rounds not counted)
-        flops += rows * (tp.prompt_tokens + arm["budget"]) * 8 * n  # old log-probs (2N) + loss fwd/bwd (6N)
-    elif arm["steps"]:
-        flops += arm["steps"] * arm["batch_size"] * (tp.prompt_tokens + tp.sft_target_tokens) * 6 * n
-    if p.get("gradient_checkpointing"):
-        flops *= 8 / 6  # one more forward
-    seconds = gen_tokens / gen_rate + flops / (tp.train_tflops * 1e12)
-    return seconds / 3600, gen_tokens
-
-
 def plan(
-    scale: str = "paper", only: list[str] | None = None, tp: Throughput | None = None, overrides: dict | None = None
+    scale: str = "paper",
+    only: list[str] | None = None,
+    tp: Throughput | None = None,
+    overrides: dict | None = None,
+    transform=None,
 ) -> pd.DataFrame:
-    """One row per arm of every notebook at `scale` (`overrides` on top): steps, tokens, peak memory, GPU-hours."""
+    """One row per arm of every notebook at `scale` (`overrides` on top; `transform(params)`, e.g. the dry run's
+    stand-in, last): steps, tokens, peak memory and upper bounds of GPU-hours with HF and with vLLM generation."""
     import pandas as pd
 
+    from .prompt_lengths import measure
+
     tp = tp or Throughput()
-    rows = []
+    rows, lengths = [], {}
     for nb, p in select(scale, only, overrides):
         if p is None:
             continue
         p = notebook_parameters(nb) | p | (overrides or {})
+        p = transform(p) if transform else p
         for arm in plan_arms(nb.stem, p):
-            hours, tokens = gpu_hours(arm, p, tp)
+            c = arm_cost(arm, p, tp)
+            lengths[arm["benchmark"]] = measure(arm["benchmark"], arm["model"], arm["data_dir"]).describe()
             rows.append(
                 {
                     "notebook": nb.stem,
                     **{k: arm[k] for k in ("model", "benchmark", "arm", "objective", "steps")},
                     "prompts_per_step": arm["batch_size"],
                     "generations": arm["num_generations"] if arm["objective"] not in ("sft", "none") else 0,
+                    "resample_rounds": c["resample_rounds"],
                     "budget": arm["budget"],
+                    "prompt_tokens": c["prompt_tokens"],
                     "eval_examples": arm["n_test"] * arm["evals"],
-                    "generated_tokens": tokens,
+                    "eval_batch": int(p.get("eval_batch_size") or 8),
+                    "micro_batch": int(p.get("micro_batch_size") or arm["batch_size"] * arm["num_generations"]),
+                    "grad_ckpt": bool(p.get("gradient_checkpointing")),
+                    "generated_tokens": c["generated_tokens"],
                     "peak_gpu_gb": peak_memory_gb(arm, p, tp),
-                    "gpu_hours": round(hours, 2),
+                    "gpu_hours_hf": round(c["seconds_hf"] / 3600, 3),
+                    "gpu_hours_vllm": round(c["seconds_vllm"] / 3600, 3),
                 }
             )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["prompt_lengths"] = lengths
+    return df
 
 
 def notebook_parameters(nb: Path) -> dict:
@@ -342,27 +286,3 @@ def notebook_parameters(nb: Path) -> dict:
         except ValueError as e:
             raise ValueError(f"{Path(nb).name}: parameters cell line {node.lineno}: {e}") from None
     return out
-
-
-def print_plan(df, tp: Throughput) -> None:
-    """The plan as text: per arm, per notebook totals, and the assumptions behind the estimates."""
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500):
-        for stem, g in df.groupby("notebook", sort=False):
-            print(
-                f"\n== {stem}: {len(g)} arms, {g.steps.sum()} steps, {g.generated_tokens.sum() / 1e6:.1f}M generated "
-                f"tokens, peak {g.peak_gpu_gb.max():.0f} GB, ~{g.gpu_hours.sum():.1f} GPU-hours"
-            )
-            print(g.drop(columns="notebook").to_string(index=False))
-    print(
-        f"\nTotal: ~{df.gpu_hours.sum():.0f} GPU-hours, {df.generated_tokens.sum() / 1e9:.2f}B generated tokens, "
-        f"peak {df.peak_gpu_gb.max():.0f} GB on one GPU."
-    )
-    print(
-        "Assumptions (estimates, not measurements):",
-        ", ".join(f"{k}={v}" for k, v in asdict(tp).items()),
-        "| every completion and evaluation answer counted at its full budget (an upper bound); DAPO resample"
-        " rounds not counted; memory = bfloat16 weights + the larger of sampling (KV cache, linear-attention"
-        " state) and one training micro-batch (activations, one chunk of vocabulary logits).",
-    )

@@ -1,7 +1,9 @@
 """Run every notebook with papermill and collect its outputs under results/<stem>/.
 
     python -m art_lib.reproduce                 # default (toy-world, CPU) parameters
-    python -m art_lib.reproduce paper --plan    # per notebook: arms, steps, tokens, GPU memory and hours; no model
+    python -m art_lib.reproduce paper --plan    # per notebook: arms, tokens, GPU memory, GPU-hours (upper bounds)
+    python -m art_lib.reproduce paper --calibrate   # measure this GPU's speeds, save them, print the plan with them
+    python -m art_lib.reproduce paper --plan --calibration results/calibration.json  # a saved calibration
     python -m art_lib.reproduce paper --dry-run # every notebook with its paper yaml on a tiny stand-in model
     python -m art_lib.reproduce paper           # notebooks/params/<stem>.paper.yaml (GPU, real checkpoints)
     python -m art_lib.reproduce --only tab2_art_vs_lora
@@ -18,6 +20,7 @@ arms recorded in its results folder's `arms.jsonl` and continues the others from
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -26,7 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from .plan import ROOT, Throughput, plan, print_plan, select
+from .cost import Throughput, print_plan
+from .plan import ROOT, plan, select
+from .prompt_lengths import SAMPLE_DATA
 
 DATA = ROOT / "tests" / "data"
 
@@ -58,12 +63,7 @@ DRY_RUN = {
     "progress": False,
     "cpu_threads": 1,
     "results_tag": "dry-run",
-    "data_dir": {
-        "gsm8k": str(DATA / "gsm8k" / "test.jsonl"),
-        "svamp": str(DATA / "svamp"),
-        "toolmind": str(DATA / "toolmind"),
-        "bfcl": str(DATA / "bfcl"),
-    },
+    "data_dir": dict(SAMPLE_DATA),
 }
 
 
@@ -235,6 +235,40 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
+def calibrate_command(scale: str, only, overrides: dict, results_root=None, steps: int = 3) -> Path:
+    """`--calibrate`: measure every model size of the plan on CUDA (without CUDA: the dry-run stand-in on CPU,
+    with the dry run's tiny counts, and said so), save the JSON, print the plan with the measured speeds."""
+    import torch
+
+    from .calibrate import calibrate, load_calibration, replaced
+    from .data import load_benchmark
+
+    root = Path(results_root) if results_root else ROOT / "results"
+    out = root / "calibration.json"
+    transform, note = None, ""
+    device, dtype = ("cuda", "bfloat16") if torch.cuda.is_available() else ("cpu", "float32")
+    if device == "cpu":
+        note = (
+            "no CUDA: measured on CPU on the dry-run stand-in (tiny random model) with the dry run's tiny counts; "
+            "CPU numbers for a tiny model, meaningful only as a test of the calibration machinery"
+        )
+        print(f"[calibrate] {note}", flush=True)
+        transform = functools.partial(dry_run_params, model=str(standin_checkpoint(root / "standin-qwen3_5")))
+    df = plan(scale, only, Throughput(), overrides, transform)
+
+    def examples_of(benchmark: str) -> list[dict]:
+        return load_benchmark(benchmark, data_dir=SAMPLE_DATA, split="test", limit=64)
+
+    calibrate(df, out, examples_of, device, dtype, steps=steps, note=note)
+    tp = load_calibration(out)
+    print(f"[calibrate] saved {out}; the measurements replaced these assumptions:")
+    print("\n".join(replaced(tp)))
+    print_plan(plan(scale, only, tp, overrides, transform), tp)
+    if note:
+        print(f"\n[calibrate] {note}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scale", nargs="?", default="default", help="'default' or a params suffix such as 'paper'")
@@ -251,17 +285,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--results-root", help="where results folders go (dry run default: a new temporary folder)")
     ap.add_argument("--device", help="override every notebook's device (e.g. cuda for the GPU smoke test)")
     ap.add_argument("--dtype", help="override every notebook's dtype (e.g. bfloat16)")
-    ap.add_argument("--gen-tokens-per-s-1b", type=float, default=Throughput.gen_tokens_per_s_1b)
-    ap.add_argument("--train-tflops", type=float, default=Throughput.train_tflops)
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure generation, evaluation and training speeds per model size of the plan on this GPU (a few "
+        "minutes; without CUDA: the dry-run stand-in on CPU), save them to <results-root>/calibration.json, print "
+        "the plan with them",
+    )
+    ap.add_argument("--calibration", metavar="FILE", help="--plan with the speeds of a saved calibration")
     args = ap.parse_args(argv)
     try:  # names and values checked before anything runs: a typo is a usage error (exit 2), never a silent no-op
         overrides = parse_overrides(args.parameter)
         select(args.scale, args.only, overrides)
     except ValueError as e:
         ap.error(str(e))
+    if args.calibrate:
+        calibrate_command(args.scale, args.only, overrides, args.results_root)
+        return
     if args.plan:
-        tp = Throughput(gen_tokens_per_s_1b=args.gen_tokens_per_s_1b, train_tflops=args.train_tflops)
-        print_plan(plan(args.scale, args.only, tp, overrides), tp)
+        tp = Throughput()
+        if args.calibration:
+            from .calibrate import load_calibration
+
+            tp = load_calibration(args.calibration)
+        transform = None
+        if args.dry_run:  # the dry run's plan: the stand-in and the DRY_RUN counts
+            standin = str(standin_checkpoint(Path(args.results_root or tempfile.mkdtemp()) / "standin-qwen3_5"))
+            transform = functools.partial(dry_run_params, model=standin)
+        print_plan(plan(args.scale, args.only, tp, overrides, transform), tp)
         return
     failed = run(
         args.scale,
