@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU smoke test, one command, under 10 minutes on one GPU:  bash scripts/gpu_smoke.sh
+# GPU smoke test, one command, about 15 minutes on one GPU:  bash scripts/gpu_smoke.sh
 # Refuses to run without CUDA. Run it from the kit's environment (environment.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +28,16 @@ echo "paper dry run on CUDA (bfloat16): $(( $(date +%s) - t0 )) s"
 
 # 2. One paper-settings RL step on the real 0.8B architecture (random weights), bfloat16, time and peak memory.
 "$PY" scripts/gpu_smoke.py "$@"
+
+# 3. The same step with its rollouts from vLLM, colocated on this GPU (vLLM's gpu_memory_utilization, the rest
+#    for training), when vLLM is installed.
+if "$PY" -c "import vllm" 2>/dev/null; then
+    "$PY" scripts/gpu_smoke.py --vllm "$@"
+else
+    echo "vLLM not importable: the vLLM rollout step is skipped (scripts/bootstrap_vllm.sh installs it)"
+fi
+
+# 4. Calibration: this GPU's generation, evaluation and training speeds per model size of the paper plan (a few
+#    minutes), saved to ${CALIBRATION_ROOT:-results}/calibration.json, then the plan printed with them
+#    (reuse it: python -m art_lib.reproduce paper --plan --calibration <that file>).
+"$PY" -m art_lib.reproduce paper --calibrate --results-root "${CALIBRATION_ROOT:-results}"

@@ -175,3 +175,16 @@ def test_the_calibrated_plan_bounds_a_real_run_of_the_standin(calibrated, tmp_pa
     took = time.perf_counter() - t
     assert row["steps"] == 2 and row["policy_updates"] >= 1
     assert bound >= took, f"the calibrated plan says <= {bound:.1f} s, the arm took {took:.1f} s"
+
+
+def test_the_gpu_smoke_vllm_step_refuses_without_cuda_like_the_others():
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the smoke test runs for real (scripts/gpu_smoke.sh)")
+    script = plan.ROOT / "scripts" / "gpu_smoke.py"
+    done = subprocess.run([sys.executable, str(script), "--vllm"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no CUDA device visible to torch" in done.stderr, done.stderr
