@@ -107,7 +107,6 @@ class ReleasedMethod:
 
     name: str
     artwork: PixelPrompt | None = None
-    model: None = None
 
 
 #: Trainer memory settings (`TrainConfig`), shared by an RL arm's SFT warm start.
@@ -223,7 +222,7 @@ def run_arm(
         eval_kw=dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size),
         train_kw=train_kw,
     )
-    row = {"method": label or method, **row, "model": model_label}
+    row = {"method": label or method, **row}
     record_arm(out_dir, stem, chash, row)
     if not keep_model:  # the caller's `row, _ = run_arm(...)` must not keep this model alive into the next load
         res = dataclasses.replace(res, method=ReleasedMethod(method, res.artwork))
@@ -274,7 +273,11 @@ def _train_and_score(
     res, train_s = _train(model, processor, arm, train_examples, artwork, warm_start, runtime["progress"], train_kw)
     h = res.history
     artifact = res.method.save(
-        save["path"], model_id=save["model_id"], objective=objective, step=int(h["step"].iloc[-1]), **eval_kw
+        save["path"],
+        model_id=save["model_id"],
+        objective=objective,
+        step=int(h["step"].iloc[-1]),
+        benchmark=arm["benchmark"],
     )
     if method == "art":  # the float pixels too, to compare with the 8-bit PNG after a resumed run
         torch.save(res.artwork.pixels().detach().cpu(), Path(f"{save['path']}.float.pt"))
@@ -294,6 +297,7 @@ def _train_and_score(
     row = {
         "objective": objective,
         "benchmark": arm["benchmark"],
+        "model": save["model_id"],
         "seed": arm["seed"],
         "trainable_params": res.trainable_parameters,
         "steps": len(h),
