@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -254,13 +255,18 @@ def plan(
                     "grad_ckpt": bool(p.get("gradient_checkpointing")),
                     "generated_tokens": c["generated_tokens"],
                     "peak_gpu_gb": peak_memory_gb(arm, p, tp),
-                    "gpu_hours_hf": round(c["seconds_hf"] / 3600, 3),
-                    "gpu_hours_vllm": round(c["seconds_vllm"] / 3600, 3),
+                    "gpu_hours_hf": _hours_up(c["seconds_hf"]),
+                    "gpu_hours_vllm": _hours_up(c["seconds_vllm"]),
                 }
             )
     df = pd.DataFrame(rows)
     df.attrs["prompt_lengths"] = lengths
     return df
+
+
+def _hours_up(seconds: float) -> float:
+    """Seconds as hours rounded UP to 1/1000 (a bound stays a bound when printed)."""
+    return math.ceil(seconds / 3.6) / 1000
 
 
 def notebook_parameters(nb: Path) -> dict:
