@@ -130,3 +130,12 @@ def test_default_image_size_is_the_smallest_the_processor_keeps(model, tmp_path)
     side = PixelPrompt.from_png(tmp_path / row["artifact"]).pixels().shape[-1]
     assert valid_size(side, side, ip) and not any(valid_size(s, s, ip) for s in range(1, side))
     assert experiments.smallest_valid_side(ip) == side
+
+
+def test_the_artifact_does_not_depend_on_evaluation_settings(tmp_path):
+    """The saved PNG is what training made: scoring it with another budget or batch size writes the same bytes."""
+    path, _ = resolve_model("toy:small")
+    kw = dict(n_train=4, n_test=2, steps=1, batch_size=2, lr=0.01, device="cpu", dtype="float32")
+    a, _ = run_arm(path, "toy_add", "art", out_dir=tmp_path / "a", max_new_tokens=8, eval_batch_size=4, **kw)
+    b, _ = run_arm(path, "toy_add", "art", out_dir=tmp_path / "b", max_new_tokens=9, eval_batch_size=1, **kw)
+    assert (tmp_path / "a" / a["artifact"]).read_bytes() == (tmp_path / "b" / b["artifact"]).read_bytes()
