@@ -32,6 +32,7 @@ import yaml
 from .cost import Throughput, print_plan
 from .plan import ROOT, plan, select
 from .prompt_lengths import SAMPLE_DATA
+from .results import RESULTS, SCRATCH
 
 DATA = ROOT / "tests" / "data"
 
@@ -140,8 +141,12 @@ def run(
     device: str | None = None,
     dtype: str | None = None,
     overrides: dict | None = None,
+    update_results: bool = False,
 ) -> int:
     """Execute the notebooks; return the number that failed (dry run: or whose table has a problem).
+
+    Where they write: `results_root`, else the committed `results/` with `update_results` (what
+    `scripts/reproduce.sh` asks), else the scratch `runs/` (a dry run: a new temporary folder).
 
     `overrides` (`-p name=value`) are set in every chosen notebook, last; each must be one of its parameters.
     """
@@ -151,11 +156,7 @@ def run(
     if dry_run and scale == "default":
         raise ValueError("--dry-run runs the paper yamls on a stand-in model: use 'reproduce paper --dry-run'")
     chosen = select(scale, only, overrides)  # typos in names fail here, before anything runs
-    root = (
-        Path(results_root)
-        if results_root
-        else (Path(tempfile.mkdtemp(prefix="art-dry-run-")) if dry_run else ROOT / "results")
-    )
+    root = results_root_for(results_root, dry_run, update_results)
     root.mkdir(parents=True, exist_ok=True)
     env_root = os.environ.get("ART_RESULTS_ROOT")
     os.environ["ART_RESULTS_ROOT"] = str(root)  # the notebooks write <root>/<stem>.<tag>/
@@ -221,6 +222,15 @@ def run(
     return len(failed)
 
 
+def results_root_for(results_root: str | Path | None, dry_run: bool = False, update_results: bool = False) -> Path:
+    """The folder a run writes its `<stem>[.<tag>]/` folders to (see `run`)."""
+    if results_root:
+        return Path(results_root)
+    if dry_run:
+        return Path(tempfile.mkdtemp(prefix="art-dry-run-"))
+    return RESULTS if update_results else SCRATCH
+
+
 def parse_overrides(items: list[str] | None) -> dict:
     """`-p name=value` pairs, each value read as YAML as papermill's `-y` reads it (5, 0.1, true, [a, b], null)."""
     out = {}
@@ -243,7 +253,7 @@ def calibrate_command(scale: str, only, overrides: dict, results_root=None, step
     from .calibrate import calibrate, load_calibration, replaced
     from .data import load_benchmark
 
-    root = Path(results_root) if results_root else ROOT / "results"
+    root = Path(results_root) if results_root else SCRATCH
     out = root / "calibration.json"
     transform, note = None, ""
     device, dtype = ("cuda", "bfloat16") if torch.cuda.is_available() else ("cpu", "float32")
@@ -282,7 +292,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--plan", action="store_true", help="print arms, tokens, memory and GPU-hours; run nothing")
     ap.add_argument("--dry-run", action="store_true", help="the scale's yamls on a tiny stand-in model, small counts")
-    ap.add_argument("--results-root", help="where results folders go (dry run default: a new temporary folder)")
+    ap.add_argument(
+        "--results-root", help="where results folders go (default: runs/; a dry run: a new temporary folder)"
+    )
+    ap.add_argument(
+        "--update-results",
+        action="store_true",
+        help="write the committed results/ (what scripts/reproduce.sh does); default: the scratch runs/",
+    )
     ap.add_argument("--device", help="override every notebook's device (e.g. cuda for the GPU smoke test)")
     ap.add_argument("--dtype", help="override every notebook's dtype (e.g. bfloat16)")
     ap.add_argument(
@@ -322,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         dtype=args.dtype,
         overrides=overrides,
+        update_results=args.update_results,
     )
     sys.exit(1 if failed else 0)
 

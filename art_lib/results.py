@@ -16,9 +16,21 @@ import pandas as pd
 PACKAGES = ("art-lib", "torch", "transformers", "peft", "trl", "accelerate", "numpy", "pillow", "pandas")
 
 
+#: The committed results, written only on purpose (`bash scripts/reproduce.sh`, `reproduce --update-results`).
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+#: Where any other run writes (git ignores it): a hand-run notebook never overwrites the committed results.
+SCRATCH = Path(__file__).resolve().parent.parent / "runs"
+
+
+def default_results_root() -> Path:
+    """`$ART_RESULTS_ROOT` when set (reproduce sets it for the notebooks it runs), else the scratch `runs/`."""
+    env = os.environ.get("ART_RESULTS_ROOT")
+    return Path(env) if env else SCRATCH
+
+
 def results_dir(stem: str, root: str | Path | None = None) -> Path:
-    """`results/<stem>/` (created), under `root` or the repository's `results/`."""
-    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent / "results"
+    """`<root>/<stem>/` (created); `root` None: `default_results_root()`, so never `results/` by accident."""
+    root = Path(root) if root is not None else default_results_root()
     path = root / stem if root.name != stem else root
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -38,6 +38,6 @@ else
 fi
 
 # 4. Calibration: this GPU's generation, evaluation and training speeds per model size of the paper plan (a few
-#    minutes), saved to ${CALIBRATION_ROOT:-results}/calibration.json, then the plan printed with them
+#    minutes), saved to ${CALIBRATION_ROOT:-runs}/calibration.json, then the plan printed with them
 #    (reuse it: python -m art_lib.reproduce paper --plan --calibration <that file>).
-"$PY" -m art_lib.reproduce paper --calibrate --results-root "${CALIBRATION_ROOT:-results}"
+"$PY" -m art_lib.reproduce paper --calibrate --results-root "${CALIBRATION_ROOT:-runs}"

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/python -m art_lib.reproduce "$@"
+# The main job writes the committed results/ (--update-results); `python -m art_lib.reproduce` alone writes runs/.
+exec .venv/bin/python -m art_lib.reproduce --update-results "$@"
