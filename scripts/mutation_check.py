@@ -233,8 +233,8 @@ MUTATIONS = [
     Mutation(
         "checkpoint-checksum-skipped",
         "art_lib/checkpoint.py",
-        'ok = _sha256(path / "state.pt") == meta["sha256"]["state.pt"]',
-        "ok = True",
+        "if _sha256(f) != sha256:",
+        "if False:",
         ("tests/test_checkpoint.py", "tests/test_mutation_guards.py"),
     ),
 ]
