@@ -119,6 +119,7 @@ def test_the_vllm_tier_fails_without_vllm_it_never_skips(tmp_path):
     assert "deselected" not in by_env.stdout and "test_server_binds_loopback_only" in by_env.stdout
 
 
+@pytest.mark.slow  # collects the whole suite in a subprocess (about a minute on 2 busy cores)
 def test_a_run_that_did_not_ask_for_the_tier_deselects_it_when_vllm_is_unusable(tmp_path):
     """`pytest tests` in the main venv (no vLLM): the tier is deselected with the reason in the summary."""
     run = _pytest_with_broken_vllm(tmp_path, "tests", "--co")
