@@ -119,7 +119,7 @@ def test_paper_scale_checks_hold_on_the_committed_tables(stem):
 
 
 PAPER_DOCTORED = [
-    (T2, "LoRA DAPO at 0.40 (warm start 0.825)", lambda t: _set(t, 0.4, method="lora", objective="dapo")),
+    (T2, "LoRA DAPO at 0.40, below its warm start", lambda t: _set(t, 0.4, method="lora", objective="dapo")),
     (T2, "an RL arm without a policy update", lambda t: _set(t, 0, "policy_updates", objective="dapo")),
     (T2, "an RL arm missing", lambda t: t[~((t.method == "art") & (t.objective == "dapo"))]),
     (T2, "a control above a trained arm", lambda t: _set(t, 1.0, benchmark="toy_mul", method="control:seed")),
