@@ -215,3 +215,33 @@ def test_ci_checked_cells_only_state_results(path):
         for work in ("run_arm(", "load_frozen(", "control_rows(", "evaluate(", "train(", "resolve_model("):
             assert work not in src, f"{path.name}: a checked cell calls {work}"
         assert "print_checks(" in src
+
+
+def committed_findings(results: Path) -> list[str]:
+    """Every `[does not hold]` line in the outputs of the executed notebooks under `results`, as `file: line`."""
+    found = []
+    for nb in sorted(results.glob("**/*.ipynb")):
+        for cell in _cells(nb):
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+                found += [
+                    f"{nb.relative_to(results)}: {line}" for line in text.splitlines() if "[does not hold]" in line
+                ]
+    return found
+
+
+def test_no_committed_result_states_a_failed_claim():
+    """nbval compares a checked cell with its stored output: a stored `[does not hold]` makes the CI expect the
+    failure. A statement that does not hold is fixed or restated as measured before its results are committed."""
+    results = NB.parent / "results"
+    assert sorted(results.glob("*/*.ipynb")), "no executed notebooks under results/"
+    assert committed_findings(results) == []
+
+
+def test_committed_findings_sees_a_failed_claim_in_any_output(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_code_cell("print_checks(...)"))
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="[holds] a\n[does not hold] b\n")]
+    (tmp_path / "x").mkdir()
+    nbformat.write(nb, tmp_path / "x" / "x.ipynb")
+    assert committed_findings(tmp_path) == ["x/x.ipynb: [does not hold] b"]
