@@ -135,3 +135,11 @@ def test_a_doctored_table_makes_a_paper_scale_check_fail(stem, regression, docto
     table, _ = committed(stem)
     print_checks(table_checks(doctor(table), PAPER_EXPECTED.get(stem, [])))
     assert "[does not hold]" in capsys.readouterr().out, regression
+
+
+def test_a_bfloat16_table2_is_held_to_the_bfloat16_floors(capsys):
+    table, params = committed(T2)
+    low = _set(_set(table, 0.85, benchmark="toy_sub", method="lora"), 0.675, benchmark="toy_mul", method="art")
+    assert not all(tab2(low, params).values())  # float32: below 0.9 and 0.8
+    assert all(tab2(low.assign(dtype="bfloat16"), params).values())  # what bfloat16 measured
+    assert not all(tab2(_set(low, 0.5, benchmark="toy_mul", method="art").assign(dtype="bfloat16"), params).values())
