@@ -65,6 +65,8 @@ DRY_RUN = {
     "cpu_threads": 1,
     "results_tag": "dry-run",
     "data_dir": dict(SAMPLE_DATA),
+    "device": "auto",  # the paper yamls ask for CUDA; the dry run runs wherever it is (--device to choose)
+    "evolution_steps": None,  # Figure 2's paper steps need the paper's step count
 }
 
 

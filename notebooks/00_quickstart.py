@@ -45,7 +45,7 @@ micro_batch_size = None     # rows per forward/backward pass in training (None: 
 generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
 gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
 checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
 reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
 overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
 progress = False            # a progress bar per arm: steps done, time left
@@ -75,7 +75,7 @@ arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=
               gradient_checkpointing=gradient_checkpointing,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
-print("results ->", out, "|", device, dtype)
+print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
 
 # %% [markdown]
 # ## 1. Model and data
@@ -104,8 +104,8 @@ if res is not None:  # None: finished in an earlier run (resume), its row comes 
     display(res.history[["step", "loss", "grad_norm"]].tail())
 
 # %%
-rows = [row] + control_rows(model_path, benchmark, n_test=n_test, image_size=image_size,
-                           seed_icon=seed_icon, seed=seed, model_label=model_label, **runtime)
+rows = [row] + control_rows(model_path, benchmark, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
+                           seed=seed, model_label=model_label, out_dir=out, resume=resume, **runtime)
 table = tidy(rows)
 write_table(table, out)
 print(table[["method", "accuracy", "ci_low", "ci_high"]].round(3).to_string(index=False))

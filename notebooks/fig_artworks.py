@@ -32,6 +32,7 @@ batch_size = 16             # prompts per step
 lr = 0.05                   # learning rate on pixels
 image_size = 64             # artwork side
 evolution_task = "toy_tool"  # the benchmark whose checkpoints are shown (Figure 2: ToolMind)
+evolution_steps = None      # steps shown in Figure 2 (None: every checkpoint; 0: the seed icon)
 num_generations = 8         # completions per prompt (RL objectives)
 checkpoint_every = 50       # steps between saved artworks (also the resume points; every one is kept)
 n_test = 40                 # test examples
@@ -44,7 +45,7 @@ eval_batch_size = 8         # prompts per generate call when evaluating
 micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
 generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
 gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
-resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
 reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
 overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
 progress = False            # a progress bar per arm: steps done, time left
@@ -53,7 +54,7 @@ results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale 
 
 # %%
 STEM = 'fig_artworks'
-PARAMETERS = ['model', 'tasks', 'objective', 'steps', 'batch_size', 'lr', 'image_size', 'evolution_task', 'num_generations', 'checkpoint_every', 'n_test', 'seed', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
+PARAMETERS = ['model', 'tasks', 'objective', 'steps', 'batch_size', 'lr', 'image_size', 'evolution_task', 'evolution_steps', 'num_generations', 'checkpoint_every', 'n_test', 'seed', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -74,7 +75,7 @@ arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=
               gradient_checkpointing=gradient_checkpointing,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
-print("results ->", out, "|", device, dtype)
+print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
 
 # %% [markdown]
 # ## 1. Train one artwork per task, saving checkpoints
@@ -134,6 +135,12 @@ frames = [(0, PixelPrompt.from_icon(tasks[evolution_task], image_size))]
 for path in ckpts[evolution_task].checkpoints():
     step = int(path.name.split("-")[1])
     frames.append((step, PixelPrompt.from_png(next(path.glob("artifact*")))))
+if evolution_steps is not None:
+    missing = sorted(set(evolution_steps) - {s for s, _ in frames})
+    if missing:
+        raise ValueError(f"Figure 2 asks for steps {missing}, which no checkpoint holds "
+                         f"(checkpoint_every={checkpoint_every}, steps={steps})")
+    frames = [(s, art) for s, art in frames if s in evolution_steps]
 fig, ax = plt.subplots(1, len(frames), figsize=(2 * len(frames), 2.3))
 for a, (step, art) in zip(ax, frames):
     a.imshow(art.to_pil()); a.set_title(f"step {step}"); a.axis("off")

@@ -53,7 +53,7 @@ micro_batch_size = None     # rows per forward/backward pass in training (None: 
 generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
 gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
 checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
 reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
 overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
 progress = False            # a progress bar per arm: steps done, time left
@@ -83,7 +83,7 @@ arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=
               gradient_checkpointing=gradient_checkpointing,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
-print("results ->", out, "|", device, dtype)
+print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
 
 # %% [markdown]
 # ## 1. Style weight sweep
@@ -110,30 +110,27 @@ tidy(rows)[["style_weight", "ssim_to_seed", "accuracy"]]
 
 # %%
 from art_lib.data import load_benchmark
-from art_lib.experiments import generation_budget
-from art_lib.models import load_frozen
+from art_lib.experiments import transport_rows
 from art_lib.transforms import RandomEOT
-from art_lib.transport import evaluate_transports
 
-transport_rows = []
+transported = []
 for tm, benches in transport_runs.items():
     tm_path, tm_label = resolve_model(tm)
     tag = tm_label.split(":")[-1].replace("/", "_")
-    frozen, processor = load_frozen(tm_path, device=device, dtype=dtype)
     for bench in benches:
         test_examples = load_benchmark(bench, data_dir=data_dir, split="test", limit=n_test)
         for name, eot in [("plain", None), ("robust", RandomEOT(eot_transforms, p=eot_p, seed=seed))]:
             row, _ = run_arm(tm_path, bench, "art", seed=seed, out_dir=out, test_examples=test_examples,
                              image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr,
                              model_label=tm_label, label=f"art-{name}-{tag}", eot=eot, **arm_kw)
-            df = evaluate_transports(frozen, processor, test_examples, out / row["artifact"], bench, kinds=transports,
-                                     out_dir=out / f"transport-{name}-{tag}",
-                                     max_new_tokens=max_new_tokens or generation_budget(bench))
+            df = transport_rows(tm_path, bench, out / row["artifact"], kinds=transports, out_dir=out,
+                                files_dir=out / f"transport-{name}-{tag}", test_examples=test_examples,
+                                model_label=tm_label, resume=resume, **runtime)
             for r in df.to_dict("records"):
-                transport_rows.append({**row, "experiment": "transport", "training": name, "transport": r["kind"],
-                                       "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                                       "mean_abs_change": r["mean_abs_change"]})
-table = tidy(rows + transport_rows)
+                transported.append({**row, "experiment": "transport", "training": name, "transport": r["kind"],
+                                    "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                                    "mean_abs_change": r["mean_abs_change"]})
+table = tidy(rows + transported)
 write_table(table, out)
 tr = table[table.experiment == "transport"]
 acc = tr.pivot_table(index=["model", "benchmark", "transport"], columns="training", values="accuracy")

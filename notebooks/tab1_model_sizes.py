@@ -49,7 +49,7 @@ micro_batch_size = None     # rows per forward/backward pass in training (None: 
 generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
 gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
 checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
 reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
 overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
 progress = False            # a progress bar per arm: steps done, time left
@@ -79,7 +79,7 @@ arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=
               gradient_checkpointing=gradient_checkpointing,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
-print("results ->", out, "|", device, dtype)
+print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
 
 # %% [markdown]
 # ## 1. Train and evaluate every (size, method, seed)
@@ -90,9 +90,8 @@ from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
 rows = []
 for m in models:
     path, label = resolve_model(m)
-    controls = control_rows(path, benchmark, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                            model_label=label, **runtime)
-    rows += [r for r in controls if r["method"] in ("control:text_only", "control:seed")]
+    rows += control_rows(path, benchmark, which=("text_only", "seed"), n_test=n_test, image_size=image_size,
+                         seed_icon=seed_icon, model_label=label, out_dir=out, resume=resume, **runtime)
     for seed in seeds:
         for method in methods:
             lr = lr_lora if method == "lora" else lr_art

@@ -54,7 +54,7 @@ micro_batch_size = None     # rows per forward/backward pass in training (None: 
 generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
 gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
 checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
 reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
 overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
 progress = False            # a progress bar per arm: steps done, time left
@@ -84,7 +84,7 @@ arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=
               gradient_checkpointing=gradient_checkpointing,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
-print("results ->", out, "|", device, dtype)
+print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
 
 # %% [markdown]
 # ## 1. Controls: the frozen model without any adaptation
@@ -96,7 +96,7 @@ model_path, model_label = resolve_model(model)
 rows = []
 for b in benchmarks:
     rows += control_rows(model_path, b, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                         model_label=model_label, **runtime)
+                         model_label=model_label, out_dir=out, resume=resume, **runtime)
 tidy(rows)[["benchmark", "method", "accuracy"]]
 
 # %% [markdown]

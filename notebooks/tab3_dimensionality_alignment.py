@@ -50,7 +50,7 @@ micro_batch_size = None     # rows per forward/backward pass in training (None: 
 generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
 gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
 checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints and skip arms finished earlier (<results>/arms.jsonl)
+resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
 reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
 overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
 progress = False            # a progress bar per arm: steps done, time left
@@ -80,7 +80,7 @@ arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=
               gradient_checkpointing=gradient_checkpointing,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
-print("results ->", out, "|", device, dtype)
+print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
 
 # %% [markdown]
 # ## 1. What the official processor does with each size
@@ -89,12 +89,12 @@ print("results ->", out, "|", device, dtype)
 from art_lib.data import load_benchmark
 from art_lib.experiments import (final_float_pixels, processor_resize, resolve_model, run_arm, sft_eval_loss,
                                  tidy)
-from art_lib.models import load_frozen
+from art_lib.models import load_frozen, load_processor
 from art_lib.preprocess import num_visual_tokens, patch_geometry, valid_size
 from art_lib.transforms import resize_to
 
 model_path, model_label = resolve_model(model)
-frozen, processor = load_frozen(model_path, device=device, dtype=dtype)
+processor = load_processor(model_path)
 geo = patch_geometry(processor.image_processor)
 plan = []
 for s in sizes:
@@ -121,8 +121,10 @@ for p in plan:
         from art_lib.pixel_prompt import PixelPrompt
         float_px = final_float_pixels(out, row)
         png_px = PixelPrompt.from_png(out / row["artifact"]).pixels()
+        frozen, _ = load_frozen(model_path, device=device, dtype=dtype)  # run_arm released its model
         row["loss_float"] = sft_eval_loss(frozen, processor, test_examples, float_px)
         row["loss_png"] = sft_eval_loss(frozen, processor, test_examples, png_px)
+        del frozen
     row.update({k: p[k] for k in ("size", "aligned", "processor_feeds", "visual_tokens")})
     rows.append(row)
 tidy(rows)[["size", "aligned", "processor_feeds", "visual_tokens", "trainable_params", "accuracy"]]

@@ -114,7 +114,7 @@ def test_dtype_reaches_the_model_and_a_finished_arm_is_skipped_on_resume(standin
     assert res3 is not None and changed["steps"] == 3
 
 
-def test_paper_checks_fail_on_a_missing_arm_an_accuracy_outside_its_interval_or_an_rl_arm_without_update():
+def test_paper_checks_fail_on_a_missing_arm_a_control_above_the_arm_or_an_rl_arm_without_update():
     import pandas as pd
 
     from art_lib.results import table_checks
@@ -146,7 +146,8 @@ def test_paper_checks_fail_on_a_missing_arm_an_accuracy_outside_its_interval_or_
     expected = [{"benchmark": "gsm8k", "method": "art"}, {"method": "control:seed"}]
     assert all(table_checks(good, expected).values())
     assert not all(table_checks(good, expected + [{"method": "lora"}]).values())
-    assert not all(table_checks(good.assign(ci_high=0.4), expected).values())
+    control_wins = good.assign(accuracy=[0.5, 0.6], ci_low=[0.3, 0.4], ci_high=[0.7, 0.8])
+    assert not all(table_checks(control_wins, expected).values())
     assert not all(table_checks(good.assign(policy_updates=0), expected).values())
 
 
