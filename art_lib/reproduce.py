@@ -205,6 +205,7 @@ def run(
                     progress_bar=False,
                     **stream,
                 )
+                portable_papermill_paths(out_dir / nb.name)
                 problems = check_dry_run_table(out_dir) if dry_run else []
                 if problems:
                     raise RuntimeError("; ".join(problems))
@@ -222,6 +223,21 @@ def run(
     if dry_run:
         print(f"dry run outputs in {root}", flush=True)
     return len(failed)
+
+
+def portable_papermill_paths(executed: Path) -> None:
+    """Papermill records the absolute input and output paths in the notebook's metadata: keep their names only
+    relative to the checkout (`notebooks/<name>`) and to the results root (`<stem>/<name>`)."""
+    import nbformat
+
+    executed = Path(executed)
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill")
+    if not meta:
+        return
+    meta["input_path"] = f"notebooks/{Path(meta.get('input_path') or executed.name).name}"
+    meta["output_path"] = f"{executed.parent.name}/{executed.name}"
+    nbformat.write(nb, executed)
 
 
 def results_root_for(results_root: str | Path | None, dry_run: bool = False, update_results: bool = False) -> Path:

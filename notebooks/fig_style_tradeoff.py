@@ -100,7 +100,7 @@ for w in style_weights:
     row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, n_test=n_test, image_size=image_size,
                        seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr, model_label=model_label,
                        label=f"art-style{w:g}", style_ssim=w, style_l2=w, **arm_kw)
-    png = PixelPrompt.from_png(out / row["artifact"]).pixels()
+    png = PixelPrompt.from_png(out / row["artifact"]).pixels().detach()
     row.update({"experiment": "style", "style_weight": w, "ssim_to_seed": float(ssim(png, seed_px))})
     rows.append(row)
 tidy(rows)[["style_weight", "ssim_to_seed", "accuracy"]]

@@ -145,7 +145,7 @@ row, _ = run_arm(model_path, benchmark, "soft_prompt", seed=seed, out_dir=out, t
 row["config"] = f"{num_visual_tokens(sizes[0], sizes[0], processor.image_processor)} tokens"
 rows.append(row)
 table = tidy(rows)
-write_table(table, out)
+write_table(table, out);
 
 # %% [markdown]
 # ## 4. Table

@@ -51,10 +51,23 @@ def test_every_rl_arm_makes_a_policy_update_with_non_zero_advantages(dry_run):
     assert rl_notebooks >= 4  # quickstart, tab1, tab2, fig_artworks run DAPO at paper settings
 
 
-def test_a_rerun_skips_the_finished_arms(dry_run):
+def _records(folder) -> dict[str, int]:
+    """Lines of the results folder's manifests: a trained arm or a run evaluation adds one."""
+    return {
+        name: len((folder / name).read_text().splitlines())
+        for name in ("arms.jsonl", "evals.jsonl")
+        if (folder / name).exists()
+    }
+
+
+def test_a_rerun_trains_nothing_and_evaluates_nothing(dry_run):
     root, _ = dry_run
-    folder = root / "00_quickstart.dry-run"
-    before = pd.read_csv(folder / "table.csv")
-    assert reproduce.run("paper", only=["00_quickstart"], dry_run=True, results_root=root) == 0
-    assert "finished earlier" in _outputs(folder / "00_quickstart.ipynb")
-    pd.testing.assert_frame_equal(pd.read_csv(folder / "table.csv"), before)
+    folders = sorted(root.glob("*.dry-run"))
+    before = {f.name: (_records(f), pd.read_csv(f / "table.csv")) for f in folders}
+    assert sum(sum(r.values()) for r, _ in before.values()) > 0
+    assert reproduce.run("paper", dry_run=True, results_root=root) == 0
+    assert "finished earlier" in _outputs(root / "00_quickstart.dry-run" / "00_quickstart.ipynb")
+    for folder in folders:
+        records, table = before[folder.name]
+        assert _records(folder) == records, f"{folder.name}: the rerun trained or evaluated again"
+        pd.testing.assert_frame_equal(pd.read_csv(folder / "table.csv"), table)
