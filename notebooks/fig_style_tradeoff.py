@@ -94,7 +94,7 @@ from art_lib.pixel_prompt import PixelPrompt
 from art_lib.style import ssim
 
 model_path, model_label = resolve_model(model)
-seed_px = PixelPrompt.from_icon(seed_icon, image_size).pixels()
+seed_px = PixelPrompt.from_icon(seed_icon, image_size).pixels().detach()
 rows = []
 for w in style_weights:
     row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, n_test=n_test, image_size=image_size,
