@@ -277,7 +277,7 @@ def train(
                     m.artwork.pixels(), m.initial, l2=c.style_l2, tv=c.style_tv, ssim=c.style_ssim, mask=style_mask
                 )
                 (extra / grad_accum).backward()
-                out = out | terms | {"loss": out["loss"] + float(extra)}
+                out = out | terms | {"loss": out["loss"] + float(extra.detach())}
             if out["loss"] is not None:
                 computed.append(_item(out["loss"]))
             logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})
