@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import shutil
 import sys
 import types
@@ -18,7 +19,7 @@ import pytest
 from art_lib import data as D
 from art_lib.data import load_benchmark
 from art_lib.registry import benchmark_names
-from art_lib.tasks.choice import CHOICE_SUFFIX, load_gpqa
+from art_lib.tasks.choice import CHOICE_SUFFIX, GPQA_TEST_FRACTION, load_gpqa
 from art_lib.tasks.maths import MATH_SUFFIX, load_gsm8k, load_svamp
 from art_lib.tasks.tools import BFCL_CATEGORIES, load_bfcl, load_toolmind
 
@@ -190,18 +191,23 @@ def test_svamp_errors(tmp_path):
 # GPQA (synthetic CSV: GPQA itself is gated)
 # --------------------------------------------------------------------------- #
 
-SYNTHETIC_GPQA = [
-    # Clearly synthetic rows in the GPQA CSV layout -- not GPQA questions.
-    {
-        "Record ID": f"synthetic-{i}",
-        "Question": f"SYNTHETIC question {i}: which option is right?",
-        "Correct Answer": f"right-{i}",
-        "Incorrect Answer 1": f"wrong-{i}-a",
-        "Incorrect Answer 2": f"wrong-{i}-b",
-        "Incorrect Answer 3": f"  wrong-{i}-c\n",
-    }
-    for i in range(12)
-]
+
+def _synthetic_gpqa(n: int) -> list[dict]:
+    """`n` clearly synthetic rows in the GPQA CSV layout -- not GPQA questions."""
+    return [
+        {
+            "Record ID": f"synthetic-{i}",
+            "Question": f"SYNTHETIC question {i}: which option is right?",
+            "Correct Answer": f"right-{i}",
+            "Incorrect Answer 1": f"wrong-{i}-a",
+            "Incorrect Answer 2": f"wrong-{i}-b",
+            "Incorrect Answer 3": f"  wrong-{i}-c\n",
+        }
+        for i in range(n)
+    ]
+
+
+SYNTHETIC_GPQA = _synthetic_gpqa(12)
 
 
 def _write_gpqa(path: Path, rows) -> Path:
@@ -213,14 +219,19 @@ def _write_gpqa(path: Path, rows) -> Path:
     return path
 
 
+def _gpqa_splits(path: Path) -> dict[str, set[str]]:
+    return {split: set(_ids(load_gpqa(path, split=split))) for split in ("train", "test")}
+
+
 def test_gpqa_synthetic_csv(tmp_path):
     csv_path = _write_gpqa(tmp_path / "gpqa_diamond.csv", SYNTHETIC_GPQA)
-    examples = load_gpqa(csv_path)
-    assert len(examples) == 12
+    examples = load_gpqa(csv_path, split="train") + load_gpqa(csv_path, split="test")
+    assert sorted(_ids(examples)) == sorted(row["Record ID"] for row in SYNTHETIC_GPQA)
+    rows = {row["Record ID"]: row for row in SYNTHETIC_GPQA}
     letters = set()
-    for ex, row in zip(examples, SYNTHETIC_GPQA):
+    for ex in examples:
+        row = rows[ex["id"]]
         _check_schema(ex)
-        assert ex["id"] == row["Record ID"]
         assert ex["answer"] in "ABCD" and len(ex["answer"]) == 1
         letters.add(ex["answer"])
         choices = ex["meta"]["choices"]
@@ -230,10 +241,55 @@ def test_gpqa_synthetic_csv(tmp_path):
         assert ex["prompt"].startswith(row["Question"]) and ex["prompt"].endswith("\n" + CHOICE_SUFFIX)
     assert len(letters) > 1  # options really are shuffled
     # fixed per example: same letters from a folder path and with the rows reversed
-    assert load_gpqa(tmp_path) == examples
+    train = load_gpqa(csv_path, split="train")
+    assert load_gpqa(tmp_path, split="train") == train
     reversed_csv = _write_gpqa(tmp_path / "rev.csv", SYNTHETIC_GPQA[::-1])
-    assert {e["id"]: e["answer"] for e in load_gpqa(reversed_csv)} == {e["id"]: e["answer"] for e in examples}
+    assert {e["id"]: e["answer"] for e in load_gpqa(reversed_csv)} == {e["id"]: e["answer"] for e in train}
     assert _ids(load_gpqa(csv_path, seed=3, limit=4)) == _ids(load_gpqa(csv_path, seed=3, limit=4))
+
+
+def test_gpqa_train_and_test_are_disjoint_cover_every_row_and_hold_out_a_quarter(tmp_path):
+    rows = _synthetic_gpqa(200)
+    sides = _gpqa_splits(_write_gpqa(tmp_path / "gpqa_diamond.csv", rows))
+    assert not sides["train"] & sides["test"]
+    assert sides["train"] | sides["test"] == {row["Record ID"] for row in rows}
+    # binomial(200, 0.25): mean 50, sd 6.1; 3 sd either side
+    assert abs(len(sides["test"]) - 200 * GPQA_TEST_FRACTION) <= 18
+
+
+def test_gpqa_split_ignores_row_order_and_added_rows(tmp_path):
+    rows = _synthetic_gpqa(200)
+    sides = _gpqa_splits(_write_gpqa(tmp_path / "all.csv", rows))
+    shuffled = random.Random(0).sample(rows, len(rows))
+    assert _gpqa_splits(_write_gpqa(tmp_path / "shuffled.csv", shuffled)) == sides
+    fewer = shuffled[:120]  # the file before 80 rows were added
+    kept = {row["Record ID"] for row in fewer}
+    assert _gpqa_splits(_write_gpqa(tmp_path / "fewer.csv", fewer)) == {k: v & kept for k, v in sides.items()}
+
+
+def test_gpqa_limit_and_seed_apply_within_the_split_and_unknown_splits_are_named(tmp_path):
+    csv_path = _write_gpqa(tmp_path / "gpqa_diamond.csv", _synthetic_gpqa(40))
+    test = load_gpqa(csv_path, split="test")
+    shuffled = load_gpqa(csv_path, split="test", seed=5, limit=3)
+    assert shuffled == D.finalize(test, 3, 5) and len(shuffled) == 3
+    with pytest.raises(ValueError, match=r"\('train', 'test'\).*'all'"):
+        load_gpqa(csv_path, split="all")
+
+
+def test_gpqa_through_the_registry_and_the_hub_draws_the_same_split(tmp_path, monkeypatch):
+    rows = _synthetic_gpqa(60)
+    (tmp_path / "gpqa").mkdir()
+    local = load_gpqa(_write_gpqa(tmp_path / "gpqa" / "gpqa_diamond.csv", rows), split="test")
+    assert load_benchmark("gpqa", data_dir=tmp_path, split="test") == local
+    calls = []
+
+    def fake_load(source, *args, **kwargs):
+        calls.append((source, args, kwargs))
+        return rows
+
+    _fake_datasets(monkeypatch, fake_load)
+    assert load_gpqa(split="test") == local
+    assert calls == [("Idavidrein/gpqa", ("gpqa_diamond",), {"split": "train"})]  # the hub's one split
 
 
 def test_gpqa_missing_csv(tmp_path):

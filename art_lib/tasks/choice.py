@@ -14,8 +14,18 @@ from typing import Any
 from ..data import Example, build_examples, finalize, hub_load, hub_rows, looks_local, read_csv
 from ..registry import Benchmark, register_benchmark
 from ..rewards import answer_line
+from .toolmind_split import hash_fraction
 
-__all__ = ["CHOICE_SUFFIX", "load_gpqa", "extract_choice", "score_choice", "register"]
+__all__ = [
+    "CHOICE_SUFFIX",
+    "GPQA_SPLITS",
+    "GPQA_TEST_FRACTION",
+    "load_gpqa",
+    "gpqa_side",
+    "extract_choice",
+    "score_choice",
+    "register",
+]
 
 #: Answer-format instruction appended to multiple-choice questions.
 CHOICE_SUFFIX = "End your response with: Answer: <letter>"
@@ -24,6 +34,9 @@ GPQA_URL = "https://huggingface.co/datasets/Idavidrein/gpqa (gated: accept the t
 _LETTERS = "ABCD"
 #: The CSV columns of the four options, the correct one first.
 GPQA_OPTIONS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+#: GPQA ships one split; `load_gpqa` holds out the examples whose id hashes below GPQA_TEST_FRACTION.
+GPQA_SPLITS = ("train", "test")
+GPQA_TEST_FRACTION = 0.25
 
 
 def load_gpqa(
@@ -39,10 +52,14 @@ def load_gpqa(
     Columns used: `Question`, `Correct Answer`, `Incorrect Answer 1..3`
     (and `Record ID` for the id when present). The four options are shuffled
     into A-D with `random.Random(f"{option_seed}:{id}")`: fixed per example,
-    independent of row order. `answer` is the correct letter. `split` only
-    matters for the hub (GPQA ships a single `train` split). A blank question or option, two equal
-    options or a repeated `Record ID` is a DataError naming file, line and field.
+    independent of row order. `answer` is the correct letter. GPQA ships one split (the hub's
+    `train`), so every row is read and `split` keeps one side of a held-out draw (`gpqa_side`):
+    "test" about GPQA_TEST_FRACTION of the examples, "train" the rest; `limit` and `seed` apply
+    after the split. A blank question or option, two equal options or a repeated `Record ID`
+    (in either split) is a DataError naming file, line and field.
     """
+    if split not in GPQA_SPLITS:
+        raise ValueError(f"GPQA split must be one of {GPQA_SPLITS}, got {split!r}")
     guidance = f"download the CSV from {GPQA_URL} and pass source=<path to gpqa_diamond.csv>."
     fields = {k: str for k in ("Question", *GPQA_OPTIONS)}
     if looks_local(source):
@@ -53,10 +70,20 @@ def load_gpqa(
             raise FileNotFoundError(f"GPQA CSV not found at {file}: {guidance}")
         rows = read_csv(file, fields=fields)
     else:
-        file = f"{source} ({subset}, {split})"
-        rows = hub_rows(hub_load(str(source), subset, split=split, guidance=guidance), file, fields)
+        file = f"{source} ({subset}, train)"
+        rows = hub_rows(hub_load(str(source), subset, split="train", guidance=guidance), file, fields)
     examples = build_examples(rows, lambda i, row: _gpqa_example(i, row, option_seed), file)
-    return finalize(examples, limit, seed, file)
+    kept = [ex for ex in examples if gpqa_side(ex["id"]) == split]
+    return finalize(kept, limit, seed, f"{file} split {split!r}")
+
+
+def gpqa_side(example_id: str) -> str:
+    """An example's side: "test" if its id hashes (salt "gpqa-test") below GPQA_TEST_FRACTION, else "train".
+
+    A side depends on the id alone: not on row order nor on which other rows the file holds.
+    A CSV without `Record ID` gives ids by row position (`gpqa-0007`), so there the side follows the position.
+    """
+    return "test" if hash_fraction(example_id.encode(), "gpqa-test") < GPQA_TEST_FRACTION else "train"
 
 
 def _gpqa_example(i: int, row: dict, option_seed: int) -> Example:

@@ -22,7 +22,16 @@ from typing import Any
 
 from ..data import iter_jsonl, jsonl_row_at
 
-__all__ = ["SPLITS", "check_split", "group_key", "row_side", "split_rows", "split_locations", "rows_at"]
+__all__ = [
+    "SPLITS",
+    "check_split",
+    "group_key",
+    "row_side",
+    "hash_fraction",
+    "split_rows",
+    "split_locations",
+    "rows_at",
+]
 
 #: `load_toolmind`'s splits; "all" keeps every row.
 SPLITS = ("train", "test", "all")
@@ -48,8 +57,13 @@ def group_key(row: Any) -> bytes:
 
 def row_side(row: Any, split_seed: int, test_fraction: float) -> str:
     """A row's side: "test" if its conversation group hashes (with `split_seed`) below `test_fraction`, else "train"."""
-    digest = hashlib.blake2b(group_key(row), digest_size=8, key=str(split_seed).encode()[:64]).digest()
-    return "test" if int.from_bytes(digest, "big") / 2**64 < test_fraction else "train"
+    return "test" if hash_fraction(group_key(row), str(split_seed)) < test_fraction else "train"
+
+
+def hash_fraction(key: bytes, salt: str) -> float:
+    """`key` hashed with `salt` (8-byte BLAKE2b keyed by the salt's first 64 bytes), read as a number in [0, 1)."""
+    digest = hashlib.blake2b(key, digest_size=8, key=salt.encode()[:64]).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def check_split(split: str, test_fraction: float) -> None:
