@@ -287,6 +287,15 @@ def print_plan(df, tp: Throughput) -> None:
         f"<= {_hours(df.gpu_hours_vllm.sum())} with vLLM; {df.generated_tokens.sum() / 1e9:.2f}B generated tokens "
         f"at most; peak {df.peak_gpu_gb.max():.0f} GB on one GPU."
     )
+    if fraction := df.attrs.get("vllm_memory_fraction"):
+        gpu = 80  # GB of an H100: what the speeds assume
+        print(
+            f"With vLLM colocated (vllm_memory_fraction {fraction:g}): the engine holds {fraction:g} of the GPU "
+            f"({fraction * gpu:.0f} GB of an {gpu} GB H100) beside the training peak above: "
+            f"{df.peak_gpu_gb.max() + fraction * gpu:.0f} GB at most ("
+            + ("fits" if df.peak_gpu_gb.max() + fraction * gpu <= gpu else "does NOT fit: lower the fraction")
+            + ")."
+        )
     rollout_rows = int((df.prompts_per_step * df.generations).max() or 1)
     print(f"\nSpeeds ({tp.device}):")
     print("\n".join(speed_table(tp, sorted(set(df.model)), rollout_rows, int(df.eval_batch.max()))))

@@ -7,6 +7,7 @@ it, load the model only when something is missing, and release it before returni
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +16,20 @@ from .controls import CONTROLS, evaluate_controls
 from .data import load_benchmark
 from .manifest import image_hash, recorded_evaluations
 from .models import load_frozen
-from .runtime import default_image_size, free_memory, generation_budget, placement, resolve_runtime
+from .runtime import (
+    default_image_size,
+    free_memory,
+    generation_budget,
+    open_engine,
+    placement,
+    resolve_engine,
+    resolve_runtime,
+)
 
 
-def _untrained_row(method: str, benchmark: str, model_label: str, seed: int, mnt: int, res: dict, placement: dict):
+def _untrained_row(
+    method: str, benchmark: str, model_label: str, seed: int, mnt: int, res: dict, placement: dict, engine: str
+):
     """A table row for an evaluation without training (a control), in `run_arm`'s columns."""
     return {
         "method": method,
@@ -37,9 +48,29 @@ def _untrained_row(method: str, benchmark: str, model_label: str, seed: int, mnt
         "ci_low": res["ci_low"],
         "ci_high": res["ci_high"],
         "max_new_tokens": mnt,
+        "rollout_engine": "",
+        "eval_engine": engine,
         **placement,
         "artifact": "",
     }
+
+
+def _engine_key(engine: str) -> dict:
+    """The engine in an evaluation's hash when it is not HF (HF evaluations keep the hashes they always had)."""
+    return {} if engine == "hf" else {"engine": engine}
+
+
+@contextmanager
+def _engine_for(engine: str, model_path, model, dtype: str, seed: int, memory_fraction: float):
+    """ "hf", or a vLLM engine on the checkpoint beside `model` for the evaluations of one call, closed after them."""
+    if engine == "hf":
+        yield "hf"
+        return
+    eng = open_engine(model_path, model, method="art", dtype=dtype, seed=seed, memory_fraction=memory_fraction)
+    try:
+        yield eng
+    finally:
+        eng.close()
 
 
 def control_rows(
@@ -59,12 +90,15 @@ def control_rows(
     dtype: str = "auto",
     data_dir: str | dict | None = None,
     eval_batch_size: int = 8,
+    eval_engine: str = "hf",
+    vllm_memory_fraction: float = 0.3,
 ) -> list[dict]:
     """Rows for the controls in `which` (text-only, seed image, noise image, token-matched random text), same scorer.
 
     Each control is recorded in `<out_dir>/evals.jsonl` under a hash of its configuration (model label, benchmark,
     test ids, budget, dtype, control, image size, seed icon, seed); with `resume` a recorded one is not evaluated
     again, and the model is loaded only when some control is missing. `image_size`: default as `run_arm`'s.
+    `eval_engine` ("hf", "vllm", "auto") and `vllm_memory_fraction` as in `run_arm`.
     """
     unknown = [c for c in which if c not in CONTROLS]
     if unknown:
@@ -76,25 +110,28 @@ def control_rows(
     mnt = max_new_tokens or generation_budget(benchmark)
     common = dict(evaluation="control", model=model_label, benchmark=benchmark, max_new_tokens=mnt, dtype=dtype)
     common |= dict(image_size=image_size, seed_icon=seed_icon, seed=seed, test_ids=[e["id"] for e in test_examples])
+    common |= _engine_key(engine := resolve_engine(eval_engine, device))
 
     def evaluate_missing(names: Sequence[str]) -> dict[str, dict]:
         model, processor = load_frozen(model_path, device=device, dtype=dtype)
-        df = evaluate_controls(
-            model,
-            processor,
-            test_examples,
-            benchmark=benchmark,
-            size=image_size,
-            seed_icon_name=seed_icon,
-            seed=seed,
-            controls=names,
-            max_new_tokens=mnt,
-            batch_size=eval_batch_size,
-            progress=False,
-        )
+        with _engine_for(engine, model_path, model, dtype, seed, vllm_memory_fraction) as eng:
+            df = evaluate_controls(
+                model,
+                processor,
+                test_examples,
+                benchmark=benchmark,
+                size=image_size,
+                seed_icon_name=seed_icon,
+                seed=seed,
+                controls=names,
+                max_new_tokens=mnt,
+                batch_size=eval_batch_size,
+                progress=False,
+                engine=eng,
+            )
         place = placement(model)
         return {
-            r["control"]: _untrained_row(f"control:{r['control']}", benchmark, model_label, seed, mnt, r, place)
+            r["control"]: _untrained_row(f"control:{r['control']}", benchmark, model_label, seed, mnt, r, place, engine)
             for r in df.to_dict("records")
         }
 
@@ -120,12 +157,15 @@ def transport_rows(
     dtype: str = "auto",
     data_dir: str | dict | None = None,
     eval_batch_size: int = 8,
+    eval_engine: str = "hf",
+    vllm_memory_fraction: float = 0.3,
 ) -> pd.DataFrame:
     """The artwork `png` scored after each re-encoding in `kinds` (`transport.evaluate_transports`'s columns).
 
     Each (artwork pixels, transport) is recorded in `<out_dir>/evals.jsonl` under a hash of model label,
     benchmark, test ids, budget, dtype, the artwork's pixel hash and the transport; with `resume` a recorded one is
     not evaluated again, and the model is loaded only when some are missing. Transported PNGs go to `files_dir`.
+    `eval_engine` ("hf", "vllm", "auto") and `vllm_memory_fraction` as in `run_arm`.
     """
     from .transport import TRANSPORTS, evaluate_transports
 
@@ -135,21 +175,24 @@ def transport_rows(
     mnt = max_new_tokens or generation_budget(benchmark)
     common = dict(evaluation="transport", model=model_label or str(model_path), benchmark=benchmark, dtype=dtype)
     common |= dict(max_new_tokens=mnt, artwork=image_hash(png), test_ids=[e["id"] for e in test_examples])
+    common |= _engine_key(engine := resolve_engine(eval_engine, device))
 
     def evaluate_missing(names: Sequence[str]) -> dict[str, dict]:
         model, processor = load_frozen(model_path, device=device, dtype=dtype)
-        df = evaluate_transports(
-            model,
-            processor,
-            test_examples,
-            png,
-            benchmark,
-            kinds=names,
-            out_dir=files_dir,
-            max_new_tokens=mnt,
-            batch_size=eval_batch_size,
-            progress=False,
-        )
+        with _engine_for(engine, model_path, model, dtype, 0, vllm_memory_fraction) as eng:
+            df = evaluate_transports(
+                model,
+                processor,
+                test_examples,
+                png,
+                benchmark,
+                kinds=names,
+                out_dir=files_dir,
+                max_new_tokens=mnt,
+                batch_size=eval_batch_size,
+                progress=False,
+                engine=eng,
+            )
         place, root = placement(model), Path(out_dir or ".").resolve()
         rows = {}
         for r in df.to_dict("records"):  # files named relative to the results folder, not where it lives

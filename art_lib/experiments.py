@@ -20,15 +20,15 @@ import torch
 
 from .checkpoint import Checkpointer, safe_load
 from .data import load_benchmark
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluate_with_engine
 from .evaluations import control_rows as control_rows
 from .evaluations import transport_rows as transport_rows
 from .manifest import config_hash as config_hash
 from .manifest import finished_arm, record_arm
-from .methods import load_lora_adapter
+from .methods import SERVED_BY_ENGINES, load_lora_adapter
 from .models import load_frozen
 from .pixel_prompt import PixelPrompt
-from .runtime import default_image_size, free_memory, placement
+from .runtime import default_image_size, free_memory, open_engine, placement, resolve_engine
 from .runtime import generation_budget as generation_budget
 from .runtime import resolve_model as resolve_model
 from .runtime import resolve_runtime as resolve_runtime
@@ -142,6 +142,9 @@ def run_arm(
     eval_batch_size: int = 8,
     progress: bool = False,
     keep_model: bool = False,
+    rollout_engine: str = "hf",
+    eval_engine: str = "hf",
+    vllm_memory_fraction: float = 0.3,
     **train_kw,
 ) -> tuple[dict, object | None]:
     """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult or None).
@@ -162,7 +165,13 @@ def run_arm(
     Long runs: `checkpoint_every` > 0 saves the arm every N steps under `<out_dir>/checkpoints/<arm>/`;
     with `resume`, a rerun continues from there, and an arm already recorded in `<out_dir>/arms.jsonl`
     with the same configuration is not trained again (its row is returned with `None` for the result).
-    Without `resume` the arm's old checkpoints are deleted first. `max_new_tokens` is the generation
+    Without `resume` the arm's old checkpoints are deleted first.
+
+    Engines: `rollout_engine` (RL) and `eval_engine` are "hf" (transformers `generate`, the reference), "vllm" (an
+    offline vLLM engine on the checkpoint, started once for the arm beside the training model, taking
+    `vllm_memory_fraction` of the GPU) or "auto" (vLLM on CUDA when installed); a soft prompt is always generated
+    with HF (no engine can be sent one). The engine used is part of the arm's configuration and row.
+    `max_new_tokens` is the generation
     budget of evaluation and (unless `max_completion_length` is given) of RL rollouts; default: the
     benchmark's. `reward="dry_run"` (dry runs only) replaces the benchmark's scorer for RL.
     """
@@ -178,6 +187,7 @@ def run_arm(
     if objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
     device, dtype = resolve_runtime(device, dtype)
+    engines = _arm_engines(method, objective, rollout_engine, eval_engine, device)
     image_size = image_size or default_image_size(model_path)
     config = {
         "model": model_label,
@@ -196,6 +206,8 @@ def run_arm(
         "train_ids": [e["id"] for e in train_examples],
         "test_ids": [e["id"] for e in test_examples],
         "artwork": artwork,
+        # engines other than HF change the numbers (8-bit rollouts, engine kernels); HF runs keep their old hash
+        **{f"{k}_engine": v for k, v in engines.items() if v != "hf"},
     }
     chash = config_hash(config)
     if resume and (done := finished_arm(out_dir, stem, chash)) is not None:
@@ -217,7 +229,7 @@ def run_arm(
         test_examples,
         artwork=artwork,
         warm_start=warm_start,
-        runtime=dict(device=device, dtype=dtype, progress=progress),
+        runtime=dict(device=device, dtype=dtype, progress=progress, engines=engines, memory=vllm_memory_fraction),
         save=dict(path=out_dir / stem, model_id=model_label),
         eval_kw=dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size),
         train_kw=train_kw,
@@ -228,6 +240,16 @@ def run_arm(
         res = dataclasses.replace(res, method=ReleasedMethod(method, res.artwork))
         free_memory()
     return row, res
+
+
+def _arm_engines(method: str, objective: str, rollout: str, evaluation: str, device: str) -> dict[str, str]:
+    """{"rollout": ..., "eval": ...} as "hf" / "vllm" for this arm (SFT samples nothing; soft prompts: HF only)."""
+    engines = {"rollout": resolve_engine(rollout, device) if objective != "sft" else "hf"}
+    engines["eval"] = resolve_engine(evaluation, device)
+    if method not in SERVED_BY_ENGINES and "vllm" in engines.values():
+        print(f"[arm] {method}: no engine can be sent a soft prompt; generating with HF instead of vLLM", flush=True)
+        engines = {k: "hf" for k in engines}
+    return engines
 
 
 def _train(model, processor, arm: dict, train_examples: list[dict], artwork, warm_start, progress, train_kw):
@@ -263,36 +285,64 @@ def _train(model, processor, arm: dict, train_examples: list[dict], artwork, war
     return res, time.perf_counter() - t
 
 
-def _train_and_score(
-    arm: dict, train_examples, test_examples, *, artwork, warm_start, runtime, save, eval_kw, train_kw
-):
-    """Load the frozen model, train, save the artifact and score it from disk; the model dies with this frame."""
-    method, objective = arm["method"], arm["objective"]
-    model, processor = load_frozen(arm["model_path"], device=runtime["device"], dtype=runtime["dtype"])
-    place = placement(model)
-    res, train_s = _train(model, processor, arm, train_examples, artwork, warm_start, runtime["progress"], train_kw)
-    h = res.history
+def _score_artifact(model, processor, arm, res, test_examples, engine, save, eval_kw, train_kw):
+    """(artifact path, EvalResult): save what would be served, score it loaded back from disk (on `engine` if any).
+
+    ART and soft prompts leave the frozen model bit-identical (tested), so it is reused; so is LoRA's base, once the
+    trained adapter layers are removed (vLLM: the engine loads the saved adapter folder itself).
+    """
+    method, h = arm["method"], res.history
     artifact = res.method.save(
         save["path"],
         model_id=save["model_id"],
-        objective=objective,
+        objective=arm["objective"],
         step=int(h["step"].iloc[-1]),
         benchmark=arm["benchmark"],
     )
     if method == "art":  # the float pixels too, to compare with the 8-bit PNG after a resumed run
         torch.save(res.artwork.pixels().detach().cpu(), Path(f"{save['path']}.float.pt"))
-    # Score what would be served, loaded back from disk. ART and soft prompts leave the frozen model
-    # bit-identical (tested), so it is reused; so is LoRA's base, once the trained adapter layers are removed.
-    if method == "art":
         # An artwork trained through `resize_to` is scored through the processor's own resize (Table 3).
         resized = isinstance(train_kw.get("eot"), resize_to)
-        ev = evaluate(model, processor, test_examples, image=artifact, progress=False, allow_resize=resized, **eval_kw)
-    elif method == "lora":
+        kw = dict(progress=False, allow_resize=resized, engine=engine or "hf")
+        return artifact, evaluate(model, processor, test_examples, image=artifact, **kw, **eval_kw)
+    if method == "lora":
         base = res.method.model.unload()  # the base's own modules back, nothing merged into its weights
+        if engine is not None:
+            res.method.model = base
+            kw = {k: v for k, v in eval_kw.items() if k != "batch_size"}
+            lora = engine.adapter(artifact)
+            return artifact, evaluate_with_engine(
+                engine, processor, test_examples, lora_request=lora, progress=False, **kw
+            )  # fmt: skip
         res.method.model = load_lora_adapter(base, artifact)  # the saved adapter, read from disk, on that base
-        ev = evaluate(res.method.model, processor, test_examples, image=None, progress=False, **eval_kw)
-    else:
-        ev = evaluate_soft_prompt(model, processor, test_examples, artifact, **eval_kw)
+        return artifact, evaluate(res.method.model, processor, test_examples, image=None, progress=False, **eval_kw)
+    return artifact, evaluate_soft_prompt(model, processor, test_examples, artifact, **eval_kw)
+
+
+def _train_and_score(
+    arm: dict, train_examples, test_examples, *, artwork, warm_start, runtime, save, eval_kw, train_kw
+):
+    """Load the frozen model, train, save the artifact and score it from disk; the model dies with this frame."""
+    objective = arm["objective"]
+    model, processor = load_frozen(arm["model_path"], device=runtime["device"], dtype=runtime["dtype"])
+    place, engines, engine = placement(model), runtime["engines"], None
+    if "vllm" in engines.values():  # one engine for the arm's rollouts and its evaluation, beside the model
+        lora_rank = train_kw.get("lora_rank", 8)
+        engine = open_engine(
+            arm["model_path"], model, method=arm["method"], dtype=runtime["dtype"], lora_rank=lora_rank,
+            seed=arm["seed"], memory_fraction=runtime["memory"],
+        )  # fmt: skip
+    try:
+        if engines["rollout"] == "vllm":
+            train_kw = train_kw | {"rollout_engine": engine}
+        res, train_s = _train(
+            model, processor, arm, train_examples, artwork, warm_start, runtime["progress"], train_kw
+        )  # fmt: skip
+        artifact, ev = _score_artifact(model, processor, arm, res, test_examples, engine, save, eval_kw, train_kw)
+    finally:
+        if engine is not None:
+            engine.close()
+    h = res.history
     grad = h["grad_norm"] if "grad_norm" in h else pd.Series(0.0, index=h.index)
     row = {
         "objective": objective,
@@ -311,6 +361,8 @@ def _train_and_score(
         "ci_low": ev.ci_low,
         "ci_high": ev.ci_high,
         "max_new_tokens": eval_kw["max_new_tokens"],
+        "rollout_engine": engines["rollout"] if objective != "sft" else "",
+        "eval_engine": engines["eval"],
         **place,
         "artifact": Path(artifact).name,
     }
@@ -336,6 +388,8 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
         "ci_low",
         "ci_high",
         "max_new_tokens",
+        "rollout_engine",
+        "eval_engine",
         "device",
         "dtype",
         "artifact",

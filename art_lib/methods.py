@@ -30,6 +30,10 @@ from .preprocess import preprocess_image
 # projections stay frozen, as vLLM's LoRA support for Qwen3.5 covers these modules.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 
+#: Methods an engine (vLLM, any OpenAI-compatible server) can be sent: an image or an adapter. A soft prompt is a
+#: tensor of input embeddings, for which the chat API has no field: it is generated with HF only.
+SERVED_BY_ENGINES = ("art", "lora")
+
 
 @runtime_checkable
 class Method(Protocol):

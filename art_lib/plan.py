@@ -78,26 +78,112 @@ def select(scale: str, only: list[str] | None = None, overrides: dict | None = N
 
 
 def check_overrides(nb: Path, overrides: dict) -> None:
-    """Each override names a parameter of the notebook's parameters cell and has its default's type.
+    """Each override names a parameter of the notebook's parameters cell and has its annotated type.
 
-    The type is the default's where that is unambiguous (int, float, bool, str, list, dict; an int passes for a
-    float); a None default takes anything, and None (YAML `null`) is accepted for any parameter (many mean "the
-    default" by None). Anything else is a ValueError naming notebook, parameter and value.
+    None (YAML `null`) is accepted for any parameter (many mean "the default" by None). Anything else is a
+    ValueError naming notebook, parameter and value (`check_value`).
     """
-    defaults = notebook_parameters(nb)
+    defaults, types = notebook_parameters(nb), parameter_types(nb)
     for name, value in overrides.items():
         if name not in defaults:
             raise _nearest(f"{nb.stem} has no parameter {name!r}", name, list(defaults))
-        want = type(defaults[name])
-        if value is None or want not in (bool, int, float, str, list, dict):
-            continue  # None, or a default whose type says nothing (None, a tuple or set literal)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else type(value) is want
-        if not ok:
-            hint = " (YAML reads 1e-2 as text: write 1.0e-2)" if want is float and _is_number(value) else ""
-            raise ValueError(
-                f"{nb.stem}: parameter {name} must be of type {want.__name__} (its default is {defaults[name]!r}), "
-                f"got {value!r} ({type(value).__name__}){hint}"
+        if value is not None:
+            check_value(nb.stem, name, value, types.get(name))
+
+
+#: Count parameters: an int (or each int of a list) below 1 runs nothing or ends in an error far from its cause.
+AT_LEAST_ONE = frozenset(
+    "n_test n_train steps rl_steps batch_size rl_batch_size num_generations eval_batch_size cpu_threads lora_rank "
+    "lora_ranks sizes".split()
+)
+
+
+def check_value(notebook: str, name: str, value, annotation) -> None:
+    """`value` has the parameter's annotated type (an int passes for a float; a count is >= 1), else ValueError."""
+    if annotation is not None and not _has_type(value, annotation):
+        hint = " (YAML reads 1e-2 as text: write 1.0e-2)" if _wants(annotation, float) and _is_number(value) else ""
+        raise ValueError(
+            f"{notebook}: parameter {name} must be of type {_type_name(annotation)}, got {value!r} "
+            f"({type(value).__name__}){hint}"
+        )
+    counts = value if isinstance(value, list) else [value]
+    if name in AT_LEAST_ONE and any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in counts):
+        raise ValueError(
+            f"{notebook}: parameter {name} counts something and must be >= 1 (or None: all), got {value!r}"
+        )
+
+
+def check_parameters(namespace: dict, stem: str) -> dict:
+    """A notebook's setup: its parameters (the annotated names of its parameters cell) after papermill's injection,
+    checked: a name papermill injected that the cell does not declare (a typo) and a value of the wrong type are
+    ValueErrors naming the nearest parameter / the type. Call it first in the setup cell, before other names are
+    set (modules, functions and classes are not parameters). Returns {name: value} of the declared parameters."""
+    import types
+
+    declared = namespace.get("__annotations__", {})
+    ipython = {"In", "Out", "get_ipython", "exit", "quit", "open", "STEM"}
+    unknown = [
+        k
+        for k, v in namespace.items()
+        if k not in declared
+        and not k.startswith("_")
+        and k not in ipython
+        and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+        and getattr(v, "__module__", None) != "typing"  # the cell's `from typing import Optional, Union`
+    ]
+    if unknown:
+        raise _nearest(f"{stem} has no parameter {unknown[0]!r}", unknown[0], list(declared))
+    for name, annotation in declared.items():
+        if namespace[name] is not None:
+            check_value(stem, name, namespace[name], annotation)
+    return {k: namespace[k] for k in declared}
+
+
+def parameter_types(nb: Path) -> dict:
+    """{name: annotation} of a notebook's parameters cell (`name: type = literal`), as the types Python builds."""
+    import typing
+
+    names = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict, "None": None}
+    names |= {"Optional": typing.Optional, "Union": typing.Union}
+    out = {}
+    for node in _parameter_nodes(nb):
+        if isinstance(node, ast.AnnAssign):
+            out[node.target.id] = eval(
+                compile(ast.Expression(node.annotation), "<annotation>", "eval"), {"__builtins__": {}}, names
             )
+    return out
+
+
+def _has_type(value, annotation) -> bool:
+    """isinstance for a parameters cell's annotations: int, float, bool, str, None, X | Y, list[X], dict[K, V]."""
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is None or annotation is type(None):
+        return value is None
+    if args and origin is not list and origin is not dict:  # X | Y
+        return any(_has_type(value, a) for a in args)
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _has_type(k, args[0]) and _has_type(v, args[1]) for k, v in value.items()
+        )
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _wants(annotation, kind) -> bool:
+    import typing
+
+    return annotation is kind or kind in typing.get_args(annotation)
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation)
 
 
 def _is_number(text) -> bool:
@@ -169,7 +255,7 @@ def plan_arms(stem: str, p: dict) -> list[dict]:
                 for a in p["methods"]
             ]
     elif stem == "tab2_art_vs_lora":
-        for b in p["benchmarks"]:
+        for b in p["benchmarks"] + [b for b in p.get("extra_benchmarks", []) if b not in p["benchmarks"]]:
             arms.append(ctl(p["model"], b))
             arms += [
                 _arm(p["model"], b, a, "sft", p["steps"], p["batch_size"], p) for _ in p["seeds"] for a in p["methods"]
@@ -231,12 +317,13 @@ def plan(
     from .prompt_lengths import measure
 
     tp = tp or Throughput()
-    rows, lengths = [], {}
+    rows, lengths, fractions = [], {}, [0.0]
     for nb, p in select(scale, only, overrides):
         if p is None:
             continue
         p = notebook_parameters(nb) | p | (overrides or {})
         p = transform(p) if transform else p
+        fractions.append(float(p.get("vllm_memory_fraction") or 0.0))
         for arm in plan_arms(nb.stem, p):
             c = arm_cost(arm, p, tp)
             lengths[arm["benchmark"]] = measure(arm["benchmark"], arm["model"], arm["data_dir"]).describe()
@@ -261,6 +348,7 @@ def plan(
             )
     df = pd.DataFrame(rows)
     df.attrs["prompt_lengths"] = lengths
+    df.attrs["vllm_memory_fraction"] = max(fractions)
     return df
 
 
@@ -272,23 +360,38 @@ def _hours_up(seconds: float) -> float:
 def notebook_parameters(nb: Path) -> dict:
     """A notebook's parameters-cell defaults, read with `ast` (no execution).
 
-    The cell tagged `parameters` (the one papermill injects after) must hold only `name = literal` statements;
+    The cell tagged `parameters` (the one papermill injects after) must hold only `name: type = literal` statements;
     anything else raises `ValueError`, so a default that is not a plain value cannot slip past `--plan` and
     the tests.
     """
+    out = {}
+    for node in _parameter_nodes(nb):
+        try:
+            out[_target(node)] = ast.literal_eval(node.value)
+        except ValueError as e:
+            raise ValueError(f"{Path(nb).name}: parameters cell line {node.lineno}: {e}") from None
+    return out
+
+
+def _target(node) -> str:
+    return node.target.id if isinstance(node, ast.AnnAssign) else node.targets[0].id
+
+
+def _parameter_nodes(nb: Path) -> list:
+    """The statements of the cell tagged `parameters`: each `name: type = literal` (or `name = literal`)."""
     import json
 
     cells = json.loads(Path(nb).read_text())["cells"]
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise ValueError(f"{Path(nb).name}: {len(tagged)} cells tagged 'parameters' (want exactly 1)")
-    src = "".join(tagged[0]["source"])
-    out = {}
-    for node in ast.parse(src).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            raise ValueError(f"{Path(nb).name}: parameters cell line {node.lineno} is not `name = literal`")
-        try:
-            out[node.targets[0].id] = ast.literal_eval(node.value)
-        except ValueError as e:
-            raise ValueError(f"{Path(nb).name}: parameters cell line {node.lineno}: {e}") from None
-    return out
+    nodes = []
+    for node in ast.parse("".join(tagged[0]["source"])).body:
+        if isinstance(node, ast.ImportFrom) and node.module == "typing":
+            continue  # the names its annotations use (papermill cannot read `X | None`, it reads `Optional[X]`)
+        plain = isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        annotated = isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None
+        if not (plain or annotated):
+            raise ValueError(f"{Path(nb).name}: parameters cell line {node.lineno} is not `name: type = literal`")
+        nodes.append(node)
+    return nodes

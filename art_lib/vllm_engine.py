@@ -204,6 +204,30 @@ class VLLMEngine:
         self._lora_count += 1
         return self._vllm.lora.request.LoRARequest(f"art_{self._lora_count}", self._lora_count, os.fspath(path))
 
+    def close(self) -> None:
+        """Stop the engine and release its memory (its worker process, KV cache and weights), so another can start."""
+        if self.llm is None:
+            return
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+        self.llm = None
+        for tmp in (self._tmp, getattr(self, "_tmp_model", None)):
+            if tmp is not None:
+                tmp.cleanup()
+        try:  # in-process engines (VLLM_ENABLE_V1_MULTIPROCESSING=0) leave a process group behind
+            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+            destroy_model_parallel()
+            destroy_distributed_environment()
+        except Exception:  # noqa: BLE001  (nothing to destroy, or an older layout: the engine is stopped anyway)
+            pass
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def weights_fingerprint(self) -> str:
         """SHA-1 of every weight the engine holds, computed where the engine runs (in this process with
         `VLLM_ENABLE_V1_MULTIPROCESSING=0`; in a worker, vLLM needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1`)."""
