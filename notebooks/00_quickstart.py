@@ -24,37 +24,41 @@
 # **Toy world.** At the default parameters every number here comes from the kit's own tiny Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), not from a real checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.
 
 # %% tags=["parameters"]
-model = "toy:base"          # "toy:<size>" (shipped with art_lib) or a checkpoint id / folder
-benchmark = "toy_add"       # a registered benchmark (art_lib.registry.benchmark_names())
-method = "art"              # art | lora | soft_prompt
-objective = "sft"           # sft | grpo | dapo
-steps = 300                 # optimiser steps
-batch_size = 16             # prompts per step
-lr = 0.05                   # Adam learning rate on pixels in [0, 1]
-num_generations = 8         # completions per prompt (RL objectives)
-image_size = 64             # artwork side in pixels (the toy processor's minimum; 256 for Qwen3.5)
-seed_icon = "math"          # math | reasoning | tools
-n_test = 40                 # test examples (None: all; the toy test split holds 40 distinct prompts)
-seed = 0                    # training seed
-device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
-dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
-data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
-max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
-eval_batch_size = 8         # prompts per generate call when evaluating
-micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
-generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
-gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
-checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
-reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
-overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
-progress = False            # a progress bar per arm: steps done, time left
-cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
-results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+from typing import Optional, Union  # the parameter types below (`papermill --help-notebook` lists them)
+model: str = "toy:base"                       # "toy:<size>" (shipped with art_lib) or a checkpoint id / folder
+benchmark: str = "toy_add"                    # a registered benchmark (art_lib.registry.benchmark_names())
+method: str = "art"                           # art | lora | soft_prompt
+objective: str = "sft"                        # sft | grpo | dapo
+steps: int = 300                              # optimiser steps
+batch_size: int = 16                          # prompts per step
+lr: float = 0.05                              # Adam learning rate on pixels in [0, 1]
+num_generations: int = 8                      # completions per prompt (RL objectives)
+image_size: int = 64                          # artwork side in pixels (the toy processor's minimum; 256 for Qwen3.5)
+seed_icon: str = "math"                       # math | reasoning | tools
+n_test: Optional[int] = 40                    # test examples (None: all; the toy test split holds 40 distinct prompts)
+seed: int = 0                                 # training seed
+device: str = "auto"                          # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype: str = "auto"                           # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir: Union[str, dict, None] = None       # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
+max_new_tokens: Optional[int] = None          # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size: int = 8                      # prompts per generate call when evaluating
+micro_batch_size: Optional[int] = None        # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size: Optional[int] = None   # prompts per generate call in RL rollouts (None: a whole step at once)
+gradient_checkpointing: bool = False          # recompute activations in the backward pass: less memory, slower
+checkpoint_every: int = 0                     # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
+resume: bool = False                          # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
+reward: Optional[str] = None                  # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter: Optional[bool] = None        # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
+shared_prefix: bool = False                   # ART / soft prompt: run the tokens every row starts with once per step (same loss and gradients, faster)
+rollout_engine: str = "hf"                    # RL rollouts: "hf" (transformers generate), "vllm" (offline vLLM beside the model), "auto" (vLLM on CUDA if installed)
+eval_engine: str = "hf"                       # evaluation: "hf", "vllm" or "auto" (a soft prompt is always generated with HF)
+vllm_memory_fraction: float = 0.3             # share of the GPU vLLM takes beside training (weights + KV cache); CPU: VLLM_CPU_KVCACHE_SPACE
+progress: bool = False                        # a progress bar per arm: steps done, time left
+cpu_threads: int = 1                          # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag: str = ""                         # "" for default runs; e.g. "paper" for paper-scale runs
 
 # %%
 STEM = '00_quickstart'
-PARAMETERS = ['model', 'benchmark', 'method', 'objective', 'steps', 'batch_size', 'lr', 'num_generations', 'image_size', 'seed_icon', 'n_test', 'seed', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -63,16 +67,18 @@ from IPython.display import display
 from art_lib.results import results_dir, write_table, save_figure, write_run_info
 
 from art_lib.experiments import resolve_runtime
+from art_lib.plan import check_parameters
 
+params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
 torch.set_num_threads(cpu_threads)
 started = time.time()
-params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
 out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
 device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size)  # every model load and evaluation
+               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
+               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
 arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing,
+              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
 print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
@@ -108,7 +114,7 @@ rows = [row] + control_rows(model_path, benchmark, n_test=n_test, image_size=ima
                            seed=seed, model_label=model_label, out_dir=out, resume=resume, **runtime)
 table = tidy(rows)
 write_table(table, out)
-print(table[["method", "accuracy", "ci_low", "ci_high"]].round(3).to_string(index=False))
+display(table[["method", "accuracy", "ci_low", "ci_high"]].round(3))
 
 # %% [markdown]
 # The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
@@ -129,15 +135,18 @@ else:
 # %%
 import matplotlib.pyplot as plt
 from art_lib.pixel_prompt import PixelPrompt
+from art_lib.plots import accuracy_bars
 
 if method == "art":
     learned = PixelPrompt.from_png(out / row["artifact"])
     history = res.history if res is not None else pd.DataFrame({"step": [], "loss": []})
-    fig, ax = plt.subplots(1, 3, figsize=(9, 3))
+    fig, ax = plt.subplots(1, 4, figsize=(13, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.3, 1.5]})
     ax[0].imshow(PixelPrompt.from_icon(seed_icon, image_size).to_pil()); ax[0].set_title("seed")
     ax[1].imshow(learned.to_pil()); ax[1].set_title(f"learned ({steps} steps)")
-    ax[2].plot(history["step"], history["loss"]); ax[2].set_title("training loss"); ax[2].set_xlabel("step")
+    ax[2].semilogy(history["step"], history["loss"]); ax[2].set_title("training loss"); ax[2].set_xlabel("step")
+    accuracy_bars(ax[3], table, x="method"); ax[3].set_title("accuracy from the PNG")
     for a in ax[:2]: a.axis("off")
+    fig.tight_layout()
     save_figure(fig, out, "quickstart")
     plt.show()
 

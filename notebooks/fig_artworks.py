@@ -24,37 +24,41 @@
 # **Toy world.** At the default parameters every number here comes from the kit's own tiny Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), not from a real checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.
 
 # %% tags=["parameters"]
-model = "toy:base"                                  # model
-tasks = {"toy_add": "math", "toy_sub": "reasoning", "toy_tool": "tools"}  # benchmark -> seed icon
-objective = "sft"           # sft | grpo | dapo (the paper's Figure 1 uses DAPO)
-steps = 300                 # optimiser steps
-batch_size = 16             # prompts per step
-lr = 0.05                   # learning rate on pixels
-image_size = 64             # artwork side
-evolution_task = "toy_tool"  # the benchmark whose checkpoints are shown (Figure 2: ToolMind)
-evolution_steps = None      # steps shown in Figure 2 (None: every checkpoint; 0: the seed icon)
-num_generations = 8         # completions per prompt (RL objectives)
-checkpoint_every = 50       # steps between saved artworks (also the resume points; every one is kept)
-n_test = 40                 # test examples
-seed = 0                    # training seed
-device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
-dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
-data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
-max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
-eval_batch_size = 8         # prompts per generate call when evaluating
-micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
-generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
-gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
-resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
-reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
-overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
-progress = False            # a progress bar per arm: steps done, time left
-cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
-results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+from typing import Optional, Union  # the parameter types below (`papermill --help-notebook` lists them)
+model: str = "toy:base"                       # model
+tasks: dict[str, str] = {"toy_add": "math", "toy_sub": "reasoning", "toy_tool": "tools"}  # benchmark -> seed icon
+objective: str = "sft"                        # sft | grpo | dapo (the paper's Figure 1 uses DAPO)
+steps: int = 300                              # optimiser steps
+batch_size: int = 16                          # prompts per step
+lr: float = 0.05                              # learning rate on pixels
+image_size: int = 64                          # artwork side
+evolution_task: str = "toy_tool"              # the benchmark whose checkpoints are shown (Figure 2: ToolMind)
+evolution_steps: Optional[list[int]] = None   # steps shown in Figure 2 (None: every checkpoint; 0: the seed icon)
+num_generations: int = 8                      # completions per prompt (RL objectives)
+checkpoint_every: int = 50                    # steps between saved artworks (also the resume points; every one is kept)
+n_test: Optional[int] = 40                    # test examples
+seed: int = 0                                 # training seed
+device: str = "auto"                          # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype: str = "auto"                           # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir: Union[str, dict, None] = None       # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
+max_new_tokens: Optional[int] = None          # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size: int = 8                      # prompts per generate call when evaluating
+micro_batch_size: Optional[int] = None        # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size: Optional[int] = None   # prompts per generate call in RL rollouts (None: a whole step at once)
+gradient_checkpointing: bool = False          # recompute activations in the backward pass: less memory, slower
+resume: bool = False                          # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
+reward: Optional[str] = None                  # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter: Optional[bool] = None        # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
+shared_prefix: bool = False                   # ART / soft prompt: run the tokens every row starts with once per step (same loss and gradients, faster)
+rollout_engine: str = "hf"                    # RL rollouts: "hf" (transformers generate), "vllm" (offline vLLM beside the model), "auto" (vLLM on CUDA if installed)
+eval_engine: str = "hf"                       # evaluation: "hf", "vllm" or "auto" (a soft prompt is always generated with HF)
+vllm_memory_fraction: float = 0.3             # share of the GPU vLLM takes beside training (weights + KV cache); CPU: VLLM_CPU_KVCACHE_SPACE
+progress: bool = False                        # a progress bar per arm: steps done, time left
+cpu_threads: int = 1                          # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag: str = ""                         # "" for default runs; e.g. "paper" for paper-scale runs
 
 # %%
 STEM = 'fig_artworks'
-PARAMETERS = ['model', 'tasks', 'objective', 'steps', 'batch_size', 'lr', 'image_size', 'evolution_task', 'evolution_steps', 'num_generations', 'checkpoint_every', 'n_test', 'seed', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -63,16 +67,18 @@ from IPython.display import display
 from art_lib.results import results_dir, write_table, save_figure, write_run_info
 
 from art_lib.experiments import resolve_runtime
+from art_lib.plan import check_parameters
 
+params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
 torch.set_num_threads(cpu_threads)
 started = time.time()
-params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
 out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
 device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size)  # every model load and evaluation
+               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
+               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
 arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing,
+              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
 print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
@@ -96,7 +102,7 @@ for task, icon in tasks.items():
     ckpts[task] = arm_checkpoints(out, arm_stem("art", task, objective, seed), checkpoint_every)
 table = tidy(rows)
 write_table(table, out)
-print(table[["benchmark", "seed_icon", "accuracy"]].round(3).to_string(index=False))
+display(table[["benchmark", "seed_icon", "accuracy", "ci_low", "ci_high"]].round(3))
 
 # %% [markdown]
 # The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
@@ -122,7 +128,7 @@ for j, (task, icon) in enumerate(tasks.items()):
     art = table[table.benchmark == task].iloc[0]
     ax[0, j].imshow(PixelPrompt.from_icon(icon, image_size).to_pil()); ax[0, j].set_title(f"seed: {icon}")
     ax[1, j].imshow(PixelPrompt.from_png(out / art["artifact"]).to_pil())
-    ax[1, j].set_title(f"{task}: acc {art['accuracy']:.2f}")
+    ax[1, j].set_title(f"{task}: accuracy {art['accuracy']:.2f}\n95% CI [{art['ci_low']:.2f}, {art['ci_high']:.2f}]")
 for a in ax.ravel(): a.axis("off")
 save_figure(fig, out, "fig1_artworks")
 plt.show()
@@ -131,6 +137,8 @@ plt.show()
 # ## 3. Figure 2: evolution over training
 
 # %%
+from art_lib.plots import evolution_strip
+
 frames = [(0, PixelPrompt.from_icon(tasks[evolution_task], image_size))]
 for path in ckpts[evolution_task].checkpoints():
     step = int(path.name.split("-")[1])
@@ -141,9 +149,7 @@ if evolution_steps is not None:
         raise ValueError(f"Figure 2 asks for steps {missing}, which no checkpoint holds "
                          f"(checkpoint_every={checkpoint_every}, steps={steps})")
     frames = [(s, art) for s, art in frames if s in evolution_steps]
-fig, ax = plt.subplots(1, len(frames), figsize=(2 * len(frames), 2.3))
-for a, (step, art) in zip(ax, frames):
-    a.imshow(art.to_pil()); a.set_title(f"step {step}"); a.axis("off")
+fig = evolution_strip([(step, art.to_uint8()) for step, art in frames])  # below each: what changed since the last
 save_figure(fig, out, "fig2_evolution")
 plt.show()
 

@@ -30,39 +30,43 @@
 # **Toy world.** At the default parameters every number here comes from the kit's own tiny Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), not from a real checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.
 
 # %% tags=["parameters"]
-model = "toy:base"               # model
-benchmark = "toy_add"            # benchmark
-style_weights = [0.0, 1.0, 10.0]  # weight of (1 - SSIM) and of L2 to the seed
-steps = 300                      # optimiser steps
-batch_size = 16                  # prompts per step
-lr = 0.05                        # learning rate on pixels
-image_size = 64                  # artwork side
-seed_icon = "math"               # seed icon
-eot_transforms = ["jpeg"]         # robust training transformations (also: "resize", "jitter", "shift")
-eot_p = 0.8                      # probability of a transformation per step
-transport_runs = {"toy:base": ["toy_add"], "toy:base-texture": ["toy_add", "toy_sub", "toy_max", "toy_tool"]}  # (b): model -> benchmarks
-transports = ["none", "jpeg95", "jpeg75", "jpeg50", "resize", "palette"]  # re-encodings evaluated
-n_test = 40                      # test examples (None: all; the toy test split holds 40)
-seed = 0                         # training seed
-device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
-dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
-data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
-max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
-eval_batch_size = 8         # prompts per generate call when evaluating
-micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
-generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
-gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
-checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
-reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
-overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
-progress = False            # a progress bar per arm: steps done, time left
-cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
-results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+from typing import Optional, Union  # the parameter types below (`papermill --help-notebook` lists them)
+model: str = "toy:base"                       # model
+benchmark: str = "toy_add"                    # benchmark
+style_weights: list[float] = [0.0, 1.0, 10.0]  # weight of (1 - SSIM) and of L2 to the seed
+steps: int = 300                              # optimiser steps
+batch_size: int = 16                          # prompts per step
+lr: float = 0.05                              # learning rate on pixels
+image_size: int = 64                          # artwork side
+seed_icon: str = "math"                       # seed icon
+eot_transforms: list[str] = ["jpeg"]          # robust training transformations (also: "resize", "jitter", "shift")
+eot_p: float = 0.8                            # probability of a transformation per step
+transport_runs: dict[str, list[str]] = {"toy:base": ["toy_add"], "toy:base-texture": ["toy_add", "toy_sub", "toy_max", "toy_tool"]}  # (b): model -> benchmarks
+transports: list[str] = ["none", "jpeg95", "jpeg75", "jpeg50", "resize", "palette"]  # re-encodings evaluated
+n_test: Optional[int] = 40                    # test examples (None: all; the toy test split holds 40)
+seed: int = 0                                 # training seed
+device: str = "auto"                          # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype: str = "auto"                           # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir: Union[str, dict, None] = None       # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
+max_new_tokens: Optional[int] = None          # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size: int = 8                      # prompts per generate call when evaluating
+micro_batch_size: Optional[int] = None        # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size: Optional[int] = None   # prompts per generate call in RL rollouts (None: a whole step at once)
+gradient_checkpointing: bool = False          # recompute activations in the backward pass: less memory, slower
+checkpoint_every: int = 0                     # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
+resume: bool = False                          # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
+reward: Optional[str] = None                  # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter: Optional[bool] = None        # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
+shared_prefix: bool = False                   # ART / soft prompt: run the tokens every row starts with once per step (same loss and gradients, faster)
+rollout_engine: str = "hf"                    # RL rollouts: "hf" (transformers generate), "vllm" (offline vLLM beside the model), "auto" (vLLM on CUDA if installed)
+eval_engine: str = "hf"                       # evaluation: "hf", "vllm" or "auto" (a soft prompt is always generated with HF)
+vllm_memory_fraction: float = 0.3             # share of the GPU vLLM takes beside training (weights + KV cache); CPU: VLLM_CPU_KVCACHE_SPACE
+progress: bool = False                        # a progress bar per arm: steps done, time left
+cpu_threads: int = 1                          # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag: str = ""                         # "" for default runs; e.g. "paper" for paper-scale runs
 
 # %%
 STEM = 'fig_style_tradeoff'
-PARAMETERS = ['model', 'benchmark', 'style_weights', 'steps', 'batch_size', 'lr', 'image_size', 'seed_icon', 'eot_transforms', 'eot_p', 'transport_runs', 'transports', 'n_test', 'seed', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -71,16 +75,18 @@ from IPython.display import display
 from art_lib.results import results_dir, write_table, save_figure, write_run_info
 
 from art_lib.experiments import resolve_runtime
+from art_lib.plan import check_parameters
 
+params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
 torch.set_num_threads(cpu_threads)
 started = time.time()
-params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
 out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
 device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size)  # every model load and evaluation
+               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
+               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
 arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing,
+              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
 print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
@@ -134,7 +140,7 @@ table = tidy(rows + transported)
 write_table(table, out)
 tr = table[table.experiment == "transport"]
 acc = tr.pivot_table(index=["model", "benchmark", "transport"], columns="training", values="accuracy")
-print(acc.round(3).to_string())
+display(acc.round(3))
 
 # %% [markdown]
 # The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
@@ -156,19 +162,23 @@ else:
 # ## 3. Figures
 
 # %%
+import math
 import matplotlib.pyplot as plt
-import seaborn as sns
+from art_lib.plots import accuracy_bars, labelled_points
 
 st = table[table.experiment == "style"]
-fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
-ax[0].plot(st["ssim_to_seed"], st["accuracy"], "o-")
-for _, r in st.iterrows():
-    ax[0].annotate(f"w={r['style_weight']:g}", (r["ssim_to_seed"], r["accuracy"]))
-ax[0].set_xlabel("SSIM to seed (PNG)"); ax[0].set_ylabel("accuracy"); ax[0].set_ylim(0, 1.05)
-sns.barplot(data=tr.assign(arm=tr["model"].str.split(":").str[-1] + " " + tr["training"]), x="transport",
-            y="accuracy", hue="arm", ax=ax[1], order=transports, errorbar=None)
-ax[1].set_ylim(0, 1.05); ax[1].tick_params(axis="x", rotation=30)
-ax[1].set_title("accuracy after re-encoding (mean over benchmarks)")
+panels = list(tr.groupby(["model", "benchmark"], sort=False))  # one panel per trained artwork
+ncols = min(3, 1 + len(panels)); nrows = math.ceil((1 + len(panels)) / ncols)
+fig, ax = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+ax = ax.ravel()
+for k, ((m, b), g) in enumerate(panels, start=1):
+    accuracy_bars(ax[k], g, x="transport", hue="training", order=transports, hue_order=["plain", "robust"],
+                  legend=k == ncols - 1)
+    ax[k].set_title(f"after re-encoding: {m.split(':')[-1]}, {b}", fontsize=10)
+for a in ax[1 + len(panels):]: a.set_visible(False)
+ax[0].set_xlim(0, 1.05); ax[0].set_xlabel("SSIM to seed (PNG)"); ax[0].set_title("style weight w", fontsize=10)
+fig.tight_layout()
+labelled_points(ax[0], st.assign(w="w=" + st["style_weight"].map("{:g}".format)), x="ssim_to_seed", label="w")
 save_figure(fig, out, "style_tradeoff")
 plt.show()
 

@@ -24,41 +24,45 @@
 # **Toy world.** At the default parameters every number here comes from the kit's own tiny Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), not from a real checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.
 
 # %% tags=["parameters"]
-models = ["toy:small", "toy:base", "toy:large"]   # model sizes to compare
-benchmark = "toy_add"       # benchmark name (art_lib.registry.benchmark_names())
-methods = ["art", "lora"]   # trained arms
-objective = "sft"           # sft | grpo | dapo
-steps = 300                 # optimiser steps per arm
-batch_size = 16             # prompts per step
-lr_art = 0.05               # learning rate for pixels
-lr_lora = 0.005             # learning rate for LoRA weights
-lora_weight_decay = 0.05    # L2 on LoRA weights (without it LoRA memorises the 60 toy training pairs)
-lora_rank = 8               # LoRA rank
-num_generations = 8         # completions per prompt (RL objectives)
-image_size = 64             # artwork side
-seed_icon = "math"          # seed icon
-n_train = None              # training examples (None: the whole train split)
-n_test = 40                 # test examples (None: all; the toy test split holds 40)
-seeds = [0]                 # training seeds
-device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
-dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
-data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
-max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
-eval_batch_size = 8         # prompts per generate call when evaluating
-micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
-generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
-gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
-checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
-reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
-overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
-progress = False            # a progress bar per arm: steps done, time left
-cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
-results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+from typing import Optional, Union  # the parameter types below (`papermill --help-notebook` lists them)
+models: list[str] = ["toy:small", "toy:base", "toy:large"]  # model sizes to compare
+benchmark: str = "toy_add"                    # benchmark name (art_lib.registry.benchmark_names())
+methods: list[str] = ["art", "lora"]          # trained arms
+objective: str = "sft"                        # sft | grpo | dapo
+steps: int = 300                              # optimiser steps per arm
+batch_size: int = 16                          # prompts per step
+lr_art: float = 0.05                          # learning rate for pixels
+lr_lora: float = 0.005                        # learning rate for LoRA weights
+lora_weight_decay: float = 0.05               # L2 on LoRA weights (without it LoRA memorises the 60 toy training pairs)
+lora_rank: int = 8                            # LoRA rank
+num_generations: int = 8                      # completions per prompt (RL objectives)
+image_size: int = 64                          # artwork side
+seed_icon: str = "math"                       # seed icon
+n_train: Optional[int] = None                 # training examples (None: the whole train split)
+n_test: Optional[int] = 40                    # test examples (None: all; the toy test split holds 40)
+seeds: list[int] = [0]                        # training seeds
+device: str = "auto"                          # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype: str = "auto"                           # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir: Union[str, dict, None] = None       # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
+max_new_tokens: Optional[int] = None          # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size: int = 8                      # prompts per generate call when evaluating
+micro_batch_size: Optional[int] = None        # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size: Optional[int] = None   # prompts per generate call in RL rollouts (None: a whole step at once)
+gradient_checkpointing: bool = False          # recompute activations in the backward pass: less memory, slower
+checkpoint_every: int = 0                     # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
+resume: bool = False                          # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
+reward: Optional[str] = None                  # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter: Optional[bool] = None        # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
+shared_prefix: bool = False                   # ART / soft prompt: run the tokens every row starts with once per step (same loss and gradients, faster)
+rollout_engine: str = "hf"                    # RL rollouts: "hf" (transformers generate), "vllm" (offline vLLM beside the model), "auto" (vLLM on CUDA if installed)
+eval_engine: str = "hf"                       # evaluation: "hf", "vllm" or "auto" (a soft prompt is always generated with HF)
+vllm_memory_fraction: float = 0.3             # share of the GPU vLLM takes beside training (weights + KV cache); CPU: VLLM_CPU_KVCACHE_SPACE
+progress: bool = False                        # a progress bar per arm: steps done, time left
+cpu_threads: int = 1                          # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag: str = ""                         # "" for default runs; e.g. "paper" for paper-scale runs
 
 # %%
 STEM = 'tab1_model_sizes'
-PARAMETERS = ['models', 'benchmark', 'methods', 'objective', 'steps', 'batch_size', 'lr_art', 'lr_lora', 'lora_weight_decay', 'lora_rank', 'num_generations', 'image_size', 'seed_icon', 'n_train', 'n_test', 'seeds', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -67,16 +71,18 @@ from IPython.display import display
 from art_lib.results import results_dir, write_table, save_figure, write_run_info
 
 from art_lib.experiments import resolve_runtime
+from art_lib.plan import check_parameters
 
+params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
 torch.set_num_threads(cpu_threads)
 started = time.time()
-params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
 out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
 device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size)  # every model load and evaluation
+               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
+               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
 arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing,
+              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
 print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
@@ -115,7 +121,7 @@ table.head()
 # %%
 pivot = table.pivot_table(index="model", columns="method", values="accuracy", aggfunc="mean").reindex(
     [resolve_model(m)[1] for m in models])
-print(pivot.round(3).to_string())
+display(pivot.round(3))
 
 # %% [markdown]
 # The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
@@ -136,11 +142,12 @@ else:
 
 # %%
 import matplotlib.pyplot as plt
-import seaborn as sns
+from art_lib.plots import accuracy_bars
 
-fig, ax = plt.subplots(figsize=(6, 3.5))
-sns.barplot(data=table, x="model", y="accuracy", hue="method", ax=ax, errorbar=None)
-ax.set_ylim(0, 1); ax.set_title(f"{benchmark}: accuracy by model size")
+bars = table.assign(method=table["method"] + (" seed " + table["seed"].astype(str) if len(seeds) > 1 else ""))
+fig, ax = plt.subplots(figsize=(7, 3.5))
+accuracy_bars(ax, bars, x="model", hue="method", order=[resolve_model(m)[1] for m in models])
+ax.set_title(f"{benchmark}: accuracy by model size")
 save_figure(fig, out, "model_sizes")
 plt.show()
 

@@ -26,44 +26,49 @@
 # **Toy world.** At the default parameters every number here comes from the kit's own tiny Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), not from a real checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.
 
 # %% tags=["parameters"]
-model = "toy:base"                              # model
-benchmarks = ["toy_add", "toy_sub", "toy_max", "toy_tool", "toy_mul"]  # benchmarks
-methods = ["art", "lora", "soft_prompt"]        # arms trained with SFT
-rl_methods = ["art", "lora"]                    # arms also trained with the RL objective
-rl_objective = "dapo"                           # grpo | dapo
-rl_benchmarks = ["toy_add"]                     # benchmarks for the RL arms
-steps = 300                 # SFT steps
-rl_steps = 15               # RL steps
-rl_warm_start_steps = 7     # SFT steps before RL: the middle of 6-8, where ART's warm start scores 0.00 and DAPO reaches 1.00
-batch_size = 16             # prompts per step (SFT)
-rl_batch_size = 8           # prompts per RL step
-num_generations = 8         # completions per prompt (RL)
-lr = {"art": 0.05, "soft_prompt": 0.3, "lora": 0.005}  # learning rate per method
-weight_decay = {"art": 0.0, "soft_prompt": 0.0, "lora": 0.05}  # Adam L2 per method (LoRA memorises without it)
-lora_rank = 8               # LoRA rank
-image_size = 64             # artwork side
-seed_icon = "math"          # seed icon
-n_test = 40                 # test examples (None: all; the toy test split holds 40)
-seeds = [0]                 # training seeds
-device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
-dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
-data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
-max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
-eval_batch_size = 8         # prompts per generate call when evaluating
-micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
-generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
-gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
-checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
-reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
-overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
-progress = False            # a progress bar per arm: steps done, time left
-cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
-results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+from typing import Optional, Union  # the parameter types below (`papermill --help-notebook` lists them)
+model: str = "toy:base"                       # model
+benchmarks: list[str] = ["toy_add", "toy_sub", "toy_max", "toy_tool", "toy_mul"]  # benchmarks
+methods: list[str] = ["art", "lora", "soft_prompt"]  # arms trained with SFT
+rl_methods: list[str] = ["art", "lora"]       # arms also trained with the RL objective
+rl_objective: str = "dapo"                    # grpo | dapo
+rl_benchmarks: list[str] = ["toy_add"]        # benchmarks for the RL arms
+extra_benchmarks: list[str] = []              # more benchmarks for the controls and SFT arms, e.g. ["gpqa"] (gated: its CSV in data_dir/gpqa/)
+steps: int = 300                              # SFT steps
+rl_steps: int = 15                            # RL steps
+rl_warm_start_steps: int = 7                  # SFT steps before RL: the middle of 6-8, where ART's warm start scores 0.00 and DAPO reaches 1.00
+batch_size: int = 16                          # prompts per step (SFT)
+rl_batch_size: int = 8                        # prompts per RL step
+num_generations: int = 8                      # completions per prompt (RL)
+lr: dict[str, float] = {"art": 0.05, "soft_prompt": 0.3, "lora": 0.005}  # learning rate per method
+weight_decay: dict[str, float] = {"art": 0.0, "soft_prompt": 0.0, "lora": 0.05}  # Adam L2 per method (LoRA memorises without it)
+lora_rank: int = 8                            # LoRA rank
+image_size: int = 64                          # artwork side
+seed_icon: str = "math"                       # seed icon
+n_test: Optional[int] = 40                    # test examples (None: all; the toy test split holds 40)
+seeds: list[int] = [0]                        # training seeds
+device: str = "auto"                          # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype: str = "auto"                           # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir: Union[str, dict, None] = None       # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
+max_new_tokens: Optional[int] = None          # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size: int = 8                      # prompts per generate call when evaluating
+micro_batch_size: Optional[int] = None        # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size: Optional[int] = None   # prompts per generate call in RL rollouts (None: a whole step at once)
+gradient_checkpointing: bool = False          # recompute activations in the backward pass: less memory, slower
+checkpoint_every: int = 0                     # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
+resume: bool = False                          # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
+reward: Optional[str] = None                  # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter: Optional[bool] = None        # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
+shared_prefix: bool = False                   # ART / soft prompt: run the tokens every row starts with once per step (same loss and gradients, faster)
+rollout_engine: str = "hf"                    # RL rollouts: "hf" (transformers generate), "vllm" (offline vLLM beside the model), "auto" (vLLM on CUDA if installed)
+eval_engine: str = "hf"                       # evaluation: "hf", "vllm" or "auto" (a soft prompt is always generated with HF)
+vllm_memory_fraction: float = 0.3             # share of the GPU vLLM takes beside training (weights + KV cache); CPU: VLLM_CPU_KVCACHE_SPACE
+progress: bool = False                        # a progress bar per arm: steps done, time left
+cpu_threads: int = 1                          # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag: str = ""                         # "" for default runs; e.g. "paper" for paper-scale runs
 
 # %%
 STEM = 'tab2_art_vs_lora'
-PARAMETERS = ['model', 'benchmarks', 'methods', 'rl_methods', 'rl_objective', 'rl_benchmarks', 'steps', 'rl_steps', 'rl_warm_start_steps', 'batch_size', 'rl_batch_size', 'num_generations', 'lr', 'weight_decay', 'lora_rank', 'image_size', 'seed_icon', 'n_test', 'seeds', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -72,16 +77,18 @@ from IPython.display import display
 from art_lib.results import results_dir, write_table, save_figure, write_run_info
 
 from art_lib.experiments import resolve_runtime
+from art_lib.plan import check_parameters
 
+params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
 torch.set_num_threads(cpu_threads)
 started = time.time()
-params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
 out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
 device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size)  # every model load and evaluation
+               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
+               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
 arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing,
+              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
 print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
@@ -93,6 +100,7 @@ print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
 from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
 
 model_path, model_label = resolve_model(model)
+benchmarks = benchmarks + [b for b in extra_benchmarks if b not in benchmarks]
 rows = []
 for b in benchmarks:
     rows += control_rows(model_path, b, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
@@ -157,7 +165,8 @@ table[rl_rows][["benchmark", "method", "objective", "warm_start_steps", "accurac
 show = table.assign(arm=table["method"] + "/" + table["objective"])
 pivot = show.pivot_table(index="arm", columns="benchmark", values="accuracy", aggfunc="mean")
 params_col = show.groupby("arm")["trainable_params"].max()
-print(pivot.join(params_col).round(3).to_string())
+arms = list(dict.fromkeys(show["arm"]))  # controls, SFT arms, RL arms: the order they ran
+display(pivot.join(params_col).reindex(index=arms, columns=benchmarks + ["trainable_params"]).round(3))
 
 # %% [markdown]
 # The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
@@ -181,11 +190,12 @@ else:
 
 # %%
 import matplotlib.pyplot as plt
-import seaborn as sns
+from art_lib.plots import accuracy_bars
 
-fig, ax = plt.subplots(figsize=(9, 3.8))
-sns.barplot(data=show, x="benchmark", y="accuracy", hue="arm", ax=ax, errorbar=None)
-ax.set_ylim(0, 1); ax.legend(fontsize=7, ncol=3); ax.set_title(f"{model_label}: accuracy per arm")
+bars = show.assign(arm=show["arm"] + (" seed " + show["seed"].astype(str) if len(seeds) > 1 else ""))
+fig, ax = plt.subplots(figsize=(10, 3.8))
+accuracy_bars(ax, bars, x="benchmark", hue="arm", order=benchmarks)
+ax.set_title(f"{model_label}: accuracy per arm")
 save_figure(fig, out, "art_vs_lora")
 plt.show()
 

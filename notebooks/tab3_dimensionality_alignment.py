@@ -28,38 +28,42 @@
 # **Toy world.** At the default parameters every number here comes from the kit's own tiny Qwen3.5-architecture model, pretrained on synthetic tasks and shipped with the kit (`art_lib.toy`), not from a real checkpoint: it checks that the method and the code work end to end, it is not a reproduction of the paper's numbers. The `model` column says `toy:<size>` or the checkpoint id.
 
 # %% tags=["parameters"]
-model = "toy:base"             # model
-benchmark = "toy_add"          # benchmark
-sizes = [64, 96, 128, 80, 100]  # artwork sides (square); 80 and 100 are not multiples of 32
-lora_ranks = [1, 4, 16]        # LoRA ranks to compare
-steps = 300                    # optimiser steps
-batch_size = 16                # prompts per step
-lr_art = 0.05                  # learning rate for pixels
-lr_soft = 0.3                  # learning rate for the soft prompt
-lr_lora = 0.005                # learning rate for LoRA
-lora_weight_decay = 0.05       # L2 on LoRA weights
-seed_icon = "math"             # seed icon
-n_test = 40                    # test examples (None: all; the toy test split holds 40)
-seed = 0                       # training seed
-device = "auto"             # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
-dtype = "auto"              # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
-data_dir = None             # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
-max_new_tokens = None       # generation budget of evaluation and RL rollouts (None: the benchmark's)
-eval_batch_size = 8         # prompts per generate call when evaluating
-micro_batch_size = None     # rows per forward/backward pass in training (None: a whole step at once)
-generation_batch_size = None  # prompts per generate call in RL rollouts (None: a whole step at once)
-gradient_checkpointing = False  # recompute activations in the backward pass: less memory, slower
-checkpoint_every = 0        # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
-resume = False              # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
-reward = None               # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
-overlong_filter = None      # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
-progress = False            # a progress bar per arm: steps done, time left
-cpu_threads = 1             # torch CPU threads (1 keeps CPU runs bit-reproducible)
-results_tag = ""            # "" for default runs; e.g. "paper" for paper-scale runs
+from typing import Optional, Union  # the parameter types below (`papermill --help-notebook` lists them)
+model: str = "toy:base"                       # model
+benchmark: str = "toy_add"                    # benchmark
+sizes: list[int] = [64, 96, 128, 80, 100]     # artwork sides (square); 80 and 100 are not multiples of 32
+lora_ranks: list[int] = [1, 4, 16]            # LoRA ranks to compare
+steps: int = 300                              # optimiser steps
+batch_size: int = 16                          # prompts per step
+lr_art: float = 0.05                          # learning rate for pixels
+lr_soft: float = 0.3                          # learning rate for the soft prompt
+lr_lora: float = 0.005                        # learning rate for LoRA
+lora_weight_decay: float = 0.05               # L2 on LoRA weights
+seed_icon: str = "math"                       # seed icon
+n_test: Optional[int] = 40                    # test examples (None: all; the toy test split holds 40)
+seed: int = 0                                 # training seed
+device: str = "auto"                          # "auto": CUDA when present, else CPU; or "cuda", "cpu" (CUDA asked, none there: error)
+dtype: str = "auto"                           # frozen model: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float32"
+data_dir: Union[str, dict, None] = None       # None: the loaders' hub defaults; a folder of <benchmark>/ folders; {benchmark: source}
+max_new_tokens: Optional[int] = None          # generation budget of evaluation and RL rollouts (None: the benchmark's)
+eval_batch_size: int = 8                      # prompts per generate call when evaluating
+micro_batch_size: Optional[int] = None        # rows per forward/backward pass in training (None: a whole step at once)
+generation_batch_size: Optional[int] = None   # prompts per generate call in RL rollouts (None: a whole step at once)
+gradient_checkpointing: bool = False          # recompute activations in the backward pass: less memory, slower
+checkpoint_every: int = 0                     # save each arm every N steps under <results>/checkpoints/<arm>/ (0: never)
+resume: bool = False                          # continue from checkpoints; skip arms and evaluations finished earlier (arms.jsonl, evals.jsonl)
+reward: Optional[str] = None                  # None: the benchmark's scorer; "dry_run" forces informative groups (dry runs only)
+overlong_filter: Optional[bool] = None        # RL: drop truncated completions from the loss (None: on for DAPO; off in dry runs)
+shared_prefix: bool = False                   # ART / soft prompt: run the tokens every row starts with once per step (same loss and gradients, faster)
+rollout_engine: str = "hf"                    # RL rollouts: "hf" (transformers generate), "vllm" (offline vLLM beside the model), "auto" (vLLM on CUDA if installed)
+eval_engine: str = "hf"                       # evaluation: "hf", "vllm" or "auto" (a soft prompt is always generated with HF)
+vllm_memory_fraction: float = 0.3             # share of the GPU vLLM takes beside training (weights + KV cache); CPU: VLLM_CPU_KVCACHE_SPACE
+progress: bool = False                        # a progress bar per arm: steps done, time left
+cpu_threads: int = 1                          # torch CPU threads (1 keeps CPU runs bit-reproducible)
+results_tag: str = ""                         # "" for default runs; e.g. "paper" for paper-scale runs
 
 # %%
 STEM = 'tab3_dimensionality_alignment'
-PARAMETERS = ['model', 'benchmark', 'sizes', 'lora_ranks', 'steps', 'batch_size', 'lr_art', 'lr_soft', 'lr_lora', 'lora_weight_decay', 'seed_icon', 'n_test', 'seed', 'device', 'dtype', 'data_dir', 'max_new_tokens', 'eval_batch_size', 'micro_batch_size', 'generation_batch_size', 'gradient_checkpointing', 'checkpoint_every', 'resume', 'reward', 'overlong_filter', 'progress', 'cpu_threads', 'results_tag']
 import os, time
 import pandas as pd
 import torch
@@ -68,16 +72,18 @@ from IPython.display import display
 from art_lib.results import results_dir, write_table, save_figure, write_run_info
 
 from art_lib.experiments import resolve_runtime
+from art_lib.plan import check_parameters
 
+params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
 torch.set_num_threads(cpu_threads)
 started = time.time()
-params = {k: v for k, v in dict(globals()).items() if k in PARAMETERS}
 out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
 device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
 runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size)  # every model load and evaluation
+               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
+               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
 arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing,
+              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
               checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
               progress=progress)  # every arm
 print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
@@ -158,7 +164,7 @@ show["arm"] = show["method"]
 show["png_loss_change"] = show["loss_png"] - show["loss_float"]
 cols = ["arm", "size", "aligned", "processor_feeds", "visual_tokens", "config", "trainable_params", "accuracy",
         "png_loss_change"]
-print(show[[c for c in cols if c in show]].round(4).to_string(index=False))
+display(show[[c for c in cols if c in show]].round(4))
 
 # %% [markdown]
 # The cell below states what the table should show, with margins; the CI re-runs the notebook and compares these lines, not the digits above them (the exact accuracies depend on the CPU that trains and generates; `run_info.json` records the toy weights hash and the CPU).
@@ -180,12 +186,16 @@ else:  # at any scale: arms present and scored, the round trip within 0.01
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
+from art_lib.plots import labelled_points
 
-fig, ax = plt.subplots(figsize=(6, 3.5))
-for method, g in show.groupby("method"):
-    ax.scatter(g["trainable_params"], g["accuracy"], label=method)
-ax.set_xscale("log"); ax.set_xlabel("trainable parameters"); ax.set_ylabel("accuracy"); ax.set_ylim(0, 1.05)
-ax.legend(); ax.set_title(f"{model_label}, {benchmark}")
+points = show.assign(family=show["method"].str.split("-").str[0],  # art / lora / soft_prompt
+                     label=show["method"].str.replace(r"^(art|lora)-", "", regex=True)
+                     + np.where(show["aligned"].eq(False), "*", ""))
+fig, ax = plt.subplots(figsize=(7, 3.8))
+ax.set_xscale("log"); ax.set_xlim(points["trainable_params"].min() / 3, points["trainable_params"].max() * 3)
+ax.set_xlabel("trainable parameters"); ax.set_title(f"{model_label}, {benchmark} (*: resized by the processor)")
+labelled_points(ax, points, x="trainable_params", label="label", group="family")
 save_figure(fig, out, "alignment")
 plt.show()
 

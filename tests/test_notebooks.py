@@ -1,9 +1,12 @@
-"""Notebooks: each .ipynb and its jupytext .py agree; parameters are literals that the params files and the
-shared setup cell name; notebooks hold no outputs and no library logic."""
+"""Notebooks: each .ipynb and its jupytext .py agree; parameters are typed literals that the params files name
+and the shared setup cell checks; notebooks hold no outputs and no library logic."""
 
 import ast
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -14,7 +17,7 @@ import yaml
 from jupytext.cli import jupytext as jupytext_cli
 from jupytext.config import load_jupytext_config
 
-from art_lib.plan import notebook_parameters
+from art_lib.plan import check_parameters, check_value, notebook_parameters, parameter_types
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NB.glob("*.ipynb"))
@@ -34,6 +37,10 @@ COMMON = [
     "resume",
     "reward",
     "overlong_filter",
+    "shared_prefix",
+    "rollout_engine",
+    "eval_engine",
+    "vllm_memory_fraction",
     "progress",
     "cpu_threads",
     "results_tag",
@@ -63,7 +70,7 @@ def _cells(path: Path) -> list[dict]:
 
 
 def _setup_cell(path: Path) -> str:
-    return next("".join(c["source"]) for c in _cells(path) if "PARAMETERS =" in "".join(c["source"]))
+    return next("".join(c["source"]) for c in _cells(path) if "STEM =" in "".join(c["source"]))
 
 
 def test_there_are_notebooks_and_paper_parameters_for_each_table():
@@ -103,7 +110,7 @@ def test_pair_check_reports_each_kind_of_drift(tmp_path):
     nb = fresh()
     assert pair_problems(nb) == []
     py = nb.with_suffix(".py")
-    py.write_text(py.read_text().replace("steps = 300 ", "steps = 301 ", 1))
+    py.write_text(py.read_text().replace("steps: int = 300 ", "steps: int = 301 ", 1))
     assert pair_problems(nb) == ["00_quickstart cell 1: source differs between the .ipynb and the .py"]
 
     nb = fresh()
@@ -132,7 +139,7 @@ def test_jupytext_sync_carries_an_edit_of_the_py_into_the_notebook_keeping_ids_a
         shutil.copy(p, tmp_path / p.name)
     nb, py = tmp_path / "00_quickstart.ipynb", tmp_path / "00_quickstart.py"
     before = nbformat.read(nb, as_version=4)
-    py.write_text(py.read_text().replace("steps = 300 ", "steps = 301 ", 1))
+    py.write_text(py.read_text().replace("steps: int = 300 ", "steps: int = 301 ", 1))
     assert pair_problems(nb)
     jupytext_cli(["--sync", str(nb)])  # the newer .py wins, as in the README's instructions
     after = nbformat.read(nb, as_version=4)
@@ -151,20 +158,22 @@ def test_every_params_key_is_a_notebook_parameter(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_parameters_are_literals_named_by_the_setup_cell_and_include_the_common_ones(path):
-    params = notebook_parameters(path)
-    assert list(params) == list(pm.inspect_notebook(str(path)))  # papermill reads the same names, in order
-    setup = {
-        n.targets[0].id: ast.literal_eval(n.value)
-        for n in ast.parse(_setup_cell(path)).body
-        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) in ("STEM", "PARAMETERS")
-    }
-    assert setup == {"STEM": path.stem, "PARAMETERS": list(params)}, "PARAMETERS must list the parameters cell"
+def test_parameters_are_typed_literals_that_papermill_lists_with_their_types(path):
+    params, types = notebook_parameters(path), parameter_types(path)
+    inspected = pm.inspect_notebook(str(path))
+    assert list(params) == list(inspected) == list(types)  # papermill reads the same names, in order, all typed
+    for name, value in params.items():
+        assert inspected[name]["inferred_type_name"] not in ("None", ""), name  # `papermill --help-notebook` types
+        if value is not None:
+            check_value(path.stem, name, value, types[name])  # each default has its own annotated type
     assert set(COMMON) <= set(params)
+    assert "STEM" in {
+        getattr(n.targets[0], "id", None) for n in ast.parse(_setup_cell(path)).body if isinstance(n, ast.Assign)
+    }
 
 
 def test_setup_and_closing_cells_are_the_same_in_every_notebook():
-    setups = {"\n".join(_setup_cell(p).splitlines()[2:]) for p in NOTEBOOKS}  # after STEM and PARAMETERS
+    setups = {"\n".join(_setup_cell(p).splitlines()[1:]) for p in NOTEBOOKS}  # after STEM
     closings = {"".join(_cells(p)[-1]["source"]) for p in NOTEBOOKS}
     assert len(setups) == 1 and len(closings) == 1
 
@@ -174,16 +183,49 @@ def test_setup_and_closing_cells_are_the_same_in_every_notebook():
     [
         ("steps = 3\nlr = 1 / 3\n", "line 2"),
         ("a = b = 1\n", "line 1"),
-        ("x: int = 1\n", "line 1"),
+        ("x: int\n", "line 1"),
         ("import os\n", "line 1"),
     ],
 )
-def test_notebook_parameters_rejects_anything_but_name_equals_literal(tmp_path, cell, error):
+def test_notebook_parameters_rejects_anything_but_name_type_equals_literal(tmp_path, cell, error):
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(cell, metadata={"tags": ["parameters"]}))
     nbformat.write(nb, tmp_path / "x.ipynb")
     with pytest.raises(ValueError, match=error):
         notebook_parameters(tmp_path / "x.ipynb")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("stepz 1", "has no parameter 'stepz'; did you mean 'steps'"),
+        ("steps x", "parameter steps must be of type int, got 'x'"),
+        ("n_test 0", "parameter n_test counts something and must be >= 1"),
+        ("lr true", "parameter lr must be of type float"),
+    ],
+)
+def test_papermill_run_with_a_typo_or_a_wrong_type_fails_in_the_setup_cell(tmp_path, override, message):
+    """papermill only warns about an unknown `-p` name and injects any type: the setup cell refuses both."""
+    name, value = override.split()
+    run = subprocess.run(
+        [sys.executable, "-m", "papermill", str(NB / "00_quickstart.ipynb"), str(tmp_path / "out.ipynb"),
+         "-p", name, value, "--cwd", str(NB)],
+        capture_output=True, text=True, env=os.environ | {"ART_RESULTS_ROOT": str(tmp_path)}, timeout=600,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr
+    assert not list(tmp_path.glob("00_quickstart*/table.csv"))  # nothing trained
+
+
+def test_check_parameters_passes_the_declared_values_and_knows_every_annotation_kind():
+    ns = {
+        "__annotations__": {"steps": int, "lr": float, "sizes": list[int], "lr_of": dict[str, float], "n": int | None},
+        "steps": 3, "lr": 1, "sizes": [64, 96], "lr_of": {"art": 0.1}, "n": None, "STEM": "x", "os": os,
+    }  # fmt: skip
+    assert check_parameters(ns, "x") == {"steps": 3, "lr": 1, "sizes": [64, 96], "lr_of": {"art": 0.1}, "n": None}
+    for name, bad in [("sizes", [64, "96"]), ("lr_of", {"art": "fast"}), ("n", 1.5), ("steps", True)]:
+        with pytest.raises(ValueError, match=f"parameter {name} must be of type"):
+            check_parameters(ns | {name: bad}, "x")
 
 
 def test_notebook_parameters_keeps_values_that_contain_equals_signs(tmp_path):
