@@ -8,15 +8,13 @@ benchmark registered with `register_benchmark` works everywhere a built-in one d
 A model-name scheme maps names such as `"<scheme>:<spec>"` to a loadable checkpoint folder
 (`register_model_scheme`); names without a registered scheme are hub ids or folders.
 
-The built-in benchmark families (`BUILTINS`, one module of `art_lib.tasks` each) and the plugins
-(`PLUGINS`, e.g. the toy world) are modules with a `register()` function, imported by name the first
-time the registry is consulted, never at import time of the kit. This module imports nothing from
-`art_lib`, so every other module may import it.
+The built-in benchmarks (`art_lib.tasks`) and the toy world (`art_lib.toy`) register themselves when
+imported; the first lookup imports them. Only that deferred import reaches into the kit: at module level
+this module imports nothing from `art_lib`, so every other module may import it.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +32,6 @@ __all__ = [
     "canonical_name",
     "default_sft_target",
 ]
-
-#: Modules whose `register()` adds the built-in benchmarks; imported by name on first lookup.
-BUILTINS: list[str] = ["art_lib.tasks.maths", "art_lib.tasks.choice", "art_lib.tasks.tools"]
-#: Modules whose `register()` adds benchmarks and model schemes; imported by name after `BUILTINS`.
-PLUGINS: list[str] = ["art_lib.toy"]
 
 
 def default_sft_target(example: dict) -> str:
@@ -73,7 +66,6 @@ class ModelScheme:
 _BENCHMARKS: dict[str, Benchmark] = {}
 _ALIASES: dict[str, str] = {}
 _SCHEMES: dict[str, ModelScheme] = {}
-_state = {"builtins": False, "plugins": False}
 
 
 def canonical_name(name: Any) -> str:
@@ -112,12 +104,12 @@ def register_model_scheme(scheme: ModelScheme, *, replace: bool = False) -> Mode
 
 
 def _ensure_loaded() -> None:
-    """Import and register `BUILTINS`, then `PLUGINS`, once (plugins may reuse a built-in's scorer)."""
-    for group, modules in (("builtins", BUILTINS), ("plugins", PLUGINS)):
-        if not _state[group]:
-            _state[group] = True
-            for module in modules:
-                importlib.import_module(module).register()
+    """Import the built-in benchmarks, then the toy world (which reuses their scorers); each registers on import.
+
+    Deferred to the first lookup, not at the top of this module: those modules use the kit (data, rewards,
+    models), which looks names up here. tests/test_layout.py allows exactly this edge and no other.
+    """
+    from . import tasks, toy  # noqa: F401  (imported for their registrations; a no-op once imported)
 
 
 def get_benchmark(name: str) -> Benchmark:

@@ -1,6 +1,9 @@
 """The benchmark registry: one object per benchmark, used by loaders, scorers, parsers and the trainer."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +47,38 @@ def test_a_user_benchmark_works_wherever_a_builtin_one_does():
     assert "my_yes" not in registry.benchmark_names()
     with pytest.raises(ValueError, match="Unknown benchmark"):
         load_benchmark("my_yes_alias")
+
+
+# Run in a fresh interpreter: which modules an import brings in, and what it registers, depends on what ran before.
+_IMPORT_PROBE = """
+import sys
+opened = []
+sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
+import art_lib.registry as registry
+print(sorted(m for m in sys.modules if m.startswith(("art_lib.tasks", "art_lib.toy"))))
+print(sorted(registry._BENCHMARKS), sorted(registry._SCHEMES))
+import art_lib.toy
+print(sorted(registry._BENCHMARKS), sorted(registry._SCHEMES))
+print(sorted(p for p in opened if p.startswith(sys.argv[1]) and not p.endswith((".py", ".pyc"))))
+"""
+
+
+def test_the_registry_imports_nothing_and_the_toy_world_registers_itself_on_import():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE, str(root / "art_lib")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    ).stdout.splitlines()
+    assert out[0] == "[]"  # importing the registry imports no benchmark module
+    assert out[1] == "[] []"  # ... and registers nothing
+    names, schemes = out[2].split("] [")
+    for name in ("gsm8k", "gpqa", "bfcl", "toy_add", "toy_tool"):  # the toy world uses the built-ins' scorers
+        assert f"'{name}'" in names
+    assert schemes == "'toy']"
+    assert out[3] == "[]"  # no file of the kit read at import (no checkpoint, no data): only its code
 
 
 def test_unknown_benchmark_lists_the_registered_names():

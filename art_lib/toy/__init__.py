@@ -15,8 +15,9 @@ compared end to end in minutes, through the same code paths as a real checkpoint
 * `benchmarks`: `toy_<task>`, a task WITHOUT its instruction ("3 and 7"), so the task must come from
   the artwork, the weights or the embeddings; `evaluate_toy` measures the frozen model per cue.
 
-`register()` adds the `toy_<task>` benchmarks and the `toy:<name>` model names to `art_lib.registry`;
-the registry calls it on its first lookup.
+Importing this package registers the `toy_<task>` benchmarks and the `toy:<name>` model names with
+`art_lib.registry` (`register()`); the registry imports it on its first lookup. Nothing else happens at
+import: no model is built and no file is read.
 
 CLI: `python -m art_lib.toy {pretrain,verify,eval,list}`.
 """
@@ -77,3 +78,6 @@ def register() -> None:
 
     register_benchmarks()
     register_model_scheme(ModelScheme("toy", lambda spec: str(toy_checkpoint(spec)), checkpoint_identity), replace=True)
+
+
+register()
