@@ -12,7 +12,7 @@ import difflib
 import math
 from dataclasses import dataclass
 
-from .losses import LOSS_TYPES, SCALE_REWARDS
+from .losses import IMPORTANCE_SAMPLING_LEVELS, LOSS_TYPES, SCALE_REWARDS
 
 OBJECTIVES = ("sft", "grpo", "dapo")
 METHODS = ("art", "lora", "soft_prompt")
@@ -71,6 +71,13 @@ class TrainConfig:
     """Lower clip of the importance ratio: 1 - epsilon_low."""
     epsilon_high: float | None = None
     """Upper clip: 1 + epsilon_high; None = 0.28 for DAPO (clip-higher), epsilon_low otherwise."""
+    importance_sampling_level: str | None = None
+    """"token" (one importance ratio per token, GRPO / DAPO) or "sequence" (GSPO: one per completion, the exp
+    of its mean log-ratio; GSPO clips it with epsilons of ~3e-4); None = "token". Left None in the stored
+    config, so checkpoints written before this field resume."""
+    delta: float | None = None
+    """Two-sided clipping (INTELLECT-2): the unclipped ratio is capped at `delta` (> 1, e.g. 4; above
+    1 + epsilon_high); None = off. As TRL's `delta`."""
     scale_rewards: str = "group"
     """Advantage divisor: "group" std, "batch" std or "none" (Dr. GRPO)."""
     dynamic_sampling: bool | None = None
@@ -123,6 +130,8 @@ class TrainConfig:
         _choice("objective", self.objective, OBJECTIVES)
         if self.loss_type is not None:
             _choice("loss_type", self.loss_type, LOSS_TYPES)
+        if self.importance_sampling_level is not None:
+            _choice("importance_sampling_level", self.importance_sampling_level, IMPORTANCE_SAMPLING_LEVELS)
         _choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name, (kind, low, low_open, high, optional) in RANGES.items():
@@ -181,6 +190,7 @@ RANGES = {
     **{n: (_REAL, 0, False, None, False) for n in ("beta", "epsilon_low", "weight_decay")},
     **{n: (_REAL, 0, False, None, False) for n in ("style_l2", "style_tv", "style_ssim")},
     "epsilon_high": (_REAL, 0, False, None, True),
+    "delta": (_REAL, 1, True, None, True),
     "temperature": (_REAL, 0, True, None, False),
     "top_p": (_REAL, 0, True, 1, False),
 }

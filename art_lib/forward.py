@@ -69,20 +69,6 @@ def forward_hidden(
     return decoder(**kwargs, image_grid_thw=grids, mm_encoder_outputs={"image": encoded}).last_hidden_state
 
 
-def forward_logits(
-    model,
-    batch: Batch,
-    image: dict | None = None,
-    *,
-    naive: bool = False,
-    image_embeds: torch.Tensor | None = None,
-    logits_to_keep: int = 0,
-) -> torch.Tensor:
-    """Logits (B, T or logits_to_keep, V) of a batch whose rows all show `image` (or no image)."""
-    hidden = forward_hidden(model, batch, image, naive=naive, image_embeds=image_embeds)
-    return _lm_parts(model)[1](hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
-
-
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """log_softmax(logits).gather(index) without materialising the (B, T, V) log-probabilities."""
     logits = logits.float()

@@ -15,6 +15,7 @@ import torch
 # The `loss_type` values `policy_loss` accepts; they differ only in how the per-token losses are aggregated.
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -153,8 +154,10 @@ def policy_loss(
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}: expected one of {LOSS_TYPES}")
-    if importance_sampling_level not in ("token", "sequence"):
-        raise ValueError(f"Unknown importance_sampling_level {importance_sampling_level!r}: 'token' or 'sequence'")
+    if importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
+        raise ValueError(
+            f"Unknown importance_sampling_level {importance_sampling_level!r}: one of {IMPORTANCE_SAMPLING_LEVELS}"
+        )
     if loss_type == "dr_grpo" and max_completion_length is None:
         raise ValueError("loss_type='dr_grpo' needs max_completion_length")
     if beta != 0.0 and ref_per_token_logps is None:

@@ -214,6 +214,8 @@ def rl_step(
             ref_per_token_logps=ref,
             max_completion_length=max_new,
             num_items_in_batch=num_items if loss_type == "dapo" else None,
+            importance_sampling_level=c.importance_sampling_level or "token",
+            delta=c.delta,
         )
         chunk_tokens = float(cmask[a:b].sum())
         loss = loss * losses.micro_batch_weight(loss_type, b - a, len(batch), chunk_tokens, tokens)

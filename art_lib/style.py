@@ -57,11 +57,6 @@ def _mask_like(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return mask.to(device=x.device, dtype=x.dtype)  # (1, H, W)
 
 
-def _per_image_mean(v: torch.Tensor) -> torch.Tensor:
-    """Mean over (C, H, W): scalar for a (C, H, W) input, (B,) for a (B, C, H, W) input."""
-    return v.mean(dim=(-3, -2, -1))
-
-
 def l2_to_seed(pixels: torch.Tensor, seed: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared pixel distance to the seed (over the mask's pixels and all channels); scalar."""
     _check_image(pixels, "pixels")

@@ -22,6 +22,9 @@ def test_unknown_field_is_a_type_error_naming_the_nearest_field():
         train(model, proc, EXAMPLES, {"steps": 1, "micro_batch": 2}, progress=False)
 
 
+NAN, INF = float("nan"), float("inf")
+
+
 @pytest.mark.parametrize(
     "kw, msg",
     [
@@ -33,14 +36,14 @@ def test_unknown_field_is_a_type_error_naming_the_nearest_field():
         ({"loss_type": "ppo"}, "unknown loss_type"),
         ({"scale_rewards": "std"}, "unknown scale_rewards"),
         ({"overlong_cache": 300}, "overlong_cache"),
+        ({"importance_sampling_level": "batch"}, "unknown importance_sampling_level"),
+        ({"delta": 1.0}, r"delta must be a finite number > 1 or None"),
+        ({"delta": NAN}, "delta"),
     ],
 )
 def test_invalid_values_are_rejected_with_the_field_name(kw, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**kw)
-
-
-NAN, INF = float("nan"), float("inf")
 
 
 @pytest.mark.parametrize(
@@ -124,6 +127,15 @@ def test_resolved_fills_the_objective_and_method_defaults():
     g = TrainConfig(objective="grpo", epsilon_low=0.1).resolved()
     assert (g.loss_type, g.epsilon_high, g.dynamic_sampling, g.lr) == ("grpo", 0.1, False, 1e-2)
     assert TrainConfig(objective="dapo", epsilon_high=0.3).resolved().epsilon_high == 0.3
+
+
+def test_gspo_and_two_sided_clipping_are_off_by_default_and_stay_unset_in_the_stored_config():
+    """None (token level, no delta) is stored as None, so a checkpoint written before these fields existed,
+    which lacks them, still matches a default run's config when it resumes."""
+    c = TrainConfig(objective="grpo").resolved()
+    assert (c.importance_sampling_level, c.delta) == (None, None)
+    g = TrainConfig(objective="grpo", importance_sampling_level="sequence", delta=4.0).resolved()
+    assert (g.importance_sampling_level, g.delta) == ("sequence", 4.0)
 
 
 def test_keyword_fields_override_the_config_and_the_result_keeps_the_whole_config():

@@ -7,7 +7,7 @@ from helpers import QUESTIONS, ragged_batch, rel_err
 from PIL import Image
 
 from art_lib.experiments import sft_eval_loss
-from art_lib.forward import completion_logprobs, forward_logits, sft_nll
+from art_lib.forward import completion_logprobs, forward_hidden, sft_nll
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
@@ -15,6 +15,11 @@ from art_lib.prompting import chat_text, encode
 from art_lib.registry import default_sft_target
 from art_lib.rollout import generate_rollouts
 from art_lib.train import train
+
+
+def forward_logits(model, batch, image=None, *, naive=False):
+    """Logits (B, T, V) of the kit's forward pass: `forward_hidden` then the (plain) model's own lm_head."""
+    return model.lm_head(forward_hidden(model, batch, image, naive=naive))
 
 
 @pytest.mark.parametrize("size", [(256, 256), (256, 320)])

@@ -425,6 +425,82 @@ def test_policy_loss_on_policy_parity_with_trl(trl_trainer_factory):
     assert (grad - trl_grad).abs().max().item() <= 1e-6
 
 
+def _one_rl_step(monkeypatch, **fields):
+    """One GRPO step of ART on a tiny model whose artwork starts away from its reference (so the KL term is not
+    0); returns the final pixels and the tensors and settings of each `policy_loss` call of the step."""
+    from art_lib.models import tiny_model
+    from art_lib.pixel_prompt import PixelPrompt
+    from art_lib.train import train
+
+    calls, policy_loss = [], losses.policy_loss
+
+    def recording(logps, old, adv, mask, **kw):
+        loss, metrics = policy_loss(logps, old, adv, mask, **kw)
+        calls.append((logps.detach().clone(), old, adv, mask, kw, loss.detach()))
+        return loss, metrics
+
+    model, proc = tiny_model(seed=0)
+    examples = [{"id": str(i), "prompt": f"What is {i} plus 3?", "answer": str(i + 3), "meta": {}} for i in range(4)]
+    with monkeypatch.context() as patch:
+        patch.setattr(losses, "policy_loss", recording)
+        res = train(
+            model,
+            proc,
+            examples,
+            method="art",
+            objective="grpo",
+            artwork=PixelPrompt.from_noise(256, seed=0),
+            init_state={"raw": PixelPrompt.from_noise(256, seed=5).raw, "eot": None},
+            steps=1,
+            batch_size=2,
+            num_generations=4,
+            max_completion_length=8,
+            reward_fn=lambda completions, _: [len(set(c)) / 10 for c in completions],
+            lr=0.05,
+            beta=0.5,
+            progress=False,
+            **fields,
+        )
+    return res.artwork.pixels().detach(), calls
+
+
+def test_a_one_step_gspo_run_differs_from_token_level_and_its_loss_is_trls(trl_trainer_factory, monkeypatch):
+    """`TrainConfig.importance_sampling_level` / `delta` reach the trainer's loss: the step's loss and gradient are
+    TRL's GSPO ones on the step's own tensors, and the step differs from the token-level one (same rollouts).
+    On-policy the two levels give the same policy gradient; they differ through the KL term's importance
+    weight, hence a policy that starts away from its reference."""
+    token_pixels, token_calls = _one_rl_step(monkeypatch)
+    gspo_pixels, gspo_calls = _one_rl_step(monkeypatch, importance_sampling_level="sequence", delta=4.0)
+    assert token_calls and len(gspo_calls) == len(token_calls)
+    for (_, old_t, adv_t, _, kw_t, _), (_, old_s, adv_s, _, kw_s, _) in zip(token_calls, gspo_calls):
+        assert torch.equal(old_t, old_s) and torch.equal(adv_t, adv_s)  # the same rollouts: only the loss differs
+        assert (kw_t["importance_sampling_level"], kw_t["delta"]) == ("token", None)  # the defaults: as before
+        assert (kw_s["importance_sampling_level"], kw_s["delta"]) == ("sequence", 4.0)
+    assert (gspo_pixels - token_pixels).abs().max() > 1e-3  # measured 0.022: Adam's first step scales the change
+    logps, old, adv, mask, kw, loss = gspo_calls[0]
+    cfg = dict(
+        loss_type=kw["loss_type"],
+        beta=kw["beta"],
+        epsilon_low=kw["epsilon_low"],
+        epsilon_high=kw["epsilon_high"],
+        max_completion_length=kw["max_completion_length"],
+        use_bias_correction_kl=True,
+        delta=4.0,
+    )
+    ref, num_items = kw["ref_per_token_logps"], mask.sum()
+    trl_loss, trl_grad, _ = _trl_loss(
+        trl_trainer_factory, logps, old, ref, adv, mask, num_items, importance_sampling_level="sequence", **cfg
+    )
+    _, ours_grad, _ = _ours(logps, old, ref, adv, mask, None, importance_sampling_level="sequence", **cfg)
+    _, token_grad, _ = _trl_loss(
+        trl_trainer_factory, logps, old, ref, adv, mask, num_items, importance_sampling_level="token", **cfg
+    )
+    assert abs(loss.item() - trl_loss.item()) <= 1e-6
+    assert (ours_grad - trl_grad).abs().max().item() <= 1e-6
+    # Measured: parity to 0.0; the token level's gradient is 6.7e-6 away (of a largest entry of 2.1e-2).
+    assert (token_grad - trl_grad).abs().max().item() > 1e-6  # TRL's token level is another gradient
+
+
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo", "bnpo"])
 def test_weighted_micro_batch_losses_sum_to_the_whole_batch_loss(loss_type):
     from art_lib.losses import micro_batch_weight, policy_loss
