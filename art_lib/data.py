@@ -394,3 +394,22 @@ def load_benchmark(name: str, data_dir: str | os.PathLike | dict | None = None, 
     """
     kw = data_kwargs(name, data_dir) | kw
     return get_benchmark(name).load(**kw)
+
+
+#: The splits `load_benchmark_once` has read in this process, newest last (a few: a notebook's benchmarks).
+_LOADED: dict[str, list[Example]] = {}
+_KEEP_LOADED = 4
+
+
+def load_benchmark_once(name: str, data_dir: str | os.PathLike | dict | None = None, **kw: Any) -> list[Example]:
+    """`load_benchmark`, read once per process for the same arguments: a notebook's controls and each of its arms
+    score the same test split, and ToolMind's streams ~4 GB (about 79 s) per read. Returns a fresh copy each call
+    (callers may change their examples); the last `_KEEP_LOADED` splits are kept."""
+    import copy
+
+    key = json.dumps([name, data_dir, kw], sort_keys=True, default=str)
+    if key not in _LOADED:
+        _LOADED[key] = load_benchmark(name, data_dir=data_dir, **kw)
+        while len(_LOADED) > _KEEP_LOADED:
+            del _LOADED[next(iter(_LOADED))]
+    return copy.deepcopy(_LOADED[key])

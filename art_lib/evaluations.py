@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .controls import CONTROLS, evaluate_controls
-from .data import load_benchmark
+from .data import load_benchmark_once
 from .manifest import image_hash, recorded_evaluations
 from .models import load_frozen
 from .runtime import (
@@ -103,7 +103,7 @@ def control_rows(
     unknown = [c for c in which if c not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown controls {unknown} in which=; valid: {list(CONTROLS)}")
-    test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
+    test_examples = load_benchmark_once(benchmark, data_dir=data_dir, split="test", limit=n_test)
     device, dtype = resolve_runtime(device, dtype)
     model_label = model_label or str(model_path)
     image_size = image_size or default_image_size(model_path)
@@ -170,7 +170,7 @@ def transport_rows(
     from .transport import TRANSPORTS, evaluate_transports
 
     kinds = list(kinds or TRANSPORTS)
-    test_examples = test_examples or load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
+    test_examples = test_examples or load_benchmark_once(benchmark, data_dir=data_dir, split="test", limit=n_test)
     device, dtype = resolve_runtime(device, dtype)
     mnt = max_new_tokens or generation_budget(benchmark)
     common = dict(evaluation="transport", model=model_label or str(model_path), benchmark=benchmark, dtype=dtype)

@@ -691,3 +691,17 @@ def test_a_gpqa_csv_with_a_short_row_names_its_line(tmp_path):
         w.writerow(cols), w.writerow(["q", "a", "b", "c", "d"]), w.writerow(["q2", "a"])
     with pytest.raises(D.DataError, match=rf"{path}:3: field 'Incorrect Answer 1' must be str, got NoneType"):
         load_benchmark("gpqa", source=path)
+
+
+def test_load_benchmark_once_reads_a_split_once_and_hands_out_copies(monkeypatch):
+    from art_lib import data
+
+    reads, load = [], data.load_benchmark
+    monkeypatch.setattr(data, "load_benchmark", lambda *a, **kw: reads.append(kw) or load(*a, **kw))  # the real one
+    monkeypatch.setattr(data, "_LOADED", {})
+    first = data.load_benchmark_once("toy_add", split="test", limit=5)
+    first[0]["prompt"] = "changed by a caller"
+    second = data.load_benchmark_once("toy_add", split="test", limit=5)
+    assert len(reads) == 1 and second == load("toy_add", split="test", limit=5)
+    data.load_benchmark_once("toy_add", split="train", limit=5)  # other arguments: read again
+    assert len(reads) == 2
