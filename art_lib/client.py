@@ -103,18 +103,23 @@ class ChatClient:
         self.api_key = api_key
         self.timeout = timeout
 
-    def request(self, method: str, path: str, payload: dict | None = None) -> dict:
-        """One JSON request; HTTP errors raise RuntimeError with the server's message."""
+    def request(self, method: str, path: str, payload: dict | None = None) -> Any:
+        """One JSON request; returns the decoded JSON answer (a plain-text answer as a str, as vLLM's
+        `/load_lora_adapter` gives); HTTP errors raise RuntimeError with the server's message."""
         data = None if payload is None else json.dumps(payload).encode("utf-8")
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         req.add_header("Authorization", f"Bearer {self.api_key}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read().decode("utf-8"))
+                body = resp.read().decode("utf-8")
         except urllib.error.HTTPError as err:
             body = err.read().decode("utf-8", errors="replace")
             raise RuntimeError(f"{method} {self.base_url + path} failed with HTTP {err.code}: {body}") from err
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body
 
     def models(self) -> list[str]:
         """Model ids the server lists at `/v1/models`."""

@@ -242,11 +242,16 @@ def run_arm(
     return row, res
 
 
-def _arm_engines(method: str, objective: str, rollout: str, evaluation: str, device: str) -> dict[str, str]:
-    """{"rollout": ..., "eval": ...} as "hf" / "vllm" for this arm (SFT samples nothing; soft prompts: HF only)."""
+def _arm_engines(method: str, objective: str, rollout, evaluation: str, device: str) -> dict[str, str]:
+    """{"rollout": ..., "eval": ...} as "hf" / "vllm" / server URLs for this arm (SFT samples nothing; soft prompts:
+    HF only; servers sample rollouts only, evaluation scores the saved artifact in process)."""
     engines = {"rollout": resolve_engine(rollout, device) if objective != "sft" else "hf"}
     engines["eval"] = resolve_engine(evaluation, device)
-    if method not in SERVED_BY_ENGINES and "vllm" in engines.values():
+    if engines["eval"] not in ("hf", "vllm"):
+        raise ValueError(
+            f"eval_engine {evaluation!r}: servers serve RL rollouts here; score a server with client.evaluate_server"
+        )
+    if method not in SERVED_BY_ENGINES and set(engines.values()) != {"hf"}:
         print(f"[arm] {method}: no engine can be sent a soft prompt; generating with HF instead of vLLM", flush=True)
         engines = {k: "hf" for k in engines}
     return engines
@@ -333,8 +338,8 @@ def _train_and_score(
             seed=arm["seed"], memory_fraction=runtime["memory"],
         )  # fmt: skip
     try:
-        if engines["rollout"] == "vllm":
-            train_kw = train_kw | {"rollout_engine": engine}
+        if engines["rollout"] != "hf":  # the arm's offline engine, or the server URLs
+            train_kw = train_kw | {"rollout_engine": engine if engines["rollout"] == "vllm" else engines["rollout"]}
         res, train_s = _train(
             model, processor, arm, train_examples, artwork, warm_start, runtime["progress"], train_kw
         )  # fmt: skip

@@ -7,6 +7,7 @@ outputs (`mm_encoder_outputs`), so B*G rows cost one vision-tower pass, not B*G.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -14,6 +15,9 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from .forward import completion_logprobs, prefilled_cache, shared_batch_prefix
 from .preprocess import image_tokens
 from .prompting import Batch, encode, eos_token_ids, pad_batch, vision_token_ids
+
+if TYPE_CHECKING:
+    from .generation import Completion
 
 
 @dataclass
@@ -120,9 +124,8 @@ def _generate(
     """
     prompt_batch = encode(processor, prompts, num_image_tokens=image_tokens(image, processor.image_processor))
     device = next(model.parameters()).device
-    ids = prompt_batch.input_ids.repeat_interleave(G, 0).to(device)
-    attn = prompt_batch.attention_mask.repeat_interleave(G, 0).to(device)
-    mm = prompt_batch.mm_token_type_ids.repeat_interleave(G, 0).to(device)
+    rows = repeat_prompts(prompt_batch, G).to(device)
+    ids, attn, mm = rows.input_ids, rows.attention_mask, rows.mm_token_type_ids
     kwargs = {}
     cache = None
     if shared_prefix and image is not None:
@@ -151,20 +154,88 @@ def _generate(
         suppress_tokens=vision_token_ids(model, processor),
         **kwargs,
     )
-    P = ids.shape[1]
-    comp = out[:, P:]
+    comp = out[:, ids.shape[1] :]
     if comp.shape[1] == 0:
         raise RuntimeError("generate returned no new tokens")
-    cmask, truncated = completion_mask_from_ids(comp, eos)
-    comp = torch.where(cmask.bool(), comp, torch.full_like(comp, processor.tokenizer.pad_token_id))
+    return completion_batch(rows, comp, eos, processor.tokenizer.pad_token_id)
+
+
+def repeat_prompts(prompts: Batch, G: int) -> Batch:
+    """Each prompt row G times in a row (the rollout layout), without completions."""
     return Batch(
-        input_ids=torch.cat([ids, comp], 1),
-        attention_mask=torch.cat([attn, cmask], 1),
-        mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1),
-        prompt_length=P,
+        input_ids=prompts.input_ids.repeat_interleave(G, 0),
+        attention_mask=prompts.attention_mask.repeat_interleave(G, 0),
+        mm_token_type_ids=prompts.mm_token_type_ids.repeat_interleave(G, 0),
+        prompt_length=prompts.prompt_length,
+    )
+
+
+def completion_batch(prompts: Batch, comp: torch.Tensor, eos_ids: list[int], pad_id: int) -> Batch:
+    """Prompt rows (B, P) and their sampled completion ids (B, C) as one Batch [pads | prompt | completion | pads].
+
+    A completion ends at its first end-of-turn token (kept, inside the mask); ids after it become padding.
+    """
+    cmask, truncated = completion_mask_from_ids(comp, eos_ids)
+    comp = torch.where(cmask.bool(), comp, torch.full_like(comp, pad_id))
+    return Batch(
+        input_ids=torch.cat([prompts.input_ids, comp], 1),
+        attention_mask=torch.cat([prompts.attention_mask, cmask], 1),
+        mm_token_type_ids=torch.cat([prompts.mm_token_type_ids, torch.zeros_like(comp)], 1),
+        prompt_length=prompts.input_ids.shape[1],
         completion_mask=cmask,
         truncated=truncated,
     )
+
+
+@torch.no_grad()
+def completions_rollout(
+    model,
+    processor,
+    prompts: list[str],
+    examples: list[dict],
+    outs: list[list[Completion]],
+    *,
+    image: dict | None = None,
+    image_embeds: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    compute_logprobs: bool = True,
+    micro_batch_size: int | None = None,
+) -> Rollout:
+    """A Rollout from an engine's completions (`generation.Generator`: G per prompt), laid out as HF rollouts.
+
+    The prompts are the kit's own encoding (checked against the ids the engine reports: a different tokeniser,
+    chat template or image size would make the trainer score other tokens than those sampled); the completions
+    are the engine's token ids; `old_logps` are the trainer's, the engine's own log-probs `sampling_logps`.
+    """
+    G = len(outs[0])
+    pb = encode(processor, prompts, num_image_tokens=image_tokens(image, processor.image_processor))
+    for i, per_prompt in enumerate(outs):
+        engine_ids = per_prompt[0].prompt_token_ids
+        if engine_ids is not None and engine_ids != pb.input_ids[i][pb.attention_mask[i].bool()].tolist():
+            raise RuntimeError(
+                f"the engine tokenised prompt {i} differently from the kit ({len(engine_ids)} ids vs "
+                f"{int(pb.attention_mask[i].sum())}): is it serving the same checkpoint, with the same image size?"
+            )
+    rows = [o for per_prompt in outs for o in per_prompt]  # (B*G,), prompts repeated G times in a row
+    pad = processor.tokenizer.pad_token_id
+    C = max(1, max(len(o.token_ids) for o in rows))
+    comp = torch.full((len(rows), C), pad, dtype=torch.long)
+    sampling = torch.zeros(len(rows), C)
+    for i, o in enumerate(rows):
+        comp[i, : len(o.token_ids)] = torch.tensor(o.token_ids, dtype=torch.long)
+        if o.logprobs is not None:
+            sampling[i, : len(o.logprobs)] = torch.tensor(o.logprobs)
+    batch = completion_batch(repeat_prompts(pb, G), comp, eos_token_ids(model, processor), pad)
+    batch = batch.to(next(model.parameters()).device)
+    texts = processor.tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
+    old = None
+    if compute_logprobs:
+        old = completion_logprobs(
+            model, batch, image, image_embeds=image_embeds, temperature=temperature, micro_batch_size=micro_batch_size
+        )
+    r = Rollout(batch=batch, completions=texts, examples=[ex for ex in examples for _ in range(G)], old_logps=old)
+    r.sampling_logps = sampling.to(batch.input_ids.device) * batch.completion_mask  # the engine's own log-probs
+    return r
 
 
 def row_token_ids(batch: Batch, j: int) -> tuple[list[int], list[int]]:

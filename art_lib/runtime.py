@@ -73,14 +73,22 @@ def default_image_size(model_path: str | Path) -> int:
 ENGINES = ("hf", "vllm", "auto")
 
 
-def resolve_engine(engine: str, device: str) -> str:
-    """A notebook's engine name -> "hf" or "vllm"; "auto" is vLLM on a CUDA device when `vllm` imports, else HF."""
+def resolve_engine(engine, device: str) -> str:
+    """A notebook's engine name -> "hf" or "vllm"; "auto" is vLLM on a CUDA device when `vllm` imports, else HF.
+
+    Running vLLM servers (RL rollouts) are named by URL, `"http://127.0.0.1:8000/v1"`, or a list of URLs: they
+    resolve to the URLs joined by commas (how train(rollout_engine=...) and the table rows take them).
+    """
+    from .generation import server_urls
+
+    if (urls := server_urls(engine)) is not None:
+        return ",".join(urls)
     if engine not in ENGINES:
         import difflib
 
         near = difflib.get_close_matches(str(engine), ENGINES, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"unknown engine {engine!r}{hint}; choose one of {list(ENGINES)}")
+        raise ValueError(f"unknown engine {engine!r}{hint}; choose one of {list(ENGINES)} or server URLs (http://...)")
     if engine != "auto":
         return engine
     if not str(device).startswith("cuda"):

