@@ -172,3 +172,32 @@ def engine(checkpoint):
     from art_lib.vllm_engine import VLLMEngine
 
     return VLLMEngine(checkpoint, max_model_len=1024, enable_lora=True, enforce_eager=True)
+
+
+@pytest.fixture(scope="session")
+def rollout_servers(checkpoint, tmp_path_factory):
+    """Two vLLM servers on 127.0.0.1 started for RL rollouts (`rollouts=True`: the kit's pass-through chat template,
+    adapters loaded at run time), serving only the base model; started side by side."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from art_lib.vllm_engine import VLLMServer
+
+    folder = tmp_path_factory.mktemp("rollout_servers")
+    servers = [
+        VLLMServer(
+            checkpoint,
+            rollouts=True,
+            max_model_len=1024,
+            log_path=folder / f"server{i}.log",
+            extra=["--enforce-eager"],
+            env={"VLLM_ENABLE_V1_MULTIPROCESSING": "1"},
+        )
+        for i in range(2)
+    ]
+    with contextlib.ExitStack() as stack:
+        for srv in servers:  # stopped on exit, also when the other one failed to start
+            stack.push(srv.__exit__)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(VLLMServer.__enter__, servers))
+        yield servers
