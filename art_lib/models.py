@@ -427,6 +427,40 @@ def save_checkpoint(model, processor, path: str | Path, family: str = "qwen3_5",
     return path
 
 
+def weights_hash(weights: torch.nn.Module | dict) -> str:
+    """sha256 of a module's state dict (or of a state dict): every tensor's name and raw bytes, in name order.
+
+    The kit's one exact identity of weights: the toy checkpoints' recorded `weights_hash`, and what an engine
+    compares to see whether weights changed. Any dtype (bfloat16 too) is hashed as stored, on any device.
+    """
+    import hashlib
+
+    state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+    h = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A cheap identity of a model's weights: names, shapes and the first and last 256 values of each parameter.
+
+    What a training checkpoint records (`model_fingerprint`) so that a resume refuses other weights; it reads
+    512 values per tensor, where `weights_hash` reads every byte (seconds per GB). Its values are those of the
+    checkpoints already written, so they must not change.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            h.update(f"{name}:{tuple(p.shape)}".encode())
+            h.update(torch.cat([flat[:256], flat[-256:]]).float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with requires_grad)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -32,6 +32,7 @@ from .checkpoint import set_rng_state as _set_rng_state
 from .config import TrainConfig, check_field_names
 from .context import check_context, context_length, prompt_lengths
 from .methods import Method, check_method, make_method, trainable_parameter_count
+from .models import weights_fingerprint
 from .pixel_prompt import PixelPrompt
 from .preprocess import num_visual_tokens
 from .prompting import example_text
@@ -181,7 +182,7 @@ def train(
     reward_fn = reward_fn or (_default_reward(c.benchmark) if rl else None)
     config = _plain(dataclasses.asdict(c))
     if checkpoint is not None:  # what a resume must match; computed before any adapter is attached
-        config["model_fingerprint"] = model_fingerprint(model)
+        config["model_fingerprint"] = weights_fingerprint(model)
         config["examples_fingerprint"] = _examples_fingerprint(examples)
     method, objective, seed, steps, grad_accum = c.method, c.objective, c.seed, c.steps, c.grad_accum
 
@@ -347,22 +348,6 @@ _RESUME_MAY_CHANGE = {
     "gradient_checkpointing",
     "shared_prefix",
 }
-
-
-def model_fingerprint(model) -> str:
-    """A cheap, exact identity of a model's weights: names, shapes and the first and last 256 values of each.
-
-    Unlike `toy.weights_hash` (every byte), it costs next to nothing for billions of parameters.
-    """
-    import hashlib
-
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            flat = p.detach().reshape(-1)
-            h.update(f"{name}:{tuple(p.shape)}".encode())
-            h.update(torch.cat([flat[:256], flat[-256:]]).float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _examples_fingerprint(examples: list[dict]) -> str:

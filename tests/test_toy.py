@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from art_lib import toy
-from art_lib.models import count_parameters, load_frozen
+from art_lib.models import count_parameters, load_frozen, weights_hash
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.toy import tasks as T
 
@@ -49,7 +49,7 @@ def test_checkpoint_loads_frozen_like_a_real_one(pretrained):
 
     model, processor = load_frozen(pretrained["a"])
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
-    assert toy.weights_hash(model) == _info(pretrained["a"])["weights_hash"]
+    assert weights_hash(model) == _info(pretrained["a"])["weights_hash"]
     assert type(model).__name__ == "Qwen3_5ForConditionalGeneration"
     # The toy checkpoint's own image processor takes 64x64 pictures as they are: 4 visual tokens.
     assert processor.image_processor.size["shortest_edge"] == T.IMAGE_SIZE**2
@@ -94,7 +94,7 @@ def test_shipped_checkpoints_load_with_their_recorded_hash():
         info = _info(path)
         assert resolve_model(f"toy:{name}") == (str(path), f"toy:{name}")
         model, _ = load_frozen(path)
-        assert toy.weights_hash(model) == info["weights_hash"], name
+        assert weights_hash(model) == info["weights_hash"], name
         assert info["recipe_hash"] == toy.recipe_hash(info["recipe"]) and info["recipe"]["version"] == 2
         size, pictures = toy.parse_spec(name)
         assert info["recipe_hash"] == toy.recipe_hash(toy.recipe(size, pictures=pictures))  # today's recipe
@@ -103,6 +103,21 @@ def test_shipped_checkpoints_load_with_their_recorded_hash():
         # vLLM's CPU gated-delta-net kernel takes head dims of 64 or 128 only.
         assert text.linear_key_head_dim == text.linear_value_head_dim == 64, name
         assert (path / "model.safetensors").stat().st_size < 20 * 2**20
+
+
+def test_weight_identities_keep_the_values_checkpoints_recorded():
+    """`weights_fingerprint` of toy:base is what the training checkpoints under results/ recorded (a resume
+    compares it), and `weights_hash` reads any dtype and every byte: one changed value changes it."""
+    from art_lib.models import weights_fingerprint
+
+    model, _ = load_frozen(toy.toy_checkpoint("base"))
+    assert weights_fingerprint(model) == "4cfea58a372769f7"  # results/fig_artworks/checkpoints/*/meta.json
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    before = weights_hash(state)
+    name = max(state, key=lambda k: state[k].numel())
+    state[name].view(-1)[state[name].numel() // 2] += 1e-3  # the middle of the largest tensor: never sampled
+    assert weights_hash(state) != before
+    assert weights_hash({k: v.bfloat16() for k, v in state.items()}) != weights_hash(state)
 
 
 def test_unshipped_toy_names_say_how_to_pretrain():

@@ -40,7 +40,6 @@ from .recipe import (
     toy_model,
     toy_name,
     toy_processor,
-    weights_hash,
 )
 
 __all__ = [
@@ -66,7 +65,6 @@ __all__ = [
     "toy_model",
     "toy_name",
     "toy_processor",
-    "weights_hash",
     "register",
 ]
 

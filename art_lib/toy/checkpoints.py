@@ -1,7 +1,7 @@
 """The shipped toy checkpoints: `art_lib/toy/checkpoints/<name>/`, standard Hugging Face folders.
 
 Each folder holds what `save_checkpoint` writes (config, safetensors, tokenizer, processor, chat template)
-and `toy_info.json`: the recipe, the seed and the sha256 of the weights (`recipe.weights_hash`), as the
+and `toy_info.json`: the recipe, the seed and the sha256 of the weights (`models.weights_hash`), as the
 pretraining run that made them recorded it. Nothing is pretrained at run time.
 """
 

@@ -26,7 +26,6 @@ from .recipe import (
     recipe_hash,
     toy_model,
     toy_name,
-    weights_hash,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -190,7 +189,7 @@ def _pretrain(
     from tqdm.auto import tqdm
 
     from ..losses import sft_loss
-    from ..models import count_parameters, save_checkpoint
+    from ..models import count_parameters, save_checkpoint, weights_hash
     from ..prompting import pad_batch
     from ..results import _cpu_model
 

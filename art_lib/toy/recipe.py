@@ -164,12 +164,3 @@ def recipe(
 def recipe_hash(rec: dict) -> str:
     """Short sha256 of a recipe (its JSON with sorted keys)."""
     return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def weights_hash(model) -> str:
-    """sha256 of every tensor of the state dict (names and bytes), in name order."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
