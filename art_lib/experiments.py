@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from .checkpoint import Checkpointer, safe_load
-from .data import load_benchmark
+from .data import load_benchmark_once
 from .evaluate import evaluate, evaluate_with_engine
 from .evaluations import control_rows as control_rows
 from .evaluations import transport_rows as transport_rows
@@ -179,10 +179,10 @@ def run_arm(
     out_dir.mkdir(parents=True, exist_ok=True)
     model_label = model_label or str(model_path)
     stem = arm_stem(method, benchmark, objective, seed, label)
-    train_examples = train_examples or load_benchmark(
+    train_examples = train_examples or load_benchmark_once(
         benchmark, data_dir=data_dir, split="train", limit=n_train, seed=seed
     )
-    test_examples = test_examples or load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
+    test_examples = test_examples or load_benchmark_once(benchmark, data_dir=data_dir, split="test", limit=n_test)
     mnt = max_new_tokens or generation_budget(benchmark)
     if objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
