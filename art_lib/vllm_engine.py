@@ -21,6 +21,7 @@ gap can be measured, and `old_logps` are the trainer's, as with HF rollouts.
 Prompts are rendered by the kit (`art_lib.prompting.example_text`, the model's chat template) and
 vLLM expands the single `<|image_pad|>` into the image's tokens, as HF's processor does; completions are
 decoded by the kit's tokenizer from vLLM's token ids, so HF and vLLM completions compare token by token.
+Running servers sample the same way (`generation.ServerGenerator`); `vllm_rollouts` builds the Rollout for both.
 """
 
 from __future__ import annotations
