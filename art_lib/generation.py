@@ -18,7 +18,6 @@ folders are written to this machine's temporary directory: the servers must be a
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import secrets
 import shutil
@@ -99,15 +98,6 @@ class Generator(Protocol):
     def close(self) -> None: ...
 
 
-def state_fingerprint(state: dict) -> str:
-    """SHA-1 of a state dict's names and values (float32 bytes)."""
-    digest = hashlib.sha1()
-    for name, p in sorted(state.items()):
-        digest.update(name.encode())
-        digest.update(p.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
 class AdapterFolders:
     """A LoRA method's adapter saved to a new folder whenever its weights changed; the previous one is deleted.
 
@@ -123,7 +113,9 @@ class AdapterFolders:
 
     def folder(self, method) -> Path:
         """The folder holding `method`'s current adapter (saved now if its weights changed)."""
-        key = state_fingerprint(method.state_dict())
+        from .models import weights_hash
+
+        key = weights_hash(method.state_dict())
         if key != self._key:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="art_lora_")

@@ -43,7 +43,6 @@ from .generation import (
     ServerGenerator,
     method_inputs,
     server_urls,
-    state_fingerprint,
 )
 from .prompting import vision_token_ids
 from .rollout import Rollout, completions_rollout
@@ -239,13 +238,15 @@ class VLLMEngine:
         return self._generator
 
     def weights_fingerprint(self) -> str:
-        """SHA-1 of every weight the engine holds, computed where the engine runs (in this process with
+        """`models.weights_hash` of every weight the engine holds, computed where the engine runs (in this process with
         `VLLM_ENABLE_V1_MULTIPROCESSING=0`; in a worker, vLLM needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1`)."""
-        return self.llm.apply_model(_weights_sha1)[0]
+        return self.llm.apply_model(_weights_hash)[0]
 
 
-def _weights_sha1(model) -> str:
-    return state_fingerprint(model.state_dict())
+def _weights_hash(model) -> str:
+    from .models import weights_hash
+
+    return weights_hash(model)
 
 
 class EngineGenerator:
