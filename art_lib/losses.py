@@ -1,4 +1,6 @@
-"""Loss functions for ART, LoRA and soft-prompt training: SFT, GRPO and DAPO as pure tensor functions.
+"""Loss functions for ART, LoRA and soft-prompt RL training: GRPO and DAPO as pure tensor functions.
+
+The SFT loss is `forward.sft_nll` (summed NLL of the completion tokens through the trainer's log-prob path).
 
 Every function here takes tensors and returns tensors; none touches a model, an optimiser or a process group.
 The RL maths follows TRL 1.16's `GRPOTrainer` (`_compute_loss` and the advantage computation in
@@ -16,35 +18,6 @@ import torch
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
 SCALE_REWARDS = ("group", "batch", "none")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Supervised fine-tuning
-# --------------------------------------------------------------------------------------------------------------
-
-
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each next token, `log_softmax(logits[:, t])[input_ids[:, t + 1]]`: (B, T-1)."""
-    logits = logits[:, :-1]  # (B, T-1, V): position t predicts token t + 1
-    targets = input_ids[:, 1:].unsqueeze(-1)  # (B, T-1, 1)
-    if logits.dtype in (torch.float32, torch.float64):
-        selected = logits.gather(-1, targets).squeeze(-1)  # (B, T-1)
-        # log_softmax(x)_i = x_i - logsumexp(x); looping over rows keeps only one (T, V) temporary alive
-        # instead of materialising a full (B, T, V) log-softmax.
-        lse = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])  # (B, T-1)
-        return selected - lse
-    # logsumexp in half precision loses too much; upcast one row at a time so the peak stays at one fp32 row.
-    rows = [row.float().log_softmax(-1).gather(-1, tgt).squeeze(-1) for row, tgt in zip(logits, targets)]
-    return torch.stack(rows)  # (B, T-1), float32
-
-
-def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy averaged over the completion tokens only: scalar."""
-    logps = token_logprobs(logits, input_ids)  # (B, T-1)
-    # The target of position t is token t + 1, so the mask is shifted the same way as the targets.
-    mask = completion_mask[:, 1:].to(logps.dtype)  # (B, T-1)
-    # clamp: a batch with no completion token gives 0, not NaN.
-    return -(logps * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 # --------------------------------------------------------------------------------------------------------------

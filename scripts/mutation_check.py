@@ -121,10 +121,10 @@ MUTATIONS = [
     ),
     Mutation(
         "sft-mask-not-shifted",
-        "art_lib/losses.py",
-        "mask = completion_mask[:, 1:].to(logps.dtype)",
-        "mask = completion_mask[:, :-1].to(logps.dtype)",
-        (T_LOSSES,),
+        "art_lib/forward.py",
+        "return hidden[:, P - 1 : P + C - 1]",
+        "return hidden[:, P : P + C]",
+        ("tests/test_forward.py", "-k", "sft_nll"),
     ),
     Mutation(
         "dynamic-sampling-keeps-flat-groups",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import defaultdict
 
@@ -11,81 +10,6 @@ import pytest
 import torch
 
 from art_lib import losses
-
-# --------------------------------------------------------------------------------------------------------------
-# SFT
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _sft_inputs(seed: int = 0, B: int = 3, T: int = 7, V: int = 11, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(B, T, V, generator=g, dtype=dtype)
-    input_ids = torch.randint(0, V, (B, T), generator=g)
-    # Prompt of varying length, then completion, then right padding.
-    completion_mask = torch.zeros(B, T, dtype=torch.long)
-    completion_mask[0, 3:] = 1
-    completion_mask[1, 2:5] = 1
-    completion_mask[2, 4:6] = 1
-    return logits, input_ids, completion_mask
-
-
-def test_token_logprobs_matches_log_softmax_gather():
-    logits, input_ids, _ = _sft_inputs()
-    want = logits[:, :-1].log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    got = losses.token_logprobs(logits, input_ids)
-    assert got.shape == (3, 6)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-
-
-def test_token_logprobs_bfloat16_is_upcast():
-    logits, input_ids, _ = _sft_inputs()
-    got = losses.token_logprobs(logits.bfloat16(), input_ids)
-    want = logits.bfloat16().float()[:, :-1].log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-
-
-def test_sft_loss_matches_per_token_loop():
-    logits, input_ids, completion_mask = _sft_inputs()
-    B, T, _ = logits.shape
-    terms = []
-    for b in range(B):
-        for t in range(1, T):  # token t is predicted by position t - 1
-            if completion_mask[b, t]:
-                terms.append(-torch.log_softmax(logits[b, t - 1], -1)[input_ids[b, t]].item())
-    want = sum(terms) / len(terms)
-    got = losses.sft_loss(logits, input_ids, completion_mask)
-    assert got.dim() == 0
-    assert math.isclose(got.item(), want, rel_tol=1e-6)
-
-
-def test_sft_loss_ignores_prompt_tokens():
-    logits, input_ids, completion_mask = _sft_inputs()
-    base = losses.sft_loss(logits, input_ids, completion_mask)
-    # Row 0's completion starts at token 3, predicted by position 2: positions 0 and 1 predict prompt tokens.
-    changed = logits.clone()
-    changed[0, :2] += 100.0 * torch.randn_like(changed[0, :2])
-    changed[:, -1] += 50.0  # the last position predicts nothing
-    assert losses.sft_loss(changed, input_ids, completion_mask) == base
-    # Changing a target *prompt* token does not matter either; changing a completion token does.
-    ids = input_ids.clone()
-    ids[0, 1] = (ids[0, 1] + 1) % logits.size(-1)
-    assert losses.sft_loss(logits, ids, completion_mask) == base
-    ids[0, 4] = (ids[0, 4] + 1) % logits.size(-1)
-    assert losses.sft_loss(logits, ids, completion_mask) != base
-    # And the gradient is exactly zero on every position that does not predict a completion token.
-    leaf = logits.clone().requires_grad_()
-    losses.sft_loss(leaf, input_ids, completion_mask).backward()
-    predicts_completion = torch.zeros_like(completion_mask, dtype=torch.bool)
-    predicts_completion[:, :-1] = completion_mask[:, 1:].bool()
-    assert leaf.grad[~predicts_completion].abs().max() == 0
-    assert leaf.grad[predicts_completion].abs().amax(-1).min() > 0
-
-
-def test_sft_loss_empty_mask_is_zero():
-    logits, input_ids, completion_mask = _sft_inputs()
-    assert losses.sft_loss(logits, input_ids, torch.zeros_like(completion_mask)).item() == 0.0
-
 
 # --------------------------------------------------------------------------------------------------------------
 # Advantages

@@ -188,7 +188,7 @@ def _pretrain(
 ) -> Path:
     from tqdm.auto import tqdm
 
-    from ..losses import sft_loss
+    from ..forward import selective_log_softmax
     from ..models import count_parameters, save_checkpoint, weights_hash
     from ..prompting import pad_batch
     from ..results import _cpu_model
@@ -225,10 +225,12 @@ def _pretrain(
             shown = [images[i] for i in rows if images[i] is not None]
             image_inputs = _image_inputs(shown, processor) if shown else {}
             C = batch.completion_ids.shape[1]
-            logits = model(**_model_inputs(batch, image_inputs), logits_to_keep=C + 1).logits
-            mask = torch.nn.functional.pad(batch.completion_mask, (1, 0))  # position P-1 predicts the first token
+            # The trainer's log-probabilities: positions P-1 .. P+C-2 predict the C completion tokens.
+            logits = model(**_model_inputs(batch, image_inputs), logits_to_keep=C + 1).logits[:, :-1]  # (B, C, V)
+            logps = selective_log_softmax(logits, batch.completion_ids)  # (B, C)
+            mask = batch.completion_mask.to(logps.dtype)  # (B, C)
             n_tok = int(batch.completion_mask.sum())
-            loss = sft_loss(logits, batch.input_ids[:, -(C + 1) :], mask) * (n_tok / total)
+            loss = -(logps * mask).sum() / mask.sum().clamp(min=1.0) * (n_tok / total)
             loss.backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(params, tr["grad_clip"])
