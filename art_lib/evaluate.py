@@ -85,10 +85,10 @@ def _check_header(img: Image.Image, processor, allow_resize: bool = False) -> No
 
 
 def _checked_pil(img: Image.Image, processor, allow_resize: bool = False) -> Image.Image:
-    from art_lib.pixel_prompt import _pil_to_rgb
+    from art_lib.pixel_prompt import pil_to_rgb
 
     _check_header(img, processor, allow_resize)
-    return _pil_to_rgb(img)
+    return pil_to_rgb(img)
 
 
 # --------------------------------------------------------------------------- #

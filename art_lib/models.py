@@ -218,9 +218,9 @@ def tiny_model(
     _check_family(family)
     processor = tiny_processor(family, size)
     config = tiny_config(family, size, text=text, vision=vision, tokenizer=processor.tokenizer)
-    with _seeded(seed):
+    with seeded(seed):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
-    _set_generation_defaults(model, processor.tokenizer)
+    set_generation_defaults(model, processor.tokenizer)
     return freeze(model.to(device)), processor
 
 
@@ -250,13 +250,13 @@ def random_full_model(
         ("vision_end_token_id", "<|vision_end|>"),
     ):
         setattr(cfg, key, tok.convert_tokens_to_ids(token))
-    with _seeded(seed):
+    with seeded(seed):
         model = AutoModelForImageTextToText.from_config(cfg, dtype=dtype)
-    _set_generation_defaults(model, tok)
+    set_generation_defaults(model, tok)
     return freeze(model.to(device)), processor
 
 
-def _set_generation_defaults(model, tokenizer) -> None:
+def set_generation_defaults(model, tokenizer) -> None:
     """Stop at <|im_end|> (end of turn) or <|endoftext|>, as the real generation_config does."""
     gc = model.generation_config
     gc.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
@@ -264,7 +264,7 @@ def _set_generation_defaults(model, tokenizer) -> None:
     gc.bos_token_id = None
 
 
-class _seeded:
+class seeded:
     """Fork the global RNG for a block so model init is a function of `seed` alone."""
 
     def __init__(self, seed: int):

@@ -109,7 +109,7 @@ def check_8bit_mode(mode: str) -> None:
         )
 
 
-def _pil_to_rgb(img: Image.Image) -> Image.Image:
+def pil_to_rgb(img: Image.Image) -> Image.Image:
     """Any 8-bit PIL image -> RGB, compositing transparency onto white."""
     check_8bit_mode(img.mode)
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
@@ -210,7 +210,7 @@ class PixelPrompt(nn.Module):
     @classmethod
     def _from_pil(cls, img: Image.Image, hw: tuple[int, int] | None) -> PixelPrompt:
         """8-bit path: stays on k/255 values, even through the resize."""
-        rgb = _pil_to_rgb(img)
+        rgb = pil_to_rgb(img)
         if hw is not None and rgb.size != (hw[1], hw[0]):  # PIL sizes are (W, H)
             rgb = rgb.resize((hw[1], hw[0]), _RESAMPLE)
         return cls(_uint8_to_unit(np.asarray(rgb, dtype=np.uint8)))
@@ -282,7 +282,7 @@ class PixelPrompt(nn.Module):
                 )
             check_8bit_mode(img.mode)
             metadata = png_metadata(img, path)  # checked: JSON values, the size it claims
-            rgb = _pil_to_rgb(img)
+            rgb = pil_to_rgb(img)
         if VERSION_KEY not in metadata:
             warnings.warn(
                 f"{os.fspath(path)!r} has no art_lib metadata (no {VERSION_KEY!r} text chunk); "

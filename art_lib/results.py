@@ -93,7 +93,8 @@ def _versions() -> dict:
     return out
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
+    """This machine's CPU model name (from /proc/cpuinfo, else `platform.processor()`), None when unknown."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -132,7 +133,7 @@ def write_run_info(folder: str | Path, parameters: dict, started: float, device:
         "platform": platform.platform(),
         "device": device,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_threads": torch.get_num_threads(),
         "wall_time_s": round(time.time() - started, 1),
         "checkpoints": _checkpoint_info(parameters),

@@ -20,14 +20,9 @@ CODE_DIRS = ("art_lib", "tests", "scripts", "benchmarks", "notebooks")
 # which looks names up in the registry, so a module-level import either way would be a cycle at import time.
 DEFERRED_EDGES = {("art_lib.registry", "art_lib.tasks"), ("art_lib.registry", "art_lib.toy")}
 
-# Private names imported from another module, each a rename in a module outside the `cleanups` change
-# (issue 29 item 4): make the name public there, then delete the entry (the test fails on a stale entry).
-PRIVATE_IMPORTS_ALLOWED = {
-    ("art_lib.evaluate", "art_lib.pixel_prompt", "_pil_to_rgb"),
-    ("art_lib.toy.recipe", "art_lib.models", "_seeded"),
-    ("art_lib.toy.recipe", "art_lib.models", "_set_generation_defaults"),
-    ("art_lib.toy.pretrain", "art_lib.results", "_cpu_model"),
-}
+# Private names imported from another module: none (make such a name public, or keep its use local). A new
+# entry names a rename still to do; the test fails on a stale one.
+PRIVATE_IMPORTS_ALLOWED: set[tuple[str, str, str]] = set()
 
 
 def module_name(path: Path) -> str:

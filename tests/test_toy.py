@@ -146,13 +146,13 @@ def test_frozen_base_follows_instructions_and_pictures(dtype):
 )
 def test_fresh_pretraining_reproduces_the_shipped_weights():
     """On the CPU type the checkpoint was built on, a fresh pretraining gives the shipped weights bit for bit."""
-    from art_lib.results import _cpu_model
+    from art_lib.results import cpu_model
     from art_lib.toy.__main__ import verify
 
     name = os.environ.get("ART_TOY_VERIFY_NAME", "base")
     res = verify(name, progress=False)
-    if res["shipped_cpu"] != _cpu_model():
-        pytest.skip(f"shipped weights were computed on {res['shipped_cpu']!r}, this is {_cpu_model()!r}")
+    if res["shipped_cpu"] != cpu_model():
+        pytest.skip(f"shipped weights were computed on {res['shipped_cpu']!r}, this is {cpu_model()!r}")
     assert res["same"], res
 
 

@@ -191,7 +191,7 @@ def _pretrain(
     from ..forward import selective_log_softmax
     from ..models import count_parameters, save_checkpoint, weights_hash
     from ..prompting import pad_batch
-    from ..results import _cpu_model
+    from ..results import cpu_model
 
     rec = recipe(size, steps, pictures, share, **train)
     spec = toy_name(size, pictures)
@@ -251,7 +251,7 @@ def _pretrain(
         "final_loss": float(np.mean(losses[-50:])),
         "weights_hash": weights_hash(model),
         "torch": torch.__version__,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
     }
     (out_dir / "toy_info.json").write_text(json.dumps(info, indent=1))
     return out_dir

@@ -84,14 +84,14 @@ def toy_model(size: str = DEFAULT_SIZE, seed: int = 0):
     """A freshly initialised (trainable) toy model of the given size, and its processor."""
     from transformers import AutoModelForImageTextToText
 
-    from ..models import _seeded, _set_generation_defaults, tiny_config
+    from ..models import seeded, set_generation_defaults, tiny_config
 
     arch = _arch(size)
     processor = toy_processor()
     config = tiny_config(FAMILY, REFERENCE, text=arch["text"], vision=arch["vision"], tokenizer=processor.tokenizer)
-    with _seeded(seed):
+    with seeded(seed):
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
-    _set_generation_defaults(model, processor.tokenizer)
+    set_generation_defaults(model, processor.tokenizer)
     return model, processor
 
 
