@@ -125,6 +125,35 @@ def policy_loss(
         actually bounds: below `1 - epsilon_low` with a negative advantage, or above `1 + epsilon_high` with a
         positive one), `ratio_mean` (mean importance ratio) and, when `beta != 0`, `kl` (mean k3 KL).
     """
+    _check_policy_loss_args(loss_type, importance_sampling_level, max_completion_length, beta, ref_per_token_logps)
+    mask = completion_mask.to(per_token_logps.dtype)  # (B, C)
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)  # (B, 1): one advantage per sequence, broadcast over its tokens
+    if old_per_token_logps is None:
+        old_per_token_logps = per_token_logps.detach()  # on-policy: ratio 1, gradient of logp itself
+
+    ratio = _importance_ratio(per_token_logps, old_per_token_logps, mask, importance_sampling_level)
+    per_token_loss = _clipped_surrogate(ratio, advantages, epsilon_low, epsilon_high, delta)  # (B, C) or (B, 1)
+    if beta != 0.0:
+        per_token_kl = _k3_kl(per_token_logps, ref_per_token_logps, ratio if kl_bias_correction else None)
+        per_token_loss = per_token_loss + beta * per_token_kl  # (B, C)
+    loss = _aggregate(per_token_loss, mask, loss_type, max_completion_length, num_items_in_batch)
+
+    metrics = _clip_metrics(ratio, advantages, mask, epsilon_low, epsilon_high)
+    if beta != 0.0:
+        with torch.no_grad():
+            metrics["kl"] = _masked_mean(per_token_kl, mask)
+    return loss, metrics
+
+
+def _check_policy_loss_args(
+    loss_type: str,
+    importance_sampling_level: str,
+    max_completion_length: int | None,
+    beta: float,
+    ref_per_token_logps: torch.Tensor | None,
+) -> None:
+    """Raise `ValueError` on a `policy_loss` setting it does not know or one missing what it needs."""
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}: expected one of {LOSS_TYPES}")
     if importance_sampling_level not in IMPORTANCE_SAMPLING_LEVELS:
@@ -136,33 +165,53 @@ def policy_loss(
     if beta != 0.0 and ref_per_token_logps is None:
         raise ValueError("beta != 0 needs ref_per_token_logps")
 
-    mask = completion_mask.to(per_token_logps.dtype)  # (B, C)
-    if advantages.dim() == 1:
-        advantages = advantages.unsqueeze(1)  # (B, 1): one advantage per sequence, broadcast over its tokens
-    if old_per_token_logps is None:
-        old_per_token_logps = per_token_logps.detach()  # on-policy: ratio 1, gradient of logp itself
 
+def _importance_ratio(
+    per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor, mask: torch.Tensor, level: str
+) -> torch.Tensor:
+    """`pi / pi_old` per token, (B, C), or per sequence (GSPO), (B, 1): the exp of the mean log-ratio over the
+    active tokens of `mask` (B, C) of each sequence."""
     log_ratio = per_token_logps - old_per_token_logps  # (B, C)
-    if importance_sampling_level == "token":
+    if level == "token":
         log_weights = log_ratio  # (B, C)
     else:
         log_weights = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)  # (B, 1)
-    ratio = torch.exp(log_weights)  # (B, C) or (B, 1)
+    return torch.exp(log_weights)  # (B, C) or (B, 1)
 
+
+def _clipped_surrogate(
+    ratio: torch.Tensor, advantages: torch.Tensor, epsilon_low: float, epsilon_high: float, delta: float | None
+) -> torch.Tensor:
+    """PPO's per-token loss `-min(r A, clip(r, 1 - epsilon_low, 1 + epsilon_high) A)`, with `r` first capped at
+    `delta` when given: shape of `ratio * advantages`."""
     # PPO's pessimistic bound: the clipped term stops the gradient once the ratio has moved past the trust region
     # in the direction the advantage pushes it.
     clipped_ratio = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
     unclipped_ratio = ratio if delta is None else torch.clamp(ratio, max=delta)
-    per_token_loss = -torch.min(unclipped_ratio * advantages, clipped_ratio * advantages)  # (B, C) or (B, 1)
+    return -torch.min(unclipped_ratio * advantages, clipped_ratio * advantages)
 
-    if beta != 0.0:
-        # k3 estimator of KL(pi || pi_ref) (Schulman): unbiased, always >= 0, low variance.
-        ref_log_ratio = ref_per_token_logps - per_token_logps  # (B, C)
-        per_token_kl = torch.exp(ref_log_ratio) - ref_log_ratio - 1  # (B, C)
-        if kl_bias_correction:
-            per_token_kl = per_token_kl * ratio  # samples come from pi_old, so reweight to pi
-        per_token_loss = per_token_loss + beta * per_token_kl  # (B, C)
 
+def _k3_kl(
+    per_token_logps: torch.Tensor, ref_per_token_logps: torch.Tensor, ratio: torch.Tensor | None
+) -> torch.Tensor:
+    """Per-token k3 estimate of KL(pi || pi_ref), times the importance `ratio` when given (bias correction): (B, C)."""
+    # k3 estimator of KL(pi || pi_ref) (Schulman): unbiased, always >= 0, low variance.
+    ref_log_ratio = ref_per_token_logps - per_token_logps  # (B, C)
+    per_token_kl = torch.exp(ref_log_ratio) - ref_log_ratio - 1  # (B, C)
+    if ratio is not None:
+        per_token_kl = per_token_kl * ratio  # samples come from pi_old, so reweight to pi
+    return per_token_kl
+
+
+def _aggregate(
+    per_token_loss: torch.Tensor,
+    mask: torch.Tensor,
+    loss_type: str,
+    max_completion_length: int | None,
+    num_items_in_batch: torch.Tensor | float | None,
+) -> torch.Tensor:
+    """One scalar from the per-token losses (B, C) or (B, 1) on the active tokens of `mask` (B, C), as
+    `loss_type` says (see `policy_loss`)."""
     masked_sum = (per_token_loss * mask).sum()  # broadcasts (B, 1) to (B, C) in the sequence-level case
     if loss_type == "grpo":
         loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
@@ -173,19 +222,22 @@ def policy_loss(
         loss = masked_sum / (per_token_loss.size(0) * max_completion_length)
     else:  # "bnpo"
         loss = masked_sum / mask.sum().clamp(min=1.0)
+    return loss
 
-    with torch.no_grad():
-        is_low = (ratio < 1 - epsilon_low) & (advantages < 0)
-        is_high = (ratio > 1 + epsilon_high) & (advantages > 0)
-        metrics = {
-            "clip_ratio/low_mean": _masked_mean(is_low.to(mask.dtype), mask),
-            "clip_ratio/high_mean": _masked_mean(is_high.to(mask.dtype), mask),
-            "clip_ratio/region_mean": _masked_mean((is_low | is_high).to(mask.dtype), mask),
-            "ratio_mean": _masked_mean(ratio, mask),
-        }
-        if beta != 0.0:
-            metrics["kl"] = _masked_mean(per_token_kl, mask)
-    return loss, metrics
+
+@torch.no_grad()
+def _clip_metrics(
+    ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, epsilon_low: float, epsilon_high: float
+) -> dict[str, torch.Tensor]:
+    """`policy_loss`'s detached clip fractions and mean importance ratio over the active tokens of `mask`."""
+    is_low = (ratio < 1 - epsilon_low) & (advantages < 0)
+    is_high = (ratio > 1 + epsilon_high) & (advantages > 0)
+    return {
+        "clip_ratio/low_mean": _masked_mean(is_low.to(mask.dtype), mask),
+        "clip_ratio/high_mean": _masked_mean(is_high.to(mask.dtype), mask),
+        "clip_ratio/region_mean": _masked_mean((is_low | is_high).to(mask.dtype), mask),
+        "ratio_mean": _masked_mean(ratio, mask),
+    }
 
 
 def micro_batch_weight(loss_type: str, rows: int, total_rows: int, tokens: float, total_tokens: float) -> float:
