@@ -267,30 +267,54 @@ def evaluate(
     `engine`: "hf" (batched `generate`, the reference), "vllm" (offline vLLM on this model, started once
     and cached on it) or an `art_lib.vllm_engine.VLLMEngine`; same prompts, decoding and scorer.
     """
+    # Everything but `batch_size` and `shared_prefix` (HF `generate` only) means the same on every engine.
+    common = dict(
+        image=image,
+        benchmark=benchmark,
+        max_new_tokens=max_new_tokens,
+        greedy=greedy,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        enable_thinking=enable_thinking,
+        allow_resize=allow_resize,
+        progress=progress,
+        label=label,
+    )
+    if engine != "hf":
+        from art_lib.vllm_engine import get_engine
+
+        return evaluate_with_engine(get_engine(engine, model, processor), processor, examples, **common)
+    return _evaluate_with_generate(
+        model, processor, examples, batch_size=batch_size, shared_prefix=shared_prefix, **common
+    )
+
+
+def _evaluate_with_generate(
+    model,
+    processor,
+    examples: Sequence[dict],
+    *,
+    image: ImageArg,
+    benchmark: str,
+    batch_size: int | None,
+    max_new_tokens: int,
+    greedy: bool,
+    temperature: float,
+    top_p: float,
+    seed: int | None,
+    enable_thinking: bool,
+    progress: bool,
+    label: str,
+    allow_resize: bool,
+    shared_prefix: bool,
+) -> EvalResult:
+    """`evaluate` on the model itself (engine "hf"): batched `generate_completions`, every argument as there."""
     import torch
     from tqdm.auto import tqdm
 
     from art_lib.rewards import get_scorer
 
-    if engine != "hf":
-        from art_lib.vllm_engine import get_engine
-
-        return evaluate_with_engine(
-            get_engine(engine, model, processor),
-            processor,
-            examples,
-            image=image,
-            benchmark=benchmark,
-            max_new_tokens=max_new_tokens,
-            greedy=greedy,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            enable_thinking=enable_thinking,
-            allow_resize=allow_resize,
-            progress=progress,
-            label=label,
-        )
     scorer = get_scorer(benchmark)  # unknown benchmark: ValueError before any generation
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -321,16 +345,30 @@ def evaluate(
                     shared_prefix=shared_prefix,
                 )
                 bar.update(len(chunk))
-    config = {
-        "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil is not None else None),
-        "max_new_tokens": max_new_tokens,
-        "greedy": greedy,
-        "enable_thinking": enable_thinking,
-        "batch_size": batch_size,
-    }
-    if not greedy:
-        config.update(temperature=temperature, top_p=top_p, seed=seed)
+    config = _run_config(
+        image, pil, max_new_tokens, greedy, enable_thinking, (temperature, top_p, seed), batch_size=batch_size
+    )
     return score_outputs(examples, outs, benchmark, scorer=scorer, label=label, config=config)
+
+
+def _run_config(
+    image: ImageArg,
+    pil,
+    max_new_tokens: int,
+    greedy: bool,
+    enable_thinking: bool,
+    sampling: tuple[float, float, int | None],
+    **fields,
+) -> dict:
+    """An `EvalResult.config`: the image as given (its path, "PIL" or None), the decoding settings, `fields`, and
+    when sampling (`greedy=False`) `sampling` = (temperature, top_p, seed)."""
+    shown = os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil is not None else None)
+    config = {"image": shown, "max_new_tokens": max_new_tokens, "greedy": greedy, "enable_thinking": enable_thinking}
+    config |= fields
+    if not greedy:
+        temperature, top_p, seed = sampling
+        config.update(temperature=temperature, top_p=top_p, seed=seed)
+    return config
 
 
 def evaluate_with_engine(
@@ -371,16 +409,9 @@ def evaluate_with_engine(
     )
     tok = processor.tokenizer
     ids = [o[0]["token_ids"] for o in outs]
-    config = {
-        "engine": "vllm",
-        "model": engine.model_path,
-        "image": os.fspath(image) if isinstance(image, (str, os.PathLike)) else ("PIL" if pil else None),
-        "max_new_tokens": max_new_tokens,
-        "greedy": greedy,
-        "enable_thinking": enable_thinking,
-    }
-    if not greedy:
-        config.update(temperature=temperature, top_p=top_p, seed=seed)
+    config = {"engine": "vllm", "model": engine.model_path} | _run_config(
+        image, pil, max_new_tokens, greedy, enable_thinking, (temperature, top_p, seed)
+    )
     return score_completions(
         examples,
         [tok.decode(i, skip_special_tokens=True) for i in ids],
