@@ -20,6 +20,7 @@ half-closes (`serve_http.PeerWatch`).
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import sys
@@ -309,8 +310,39 @@ def make_server(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI: `python -m art_lib.serve --model PATH|toy:NAME [--host H] [--port N]`."""
-    import argparse
+    # Before the heavy imports and the model: --help, a bad flag or a bad limit answer at once.
+    args = _parser().parse_args(argv)
+    limits = _limits(args)
+    import torch
 
+    from art_lib.models import load_frozen
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, processor = load_frozen(args.model, dtype=args.dtype, device=args.device)
+    server = make_server(
+        model,
+        processor,
+        args.host,
+        args.port,
+        args.served_model_name or str(args.model),
+        api_key=args.api_key,
+        verbose=args.verbose,
+        limits=limits,
+    )
+    host, port = server.server_address[:2]
+    # One parseable line: tests (and scripts) wait for it to know the server is up and on which port.
+    print(f"art_lib.serve: listening on http://{host}:{port}/v1", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line of `main`: the model to load, where to listen, and the `ServerLimits` flags."""
     parser = argparse.ArgumentParser(prog="python -m art_lib.serve", description=main.__doc__)
     parser.add_argument(
         "--model",
@@ -363,8 +395,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="let requests bring their own chat template (a template is code the server runs); off by default",
     )
-    args = parser.parse_args(argv)
-    limits = ServerLimits(
+    return parser
+
+
+def _limits(args: argparse.Namespace) -> ServerLimits:
+    """The `ServerLimits` the parsed command line (`_parser`) asks for."""
+    return ServerLimits(
         max_body_bytes=int(args.max_body_mb * 2**20),
         max_image_pixels=args.max_image_pixels,
         max_tokens=args.max_tokens,
@@ -374,33 +410,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         image_root=args.allow_local_images,
         trust_request_chat_template=args.trust_request_chat_template,
     )
-
-    import torch
-
-    from art_lib.models import load_frozen
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model, processor = load_frozen(args.model, dtype=args.dtype, device=args.device)
-    server = make_server(
-        model,
-        processor,
-        args.host,
-        args.port,
-        args.served_model_name or str(args.model),
-        api_key=args.api_key,
-        verbose=args.verbose,
-        limits=limits,
-    )
-    host, port = server.server_address[:2]
-    # One parseable line: tests (and scripts) wait for it to know the server is up and on which port.
-    print(f"art_lib.serve: listening on http://{host}:{port}/v1", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
 
 
 if __name__ == "__main__":
