@@ -20,6 +20,7 @@ arms recorded in its results folder's `arms.jsonl` and continues the others from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -156,39 +157,20 @@ def run(
     `overrides` (`-p name=value`) are set in every chosen notebook, last; each must be one of its parameters.
     """
     import papermill as pm
-    import torch
 
     if dry_run and scale == "default":
         raise ValueError("--dry-run runs the paper yamls on a stand-in model: use 'reproduce paper --dry-run'")
     chosen = select(scale, only, overrides)  # typos in names fail here, before anything runs
     root = results_root_for(results_root, dry_run, update_results)
     root.mkdir(parents=True, exist_ok=True)
-    env_root = os.environ.get("ART_RESULTS_ROOT")
-    os.environ["ART_RESULTS_ROOT"] = str(root)  # the notebooks write <root>/<stem>.<tag>/
-    model = str(standin_checkpoint(root / "standin-qwen3_5")) if dry_run else None
     failed = []
-    try:
+    with _results_root_env(root):  # the notebooks write <root>/<stem>.<tag>/
+        model = str(standin_checkpoint(root / "standin-qwen3_5")) if dry_run else None
         for nb, params in chosen:
             if params is None:
                 print(f"[skip] {nb.stem}: no {nb.stem}.{scale}.yaml", file=sys.stderr)
                 continue
-            if dry_run:
-                params = dry_run_params(params, model)
-            if device:
-                params["device"] = device
-            if dtype:
-                params["dtype"] = dtype
-            params |= overrides or {}
-            if (
-                scale != "default"
-                and not dry_run
-                and params.get("device", "auto") in ("auto", "cuda")
-                and not torch.cuda.is_available()
-            ):
-                raise RuntimeError(
-                    f"{scale} parameters run real checkpoints on a GPU and none is visible here; "
-                    "use --plan, --dry-run, or set device: cpu in the yaml on purpose"
-                )
+            params = _notebook_params(params, scale, dry_run, model, device, dtype, overrides)
             tag = params.get("results_tag", "" if scale == "default" else scale)  # where the notebook writes
             out_dir = root / (f"{nb.stem}.{tag}" if tag else nb.stem)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -216,16 +198,59 @@ def run(
             except Exception as e:  # keep going so every table is attempted, then fail loudly
                 failed.append(nb.stem)
                 print(f"[FAILED] {nb.stem}: {type(e).__name__}: {str(e)[:2000]}", file=sys.stderr, flush=True)
-    finally:
-        if env_root is None:
-            os.environ.pop("ART_RESULTS_ROOT", None)
-        else:
-            os.environ["ART_RESULTS_ROOT"] = env_root
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
     if dry_run:
         print(f"dry run outputs in {root}", flush=True)
     return len(failed)
+
+
+@contextlib.contextmanager
+def _results_root_env(root: Path):
+    """`$ART_RESULTS_ROOT` set to `root` for the block (`results.default_results_root` reads it), then as it was."""
+    env_root = os.environ.get("ART_RESULTS_ROOT")
+    os.environ["ART_RESULTS_ROOT"] = str(root)
+    try:
+        yield
+    finally:
+        if env_root is None:
+            os.environ.pop("ART_RESULTS_ROOT", None)
+        else:
+            os.environ["ART_RESULTS_ROOT"] = env_root
+
+
+def _notebook_params(
+    params: dict,
+    scale: str,
+    dry_run: bool,
+    model: str | None,
+    device: str | None,
+    dtype: str | None,
+    overrides: dict | None,
+) -> dict:
+    """A notebook's parameters as `run` passes them: the yaml's (a dry run's: on the stand-in `model`), then
+    `device`, `dtype` and `overrides` where given. A scale other than "default" run for real on a CUDA (or
+    "auto") device with no GPU visible is a `RuntimeError`."""
+    import torch
+
+    if dry_run:
+        params = dry_run_params(params, model)
+    if device:
+        params["device"] = device
+    if dtype:
+        params["dtype"] = dtype
+    params |= overrides or {}
+    if (
+        scale != "default"
+        and not dry_run
+        and params.get("device", "auto") in ("auto", "cuda")
+        and not torch.cuda.is_available()
+    ):
+        raise RuntimeError(
+            f"{scale} parameters run real checkpoints on a GPU and none is visible here; "
+            "use --plan, --dry-run, or set device: cpu in the yaml on purpose"
+        )
+    return params
 
 
 def portable_papermill_paths(executed: Path) -> None:
