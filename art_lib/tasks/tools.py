@@ -14,7 +14,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -343,8 +343,33 @@ def load_toolmind(
     convert = partial(_toolmind_example, include_text_targets=include_text_targets)
     done = {file: Converted([], source=str(file)) for file in files}
     want = None if limit is None else max(int(limit), 1)  # finalize turns limit <= 0 into no examples
-    examples: list[Example] = []
     rows = _toolmind_rows(files, split, split_seed, test_fraction, max_rows, seed)
+    examples, read_all = _convert_rows(rows, convert, done, want)
+    if read_all and split == "all":
+        for file, converted in done.items():
+            if not converted.examples:
+                raise DataError(f"{file}: no examples ({converted.summary() or 'no rows'})")
+    for converted in done.values():
+        converted.report()
+    where = ", ".join(str(f) for f in files)
+    if split != "all":
+        where = f"split {split!r} (test_fraction={test_fraction}, split_seed={split_seed}) of {where}"
+    if not examples:
+        why = "; ".join(f"{file.name}: {c.summary()}" for file, c in done.items() if c.summary())
+        raise DataError(f"{where}: no examples" + (f" ({why})" if why else ""))
+    return finalize(examples, limit, None, where)
+
+
+def _convert_rows(
+    rows: Iterator[tuple[Path, Any]],
+    convert: Callable[[int, Any, Path], Example | str],
+    done: dict[Path, Converted],
+    want: int | None,
+) -> tuple[list[Example], bool]:
+    """Convert `rows` ((file, row) pairs) in order until `want` examples are made (None: every row), recording
+    each row in its file's `done` entry (an example, a skip with its `DataError`, or a left-out reason); the
+    examples, and whether every row was read (`rows` is closed when `want` stops it early)."""
+    examples: list[Example] = []
     for file, row in rows:
         try:
             ex = convert(row.index, row, file)
@@ -358,21 +383,8 @@ def load_toolmind(
         examples.append(ex)
         if want is not None and len(examples) >= want:
             rows.close()
-            break
-    else:
-        if split == "all":
-            for file, converted in done.items():
-                if not converted.examples:
-                    raise DataError(f"{file}: no examples ({converted.summary() or 'no rows'})")
-    for converted in done.values():
-        converted.report()
-    where = ", ".join(str(f) for f in files)
-    if split != "all":
-        where = f"split {split!r} (test_fraction={test_fraction}, split_seed={split_seed}) of {where}"
-    if not examples:
-        why = "; ".join(f"{file.name}: {c.summary()}" for file, c in done.items() if c.summary())
-        raise DataError(f"{where}: no examples" + (f" ({why})" if why else ""))
-    return finalize(examples, limit, None, where)
+            return examples, False
+    return examples, True
 
 
 def _toolmind_rows(
