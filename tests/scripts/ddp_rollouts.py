@@ -1,0 +1,64 @@
+"""Train an artwork with GRPO on toy_add, rollouts from running vLLM servers; run under `accelerate launch` or plainly.
+
+python tests/scripts/ddp_rollouts.py OUT_PREFIX URL[,URL...]
+
+Every process writes OUT_PREFIX.rank<r>.pt: its final raw pixels, the history, and per step the ids of the
+examples it had rolled out with their completions (recorded by the reward function, which sees exactly them).
+"""
+
+import sys
+
+import torch
+from accelerate import Accelerator
+
+from art_lib.models import load_frozen
+from art_lib.pixel_prompt import PixelPrompt
+from art_lib.registry import resolve_model
+from art_lib.rewards import get_scorer
+from art_lib.toy.benchmarks import load_toy, max_new_tokens
+from art_lib.train import train
+
+out, urls = sys.argv[1], sys.argv[2].split(",")
+acc = Accelerator(cpu=True)
+model, processor = load_frozen(resolve_model("toy:base")[0])
+score = get_scorer("toy_add")
+rolled: list[dict] = []
+
+
+def reward_fn(completions, examples):
+    """toy_add's exact-match score plus 0.5 for any digit (the untrained artwork's answers are all wrong, so the
+    exact score alone gives every group equal rewards); records which examples this process rolled out and what
+    it sampled."""
+    rolled.append({"ids": [e["id"] for e in examples], "completions": list(completions)})
+    return [score(c, e) + 0.5 * any(ch.isdigit() for ch in c) for c, e in zip(completions, examples)]
+
+
+res = train(
+    model,
+    processor,
+    load_toy("add", "train")[:16],
+    method="art",
+    objective="grpo",
+    artwork=PixelPrompt.from_icon("math", 64),
+    steps=3,
+    batch_size=4,
+    num_generations=8,
+    max_completion_length=max_new_tokens("add"),
+    temperature=2.0,
+    lr=0.05,
+    seed=0,
+    reward_fn=reward_fn,
+    rollout_engine=urls,
+    accelerator=acc,
+    progress=False,
+)
+torch.save(
+    {
+        "raw": res.artwork.raw.detach(),
+        "initial": PixelPrompt.from_icon("math", 64).raw.detach(),
+        "history": res.history.to_dict("list"),
+        "rolled": rolled,
+        "processes": acc.num_processes,
+    },
+    f"{out}.rank{acc.process_index}.pt",
+)
