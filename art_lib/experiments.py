@@ -9,7 +9,6 @@ adapter layers removed first), the embedding file for soft prompts.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import shutil
 import time
@@ -20,12 +19,12 @@ import torch
 
 from .checkpoint import Checkpointer, safe_load
 from .data import load_benchmark_once
-from .evaluate import evaluate, evaluate_with_engine
 from .evaluations import control_rows as control_rows
 from .evaluations import transport_rows as transport_rows
 from .manifest import config_hash as config_hash
 from .manifest import finished_arm, record_arm
-from .methods import SERVED_BY_ENGINES, load_lora_adapter
+from .methods import evaluate_soft_prompt as evaluate_soft_prompt
+from .methods import spec
 from .models import load_frozen
 from .pixel_prompt import PixelPrompt
 from .runtime import default_image_size, free_memory, open_engine, placement, resolve_engine
@@ -33,9 +32,7 @@ from .runtime import generation_budget as generation_budget
 from .runtime import resolve_model as resolve_model
 from .runtime import resolve_runtime as resolve_runtime
 from .runtime import smallest_valid_side as smallest_valid_side
-from .scoring import EvalResult, score_completions
 from .train import train
-from .transforms import resize_to
 
 
 def dry_run_reward(completions: list, examples: list[dict]) -> list[float]:
@@ -63,42 +60,6 @@ def final_float_pixels(out_dir: str | Path, row: dict) -> torch.Tensor:
 def arm_checkpoints(out_dir: str | Path, stem: str, every: int, keep: int = 2) -> Checkpointer:
     """The per-arm checkpoint folder `<results>/checkpoints/<arm stem>/`."""
     return Checkpointer(Path(out_dir) / "checkpoints" / stem, every=every, keep=keep)
-
-
-def evaluate_soft_prompt(
-    model,
-    processor,
-    examples: list[dict],
-    path: str | Path,
-    *,
-    benchmark: str,
-    max_new_tokens: int = 512,
-    batch_size: int = 16,
-) -> EvalResult:
-    """Greedy accuracy with saved soft-prompt embeddings in place of the image (not servable by engines)."""
-    from .prompting import example_text
-    from .rollout import generate_rollouts
-
-    saved = safe_load(path)  # a .pt file may come from anyone: tensors only, never code
-    dtype = next(model.parameters()).dtype
-    image = {"pixel_values": None, "image_grid_thw": saved["image_grid_thw"]}
-    texts = [example_text(processor, e) for e in examples]
-    completions = []
-    for i in range(0, len(texts), batch_size):
-        r = generate_rollouts(
-            model,
-            processor,
-            texts[i : i + batch_size],
-            examples[i : i + batch_size],
-            num_generations=1,
-            image=image,
-            image_embeds=saved["embeds"].to(dtype),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            compute_logprobs=False,
-        )
-        completions += r.completions
-    return score_completions(examples, completions, benchmark, label="soft_prompt")
 
 
 @dataclasses.dataclass
@@ -220,7 +181,7 @@ def run_arm(
     if reward is not None:
         train_kw["reward_fn"] = REWARDS[reward]
     print(f"[arm] {stem}: {train_kw.get('steps', '?')} steps on {device} ({dtype})", flush=True)
-    if artwork is None and method != "lora":
+    if artwork is None and spec(method).shows_image:
         artwork = PixelPrompt.from_icon(seed_icon, image_size)
     arm = dict(model_path=model_path, benchmark=benchmark, method=method, objective=objective, seed=seed)
     row, res = _train_and_score(
@@ -251,7 +212,7 @@ def _arm_engines(method: str, objective: str, rollout, evaluation: str, device: 
         raise ValueError(
             f"eval_engine {evaluation!r}: servers serve RL rollouts here; score a server with client.evaluate_server"
         )
-    if method not in SERVED_BY_ENGINES and set(engines.values()) != {"hf"}:
+    if not spec(method).servable and set(engines.values()) != {"hf"}:
         print(f"[arm] {method}: no engine can be sent a soft prompt; generating with HF instead of vLLM", flush=True)
         engines = {k: "hf" for k in engines}
     return engines
@@ -270,13 +231,10 @@ def _train(model, processor, arm: dict, train_examples: list[dict], artwork, war
         shared = {
             k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") + MEMORY_FIELDS if k in train_kw
         }  # same adapter, same memory settings
-        seed_artwork = copy.deepcopy(artwork)  # training moves the artwork in place; the KL reference stays the seed
         warm = train(
             model, processor, train_examples, objective="sft", artwork=artwork, **common, **(shared | warm_start)
-        )
-        init_state, artwork = warm.method.state_dict(), seed_artwork
-        if method == "lora":
-            model = warm.method.model.unload()  # the frozen base again, without adapter layers
+        )  # trains a copy of the artwork: the KL reference of the run below stays the seed
+        init_state, model = warm.method.state_dict(), warm.method.unload()  # the frozen model, no adapter layers
     res = train(
         model,
         processor,
@@ -290,13 +248,13 @@ def _train(model, processor, arm: dict, train_examples: list[dict], artwork, war
     return res, time.perf_counter() - t
 
 
-def _score_artifact(model, processor, arm, res, test_examples, engine, save, eval_kw, train_kw):
+def _score_artifact(arm, res, test_examples, engine, save, eval_kw):
     """(artifact path, EvalResult): save what would be served, score it loaded back from disk (on `engine` if any).
 
     ART and soft prompts leave the frozen model bit-identical (tested), so it is reused; so is LoRA's base, once the
     trained adapter layers are removed (vLLM: the engine loads the saved adapter folder itself).
     """
-    method, h = arm["method"], res.history
+    h = res.history
     artifact = res.method.save(
         save["path"],
         model_id=save["model_id"],
@@ -304,24 +262,9 @@ def _score_artifact(model, processor, arm, res, test_examples, engine, save, eva
         step=int(h["step"].iloc[-1]),
         benchmark=arm["benchmark"],
     )
-    if method == "art":  # the float pixels too, to compare with the 8-bit PNG after a resumed run
+    if res.artwork is not None:  # the float pixels too, to compare with the 8-bit PNG after a resumed run
         torch.save(res.artwork.pixels().detach().cpu(), Path(f"{save['path']}.float.pt"))
-        # An artwork trained through `resize_to` is scored through the processor's own resize (Table 3).
-        resized = isinstance(train_kw.get("eot"), resize_to)
-        kw = dict(progress=False, allow_resize=resized, engine=engine or "hf")
-        return artifact, evaluate(model, processor, test_examples, image=artifact, **kw, **eval_kw)
-    if method == "lora":
-        base = res.method.model.unload()  # the base's own modules back, nothing merged into its weights
-        if engine is not None:
-            res.method.model = base
-            kw = {k: v for k, v in eval_kw.items() if k != "batch_size"}
-            lora = engine.adapter(artifact)
-            return artifact, evaluate_with_engine(
-                engine, processor, test_examples, lora_request=lora, progress=False, **kw
-            )  # fmt: skip
-        res.method.model = load_lora_adapter(base, artifact)  # the saved adapter, read from disk, on that base
-        return artifact, evaluate(res.method.model, processor, test_examples, image=None, progress=False, **eval_kw)
-    return artifact, evaluate_soft_prompt(model, processor, test_examples, artifact, **eval_kw)
+    return artifact, res.method.score_saved(artifact, test_examples, engine=engine, **eval_kw)
 
 
 def _train_and_score(
@@ -343,7 +286,7 @@ def _train_and_score(
         res, train_s = _train(
             model, processor, arm, train_examples, artwork, warm_start, runtime["progress"], train_kw
         )  # fmt: skip
-        artifact, ev = _score_artifact(model, processor, arm, res, test_examples, engine, save, eval_kw, train_kw)
+        artifact, ev = _score_artifact(arm, res, test_examples, engine, save, eval_kw)
     finally:
         if engine is not None:
             engine.close()

@@ -134,15 +134,9 @@ class AdapterFolders:
 
 
 def method_inputs(method, adapters: AdapterFolders) -> tuple[Image.Image | None, Path | None]:
-    """What a training method sends a generator: ART its 8-bit artwork, LoRA its saved adapter folder."""
-    name = getattr(method, "name", None)
-    if name == "soft_prompt":
-        raise ValueError(SOFT_PROMPT_MESSAGE)
-    if name == "art":
-        return method.artwork.to_pil(), None
-    if name == "lora":
-        return None, adapters.folder(method)
-    raise ValueError(f"no generator input for method {name!r}")
+    """What a training method sends a generator (`Method.sampler_inputs`): ART its 8-bit artwork, LoRA its saved
+    adapter folder; a soft prompt raises a ValueError (no engine can be sent embeddings)."""
+    return method.sampler_inputs(adapters)
 
 
 def server_urls(engine) -> list[str] | None:

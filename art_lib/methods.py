@@ -9,7 +9,10 @@
 
 Each method answers `policy()`: the model to call and the image (pixel inputs or embeddings) that
 every row of a batch sees, with gradients flowing to the trainable parameters. `Method` is the whole
-interface the trainer uses; the three classes satisfy it, and `train` refuses anything that does not.
+interface the trainer, the engines and the experiments use; the three classes satisfy it, and `train` refuses
+anything that does not. A method also owns its artifact's round trip (`save`, then `score_saved` from disk) and
+what a sampler is sent (`sampler_inputs`). Code that must decide before a method exists (the default artwork, an
+engine that loads adapters) reads the class's attributes through `spec(name)`, never the name itself.
 """
 
 from __future__ import annotations
@@ -21,18 +24,20 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from .checkpoint import safe_load
 from .config import METHODS
+from .evaluate import evaluate, evaluate_with_engine
 from .forward import vision_embeds
+from .generation import SOFT_PROMPT_MESSAGE
 from .pixel_prompt import PixelPrompt
 from .preprocess import preprocess_image
+from .scoring import EvalResult, score_completions
+from .style import style_loss
+from .transforms import resize_to
 
 # Language-model projections only: the vision tower and the linear-attention (GatedDeltaNet)
 # projections stay frozen, as vLLM's LoRA support for Qwen3.5 covers these modules.
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-
-#: Methods an engine (vLLM, any OpenAI-compatible server) can be sent: an image or an adapter. A soft prompt is a
-#: tensor of input embeddings, for which the chat API has no field: it is generated with HF only.
-SERVED_BY_ENGINES = ("art", "lora")
 
 
 @runtime_checkable
@@ -40,6 +45,9 @@ class Method(Protocol):
     """What `train` calls on a training method (ART, LoRA, soft prompt)."""
 
     name: str  # "art", "lora" or "soft_prompt": the `TrainConfig.method` it implements
+    shows_image: bool  # the prompt carries an image (an artwork or embeddings in its place)
+    servable: bool  # an engine (vLLM, an OpenAI-compatible server) can be sent it: an image or an adapter
+    adapter: bool  # it is served as a LoRA adapter on the base weights: the engine must load adapters
 
     def parameters(self) -> list[torch.Tensor]:
         """The trainable tensors: what the optimiser updates and gradients are clipped over."""
@@ -65,8 +73,30 @@ class Method(Protocol):
         """Restore what `state_dict` returned."""
         ...
 
+    def penalty(self) -> tuple[torch.Tensor, dict] | None:
+        """(loss term on the parameters themselves, its logged parts) added to every micro-step, or None."""
+        ...
+
+    def train_as_served(self) -> None:
+        """From now on the training forward sees what an engine is sent (ART: the 8-bit image); else a no-op."""
+        ...
+
+    def unload(self):
+        """The frozen model without this method's layers (LoRA: adapter layers removed; others: the model as is)."""
+        ...
+
     def save(self, path: str | Path, **metadata) -> Path:
         """Write the served artifact (PNG, adapter folder, tensor file) and return its path."""
+        ...
+
+    def score_saved(self, path: str | Path, examples: list[dict], *, engine=None, **eval_kw) -> EvalResult:
+        """Greedy accuracy of the artifact `save` wrote at `path`, read back from disk, on the same frozen model
+        (or on `engine`, a `vllm_engine.VLLMEngine`); `eval_kw` are `evaluate`'s benchmark / budget / batch size."""
+        ...
+
+    def sampler_inputs(self, adapters) -> tuple[Any, Path | None]:
+        """(8-bit PIL image or None, adapter folder or None) a generator is sent (`generation.AdapterFolders`
+        saves adapters); a ValueError for a method no engine can be sent."""
         ...
 
 
@@ -81,15 +111,26 @@ def check_method(method) -> None:
 class ArtMethod:
     """Optimise the pixels of one image (a `PixelPrompt`)."""
 
-    name = "art"
+    name, shows_image, servable, adapter = "art", True, True, False
 
-    def __init__(self, model, processor, artwork: PixelPrompt, eot=None, freeze_mask: torch.Tensor | None = None):
+    def __init__(
+        self,
+        model,
+        processor,
+        artwork: PixelPrompt,
+        eot=None,
+        freeze_mask: torch.Tensor | None = None,
+        style: dict | None = None,
+    ):
         self.model, self.processor, self.artwork = model, processor, artwork
         device = next(model.parameters()).device
         self.artwork.to(device)
         self.initial = artwork.pixels().detach().clone()  # reference policy for KL: the seed image
         self.eot = eot  # optional expectation over transformations (transforms.EOT), off when None
+        # An artwork trained through `resize_to` is scored through the processor's own resize (Table 3).
+        self.resized = isinstance(eot, resize_to)
         self.freeze_mask = freeze_mask  # (H, W) region of the seed kept fixed, or None
+        self.style = style  # `style.style_loss` weights and mask (l2, tv, ssim, mask), or None
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.artwork.raw]
@@ -117,6 +158,18 @@ class ArtMethod:
 
             freeze_mask_(self.artwork, self.initial, self.freeze_mask)
 
+    def penalty(self):
+        """The style terms pulling the artwork toward its seed, when any."""
+        return style_loss(self.artwork.pixels(), self.initial, **self.style) if self.style else None
+
+    def train_as_served(self) -> None:
+        from .vllm_engine import Quantize8bit
+
+        self.eot = Quantize8bit(self.eot)  # straight-through 8-bit pixels, then the EOT if any
+
+    def unload(self):
+        return self.model
+
     def state_dict(self) -> dict:
         return {"raw": self.artwork.raw.detach().clone(), "eot": self.eot.state_dict() if self.eot else None}
 
@@ -129,6 +182,14 @@ class ArtMethod:
     def save(self, path: str | Path, **metadata) -> Path:
         """The served artifact: an 8-bit PNG."""
         return self.artwork.save_png(Path(path).with_suffix(".png"), **metadata)
+
+    def score_saved(self, path, examples, *, engine=None, **eval_kw) -> EvalResult:
+        """The PNG through `evaluate` (the processor's own resize when trained through `resize_to`)."""
+        kw = dict(progress=False, allow_resize=self.resized, engine=engine or "hf")
+        return evaluate(self.model, self.processor, examples, image=path, **kw, **eval_kw)
+
+    def sampler_inputs(self, adapters):
+        return self.artwork.to_pil(), None
 
 
 @contextmanager
@@ -150,7 +211,7 @@ def load_lora_adapter(base, path: str | Path):
 class LoraMethod:
     """peft LoRA adapters on the language model; base weights stay bit-identical."""
 
-    name = "lora"
+    name, shows_image, servable, adapter = "lora", False, True, True
 
     def __init__(
         self, model, processor, rank: int = 8, alpha: float | None = None, dropout: float = 0.0, seed: int = 0
@@ -182,6 +243,17 @@ class LoraMethod:
     def after_step(self) -> None:
         pass
 
+    def penalty(self):
+        return None
+
+    def train_as_served(self) -> None:
+        pass  # an adapter is served exactly as trained
+
+    def unload(self):
+        """The base's own modules back, nothing merged into its weights; this method keeps the base too."""
+        self.model = self.model.unload()
+        return self.model
+
     def state_dict(self) -> dict:
         return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
 
@@ -210,6 +282,20 @@ class LoraMethod:
         if not had_card and card.is_file():
             card.unlink()  # peft's template card: empty sections and the base model's local path
         return path
+
+    def score_saved(self, path, examples, *, engine=None, **eval_kw) -> EvalResult:
+        """The saved adapter folder on the same base, its trained adapter layers removed first (on vLLM: the engine
+        loads the folder itself); afterwards this method holds the base (or the base with the saved adapter)."""
+        base = self.unload()
+        if engine is not None:
+            kw = {k: v for k, v in eval_kw.items() if k != "batch_size"}
+            lora = engine.adapter(path)
+            return evaluate_with_engine(engine, self.processor, examples, lora_request=lora, progress=False, **kw)
+        self.model = load_lora_adapter(base, path)  # the saved adapter, read from disk, on that base
+        return evaluate(self.model, self.processor, examples, image=None, progress=False, **eval_kw)
+
+    def sampler_inputs(self, adapters):
+        return None, adapters.folder(self)
 
 
 class _Disabled:
@@ -244,7 +330,7 @@ class _Disabled:
 class SoftPromptMethod:
     """Free embeddings in place of the visual tokens of the seed image."""
 
-    name = "soft_prompt"
+    name, shows_image, servable, adapter = "soft_prompt", True, False, False
 
     def __init__(self, model, processor, artwork: PixelPrompt):
         self.model, self.processor = model, processor
@@ -274,6 +360,15 @@ class SoftPromptMethod:
     def after_step(self) -> None:
         pass
 
+    def penalty(self):
+        return None
+
+    def train_as_served(self) -> None:
+        pass  # no engine is sent embeddings (`sampler_inputs` says so)
+
+    def unload(self):
+        return self.model
+
     def state_dict(self) -> dict:
         return {"embeds": self.embeds.detach().clone()}
 
@@ -286,6 +381,51 @@ class SoftPromptMethod:
         path = Path(path).with_suffix(".pt")
         torch.save({"embeds": self.embeds.detach().cpu(), "image_grid_thw": self.grid.cpu(), **metadata}, path)
         return path
+
+    def score_saved(self, path, examples, *, engine=None, **eval_kw) -> EvalResult:
+        """The saved embeddings in place of the image, generated with HF (no engine can be sent them)."""
+        if engine is not None:
+            raise ValueError(SOFT_PROMPT_MESSAGE)
+        return evaluate_soft_prompt(self.model, self.processor, examples, path, **eval_kw)
+
+    def sampler_inputs(self, adapters):
+        raise ValueError(SOFT_PROMPT_MESSAGE)
+
+
+def evaluate_soft_prompt(
+    model,
+    processor,
+    examples: list[dict],
+    path: str | Path,
+    *,
+    benchmark: str,
+    max_new_tokens: int = 512,
+    batch_size: int = 16,
+) -> EvalResult:
+    """Greedy accuracy with saved soft-prompt embeddings in place of the image (not servable by engines)."""
+    from .prompting import example_text
+    from .rollout import generate_rollouts
+
+    saved = safe_load(path)  # a .pt file may come from anyone: tensors only, never code
+    dtype = next(model.parameters()).dtype
+    image = {"pixel_values": None, "image_grid_thw": saved["image_grid_thw"]}
+    texts = [example_text(processor, e) for e in examples]
+    completions = []
+    for i in range(0, len(texts), batch_size):
+        r = generate_rollouts(
+            model,
+            processor,
+            texts[i : i + batch_size],
+            examples[i : i + batch_size],
+            num_generations=1,
+            image=image,
+            image_embeds=saved["embeds"].to(dtype),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            compute_logprobs=False,
+        )
+        completions += r.completions
+    return score_completions(examples, completions, benchmark, label="soft_prompt")
 
 
 def make_method(
@@ -300,21 +440,31 @@ def make_method(
     seed: int = 0,
     eot=None,
     freeze_mask=None,
+    style: dict | None = None,
 ):
-    """Build the adapter of `name` around a frozen model."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
+    """Build the adapter of `name` around a frozen model (`style`: `style.style_loss` weights and mask, ART only)."""
+    cls = spec(name)
     if any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has trainable weights: load it with load_frozen / tiny_model (frozen)")
-    if name == "lora":
+    if style and cls is not ArtMethod:
+        raise ValueError("style terms act on pixels: they apply to method 'art' only")
+    if cls is LoraMethod:
         return LoraMethod(model, processor, rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, seed=seed)
     if artwork is None:
         raise ValueError(f"method {name!r} needs an artwork (PixelPrompt) to start from")
-    if name == "art":
-        return ArtMethod(model, processor, artwork, eot=eot, freeze_mask=freeze_mask)
+    if cls is ArtMethod:
+        return ArtMethod(model, processor, artwork, eot=eot, freeze_mask=freeze_mask, style=style)
     if eot or freeze_mask is not None:
         raise ValueError("eot and freeze_mask act on pixels: they apply to method 'art' only")
     return SoftPromptMethod(model, processor, artwork)
+
+
+def spec(name: str) -> type:
+    """The class of method `name`: its `shows_image`, `servable` and `adapter` before any method is built."""
+    classes = {cls.name: cls for cls in (ArtMethod, LoraMethod, SoftPromptMethod)}
+    if name not in classes:
+        raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
+    return classes[name]
 
 
 def trainable_parameter_count(method) -> int:

@@ -107,6 +107,7 @@ def open_engine(model_path, model, *, method: str, dtype: str, lora_rank: int = 
     that loads adapters. The context is the model's own, capped at 8192 tokens (prompts + completions).
     """
     from .context import context_length
+    from .methods import spec
     from .vllm_engine import VLLMEngine
 
     cuda = next(model.parameters()).device.type == "cuda"
@@ -115,7 +116,7 @@ def open_engine(model_path, model, *, method: str, dtype: str, lora_rank: int = 
         model_path,
         dtype=dtype if cuda else "bfloat16",
         max_model_len=min(context_length(model), 8192),
-        enable_lora=method == "lora",
+        enable_lora=spec(method).adapter,
         max_lora_rank=lora_rank,
         seed=seed,
         **kw,

@@ -15,6 +15,7 @@ Deliberate departures from the papers we follow:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import random
@@ -31,15 +32,15 @@ from .checkpoint import rng_state as _rng_state
 from .checkpoint import set_rng_state as _set_rng_state
 from .config import TrainConfig, check_field_names
 from .context import check_context, context_length, prompt_lengths
-from .methods import Method, check_method, make_method, trainable_parameter_count
+from .methods import Method, check_method, make_method, spec, trainable_parameter_count
 from .models import weights_fingerprint
 from .pixel_prompt import PixelPrompt
 from .preprocess import num_visual_tokens
 from .prompting import example_text
 from .steps import rl_step, sft_step
-from .style import style_active, style_loss
+from .style import style_active
 from .transforms import EOT
-from .vllm_engine import Quantize8bit, get_generator
+from .vllm_engine import get_generator
 
 
 @dataclass
@@ -53,6 +54,7 @@ class TrainResult:
 
     @property
     def artwork(self) -> PixelPrompt | None:
+        """The trained artwork (ART: a copy of the one `train` was given, which stays as it was), else None."""
         return getattr(self.method, "artwork", None)
 
 
@@ -110,25 +112,6 @@ def _default_reward(benchmark: str | None):
 
     scorer = get_scorer(benchmark)
     return lambda completions, examples: [float(scorer(c, e)) for c, e in zip(completions, examples)]
-
-
-class _ShareSeeds:
-    """A generator for one process's share of each micro-batch, which starts at prompt `first` of the whole.
-
-    `Sampling.seed` seeds prompt i with seed + i * n; shifting it by `first * n` seeds each prompt as a
-    one-process run seeds it, so the rollouts (and the run) do not depend on the number of processes.
-    """
-
-    def __init__(self, generator, first: int) -> None:
-        self.generator, self.first, self.adapters = generator, first, generator.adapters
-
-    def generate(self, prompts, *, image=None, adapter=None, sampling):
-        if sampling.seed is not None:
-            sampling = dataclasses.replace(sampling, seed=sampling.seed + self.first * sampling.n)
-        return self.generator.generate(prompts, image=image, adapter=adapter, sampling=sampling)
-
-    def close(self) -> None:
-        self.generator.close()
 
 
 @_releases_checkpoint
@@ -208,11 +191,14 @@ def train(
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
-    if artwork is None and method != "lora":
+    if artwork is None and spec(method).shows_image:
         artwork = PixelPrompt.from_icon(c.seed_icon, c.image_size)
+    elif artwork is not None:
+        artwork = copy.deepcopy(artwork)  # training moves the pixels: the caller's artwork stays as given
     engine = None
     if rl and rollout_engine != "hf":  # built before make_method (LoRA wraps the model in place); servers checked
-        engine = get_generator(rollout_engine, model, processor, method=method, lora_rank=c.lora_rank)
+        engine = get_generator(rollout_engine, model, processor, method=spec(method), lora_rank=c.lora_rank)
+    styled = style_active(c.style_l2, c.style_tv, c.style_ssim)
     m = make_method(
         method,
         model,
@@ -224,25 +210,21 @@ def train(
         seed=seed,
         eot=eot,
         freeze_mask=freeze_mask,
+        style=dict(l2=c.style_l2, tv=c.style_tv, ssim=c.style_ssim, mask=style_mask) if styled else None,
     )
     check_method(m)
     if init_state is not None:
         m.load_state_dict(init_state)
-    if method == "art" and (quantize_8bit or (quantize_8bit is None and engine is not None)):
-        m.eot = Quantize8bit(m.eot)  # the training forward sees the 8-bit image the engine samples with
-    styled = style_active(c.style_l2, c.style_tv, c.style_ssim)
-    if styled and method != "art":
-        raise ValueError("style terms act on pixels: they apply to method 'art' only")
+    if quantize_8bit or (quantize_8bit is None and engine is not None):
+        m.train_as_served()  # the training forward sees the 8-bit image the engine samples with
     params = m.parameters()
     opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c.lr_schedule, steps, c.warmup_steps))
-    with_image = method != "lora"
+    with_image = m.shows_image
     texts = [example_text(processor, ex, image=with_image) for ex in examples]
     world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
     if c.batch_size % world:
         raise ValueError(f"batch_size {c.batch_size} must be divisible by the {world} processes")
-    if engine is not None and rank:
-        engine = _ShareSeeds(engine, first=rank * c.batch_size // world)
     _check_prompts_fit(model, processor, examples, texts, artwork if with_image else None, eot)
 
     history: list[dict] = []
@@ -296,10 +278,8 @@ def train(
             idx = batch_indices(step, micro, n=len(examples), batch_size=c.batch_size, grad_accum=grad_accum, seed=seed)
             out = micro_step(idx)
             bad_source = bad_source or out.pop("nonfinite", None)
-            if styled and out["loss"] is not None:
-                extra, terms = style_loss(
-                    m.artwork.pixels(), m.initial, l2=c.style_l2, tv=c.style_tv, ssim=c.style_ssim, mask=style_mask
-                )
+            if out["loss"] is not None and (penalty := m.penalty()) is not None:
+                extra, terms = penalty
                 (extra / grad_accum).backward()
                 out = out | terms | {"loss": out["loss"] + float(extra.detach())}
             if out["loss"] is not None:
@@ -419,16 +399,14 @@ def _non_finite(computed: list[float], params: list[torch.Tensor]) -> str | None
 
 
 def _reduce_across_processes(params, logs: list[dict], bad_source: str | None, accelerator) -> str | None:
-    """Average gradients, the logged losses and rewards (each process's share of the batch is the same size), and
-    agree on skipping: every process must skip the same steps."""
+    """Average gradients, sum the logged losses, and agree on skipping: every process must skip the same steps."""
     _all_reduce_grads(params, accelerator)
     flag = torch.tensor(float(bad_source is not None), device=accelerator.device)
     if float(accelerator.reduce(flag, reduction="sum")) and bad_source is None:
         bad_source = "reward function"  # it happened on another process
-    for log in logs:  # report the whole batch's loss and reward, not this process's share
-        for key in ("loss", "reward") if "reward" in log else ("loss",):  # every process logs the same keys
-            value = torch.tensor(log[key] / accelerator.num_processes, device=accelerator.device)
-            log[key] = float(accelerator.reduce(value, reduction="sum"))
+    for log in logs:  # report the whole batch's loss, not this process's share
+        loss_t = torch.tensor(log["loss"] / accelerator.num_processes, device=accelerator.device)
+        log["loss"] = float(accelerator.reduce(loss_t, reduction="sum"))
     return bad_source
 
 

@@ -280,8 +280,11 @@ class EngineGenerator:
         self.adapters.close()
 
 
-def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int = 8, **kwargs: Any) -> VLLMEngine:
-    """`engine` as a VLLMEngine: itself, or for `"vllm"` one built from `model` (cached on the model)."""
+def get_engine(engine, model, processor, *, method=None, lora_rank: int = 8, **kwargs: Any) -> VLLMEngine:
+    """`engine` as a VLLMEngine: itself, or for `"vllm"` one built from `model` (cached on the model).
+
+    `method`: the trained method's class or object (`methods.spec(name)`), whose `servable` and `adapter` say
+    whether an engine can be sent it and whether the engine loads adapters; None: an image (ART)."""
     if isinstance(engine, VLLMEngine):
         return engine
     if engine != "vllm":
@@ -289,14 +292,14 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
             f"unknown engine {engine!r}; choose 'hf' (transformers generate), 'vllm', a VLLMEngine or, for "
             "rollouts, vLLM server URLs ('http://127.0.0.1:8000/v1')"
         )
-    if method == "soft_prompt":
+    if method is not None and not method.servable:
         raise ValueError(SOFT_PROMPT_MESSAGE)
     if hasattr(model, "peft_config"):
         raise ValueError(
             "vLLM serves the base model and the adapter separately: build VLLMEngine(checkpoint, "
             "enable_lora=True) and pass lora_request=engine.adapter(adapter_folder)"
         )
-    lora = method == "lora"
+    lora = method is not None and method.adapter
     attr = "_art_vllm_engine_lora" if lora else "_art_vllm_engine"
     if getattr(model, attr, None) is None:
         engine = VLLMEngine.from_model(model, processor, enable_lora=lora, max_lora_rank=lora_rank, **kwargs)
@@ -304,10 +307,11 @@ def get_engine(engine, model, processor, *, method: str = "art", lora_rank: int 
     return getattr(model, attr)
 
 
-def get_generator(engine, model, processor, *, method: str = "art", lora_rank: int = 8) -> Generator:
+def get_generator(engine, model, processor, *, method=None, lora_rank: int = 8) -> Generator:
     """A train(rollout_engine=...) setting as a Generator: a Generator itself, the offline engine ("vllm" or a
-    VLLMEngine, see `get_engine`), or running servers (a URL like "http://127.0.0.1:8000/v1", or a list of them)."""
-    if method == "soft_prompt":
+    VLLMEngine, see `get_engine`, which says what `method` is), or running servers (a URL like
+    "http://127.0.0.1:8000/v1", or a list of them)."""
+    if method is not None and not method.servable:
         raise ValueError(SOFT_PROMPT_MESSAGE)
     if hasattr(engine, "generate") and hasattr(engine, "adapters"):
         return engine

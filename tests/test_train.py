@@ -15,7 +15,7 @@ from art_lib.methods import Method, make_method
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.train import NonFiniteLossError, batch_indices, train
-from art_lib.transforms import resize_to
+from art_lib.transforms import RandomEOT, resize_to
 
 EXAMPLES = [
     {"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}} for i in range(8)
@@ -279,7 +279,7 @@ def test_every_method_satisfies_the_method_protocol_and_anything_else_is_refused
 
     monkeypatch.setattr("art_lib.train.make_method", lambda *a, **k: NoReference())
     model, proc = tiny_model(seed=0)
-    with pytest.raises(TypeError, match=r"NoReference is not a methods.Method: it lacks \['reference', 'save'\]"):
+    with pytest.raises(TypeError, match=r"NoReference is not a methods.Method: it lacks \[.*'reference'.*'save'.*\]"):
         train(model, proc, EXAMPLES, steps=1, progress=False)
 
 
@@ -315,30 +315,38 @@ def test_a_checkpoint_of_another_model_or_setting_is_not_resumed_silently(tmp_pa
     assert len(again(same, steps=4, micro_batch_size=1, gradient_checkpointing=True).history) == 4
 
 
+def _nan_gradient(pixels, generator):
+    """An identity transformation whose gradient is NaN (train moves a copy of the artwork: hook its transform)."""
+    pixels = pixels * 1.0
+    pixels.register_hook(lambda g: g * float("nan"))
+    return pixels
+
+
 def test_non_finite_gradient_skips_the_step_and_keeps_parameters():
     model, proc = tiny_model(seed=0)
-    art = PixelPrompt.from_icon("math", 256)
     seen = {"n": 0, "before": None}
 
-    def poison(grad):
+    def poison(pixels, generator):  # the second step's gradient is NaN
         seen["n"] += 1
         if seen["n"] == 2:
-            seen["before"] = art.raw.detach().clone()
-            return grad * float("nan")
-        return grad
+            seen["before"] = pixels.detach().clone()
+            return _nan_gradient(pixels, generator)
+        return pixels
 
-    art.raw.register_hook(poison)
-    res = train(model, proc, EXAMPLES, method="art", artwork=art, steps=2, batch_size=2, progress=False)
+    art, eot = PixelPrompt.from_icon("math", 256), RandomEOT([poison], p=1.0)
+    res = train(model, proc, EXAMPLES, method="art", artwork=art, eot=eot, steps=2, batch_size=2, progress=False)
     assert res.history["skipped"].tolist() == [False, True]
-    assert torch.equal(art.raw.detach(), seen["before"])
+    assert torch.equal(res.artwork.pixels().detach(), seen["before"])
 
 
 def test_repeated_non_finite_steps_stop_with_a_clear_error():
     model, proc = tiny_model(seed=0)
-    art = PixelPrompt.from_icon("math", 256)
-    art.raw.register_hook(lambda g: g * float("nan"))
+    art, eot = PixelPrompt.from_icon("math", 256), RandomEOT([_nan_gradient], p=1.0)
     with pytest.raises(NonFiniteLossError, match="3 consecutive"):
-        train(model, proc, EXAMPLES, method="art", artwork=art, steps=10, batch_size=2, max_nonfinite=3, progress=False)
+        train(
+            model, proc, EXAMPLES, method="art", artwork=art, eot=eot, steps=10, batch_size=2, max_nonfinite=3,
+            progress=False,
+        )  # fmt: skip
 
 
 def test_bad_arguments_are_rejected():
