@@ -114,6 +114,25 @@ def _default_reward(benchmark: str | None):
     return lambda completions, examples: [float(scorer(c, e)) for c, e in zip(completions, examples)]
 
 
+class _ShareSeeds:
+    """A generator for one process's share of each micro-batch, which starts at prompt `first` of the whole.
+
+    `Sampling.seed` seeds prompt i with seed + i * n; shifting it by `first * n` seeds each prompt as a
+    one-process run seeds it, so the rollouts (and the run) do not depend on the number of processes.
+    """
+
+    def __init__(self, generator, first: int) -> None:
+        self.generator, self.first, self.adapters = generator, first, generator.adapters
+
+    def generate(self, prompts, *, image=None, adapter=None, sampling):
+        if sampling.seed is not None:
+            sampling = dataclasses.replace(sampling, seed=sampling.seed + self.first * sampling.n)
+        return self.generator.generate(prompts, image=image, adapter=adapter, sampling=sampling)
+
+    def close(self) -> None:
+        self.generator.close()
+
+
 @_releases_checkpoint
 def train(
     model,
@@ -225,6 +244,8 @@ def train(
     world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
     if c.batch_size % world:
         raise ValueError(f"batch_size {c.batch_size} must be divisible by the {world} processes")
+    if engine is not None and rank:
+        engine = _ShareSeeds(engine, first=rank * c.batch_size // world)
     _check_prompts_fit(model, processor, examples, texts, artwork if with_image else None, eot)
 
     history: list[dict] = []
@@ -399,14 +420,16 @@ def _non_finite(computed: list[float], params: list[torch.Tensor]) -> str | None
 
 
 def _reduce_across_processes(params, logs: list[dict], bad_source: str | None, accelerator) -> str | None:
-    """Average gradients, sum the logged losses, and agree on skipping: every process must skip the same steps."""
+    """Average gradients, the logged losses and rewards (each process's share of the batch is the same size), and
+    agree on skipping: every process must skip the same steps."""
     _all_reduce_grads(params, accelerator)
     flag = torch.tensor(float(bad_source is not None), device=accelerator.device)
     if float(accelerator.reduce(flag, reduction="sum")) and bad_source is None:
         bad_source = "reward function"  # it happened on another process
-    for log in logs:  # report the whole batch's loss, not this process's share
-        loss_t = torch.tensor(log["loss"] / accelerator.num_processes, device=accelerator.device)
-        log["loss"] = float(accelerator.reduce(loss_t, reduction="sum"))
+    for log in logs:  # report the whole batch's loss and reward, not this process's share
+        for key in ("loss", "reward") if "reward" in log else ("loss",):  # every process logs the same keys
+            value = torch.tensor(log[key] / accelerator.num_processes, device=accelerator.device)
+            log[key] = float(accelerator.reduce(value, reduction="sum"))
     return bad_source
 
 
