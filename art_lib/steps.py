@@ -102,9 +102,36 @@ def sft_step(
 def rl_step(
     m, processor, examples, texts, idx, c: TrainConfig, *, reward_fn, scale: float, accelerator=None, engine=None
 ) -> dict:
-    G, max_new, loss_type = c.num_generations, c.max_completion_length, c.loss_type
+    """One RL micro-step: sample groups for the prompts `idx` (HF, or `engine`), reward them, keep the informative
+    groups (DAPO's dynamic sampling), then the policy loss, backpropagated in micro-batches of rows."""
     model, image, embeds = m.policy()  # the vision tower runs here, once for the whole step
-    sample_image, sample_embeds = _detached(image), (None if embeds is None else embeds.detach())
+    rollout = _rollout_fn(model, m, processor, examples, texts, c, reward_fn, engine, _detached(image), embeds)
+    r, rewards = rollout(idx)
+    raw_reward = float(rewards.mean())
+    if not torch.isfinite(rewards).all():  # a NaN reward would make every group look uninformative
+        return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
+    if c.dynamic_sampling:
+        r, rewards, skipped = _dynamic_sampling(rollout, processor, idx, len(examples), r, rewards, c)
+        if skipped:
+            return {"loss": None, "reward": raw_reward, **skipped}
+    loss_sum, metrics, batch = _policy_backward(m, model, image, embeds, r, rewards, c, scale, accelerator)
+    out = {
+        "loss": loss_sum,
+        "reward": raw_reward,
+        "reward_kept": float(rewards.mean()),
+        "completion_length": float(batch.completion_mask.sum(1).float().mean()),
+        "truncated": float(batch.truncated.float().mean()),
+    }
+    out |= metrics
+    if c.dynamic_sampling:
+        out["groups_kept"] = float(len(rewards) // c.num_generations)
+    return out
+
+
+def _rollout_fn(model, m, processor, examples, texts, c: TrainConfig, reward_fn, engine, sample_image, embeds):
+    """`rollout(ids) -> (Rollout, rewards)`: the prompts `ids` sampled `num_generations` times each and rewarded."""
+    G, max_new = c.num_generations, c.max_completion_length
+    sample_embeds = None if embeds is None else embeds.detach()
 
     def rollout(ids: list[int]) -> tuple[Rollout, torch.Tensor]:
         if engine is not None:  # vLLM samples the servable form (8-bit artwork / adapter); its weights stay
@@ -144,27 +171,37 @@ def rl_step(
             rew = rew + losses.soft_overlong_penalty(lengths.cpu(), max_new, c.overlong_cache)
         return r, rew
 
-    r, rewards = rollout(idx)
-    raw_reward = float(rewards.mean())
-    if not torch.isfinite(rewards).all():  # a NaN reward would make every group look uninformative
-        return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
-    if c.dynamic_sampling:
-        keep = losses.dynamic_sampling_mask(rewards, G)
-        ids, rolls, rews = [i for i, k in zip(idx, keep) if k], [r], [rewards]
-        kept = [keep]
-        for _ in range(c.max_resample_rounds):
-            if len(ids) >= len(idx):
-                break
-            extra = [random.randrange(len(examples)) for _ in range(len(idx) - len(ids))]
-            r2, rew2 = rollout(extra)
-            if not torch.isfinite(rew2).all():
-                return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
-            k2 = losses.dynamic_sampling_mask(rew2, G)
-            ids += [i for i, k in zip(extra, k2) if k]
-            rolls.append(r2), rews.append(rew2), kept.append(k2)
-        r, rewards = select_groups(processor, rolls, rews, kept, G, limit=len(idx))
-        if r is None:  # every group had equal rewards: nothing to learn from at this step
-            return {"loss": None, "reward": raw_reward, "groups_kept": 0.0}
+    return rollout
+
+
+def _dynamic_sampling(rollout, processor, idx: list[int], n_examples: int, r, rewards, c: TrainConfig):
+    """DAPO's dynamic sampling: keep the groups whose rewards differ, sampling more prompts (at most
+    `max_resample_rounds` rounds) until the micro-step has as many as it asked for. Returns (rollout, rewards, {})
+    or (None, None, why the step is skipped)."""
+    G = c.num_generations
+    keep = losses.dynamic_sampling_mask(rewards, G)
+    ids, rolls, rews = [i for i, k in zip(idx, keep) if k], [r], [rewards]
+    kept = [keep]
+    for _ in range(c.max_resample_rounds):
+        if len(ids) >= len(idx):
+            break
+        extra = [random.randrange(n_examples) for _ in range(len(idx) - len(ids))]
+        r2, rew2 = rollout(extra)
+        if not torch.isfinite(rew2).all():
+            return None, None, {"nonfinite": "reward function"}
+        k2 = losses.dynamic_sampling_mask(rew2, G)
+        ids += [i for i, k in zip(extra, k2) if k]
+        rolls.append(r2), rews.append(rew2), kept.append(k2)
+    r, rewards = select_groups(processor, rolls, rews, kept, G, limit=len(idx))
+    if r is None:  # every group had equal rewards: nothing to learn from at this step
+        return None, None, {"groups_kept": 0.0}
+    return r, rewards, {}
+
+
+def _policy_backward(m, model, image, embeds, r, rewards, c: TrainConfig, scale: float, accelerator):
+    """The policy loss of the rollout `r` (advantages from `rewards`), backpropagated in micro-batches of rows with
+    the step's own normalisers, so the chunks add up to the unchunked loss. Returns (loss, metrics, batch)."""
+    G, max_new, loss_type = c.num_generations, c.max_completion_length, c.loss_type
     device = next(model.parameters()).device
     adv = losses.group_advantages(rewards, G, scale=c.scale_rewards).to(device)
     batch = r.batch.to(device)
@@ -227,17 +264,7 @@ def rl_step(
     if prefix is not None:
         prefix.backward(shared)
     _backward_shared(embeds, leaf)
-    out = {
-        "loss": loss_sum,
-        "reward": raw_reward,
-        "reward_kept": float(rewards.mean()),
-        "completion_length": float(batch.completion_mask.sum(1).float().mean()),
-        "truncated": float(batch.truncated.float().mean()),
-    }
-    out |= metrics
-    if c.dynamic_sampling:
-        out["groups_kept"] = float(len(rewards) // G)
-    return out
+    return loss_sum, metrics, batch
 
 
 def select_groups(
