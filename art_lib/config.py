@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .losses import IMPORTANCE_SAMPLING_LEVELS, LOSS_TYPES, SCALE_REWARDS
 
@@ -99,14 +99,14 @@ class TrainConfig:
     top_p: float = 1.0
     """Nucleus sampling mass."""
 
-    # --- memory (none of these changes the result) ---
-    micro_batch_size: int | None = None
+    # --- memory (none of these changes the result: `result_neutral` in their metadata, see RESULT_NEUTRAL) ---
+    micro_batch_size: int | None = field(default=None, metadata={"result_neutral": True})
     """Rows (completions) per forward/backward pass; gradients are accumulated. None = all rows of a micro-step."""
-    generation_batch_size: int | None = None
+    generation_batch_size: int | None = field(default=None, metadata={"result_neutral": True})
     """Prompts per `generate` call in rollouts (each with num_generations rows). None = all prompts at once."""
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = field(default=False, metadata={"result_neutral": True})
     """Recompute the language model's layers in the backward pass instead of storing their activations."""
-    shared_prefix: bool = False
+    shared_prefix: bool = field(default=False, metadata={"result_neutral": True})
     """ART / soft prompts: run the tokens every row starts with (template opening, image) once per step, each
     micro-batch continuing them with its rows' own shared tokens (a group's prompt), and the rows from that
     cache (`prefix.py`); same loss and gradients."""
@@ -256,3 +256,9 @@ def _check_range(name: str, value, kind: str, low, low_open: bool, high, optiona
 def _choice(name: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+
+
+#: Fields marked `result_neutral` (memory and speed settings): changing one neither retrains a finished arm nor stops a
+#: checkpoint from resuming; micro-batching, checkpointing and prefix sharing give the same gradients (tested), and a
+#: new generation batch only regroups the sampling calls.
+RESULT_NEUTRAL = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("result_neutral"))

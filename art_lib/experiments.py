@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from .checkpoint import Checkpointer, safe_load
+from .config import RESULT_NEUTRAL
 from .data import load_benchmark_once
 from .evaluations import control_rows as control_rows
 from .evaluations import transport_rows as transport_rows
@@ -71,7 +72,7 @@ class ReleasedMethod:
 
 
 #: Trainer memory settings (`TrainConfig`), shared by an RL arm's SFT warm start.
-MEMORY_FIELDS = ("micro_batch_size", "generation_batch_size", "gradient_checkpointing", "shared_prefix")
+MEMORY_FIELDS = RESULT_NEUTRAL
 
 
 def run_arm(

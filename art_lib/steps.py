@@ -7,6 +7,8 @@ once and backpropagating into it once (`_shared_leaf` / `_backward_shared`), and
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
 
 import numpy as np
@@ -291,3 +293,55 @@ def select_groups(
     for i, o in enumerate(old):
         old_t[i, : len(o)] = o
     return Rollout(batch=batch, completions=comps, examples=exs, old_logps=old_t), torch.tensor(rewards)
+
+
+# ---------------------------------------------------------------------- several processes (accelerate)
+
+
+class ShareSeeds:
+    """A generator for one process's share of each micro-batch, which starts at prompt `first` of the whole.
+
+    `Sampling.seed` seeds prompt i with seed + i * n; shifting it by `first * n` seeds each prompt as a
+    one-process run seeds it, so the rollouts (and the run) do not depend on the number of processes.
+    """
+
+    def __init__(self, generator, first: int) -> None:
+        self.generator, self.first, self.adapters = generator, first, generator.adapters
+
+    def generate(self, prompts, *, image=None, adapter=None, sampling):
+        if sampling.seed is not None:
+            sampling = dataclasses.replace(sampling, seed=sampling.seed + self.first * sampling.n)
+        return self.generator.generate(prompts, image=image, adapter=adapter, sampling=sampling)
+
+    def close(self) -> None:
+        self.generator.close()
+
+
+def reduce_across_processes(params, logs: list[dict], bad_source: str | None, computed: bool, accelerator):
+    """Average gradients, the logged losses and rewards (each process's share of the batch is the same size), and
+    agree on the step: returns (what went wrong on any process or None, whether any process computed a loss).
+    Every process then steps or skips alike: one whose groups all tied (DAPO) still applies the others' average."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        p.grad = accelerator.reduce(p.grad, reduction="mean")
+    flags = torch.tensor([float(bad_source is not None), float(computed)], device=accelerator.device)
+    bad_anywhere, computed_anywhere = (float(x) for x in accelerator.reduce(flags, reduction="sum"))
+    if bad_anywhere and bad_source is None:
+        bad_source = "reward function"  # it happened on another process
+    for log in logs:  # report the whole batch's loss and reward, not this process's share
+        for key in ("loss", "reward") if "reward" in log else ("loss",):  # every process logs the same keys
+            value = torch.tensor(log[key] / accelerator.num_processes, device=accelerator.device)
+            log[key] = float(accelerator.reduce(value, reduction="sum"))
+    return bad_source, bool(computed_anywhere)
+
+
+def non_finite_loss(computed: list[float]) -> str | None:
+    """ "loss" when a micro-batch's loss was not finite, else None."""
+    return "loss" if not all(math.isfinite(x) for x in computed) else None
+
+
+def non_finite_gradient(params: list[torch.Tensor]) -> str | None:
+    """ "gradient" when the step's gradient is missing or not finite, else None."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return None if grads and all(torch.isfinite(g).all() for g in grads) else "gradient"

@@ -30,14 +30,14 @@ import torch
 from .checkpoint import Checkpointer, check_train_state
 from .checkpoint import rng_state as _rng_state
 from .checkpoint import set_rng_state as _set_rng_state
-from .config import TrainConfig, check_field_names
+from .config import RESULT_NEUTRAL, TrainConfig, check_field_names
 from .context import check_context, context_length, prompt_lengths
 from .methods import Method, check_method, make_method, spec, trainable_parameter_count
 from .models import weights_fingerprint
 from .pixel_prompt import PixelPrompt
 from .preprocess import num_visual_tokens
 from .prompting import example_text
-from .steps import rl_step, sft_step
+from .steps import ShareSeeds, non_finite_gradient, non_finite_loss, reduce_across_processes, rl_step, sft_step
 from .style import style_active
 from .transforms import EOT
 from .vllm_engine import get_generator
@@ -114,25 +114,6 @@ def _default_reward(benchmark: str | None):
     return lambda completions, examples: [float(scorer(c, e)) for c, e in zip(completions, examples)]
 
 
-class _ShareSeeds:
-    """A generator for one process's share of each micro-batch, which starts at prompt `first` of the whole.
-
-    `Sampling.seed` seeds prompt i with seed + i * n; shifting it by `first * n` seeds each prompt as a
-    one-process run seeds it, so the rollouts (and the run) do not depend on the number of processes.
-    """
-
-    def __init__(self, generator, first: int) -> None:
-        self.generator, self.first, self.adapters = generator, first, generator.adapters
-
-    def generate(self, prompts, *, image=None, adapter=None, sampling):
-        if sampling.seed is not None:
-            sampling = dataclasses.replace(sampling, seed=sampling.seed + self.first * sampling.n)
-        return self.generator.generate(prompts, image=image, adapter=adapter, sampling=sampling)
-
-    def close(self) -> None:
-        self.generator.close()
-
-
 @_releases_checkpoint
 def train(
     model,
@@ -174,12 +155,11 @@ def train(
     parameters before the first step; the optimiser starts fresh, and the KL reference stays the
     method's untrained start (seed image, LoRA off, seed embeddings).
 
-    Memory: `micro_batch_size` rows go through each forward/backward (old and reference log-probs
-    too) and gradients accumulate, with the loss normalised by the whole step (the same gradient as
-    all rows at once); the vision tower runs once per step; `generation_batch_size` prompts share one
-    `generate` call; `gradient_checkpointing` recomputes the language model's layers in backward.
-    `shared_prefix` (ART, soft prompt) runs the tokens all rows start with (template opening, image)
-    once per step and per `generate` call instead of once per row (`prefix.py`); same loss and gradients.
+    Memory: `micro_batch_size` rows go through each forward/backward (old and reference log-probs too) and
+    gradients accumulate, with the loss normalised by the whole step (the same gradient as all rows at once); the
+    vision tower runs once per step; `generation_batch_size` prompts share one `generate` call;
+    `gradient_checkpointing` recomputes the language model's layers in backward. `shared_prefix` (ART, soft
+    prompt) runs the tokens all rows start with (template, image) once per step and per `generate` call (`prefix.py`).
 
     `rollout_engine`: "hf" (transformers `generate`, the default and reference), "vllm" (an offline vLLM engine
     on this model, weights loaded once), a `vllm_engine.VLLMEngine`, running vLLM servers (a URL such as
@@ -187,10 +167,68 @@ def train(
     `quantize_8bit` trains ART on the 8-bit image (straight-through), the image vLLM samples with; None: on with
     an engine.
     """
+    c = _resolved_config(config, fields)
+    _check_inputs(examples, eot)
+    run = _set_up(
+        model, processor, examples, c, artwork=artwork, reward_fn=reward_fn, checkpoint=checkpoint,
+        accelerator=accelerator, style_mask=style_mask, freeze_mask=freeze_mask, eot=eot, init_state=init_state,
+        rollout_engine=rollout_engine, quantize_8bit=quantize_8bit,
+    )  # fmt: skip
+    _resume(run, checkpoint)
+    shown = progress and run.rank == 0
+    bar = _progress(
+        range(run.start, c.steps), shown, initial=run.start, total=c.steps, desc=f"{c.method}/{c.objective}"
+    )
+    for step in bar:
+        row = _step(run, step)
+        if eval_fn is not None and c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == c.steps):
+            row |= dict(eval_fn(run.m, step + 1) or {})
+        run.history.append(row)
+        if shown and hasattr(bar, "set_postfix"):
+            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "reward") if k in row and row[k] == row[k]})
+        if checkpoint is not None and run.rank == 0 and checkpoint.due(step + 1, last=step + 1 == c.steps):
+            _save(run, checkpoint, step + 1)
+    m = run.m
+    return TrainResult(
+        history=pd.DataFrame(run.history),
+        method=m,
+        trainable_parameters=trainable_parameter_count(m),
+        config=run.config,
+    )
+
+
+@dataclass
+class _Run:
+    """What a training run holds between steps: the method, its optimiser and schedule, the data as rendered, the
+    rollout generator, this process's place, and the history so far (what a checkpoint saves)."""
+
+    c: TrainConfig
+    m: Method
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    processor: object
+    examples: list[dict]
+    texts: list[str]
+    reward_fn: object
+    engine: object
+    accelerator: object
+    world: int
+    rank: int
+    config: dict
+    history: list[dict] = field(default_factory=list)
+    start: int = 0
+    nonfinite: int = 0
+
+
+def _resolved_config(config: TrainConfig | dict | None, fields: dict) -> TrainConfig:
+    """`config` (a TrainConfig or a dict of its fields) with `fields` on top, every None default filled in."""
     if isinstance(config, dict):
         check_field_names(config)
         config = TrainConfig(**config)
-    c = (config or TrainConfig()).replace(**fields).resolved()
+    return (config or TrainConfig()).replace(**fields).resolved()
+
+
+def _check_inputs(examples: list[dict], eot) -> None:
     if not examples:
         raise ValueError("no training examples")
     if eot is not None and not isinstance(eot, EOT):  # a bare function has no state to checkpoint
@@ -199,34 +237,36 @@ def train(
             f"{type(eot).__name__}; use transforms.RandomEOT or resize_to, or wrap a function "
             "f(pixels, generator) as RandomEOT([f], p=1.0)"
         )
-    rl = c.rl
-    reward_fn = reward_fn or (_default_reward(c.benchmark) if rl else None)
+
+
+def _set_up(model, processor, examples, c: TrainConfig, *, artwork, reward_fn, checkpoint, accelerator, style_mask,
+            freeze_mask, eot, init_state, rollout_engine, quantize_8bit) -> _Run:  # fmt: skip
+    """Seed, build the method (and its rollout generator), the optimiser and schedule; check the prompts fit."""
+    reward_fn = reward_fn or (_default_reward(c.benchmark) if c.rl else None)
     config = _plain(dataclasses.asdict(c))
     if checkpoint is not None:  # what a resume must match; computed before any adapter is attached
         config["model_fingerprint"] = weights_fingerprint(model)
         config["examples_fingerprint"] = _examples_fingerprint(examples)
-    method, objective, seed, steps, grad_accum = c.method, c.objective, c.seed, c.steps, c.grad_accum
-
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    if artwork is None and spec(method).shows_image:
+    torch.manual_seed(c.seed)
+    random.seed(c.seed)
+    np.random.seed(c.seed)
+    if artwork is None and spec(c.method).shows_image:
         artwork = PixelPrompt.from_icon(c.seed_icon, c.image_size)
     elif artwork is not None:
         artwork = copy.deepcopy(artwork)  # training moves the pixels: the caller's artwork stays as given
     engine = None
-    if rl and rollout_engine != "hf":  # built before make_method (LoRA wraps the model in place); servers checked
-        engine = get_generator(rollout_engine, model, processor, method=spec(method), lora_rank=c.lora_rank)
+    if c.rl and rollout_engine != "hf":  # built before make_method (LoRA wraps the model in place); servers checked
+        engine = get_generator(rollout_engine, model, processor, method=spec(c.method), lora_rank=c.lora_rank)
     styled = style_active(c.style_l2, c.style_tv, c.style_ssim)
     m = make_method(
-        method,
+        c.method,
         model,
         processor,
         artwork=artwork,
         lora_rank=c.lora_rank,
         lora_alpha=c.lora_alpha,
         lora_dropout=c.lora_dropout,
-        seed=seed,
+        seed=c.seed,
         eot=eot,
         freeze_mask=freeze_mask,
         style=dict(l2=c.style_l2, tv=c.style_tv, ssim=c.style_ssim, mask=style_mask) if styled else None,
@@ -236,140 +276,136 @@ def train(
         m.load_state_dict(init_state)
     if quantize_8bit or (quantize_8bit is None and engine is not None):
         m.train_as_served()  # the training forward sees the 8-bit image the engine samples with
-    params = m.parameters()
-    opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c.lr_schedule, steps, c.warmup_steps))
-    with_image = m.shows_image
-    texts = [example_text(processor, ex, image=with_image) for ex in examples]
+    opt = torch.optim.Adam(m.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(c.lr_schedule, c.steps, c.warmup_steps))
+    texts = [example_text(processor, ex, image=m.shows_image) for ex in examples]
     world, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
     if c.batch_size % world:
         raise ValueError(f"batch_size {c.batch_size} must be divisible by the {world} processes")
     if engine is not None and rank:
-        engine = _ShareSeeds(engine, first=rank * c.batch_size // world)
-    _check_prompts_fit(model, processor, examples, texts, artwork if with_image else None, eot)
+        engine = ShareSeeds(engine, first=rank * c.batch_size // world)
+    _check_prompts_fit(model, processor, examples, texts, artwork if m.shows_image else None, eot)
+    return _Run(c, m, opt, sched, processor, examples, texts, reward_fn, engine, accelerator, world, rank, config)
 
-    history: list[dict] = []
-    start, nonfinite = 0, 0
-    if checkpoint is not None and rank == 0:
+
+def _resume(run: _Run, checkpoint: Checkpointer | None) -> None:
+    """Continue from the newest checkpoint that matches this run's settings (method, optimiser, RNG, history)."""
+    if checkpoint is None:
+        return
+    if run.rank == 0:
         checkpoint.open()  # this run owns the folder; an unwritable one fails here, before any step
-    check = lambda saved: _check_resumable(saved, config, checkpoint.folder)  # noqa: E731
-    validate = lambda state, at: check_train_state(state, at, steps)  # noqa: E731
-    if checkpoint is not None and (state := checkpoint.latest(check=check, validate=validate)) is not None:
-        m.load_state_dict(state["method"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+    check = lambda saved: _check_resumable(saved, run.config, checkpoint.folder)  # noqa: E731
+    validate = lambda state, at: check_train_state(state, at, run.c.steps)  # noqa: E731
+    if (state := checkpoint.latest(check=check, validate=validate)) is not None:
+        run.m.load_state_dict(state["method"])
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
-        history, start, nonfinite = state["history"], state["step"], state["nonfinite"]
+        run.history, run.start, run.nonfinite = state["history"], state["step"], state["nonfinite"]
 
-    def micro_step(idx: list[int]) -> dict:
-        """Loss of one micro-step, already backpropagated (scaled by 1 / grad_accum) in micro-batches of rows."""
-        idx = idx[rank * len(idx) // world : (rank + 1) * len(idx) // world]  # this process's share
-        if not rl:
-            return sft_step(
-                m,
-                processor,
-                [texts[i] for i in idx],
-                [examples[i] for i in idx],
-                c,
-                scale=1 / grad_accum,
-                accelerator=accelerator,
-            )
-        return rl_step(
-            m,
-            processor,
-            examples,
-            texts,
-            idx,
-            c,
-            reward_fn=reward_fn,
-            accelerator=accelerator,
-            scale=1 / grad_accum,
-            engine=engine,
+
+def _save(run: _Run, checkpoint: Checkpointer, step: int) -> None:
+    state = {
+        "method": run.m.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "rng": _rng_state(),
+        "history": run.history,
+        "step": step,
+        "nonfinite": run.nonfinite,
+        "config": run.config,
+    }
+    c = run.c
+    checkpoint.save(step, state, method=run.m, config=run.config, objective=c.objective, method_name=c.method)
+
+
+def _micro_step(run: _Run, idx: list[int]) -> dict:
+    """Loss of one micro-step, already backpropagated (scaled by 1 / grad_accum) in micro-batches of rows."""
+    c, rank, world = run.c, run.rank, run.world
+    idx = idx[rank * len(idx) // world : (rank + 1) * len(idx) // world]  # this process's share
+    if not c.rl:
+        texts, examples = [run.texts[i] for i in idx], [run.examples[i] for i in idx]
+        return sft_step(run.m, run.processor, texts, examples, c, scale=1 / c.grad_accum, accelerator=run.accelerator)
+    return rl_step(
+        run.m,
+        run.processor,
+        run.examples,
+        run.texts,
+        idx,
+        c,
+        reward_fn=run.reward_fn,
+        accelerator=run.accelerator,
+        scale=1 / c.grad_accum,
+        engine=run.engine,
+    )
+
+
+def _step(run: _Run, step: int) -> dict:
+    """One optimiser step (`grad_accum` micro-steps, style penalty, all-reduce); returns its history row."""
+    c, m, t0 = run.c, run.m, time.perf_counter()
+    params = m.parameters()
+    run.opt.zero_grad(set_to_none=True)
+    logs: list[dict] = []
+    bad_source, computed = None, []  # what gave a non-finite value; losses of micro-batches that had one
+    for micro in range(c.grad_accum):
+        idx = batch_indices(
+            step, micro, n=len(run.examples), batch_size=c.batch_size, grad_accum=c.grad_accum, seed=c.seed
         )
+        out = _micro_step(run, idx)
+        bad_source = bad_source or out.pop("nonfinite", None)
+        if out["loss"] is not None and (penalty := m.penalty()) is not None:
+            extra, terms = penalty
+            (extra / c.grad_accum).backward()
+            out = out | terms | {"loss": out["loss"] + float(extra.detach())}
+        if out["loss"] is not None:
+            computed.append(_item(out["loss"]))
+        logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})
+    bad_source = bad_source or non_finite_loss(computed)
+    if run.accelerator is None:
+        learned = bool(computed)
+    else:  # every process applies the same averaged gradient or skips, whatever its own share gave
+        bad_source, learned = reduce_across_processes(params, logs, bad_source, bool(computed), run.accelerator)
+    if bad_source is None and learned:
+        bad_source = non_finite_gradient(params)
+    row = {"step": step + 1, "method": c.method, "objective": c.objective, "lr": run.sched.get_last_lr()[0]}
+    row |= {k: float(np.mean([log[k] for log in logs if log.get(k) is not None] or [np.nan])) for k in logs[0]}
+    row |= _update(run, params, learned, bad_source, step)
+    with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
+        warnings.simplefilter("ignore", UserWarning)
+        run.sched.step()
+    row["seconds"] = time.perf_counter() - t0
+    return row
 
-    bar = _progress(
-        range(start, steps), progress and rank == 0, initial=start, total=steps, desc=f"{method}/{objective}"
-    )
-    for step in bar:
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        logs: list[dict] = []
-        bad_source, computed = None, []  # what gave a non-finite value; losses of micro-batches that had one
-        for micro in range(grad_accum):
-            idx = batch_indices(step, micro, n=len(examples), batch_size=c.batch_size, grad_accum=grad_accum, seed=seed)
-            out = micro_step(idx)
-            bad_source = bad_source or out.pop("nonfinite", None)
-            if out["loss"] is not None and (penalty := m.penalty()) is not None:
-                extra, terms = penalty
-                (extra / grad_accum).backward()
-                out = out | terms | {"loss": out["loss"] + float(extra.detach())}
-            if out["loss"] is not None:
-                computed.append(_item(out["loss"]))
-            logs.append({k: v for k, v in out.items() if k != "loss"} | {"loss": _item(out["loss"])})
-        if accelerator is not None:
-            bad_source = _reduce_across_processes(params, logs, bad_source, accelerator)
-        row = {"step": step + 1, "method": method, "objective": objective, "lr": sched.get_last_lr()[0]}
-        row |= {k: float(np.mean([log[k] for log in logs if log.get(k) is not None] or [np.nan])) for k in logs[0]}
-        bad_source = bad_source or _non_finite(computed, params)
-        if bad_source is None and not computed:
-            # Nothing to learn from (e.g. every DAPO group had equal rewards): not an error.
-            row["grad_norm"], row["skipped"] = float("nan"), True
-        elif bad_source is None:
-            norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm if c.max_grad_norm else float("inf"))
-            opt.step()
-            m.after_step()
-            row["grad_norm"], nonfinite, row["skipped"] = float(norm), 0, False
-        else:
-            # Keep the last good parameters; a run of bad steps means the setup is broken.
-            nonfinite += 1
-            row["grad_norm"], row["skipped"], row["nonfinite"] = float("nan"), True, bad_source
-            if nonfinite >= c.max_nonfinite:
-                raise NonFiniteLossError(
-                    f"{nonfinite} consecutive steps with a non-finite value (last at step {step + 1}, from the "
-                    f"{bad_source}); "
-                    + (
-                        "check the reward function"
-                        if bad_source == "reward function"
-                        else "lower the learning rate or check the data"
-                    )
-                )
-        with warnings.catch_warnings():  # a skipped first step makes torch warn about the call order
-            warnings.simplefilter("ignore", UserWarning)
-            sched.step()
-        row["seconds"] = time.perf_counter() - t0
-        if eval_fn is not None and c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == steps):
-            row |= dict(eval_fn(m, step + 1) or {})
-        history.append(row)
-        if progress and rank == 0 and hasattr(bar, "set_postfix"):
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "reward") if k in row and row[k] == row[k]})
-        if checkpoint is not None and rank == 0 and checkpoint.due(step + 1, last=step + 1 == steps):
-            state = {
-                "method": m.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": _rng_state(),
-                "history": history,
-                "step": step + 1,
-                "nonfinite": nonfinite,
-                "config": config,
-            }
-            checkpoint.save(step + 1, state, method=m, config=config, objective=objective, method_name=method)
-    return TrainResult(
-        history=pd.DataFrame(history), method=m, trainable_parameters=trainable_parameter_count(m), config=config
-    )
+
+def _update(run: _Run, params, learned: bool, bad_source: str | None, step: int) -> dict:
+    """Clip and apply the step's gradient, or skip it: nothing to learn from (not an error), or a non-finite value
+    (the last good parameters are kept; `max_nonfinite` of them in a row stop the run)."""
+    if bad_source is None and not learned:  # e.g. every DAPO group had equal rewards
+        return {"grad_norm": float("nan"), "skipped": True}
+    if bad_source is None:
+        c = run.c
+        norm = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm if c.max_grad_norm else float("inf"))
+        run.opt.step()
+        run.m.after_step()
+        run.nonfinite = 0
+        return {"grad_norm": float(norm), "skipped": False}
+    run.nonfinite += 1
+    if run.nonfinite >= run.c.max_nonfinite:
+        advice = (
+            "check the reward function"
+            if bad_source == "reward function"
+            else "lower the learning rate or check the data"
+        )
+        raise NonFiniteLossError(
+            f"{run.nonfinite} consecutive steps with a non-finite value (last at step {step + 1}, from the "
+            f"{bad_source}); {advice}"
+        )
+    return {"grad_norm": float("nan"), "skipped": True, "nonfinite": bad_source}
 
 
 # Settings a run may change when it resumes: how long it runs, what it shows, and how it fits in memory
 # (micro-batching and checkpointing give the same gradients; a new generation_batch_size only reorders sampling).
-_RESUME_MAY_CHANGE = {
-    "steps",
-    "eval_every",
-    "max_nonfinite",
-    "micro_batch_size",
-    "generation_batch_size",
-    "gradient_checkpointing",
-    "shared_prefix",
-}
+_RESUME_MAY_CHANGE = {"steps", "eval_every", "max_nonfinite", *RESULT_NEUTRAL}
 
 
 def _examples_fingerprint(examples: list[dict]) -> str:
@@ -407,32 +443,6 @@ def _check_prompts_fit(
     )
 
 
-def _non_finite(computed: list[float], params: list[torch.Tensor]) -> str | None:
-    """What was non-finite in a step that computed losses: "loss", "gradient", or None when all is finite."""
-    if not computed:
-        return None
-    if not all(math.isfinite(x) for x in computed):
-        return "loss"
-    grads = [p.grad for p in params if p.grad is not None]
-    if not (grads and all(torch.isfinite(g).all() for g in grads)):
-        return "gradient"
-    return None
-
-
-def _reduce_across_processes(params, logs: list[dict], bad_source: str | None, accelerator) -> str | None:
-    """Average gradients, the logged losses and rewards (each process's share of the batch is the same size), and
-    agree on skipping: every process must skip the same steps."""
-    _all_reduce_grads(params, accelerator)
-    flag = torch.tensor(float(bad_source is not None), device=accelerator.device)
-    if float(accelerator.reduce(flag, reduction="sum")) and bad_source is None:
-        bad_source = "reward function"  # it happened on another process
-    for log in logs:  # report the whole batch's loss and reward, not this process's share
-        for key in ("loss", "reward") if "reward" in log else ("loss",):  # every process logs the same keys
-            value = torch.tensor(log[key] / accelerator.num_processes, device=accelerator.device)
-            log[key] = float(accelerator.reduce(value, reduction="sum"))
-    return bad_source
-
-
 def _plain(d: dict) -> dict:
     """Tuples as lists, so a config compares equal after a round trip through JSON or YAML."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
@@ -448,11 +458,3 @@ def _progress(it, enabled: bool, **kw):
     from tqdm.auto import tqdm
 
     return tqdm(it, **kw)
-
-
-def _all_reduce_grads(params, accelerator) -> None:
-    """Average gradients across data-parallel processes (each saw its share of the batch)."""
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        p.grad = accelerator.reduce(p.grad, reduction="mean")

@@ -147,3 +147,18 @@ def test_keyword_fields_override_the_config_and_the_result_keeps_the_whole_confi
     assert res.config["image_size"] == [256, 288] and isinstance(res.config, dict)
     assert cfg.steps == 5  # the caller's config is not changed
     assert dataclasses.asdict(cfg.resolved()).keys() == dataclasses.asdict(cfg).keys()
+
+
+def test_result_neutral_fields_are_marked_on_the_config_and_drive_resume_and_arm_hashes():
+    from art_lib import experiments, train
+    from art_lib.config import RESULT_NEUTRAL
+
+    assert set(RESULT_NEUTRAL) == {
+        "micro_batch_size",
+        "generation_batch_size",
+        "gradient_checkpointing",
+        "shared_prefix",
+    }
+    assert experiments.MEMORY_FIELDS == RESULT_NEUTRAL  # not part of an arm's configuration hash
+    assert set(RESULT_NEUTRAL) <= train._RESUME_MAY_CHANGE  # a resumed run may change them
+    assert "lr" not in RESULT_NEUTRAL and "seed" not in train._RESUME_MAY_CHANGE

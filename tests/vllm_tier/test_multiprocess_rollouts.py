@@ -51,7 +51,7 @@ def test_each_process_rolls_out_its_own_half_of_every_batch(runs):
 
 
 def test_each_process_samples_what_one_process_samples(runs):
-    """Each prompt is seeded by its place in the whole batch (`train._ShareSeeds`), so the servers return the
+    """Each prompt is seeded by its place in the whole batch (`steps.ShareSeeds`), so the servers return the
     one-process run's completions to the two processes: the runs see the same rollouts."""
     one, (r0, r1) = runs
     for whole, a, b in zip(one["rolled"], r0["rolled"], r1["rolled"]):
@@ -73,7 +73,7 @@ def test_two_processes_match_one_process(runs):
     process sums the whole batch. Logged loss and reward are the whole batch's (reduced over processes) and equal
     the one-process run's. Pixels: Adam divides by the gradient's own scale, so rounding differences of near-zero
     gradients move a pixel by up to ~lr * steps * 1e-3 = 1.5e-4 (measured 6e-5); the steps that moved the pixels
-    moved them by 0.12, and seeding each process's prompts as the first ones (no `_ShareSeeds`) lands 0.25 away."""
+    moved them by 0.12, and seeding each process's prompts as the first ones (no `ShareSeeds`) lands 0.25 away."""
     one, (r0, _) = runs
     for key in ("reward", "loss", "grad_norm"):
         assert torch.allclose(
