@@ -3,11 +3,15 @@
 A generator takes the kit's rendered prompts (`prompting.example_text`: the model's chat template, one
 `<|image_pad|>` where the image goes), what the trained method sends (an 8-bit PIL image, a saved LoRA adapter
 folder, or neither) and the `Sampling` settings, and returns per prompt `n` `Completion`s with the engine's
-exact token ids. Backends: the offline engine (`vllm_engine.EngineGenerator`, one `vllm.LLM` in this process)
-and `ServerGenerator`, any number of running vLLM OpenAI-compatible servers. Because the frozen weights never
-change, a server needs nothing from the trainer but the artwork (a PNG data URL in each request) or, for LoRA,
-the adapter folder, loaded at run time under a new name whenever it changed. `vllm_engine.vllm_rollouts` turns
-either backend's completions into the same `Rollout`.
+exact token ids. Backends: `hf_generator.HFGenerator` (the model in this process, what evaluation uses by default),
+the offline engine (`vllm_engine.EngineGenerator`, one `vllm.LLM` in this process) and `ServerGenerator`, any
+number of running vLLM OpenAI-compatible servers. Only the HF backend is also sent `ImageInputs`: the float
+pixels or embeddings a method trains (HF rollouts, soft prompts), which no engine can be sent.
+
+Because the frozen weights never change, a server needs nothing from the trainer but the artwork (a PNG data URL
+in each request) or, for LoRA, the adapter folder, loaded at run time under a new name whenever it changed.
+`vllm_engine.vllm_rollouts` turns either vLLM backend's completions into the same `Rollout` as HF rollouts
+(`rollout.generate_rollouts`, which samples through `rollout.sample_batches` as `HFGenerator` does).
 
 A server must run with `--trust-request-chat-template` (each request carries a pass-through chat template, so
 the server tokenises exactly the kit's rendered text; the prompt ids it reports are checked against the kit's),
@@ -36,8 +40,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Sampling",
     "Completion",
+    "ImageInputs",
     "Generator",
     "AdapterFolders",
+    "engine_image",
     "method_inputs",
     "server_urls",
     "spread",
@@ -52,6 +58,11 @@ PASSTHROUGH_TEMPLATE = "{{ messages[0]['content'] }}"
 SOFT_PROMPT_MESSAGE = (
     "a soft prompt cannot be served by vLLM (or any OpenAI-compatible engine): it is a tensor of input "
     "embeddings, which the chat API has no field for; serve an ART artwork (PNG) or a LoRA adapter instead"
+)
+
+ENGINE_IMAGE_MESSAGE = (
+    "an engine is sent the artwork as an 8-bit PIL image (or PNG); float pixels and embeddings (ImageInputs) are "
+    "shown by the HF backend only (hf_generator.HFGenerator)"
 )
 
 
@@ -84,15 +95,33 @@ class Completion:
     prompt_token_ids: list[int] | None = None  # the prompt as the engine tokenised it (image tokens expanded)
 
 
+@dataclass(frozen=True)
+class ImageInputs:
+    """What a method shows the model in place of a PIL image, for the HF backend only: the processor's image dict
+    `image` (`pixel_values`, None for a soft prompt, and `image_grid_thw`) and/or the vision tower's output
+    `embeds` (computed from `image` when None)."""
+
+    image: dict
+    embeds: Any = None  # torch.Tensor (visual tokens, hidden size)
+
+
 class Generator(Protocol):
     """Samples completions of rendered prompts; `adapters` saves a LoRA method's adapter when it changed."""
 
     adapters: AdapterFolders
 
     def generate(
-        self, prompts: Sequence[str], *, image: Image.Image | None, adapter: Path | None, sampling: Sampling
+        self,
+        prompts: Sequence[str],
+        *,
+        image: Image.Image | ImageInputs | None,
+        adapter: Path | None,
+        sampling: Sampling,
     ) -> list[list[Completion]]:
-        """Per prompt, `sampling.n` completions, all showing `image` (or none) through `adapter` (or none)."""
+        """Per prompt, `sampling.n` completions, all showing `image` (or none) through `adapter` (or none).
+
+        `image`: an 8-bit PIL image (every backend), None (text only) or `ImageInputs` (HF only: an engine raises
+        a ValueError, see `engine_image`)."""
         ...
 
     def close(self) -> None: ...
@@ -137,6 +166,14 @@ def method_inputs(method, adapters: AdapterFolders) -> tuple[Image.Image | None,
     """What a training method sends a generator (`Method.sampler_inputs`): ART its 8-bit artwork, LoRA its saved
     adapter folder; a soft prompt raises a ValueError (no engine can be sent embeddings)."""
     return method.sampler_inputs(adapters)
+
+
+def engine_image(image) -> Image.Image | None:
+    """`image` as an engine is sent it (a PIL image or None); `ImageInputs` raise a ValueError (tensors and
+    embeddings only go to `hf_generator.HFGenerator`)."""
+    if isinstance(image, ImageInputs):
+        raise ValueError(SOFT_PROMPT_MESSAGE if image.image.get("pixel_values") is None else ENGINE_IMAGE_MESSAGE)
+    return image
 
 
 def server_urls(engine) -> list[str] | None:
@@ -265,6 +302,7 @@ class ServerGenerator:
         self, prompts: Sequence[str], *, image=None, adapter: Path | None = None, sampling: Sampling
     ) -> list[list[Completion]]:
         """Per prompt, `sampling.n` completions; prompt i goes to server `spread(...)[i]`, its n samples together."""
+        image = engine_image(image)
         model = self._load(adapter) if adapter is not None else None
         url = png_data_url(image) if image is not None else None
         servers = spread(len(prompts), len(self.clients), self._next)

@@ -26,12 +26,12 @@ import torch
 
 from .checkpoint import safe_load
 from .config import METHODS
-from .evaluate import evaluate, evaluate_with_engine
+from .evaluate import evaluate
 from .forward import vision_embeds
-from .generation import SOFT_PROMPT_MESSAGE
+from .generation import SOFT_PROMPT_MESSAGE, ImageInputs
 from .pixel_prompt import PixelPrompt
 from .preprocess import preprocess_image
-from .scoring import EvalResult, score_completions
+from .scoring import EvalResult
 from .style import style_loss
 from .transforms import resize_to
 
@@ -289,8 +289,7 @@ class LoraMethod:
         base = self.unload()
         if engine is not None:
             kw = {k: v for k, v in eval_kw.items() if k != "batch_size"}
-            lora = engine.adapter(path)
-            return evaluate_with_engine(engine, self.processor, examples, lora_request=lora, progress=False, **kw)
+            return evaluate(base, self.processor, examples, engine=engine, adapter=path, progress=False, **kw)
         self.model = load_lora_adapter(base, path)  # the saved adapter, read from disk, on that base
         return evaluate(self.model, self.processor, examples, image=None, progress=False, **eval_kw)
 
@@ -402,30 +401,13 @@ def evaluate_soft_prompt(
     max_new_tokens: int = 512,
     batch_size: int = 16,
 ) -> EvalResult:
-    """Greedy accuracy with saved soft-prompt embeddings in place of the image (not servable by engines)."""
-    from .prompting import example_text
-    from .rollout import generate_rollouts
-
+    """Greedy accuracy with saved soft-prompt embeddings in place of the image (not servable by engines): `evaluate`
+    on the HF backend, sent the embeddings as `generation.ImageInputs`."""
     saved = safe_load(path)  # a .pt file may come from anyone: tensors only, never code
     dtype = next(model.parameters()).dtype
-    image = {"pixel_values": None, "image_grid_thw": saved["image_grid_thw"]}
-    texts = [example_text(processor, e) for e in examples]
-    completions = []
-    for i in range(0, len(texts), batch_size):
-        r = generate_rollouts(
-            model,
-            processor,
-            texts[i : i + batch_size],
-            examples[i : i + batch_size],
-            num_generations=1,
-            image=image,
-            image_embeds=saved["embeds"].to(dtype),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            compute_logprobs=False,
-        )
-        completions += r.completions
-    return score_completions(examples, completions, benchmark, label="soft_prompt")
+    image = ImageInputs({"pixel_values": None, "image_grid_thw": saved["image_grid_thw"]}, saved["embeds"].to(dtype))
+    kw = dict(benchmark=benchmark, max_new_tokens=max_new_tokens, batch_size=batch_size, label="soft_prompt")
+    return evaluate(model, processor, examples, image=image, progress=False, **kw)
 
 
 def make_method(

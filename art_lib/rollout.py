@@ -64,27 +64,20 @@ def generate_rollouts(
     the old log-probs are computed `micro_batch_size` rows at a time (None = all rows at once), with
     `shared_prefix` (see `forward.completion_hidden`).
     """
-    if image is not None and image_embeds is None:
-        from .forward import vision_embeds
-
-        image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
-    step = generation_batch_size or len(prompts)
-    parts = [
-        _generate(
-            model,
-            processor,
-            prompts[i : i + step],
-            num_generations,
-            image,
-            image_embeds,
-            max_new_tokens,
-            temperature,
-            top_p,
-            do_sample,
-            shared_prefix,
-        )
-        for i in range(0, len(prompts), step)
-    ]
+    parts, image_embeds = sample_batches(
+        model,
+        processor,
+        prompts,
+        num_generations,
+        image,
+        image_embeds,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        do_sample=do_sample,
+        batch_size=generation_batch_size,
+        shared_prefix=shared_prefix,
+    )
     batch = parts[0] if len(parts) == 1 else concat_batches(processor, parts)
     texts = processor.tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
     rows = [ex for ex in examples for _ in range(num_generations)]
@@ -102,6 +95,34 @@ def generate_rollouts(
             shared_prefix=shared_prefix,
         )
     return Rollout(batch=batch, completions=texts, examples=rows, old_logps=old)
+
+
+def sample_batches(
+    model,
+    processor,
+    prompts: list[str],
+    G: int,
+    image: dict | None,
+    image_embeds: torch.Tensor | None,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    do_sample: bool,
+    batch_size: int | None,
+    shared_prefix: bool,
+) -> tuple[list[Batch], torch.Tensor | None]:
+    """G samples of each prompt, `batch_size` prompts (x G rows) per `generate` call (None: all at once): one
+    Batch per call, and the image's embeddings (computed from `image` once when `image_embeds` is None)."""
+    if image is not None and image_embeds is None:
+        from .forward import vision_embeds
+
+        image_embeds = vision_embeds(model, image["pixel_values"], image["image_grid_thw"])
+    step = batch_size or len(prompts)
+    args = (G, image, image_embeds, max_new_tokens, temperature, top_p, do_sample, shared_prefix)
+    return [
+        _generate(model, processor, prompts[i : i + step], *args) for i in range(0, len(prompts), step)
+    ], image_embeds
 
 
 def _generate(

@@ -41,6 +41,7 @@ from .generation import (
     Generator,
     Sampling,
     ServerGenerator,
+    engine_image,
     method_inputs,
     server_urls,
 )
@@ -260,6 +261,7 @@ class EngineGenerator:
     def generate(
         self, prompts: Sequence[str], *, image=None, adapter: Path | None = None, sampling: Sampling
     ) -> list[list[Completion]]:
+        image = engine_image(image)
         if adapter is not None and (self._lora is None or self._lora[0] != adapter):
             self._lora = (adapter, self.engine.adapter(adapter))  # vLLM caches by id: a new one per version
         outs = self.engine.generate(

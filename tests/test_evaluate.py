@@ -266,3 +266,34 @@ def test_evaluate_controls_table(tiny, png, tmp_path):
     assert not math.isnan(df["ci_high"].iloc[0])
     with pytest.raises(ValueError, match="unknown controls"):
         evaluate_controls(model, processor, examples, benchmark="gsm8k", controls=["bogus"], **FAST)
+
+
+def test_engine_vllm_without_vllm_names_the_install(tiny, monkeypatch):
+    """`evaluate(engine="vllm")` (the one entry for offline vLLM) without vLLM installed says how to install it."""
+    import sys
+
+    from art_lib.vllm_compat import VLLM_INSTALL_HINT
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    model, proc = tiny_model(seed=1)
+    with pytest.raises(ImportError, match=r"pip install 'art-lib\[vllm\]'"):
+        evaluate(model, proc, [{"id": "0", "prompt": "1+1?", "answer": "2", "meta": {}}], benchmark="gsm8k",
+                 engine="vllm", **FAST)  # fmt: skip
+    assert VLLM_INSTALL_HINT.startswith("vLLM is not installed")
+
+
+def test_hf_generator_is_what_evaluate_generates_with(tiny, png):
+    """`HFGenerator` on a PIL image gives `evaluate`'s completions, token counts and finish reasons."""
+    from art_lib.generation import Sampling
+    from art_lib.hf_generator import HFGenerator
+
+    model, proc = tiny
+    exs = [{"id": str(i), "prompt": f"What is {i} + 1?", "answer": str(i + 1), "meta": {}} for i in range(3)]
+    res = evaluate(model, proc, exs, image=png, benchmark="gsm8k", batch_size=2, **FAST)
+    pil = Image.open(png).convert("RGB")
+    outs = HFGenerator(model, proc, batch_size=2).generate(
+        [example_text(proc, e) for e in exs], image=pil, sampling=Sampling(max_new_tokens=8, greedy=True)
+    )
+    assert [o[0].text for o in outs] == list(res.rows["completion"])
+    assert [len(o[0].token_ids) for o in outs] == list(res.rows["completion_tokens"])
+    assert [o[0].finish_reason for o in outs] == list(res.rows["finish_reason"])

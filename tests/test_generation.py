@@ -13,9 +13,11 @@ from art_lib.generation import (
     PASSTHROUGH_TEMPLATE,
     AdapterFolders,
     Completion,
+    ImageInputs,
     Sampling,
     ServerGenerator,
     chat_request,
+    engine_image,
     method_inputs,
     parse_choices,
     png_data_url,
@@ -203,3 +205,31 @@ def test_engine_prompt_ids_that_differ_from_the_kits_stop_the_rollout(hf_rollout
     model, proc, prompts, exs, kw, ref = hf_rollout
     with pytest.raises(RuntimeError, match="tokenised prompt 0 differently"):
         completions_rollout(model, proc, prompts, exs, _as_completions(ref, 3, prompt_ids=[1, 2, 3]), image=kw["image"])
+
+
+def test_hf_generator_samples_the_hf_rollouts_tokens_from_the_same_seed(hf_rollout):
+    """`HFGenerator` sent a method's image tensors (`ImageInputs`) samples what `generate_rollouts` samples: the
+    same sampler (`rollout.sample_batches`), the same torch seed, the same token ids and stop/length ends."""
+    from art_lib.hf_generator import HFGenerator
+
+    model, proc, prompts, exs, kw, ref = hf_rollout
+    sampling = Sampling(n=3, max_new_tokens=6, temperature=1.3, seed=0)
+    outs = HFGenerator(model, proc).generate(
+        prompts, image=ImageInputs(kw["image"], kw["image_embeds"]), sampling=sampling
+    )
+    rows = [o for per in outs for o in per]
+    assert [o.token_ids for o in rows] == [row_token_ids(ref.batch, j)[1] for j in range(len(ref.batch))]
+    assert [o.finish_reason == "length" for o in rows] == ref.batch.truncated.tolist()
+    assert [o.text for o in rows] == ref.completions
+
+
+def test_engines_refuse_image_tensors_naming_the_hf_backend():
+    """Float pixels or embeddings go to the HF backend only; a soft prompt's embeddings get the soft-prompt message."""
+    from art_lib.vllm_engine import EngineGenerator
+
+    pixels = ImageInputs({"pixel_values": torch.zeros(4, 8), "image_grid_thw": torch.tensor([[1, 2, 2]])})
+    soft = ImageInputs({"pixel_values": None, "image_grid_thw": torch.tensor([[1, 2, 2]])}, torch.zeros(1, 8))
+    with pytest.raises(ValueError, match="HFGenerator"):
+        EngineGenerator(engine=None).generate(["x"], image=pixels, sampling=Sampling())
+    with pytest.raises(ValueError, match="soft prompt cannot be served"):
+        engine_image(soft)

@@ -26,34 +26,25 @@ def test_evaluate_engine_vllm_matches_hf(engine, hf, artworks, examples, task):
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_client_evaluate_vllm_matches_hf(engine, hf, artworks, examples, task):
-    """`client.evaluate_vllm` (LLM.chat, the PNG as a data URL, vLLM's own chat template) on the real engine
-    agrees with the in-process HF evaluation of the same PNG; without the picture the task is not answered."""
-    from art_lib.client import evaluate_vllm
+def test_evaluate_engine_text_only_is_not_answered(engine, hf, examples, task):
+    """Text only on the engine (no image sent): the picture-taught task is not answered."""
     from art_lib.evaluate import evaluate
 
     model, processor = hf
-    exs, b, png, n = examples[task], benchmark(task), artworks[task], max_new_tokens(task)
-    ref = evaluate(model, processor, exs, image=png, benchmark=b, max_new_tokens=n, progress=False)
-    got = evaluate_vllm(engine.model_path, exs, b, image=png, max_tokens=n, llm=engine.llm, progress=False)
-    same = same_fraction(ref, got)
-    print(f"evaluate_vllm PNG {b}: {same:.3f} identical; accuracy {got.accuracy} vs {ref.accuracy}")
-    assert ref.accuracy >= 0.9
-    assert same >= 0.95 and got.accuracy == ref.accuracy
-    assert got.config["engine"] == "vllm" and got.n == len(exs)
-    assert (got.rows["completion_tokens"] == ref.rows["completion_tokens"]).mean() >= 0.95
-    text_only = evaluate_vllm(engine.model_path, exs, b, max_tokens=n, llm=engine.llm, progress=False)
+    kw = dict(benchmark=benchmark(task), max_new_tokens=max_new_tokens(task), progress=False)
+    text_only = evaluate(model, processor, examples[task], engine=engine, **kw)
+    assert text_only.config["engine"] == "vllm" and text_only.config["image"] is None
     assert text_only.accuracy < 0.5
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_evaluate_engine_lora_matches_peft(engine, loras, examples, task):
-    from art_lib.evaluate import evaluate, evaluate_with_engine
+    from art_lib.evaluate import evaluate
 
     peft_model, processor, folder = loras[task]
     kw = dict(benchmark=benchmark(task), max_new_tokens=max_new_tokens(task), progress=False)
     ref = evaluate(peft_model, processor, examples[task], **kw)
-    got = evaluate_with_engine(engine, processor, examples[task], lora_request=engine.adapter(folder), **kw)
+    got = evaluate(peft_model, processor, examples[task], engine=engine, adapter=folder, **kw)
     same = same_fraction(ref, got)
     print(f"offline LoRA {benchmark(task)}: {same:.3f} identical; accuracy {got.accuracy} vs {ref.accuracy}")
     assert ref.accuracy >= 0.9
