@@ -1,7 +1,7 @@
 """Query a learned artwork through OpenAI-compatible chat engines (the client side).
 
-The artwork is an ordinary PNG: any engine that accepts user images serves it unmodified. Both ways
-below are scored by `art_lib.scoring.score_completions` (one definition of accuracy for every backend):
+The artwork is an ordinary PNG: any engine that accepts user images serves it unmodified. Scores come from
+`art_lib.scoring.score_completions` (one definition of accuracy for every backend):
 
 * `ChatClient` / `evaluate_server`: a standard-library client for an OpenAI-compatible
   `/v1/chat/completions` endpoint (`vllm serve`, `transformers serve`, `python -m art_lib.serve`).
@@ -9,7 +9,11 @@ below are scored by `art_lib.scoring.score_completions` (one definition of accur
   the text part, as in the kit's prompts, and thinking is switched off with vLLM's
   `chat_template_kwargs: {"enable_thinking": false}`. Calls a server returns in `tool_calls` are
   rendered back into the text by `art_lib.rewards.completion_text`, so one parser reads both forms.
-* `evaluate_vllm`: offline vLLM (`LLM.chat`) with the same messages, when vLLM is installed.
+
+Offline vLLM (and vLLM servers sent the kit's own rendered prompts) is `evaluate.evaluate(engine="vllm" or URLs)`,
+through the one `generation.Generator` interface; `evaluate_server` stays the way to score a deployed server as
+its users reach it (the server's own chat template, tools, `chat_template_kwargs`), which that interface does not
+send (it sends the kit's rendered prompt through a pass-through template).
 """
 
 from __future__ import annotations
@@ -26,12 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from .rewards import completion_text, get_scorer
 from .scoring import score_outputs
-from .vllm_compat import VLLM_INSTALL_HINT
 
 if TYPE_CHECKING:  # heavy imports stay out of import time
     from art_lib.scoring import EvalResult
 
-__all__ = ["image_data_url", "openai_messages", "ChatClient", "evaluate_server", "evaluate_vllm"]
+__all__ = ["image_data_url", "openai_messages", "ChatClient", "evaluate_server"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -240,76 +243,6 @@ def evaluate_server(
     config = {
         "server": client.base_url,
         "model": client.model,
-        "image": os.fspath(image) if image is not None else None,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "enable_thinking": enable_thinking,
-    }
-    return score_outputs(examples, outs, benchmark, scorer=scorer, label=label, config=config)
-
-
-# --------------------------------------------------------------------------- #
-# Offline vLLM
-# --------------------------------------------------------------------------- #
-
-
-def evaluate_vllm(
-    model_id: str,
-    examples: Sequence[dict],
-    benchmark: str,
-    *,
-    image: str | os.PathLike | None = None,
-    max_tokens: int = 512,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int | None = None,
-    enable_thinking: bool = False,
-    llm: Any = None,
-    llm_kwargs: dict | None = None,
-    progress: bool = True,
-    label: str = "",
-) -> EvalResult:
-    """Evaluate with offline vLLM (`LLM.chat`), the PNG sent as a data URL like to a server.
-
-    Pass a ready `llm` (a `vllm.LLM`) to reuse one engine across runs; otherwise one is built
-    from `model_id` and `llm_kwargs` (e.g. `max_model_len`, `gpu_memory_utilization`).
-    """
-    try:
-        import vllm
-    except ImportError as err:
-        raise ImportError(VLLM_INSTALL_HINT) from err
-
-    scorer = get_scorer(benchmark)
-    examples = list(examples)
-    if llm is None:
-        kwargs = {"limit_mm_per_prompt": {"image": 1}, **(llm_kwargs or {})}
-        llm = vllm.LLM(model=model_id, **kwargs)
-    params = vllm.SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    conversations = [openai_messages(ex, image) for ex in examples]
-    # LLM.chat takes one tools list per call: group examples that share their tools.
-    groups: dict[str, list[int]] = {}
-    for i, ex in enumerate(examples):
-        tools = (ex.get("meta") or {}).get("tools") or None
-        groups.setdefault(json.dumps(tools, sort_keys=True), []).append(i)
-    outs: list[dict] = [{}] * len(examples)
-    for key, idx in groups.items():
-        results = llm.chat(
-            [conversations[i] for i in idx],
-            params,
-            use_tqdm=progress,
-            tools=json.loads(key),
-            chat_template_kwargs={"enable_thinking": enable_thinking},
-        )
-        for i, res in zip(idx, results):
-            o = res.outputs[0]
-            outs[i] = {
-                "completion": o.text,
-                "completion_tokens": len(o.token_ids),
-                "finish_reason": _finish_reason(o.finish_reason),
-            }
-    config = {
-        "engine": "vllm",
-        "model": model_id,
         "image": os.fspath(image) if image is not None else None,
         "max_tokens": max_tokens,
         "temperature": temperature,

@@ -14,14 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import zlib
 from pathlib import Path
 
 import pytest
 import torch
 
-from art_lib.client import ChatClient, evaluate_server, evaluate_vllm, image_data_url, openai_messages
+from art_lib.client import ChatClient, evaluate_server, image_data_url, openai_messages
 from art_lib.data import load_benchmark
 from art_lib.evaluate import evaluate
 from art_lib.models import save_checkpoint, tiny_model
@@ -29,7 +28,6 @@ from art_lib.pixel_prompt import PixelPrompt
 from art_lib.rewards import completion_text
 from art_lib.scoring import EvalResult, score_completions
 from art_lib.serve import ServerLimits, make_server
-from art_lib.vllm_compat import VLLM_INSTALL_HINT
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,55 +227,6 @@ def test_api_key_and_routes(tiny):
         srv.shutdown()
         srv.server_close()
         thread.join(timeout=10)
-
-
-# --------------------------------------------------------------------------- vLLM backend
-
-
-def test_evaluate_vllm_without_vllm(monkeypatch):
-    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
-    with pytest.raises(ImportError, match=re.escape("pip install 'art-lib[vllm]'")):
-        evaluate_vllm("Qwen/Qwen3.5-0.8B", _gsm8k(1), "gsm8k")
-    assert VLLM_INSTALL_HINT.startswith("vLLM is not installed")
-
-
-def test_evaluate_vllm_calls_llm_chat(png, monkeypatch):
-    """With a stand-in `vllm` module: same messages as the server client, tools grouped per call."""
-    calls = []
-
-    class SamplingParams:
-        def __init__(self, **kw):
-            self.kw = kw
-
-    class LLM:
-        def __init__(self, model, **kw):
-            self.model, self.kw = model, kw
-
-        def chat(self, conversations, params, use_tqdm=True, tools=None, chat_template_kwargs=None):
-            calls.append(
-                dict(
-                    conversations=conversations,
-                    params=params.kw,
-                    tools=tools,
-                    template=chat_template_kwargs,
-                    llm=self.kw,
-                )
-            )
-            out = types.SimpleNamespace(text="Answer: 18", token_ids=[1, 2, 3], finish_reason="stop")
-            return [types.SimpleNamespace(outputs=[out]) for _ in conversations]
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    tool_example = load_benchmark("bfcl", source=DATA / "bfcl", category="simple", limit=1)[0]
-    # Scored as gsm8k too, so it needs a number for its gold (a tool call list is no maths answer).
-    examples = _gsm8k(2) + [{**tool_example, "answer": "7"}]
-    res = evaluate_vllm("Qwen/Qwen3.5-0.8B", examples, "gsm8k", image=png, progress=False)
-    assert res.n == 3 and list(res.rows["correct"]) == [True, False, False]  # gold of gsm8k-0 is 18
-    assert len(calls) == 2 and calls[0]["tools"] is None and calls[1]["tools"] == examples[2]["meta"]["tools"]
-    assert calls[0]["params"] == dict(temperature=0.0, top_p=1.0, max_tokens=512, seed=None)
-    assert calls[0]["template"] == {"enable_thinking": False} and calls[0]["llm"] == {
-        "limit_mm_per_prompt": {"image": 1}
-    }
-    assert calls[0]["conversations"][0] == openai_messages(examples[0], png)
 
 
 # --------------------------------------------------------------------------- hardening: validation, limits, load
