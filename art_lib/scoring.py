@@ -1,7 +1,7 @@
 """One definition of accuracy for every backend: completions -> parsed predictions, scores, a Wilson interval.
 
-`score_completions` is what `evaluate` (HF `generate`), `client.evaluate_server` / `evaluate_vllm` and the
-vLLM engine all call; the benchmark's parser and scorer come from the registry.
+`score_completions` is what `evaluate` (every `generation.Generator` backend: HF, offline vLLM, servers) and
+`client.evaluate_server` call; the benchmark's parser and scorer come from the registry.
 """
 
 from __future__ import annotations

