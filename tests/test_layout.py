@@ -5,6 +5,7 @@ modules and functions stay small."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,27 @@ def test_no_function_is_longer_than_the_limit():
     assert not new, f"split these into named pieces of at most {MAX_FUNCTION_LINES} lines: {new}"
     stale = sorted(LONG_FUNCTIONS_ALLOWED - set(long))
     assert not stale, f"now {MAX_FUNCTION_LINES} lines or fewer (or gone): drop from LONG_FUNCTIONS_ALLOWED: {stale}"
+
+
+#: The core path as the README lists it, in reading order (pixels -> processor -> model -> loss -> update -> score).
+CORE_PATH = (
+    "pixel_prompt.py",
+    "preprocess.py",
+    "prompting.py",
+    "forward.py",
+    "losses.py",
+    "steps.py",
+    "methods.py",
+    "train.py",
+    "evaluate.py",
+    "scoring.py",
+)
+
+
+def test_the_core_path_is_ten_files_a_newcomer_reads_in_one_sitting():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Reading the code") :]
+    listed = [name for name in re.findall(r"`(\w+\.py)`", section)][: len(CORE_PATH)]
+    assert tuple(listed) == CORE_PATH  # the README names them, in this order
+    lines = sum(len((ROOT / "art_lib" / name).read_text().splitlines()) for name in CORE_PATH)
+    assert len(CORE_PATH) <= 10 and lines <= 3200, lines
