@@ -234,8 +234,8 @@ def check_field_names(fields) -> None:
             raise TypeError(f"TrainConfig has no {name!r}: the kit calls it {ALIASES[name]!r}")
         if name in NO_EQUIVALENT:
             raise TypeError(f"TrainConfig has no {name!r} and no equivalent of it: {NO_EQUIVALENT[name]}")
-        near = difflib.get_close_matches(name, [*FIELDS, *ALIASES], n=1, cutoff=0.5)  # "lerning_rate" -> "lr"
-        hint = f"; did you mean {ALIASES.get(near[0], near[0])!r}?" if near else ""
+        near = nearest(name, [*FIELDS, *ALIASES])  # "lerning_rate" -> "lr"
+        hint = f"; did you mean {ALIASES.get(near, near)!r}?" if near else ""
         raise TypeError(f"{name!r} is not a TrainConfig field{hint}")
 
 
@@ -255,7 +255,15 @@ def _check_range(name: str, value, kind: str, low, low_open: bool, high, optiona
 
 def _choice(name: str, value, allowed: tuple) -> None:
     if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+        hint = f" (did you mean {near!r}?)" if (near := nearest(str(value), allowed)) else ""
+        raise ValueError(f"unknown {name} {value!r}{hint}; choose one of {allowed}")
+
+
+def nearest(name: str, valid) -> str | None:
+    """The valid name closest to a mistyped one ("lerning_rate" -> "learning_rate"), or None when none is close:
+    the one did-you-mean rule of the kit's error messages (config fields, notebook parameters, engines)."""
+    near = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return near[0] if near else None
 
 
 #: Fields marked `result_neutral` (memory and speed settings): changing one neither retrains a finished arm nor stops a

@@ -16,15 +16,7 @@ from .controls import CONTROLS, evaluate_controls
 from .data import load_benchmark_once
 from .manifest import image_hash, recorded_evaluations
 from .models import load_frozen
-from .runtime import (
-    default_image_size,
-    free_memory,
-    generation_budget,
-    open_engine,
-    placement,
-    resolve_engine,
-    resolve_runtime,
-)
+from .runtime import Runtime, default_image_size, free_memory, generation_budget, open_engine, placement, resolve_engine
 
 
 def _untrained_row(
@@ -61,12 +53,13 @@ def _engine_key(engine: str) -> dict:
 
 
 @contextmanager
-def _engine_for(engine: str, model_path, model, dtype: str, seed: int, memory_fraction: float):
+def _engine_for(engine: str, model_path, model, runtime: Runtime, seed: int):
     """ "hf", or a vLLM engine on the checkpoint beside `model` for the evaluations of one call, closed after them."""
     if engine == "hf":
         yield "hf"
         return
-    eng = open_engine(model_path, model, method="art", dtype=dtype, seed=seed, memory_fraction=memory_fraction)
+    kw = dict(dtype=runtime.dtype, seed=seed, memory_fraction=runtime.vllm_memory_fraction)
+    eng = open_engine(model_path, model, method="art", **kw)
     try:
         yield eng
     finally:
@@ -86,35 +79,30 @@ def control_rows(
     seed: int = 0,
     model_label: str | None = None,
     max_new_tokens: int | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    data_dir: str | dict | None = None,
-    eval_batch_size: int = 8,
-    eval_engine: str = "hf",
-    vllm_memory_fraction: float = 0.3,
+    runtime: Runtime | None = None,
 ) -> list[dict]:
     """Rows for the controls in `which` (text-only, seed image, noise image, token-matched random text), same scorer.
 
     Each control is recorded in `<out_dir>/evals.jsonl` under a hash of its configuration (model label, benchmark,
     test ids, budget, dtype, control, image size, seed icon, seed); with `resume` a recorded one is not evaluated
     again, and the model is loaded only when some control is missing. `image_size`: default as `run_arm`'s.
-    `eval_engine` ("hf", "vllm", "auto") and `vllm_memory_fraction` as in `run_arm`.
+    `runtime` (`runtime.Runtime`, default: its defaults): device, dtype, data sources, evaluation batch and engine.
     """
     unknown = [c for c in which if c not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown controls {unknown} in which=; valid: {list(CONTROLS)}")
-    test_examples = load_benchmark_once(benchmark, data_dir=data_dir, split="test", limit=n_test)
-    device, dtype = resolve_runtime(device, dtype)
+    rt = runtime or Runtime()
+    test_examples = load_benchmark_once(benchmark, data_dir=rt.data_dir, split="test", limit=n_test)
     model_label = model_label or str(model_path)
     image_size = image_size or default_image_size(model_path)
     mnt = max_new_tokens or generation_budget(benchmark)
-    common = dict(evaluation="control", model=model_label, benchmark=benchmark, max_new_tokens=mnt, dtype=dtype)
+    common = dict(evaluation="control", model=model_label, benchmark=benchmark, max_new_tokens=mnt, dtype=rt.dtype)
     common |= dict(image_size=image_size, seed_icon=seed_icon, seed=seed, test_ids=[e["id"] for e in test_examples])
-    common |= _engine_key(engine := resolve_engine(eval_engine, device))
+    common |= _engine_key(engine := resolve_engine(rt.eval_engine, rt.device))
 
     def evaluate_missing(names: Sequence[str]) -> dict[str, dict]:
-        model, processor = load_frozen(model_path, device=device, dtype=dtype)
-        with _engine_for(engine, model_path, model, dtype, seed, vllm_memory_fraction) as eng:
+        model, processor = load_frozen(model_path, device=rt.device, dtype=rt.dtype)
+        with _engine_for(engine, model_path, model, rt, seed) as eng:
             df = evaluate_controls(
                 model,
                 processor,
@@ -125,7 +113,7 @@ def control_rows(
                 seed=seed,
                 controls=names,
                 max_new_tokens=mnt,
-                batch_size=eval_batch_size,
+                batch_size=rt.eval_batch_size,
                 progress=False,
                 engine=eng,
             )
@@ -153,33 +141,28 @@ def transport_rows(
     n_test: int | None = None,
     model_label: str | None = None,
     max_new_tokens: int | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    data_dir: str | dict | None = None,
-    eval_batch_size: int = 8,
-    eval_engine: str = "hf",
-    vllm_memory_fraction: float = 0.3,
+    runtime: Runtime | None = None,
 ) -> pd.DataFrame:
     """The artwork `png` scored after each re-encoding in `kinds` (`transport.evaluate_transports`'s columns).
 
     Each (artwork pixels, transport) is recorded in `<out_dir>/evals.jsonl` under a hash of model label,
     benchmark, test ids, budget, dtype, the artwork's pixel hash and the transport; with `resume` a recorded one is
     not evaluated again, and the model is loaded only when some are missing. Transported PNGs go to `files_dir`.
-    `eval_engine` ("hf", "vllm", "auto") and `vllm_memory_fraction` as in `run_arm`.
+    `runtime` (`runtime.Runtime`, default: its defaults): device, dtype, data sources, evaluation batch and engine.
     """
     from .transport import TRANSPORTS, evaluate_transports
 
     kinds = list(kinds or TRANSPORTS)
-    test_examples = test_examples or load_benchmark_once(benchmark, data_dir=data_dir, split="test", limit=n_test)
-    device, dtype = resolve_runtime(device, dtype)
+    rt = runtime or Runtime()
+    test_examples = test_examples or load_benchmark_once(benchmark, data_dir=rt.data_dir, split="test", limit=n_test)
     mnt = max_new_tokens or generation_budget(benchmark)
-    common = dict(evaluation="transport", model=model_label or str(model_path), benchmark=benchmark, dtype=dtype)
+    common = dict(evaluation="transport", model=model_label or str(model_path), benchmark=benchmark, dtype=rt.dtype)
     common |= dict(max_new_tokens=mnt, artwork=image_hash(png), test_ids=[e["id"] for e in test_examples])
-    common |= _engine_key(engine := resolve_engine(eval_engine, device))
+    common |= _engine_key(engine := resolve_engine(rt.eval_engine, rt.device))
 
     def evaluate_missing(names: Sequence[str]) -> dict[str, dict]:
-        model, processor = load_frozen(model_path, device=device, dtype=dtype)
-        with _engine_for(engine, model_path, model, dtype, 0, vllm_memory_fraction) as eng:
+        model, processor = load_frozen(model_path, device=rt.device, dtype=rt.dtype)
+        with _engine_for(engine, model_path, model, rt, 0) as eng:
             df = evaluate_transports(
                 model,
                 processor,
@@ -189,7 +172,7 @@ def transport_rows(
                 kinds=names,
                 out_dir=files_dir,
                 max_new_tokens=mnt,
-                batch_size=eval_batch_size,
+                batch_size=rt.eval_batch_size,
                 progress=False,
                 engine=eng,
             )

@@ -28,6 +28,7 @@ from .methods import evaluate_soft_prompt as evaluate_soft_prompt
 from .methods import spec
 from .models import load_frozen
 from .pixel_prompt import PixelPrompt
+from .runtime import Runtime as Runtime
 from .runtime import default_image_size, free_memory, open_engine, placement, resolve_engine
 from .runtime import generation_budget as generation_budget
 from .runtime import resolve_model as resolve_model
@@ -71,137 +72,157 @@ class ReleasedMethod:
     artwork: PixelPrompt | None = None
 
 
-#: Trainer memory settings (`TrainConfig`), shared by an RL arm's SFT warm start.
-MEMORY_FIELDS = RESULT_NEUTRAL
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One table row to train and score: everything here is part of the arm's configuration hash.
+
+    `model`: a checkpoint folder, a hub id or a scheme name (`toy:base`); `model_label` is its name in the table,
+    the artifact and the hash (default: the name as given, never the folder a scheme resolves to, so results do
+    not depend on where the checkout lives). `train`: `TrainConfig` settings (`steps`, `lr`, `batch_size`, ...);
+    the memory settings belong to `Runtime.memory`. `warm_start` (RL objectives only), e.g. `{"steps": 20, "lr":
+    0.05, "batch_size": 16}`: first train the same artwork / adapter with SFT for that many steps, then continue
+    with `objective` from there (a policy that never earns a reward gives GRPO / DAPO nothing to learn from); the
+    row's `warm_start_steps` says so. `image_size` (ART, soft prompt): default the smallest square the checkpoint's
+    processor keeps as is (256 for Qwen3.5, 64 for the toy models). Examples: `train_examples` / `test_examples`,
+    or the benchmark's splits cut to `n_train` / `n_test`. `max_new_tokens`: the generation budget of evaluation
+    and (unless `train` sets `max_completion_length`) of RL rollouts; default: the benchmark's.
+    `reward="dry_run"` (dry runs only) replaces the benchmark's scorer for RL.
+    """
+
+    model: str | Path
+    benchmark: str
+    method: str
+    objective: str = "sft"
+    seed: int = 0
+    train: dict = dataclasses.field(default_factory=dict)
+    warm_start: dict | None = None
+    label: str = ""
+    model_label: str | None = None
+    image_size: int | None = None
+    seed_icon: str = "math"
+    artwork: PixelPrompt | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    train_examples: list[dict] | None = None
+    test_examples: list[dict] | None = None
+    max_new_tokens: int | None = None
+    reward: str | None = None
+
+    def __post_init__(self) -> None:
+        if memory := sorted(set(self.train) & set(RESULT_NEUTRAL)):
+            raise ValueError(f"{memory} leave the results unchanged: set them in Runtime.memory, not Arm.train")
+        if self.warm_start and self.objective == "sft":
+            raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
+
+    @property
+    def stem(self) -> str:
+        """The arm's file stem in its results folder (artifact, checkpoints, manifest)."""
+        return arm_stem(self.method, self.benchmark, self.objective, self.seed, self.label)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """Where an arm's files go and how a long run survives an interruption.
+
+    `every` > 0 saves the arm every N steps under `<out_dir>/checkpoints/<arm>/`, keeping the last `keep`; with
+    `resume` a rerun continues from there, and an arm already recorded in `<out_dir>/arms.jsonl` with the same
+    configuration is not trained again. Without `resume` the arm's old checkpoints are deleted first.
+    """
+
+    out_dir: str | Path
+    every: int = 0
+    keep: int = 2
+    resume: bool = False
 
 
 def run_arm(
-    model_path: str | Path,
-    benchmark: str,
-    method: str,
-    *,
-    objective: str = "sft",
-    seed: int = 0,
-    out_dir: str | Path,
-    train_examples: list[dict] | None = None,
-    test_examples: list[dict] | None = None,
-    n_train: int | None = None,
-    n_test: int | None = None,
-    image_size: int | None = None,
-    seed_icon: str = "math",
-    artwork: PixelPrompt | None = None,
-    max_new_tokens: int | None = None,
-    label: str = "",
-    model_label: str | None = None,
-    warm_start: dict | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    data_dir: str | dict | None = None,
-    checkpoint_every: int = 0,
-    checkpoint_keep: int = 2,
-    resume: bool = False,
-    reward: str | None = None,
-    eval_batch_size: int = 8,
-    progress: bool = False,
-    keep_model: bool = False,
-    rollout_engine: str = "hf",
-    eval_engine: str = "hf",
-    vllm_memory_fraction: float = 0.3,
-    **train_kw,
+    arm: Arm, runtime: Runtime | None = None, checkpointing: Checkpointing | None = None, *, keep_model: bool = False
 ) -> tuple[dict, object | None]:
     """Train one method and evaluate it from its saved artifact; returns (table row, TrainResult or None).
 
-    `warm_start` (RL objectives only), e.g. `{"steps": 20, "lr": 0.05, "batch_size": 16}`: first train
-    the same artwork / adapter with SFT for that many steps, then continue with `objective` from there
-    (a policy that never earns a reward gives GRPO / DAPO nothing to learn from). The row's
-    `warm_start_steps` says so; score the warm start alone with an SFT arm of the same settings.
-
-    `model_label` is the model's name as the user typed it (`toy:base`, a hub id; default: `model_path`): the
-    table's `model` column, the artifact's `model_id` and the configuration hash use it, never the local folder a
-    scheme resolved to, so results do not depend on where the checkout lives. `image_size` (ART, soft prompt):
-    default the smallest square the checkpoint's processor keeps as is (256 for Qwen3.5, 64 for the toy models).
-
-    One model in memory at a time: the model is released before returning (the result keeps the history and the
-    artwork; `keep_model=True` keeps the trained method with its model, e.g. to inspect it).
-
-    Long runs: `checkpoint_every` > 0 saves the arm every N steps under `<out_dir>/checkpoints/<arm>/`;
-    with `resume`, a rerun continues from there, and an arm already recorded in `<out_dir>/arms.jsonl`
-    with the same configuration is not trained again (its row is returned with `None` for the result).
-    Without `resume` the arm's old checkpoints are deleted first.
-
-    Engines: `rollout_engine` (RL) and `eval_engine` are "hf" (transformers `generate`, the reference), "vllm" (an
-    offline vLLM engine on the checkpoint, started once for the arm beside the training model, taking
-    `vllm_memory_fraction` of the GPU) or "auto" (vLLM on CUDA when installed); a soft prompt is always generated
-    with HF (no engine can be sent one). The engine used is part of the arm's configuration and row.
-    `max_new_tokens` is the generation
-    budget of evaluation and (unless `max_completion_length` is given) of RL rollouts; default: the
-    benchmark's. `reward="dry_run"` (dry runs only) replaces the benchmark's scorer for RL.
+    `arm` says what is trained and scored, `runtime` where and how (default: `Runtime()`), `checkpointing` where the
+    files go (default: `runs/arms`) and how a rerun resumes; an arm already recorded with the same configuration
+    returns its row and `None`. One model in memory at a time: the model is released before returning (the result
+    keeps the history and the artwork; `keep_model=True` keeps the trained method with its model, to inspect it).
+    The engines (`Runtime.rollout_engine`, `eval_engine`) are part of the arm's configuration and row; a soft prompt
+    is always generated with HF (no engine can be sent one).
     """
-    out_dir = Path(out_dir)
+    rt, ck = runtime or Runtime(), checkpointing or Checkpointing("runs/arms")
+    out_dir = Path(ck.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_label = model_label or str(model_path)
-    stem = arm_stem(method, benchmark, objective, seed, label)
-    train_examples = train_examples or load_benchmark_once(
-        benchmark, data_dir=data_dir, split="train", limit=n_train, seed=seed
-    )
-    test_examples = test_examples or load_benchmark_once(benchmark, data_dir=data_dir, split="test", limit=n_test)
-    mnt = max_new_tokens or generation_budget(benchmark)
-    if objective != "sft":
+    model_path, model_label = _model(arm)
+    train_examples, test_examples = _examples(arm, rt)
+    mnt = arm.max_new_tokens or generation_budget(arm.benchmark)
+    train_kw = dict(arm.train)
+    if arm.objective != "sft":
         train_kw.setdefault("max_completion_length", mnt)
-    device, dtype = resolve_runtime(device, dtype)
-    engines = _arm_engines(method, objective, rollout_engine, eval_engine, device)
-    image_size = image_size or default_image_size(model_path)
+    engines = _arm_engines(arm.method, arm.objective, rt.rollout_engine, rt.eval_engine, rt.device)
+    image_size = arm.image_size or default_image_size(model_path)
     config = {
         "model": model_label,
-        "benchmark": benchmark,
-        "method": method,
-        "objective": objective,
-        "seed": seed,
+        "benchmark": arm.benchmark,
+        "method": arm.method,
+        "objective": arm.objective,
+        "seed": arm.seed,
         "image_size": image_size,
-        "seed_icon": seed_icon,
+        "seed_icon": arm.seed_icon,
         "max_new_tokens": mnt,
-        "warm_start": warm_start,
-        "dtype": dtype,
-        "reward": reward,
-        # memory settings leave the results unchanged: changing them does not retrain a finished arm
-        "train_kw": {k: v for k, v in train_kw.items() if k not in MEMORY_FIELDS},
+        "warm_start": arm.warm_start,
+        "dtype": rt.dtype,
+        "reward": arm.reward,
+        "train_kw": train_kw,
         "train_ids": [e["id"] for e in train_examples],
         "test_ids": [e["id"] for e in test_examples],
-        "artwork": artwork,
+        "artwork": arm.artwork,
         # engines other than HF change the numbers (8-bit rollouts, engine kernels); HF runs keep their old hash
         **{f"{k}_engine": v for k, v in engines.items() if v != "hf"},
     }
-    chash = config_hash(config)
-    if resume and (done := finished_arm(out_dir, stem, chash)) is not None:
+    chash, stem = config_hash(config), arm.stem
+    if ck.resume and (done := finished_arm(out_dir, stem, chash)) is not None:
         print(f"[arm] {stem}: finished earlier (arms.jsonl), not trained again", flush=True)
         return done, None
-    if checkpoint_every and "checkpoint" not in train_kw:
-        if not resume:
+    if ck.every:
+        if not ck.resume:
             shutil.rmtree(out_dir / "checkpoints" / stem, ignore_errors=True)  # a fresh run, not an old one's state
-        train_kw["checkpoint"] = arm_checkpoints(out_dir, stem, checkpoint_every, keep=checkpoint_keep)
-    if reward is not None:
-        train_kw["reward_fn"] = REWARDS[reward]
-    print(f"[arm] {stem}: {train_kw.get('steps', '?')} steps on {device} ({dtype})", flush=True)
-    if artwork is None and spec(method).shows_image:
-        artwork = PixelPrompt.from_icon(seed_icon, image_size)
-    arm = dict(model_path=model_path, benchmark=benchmark, method=method, objective=objective, seed=seed)
+        train_kw["checkpoint"] = arm_checkpoints(out_dir, stem, ck.every, keep=ck.keep)
+    if arm.reward is not None:
+        train_kw["reward_fn"] = REWARDS[arm.reward]
+    print(f"[arm] {stem}: {train_kw.get('steps', '?')} steps on {rt.device} ({rt.dtype})", flush=True)
+    artwork = arm.artwork
+    if artwork is None and spec(arm.method).shows_image:
+        artwork = PixelPrompt.from_icon(arm.seed_icon, image_size)
     row, res = _train_and_score(
-        arm,
+        dataclasses.replace(arm, model=model_path, artwork=artwork),
         train_examples,
         test_examples,
-        artwork=artwork,
-        warm_start=warm_start,
-        runtime=dict(device=device, dtype=dtype, progress=progress, engines=engines, memory=vllm_memory_fraction),
+        runtime=rt,
+        engines=engines,
         save=dict(path=out_dir / stem, model_id=model_label),
-        eval_kw=dict(benchmark=benchmark, max_new_tokens=mnt, batch_size=eval_batch_size),
+        eval_kw=dict(benchmark=arm.benchmark, max_new_tokens=mnt, batch_size=rt.eval_batch_size),
         train_kw=train_kw,
     )
-    row = {"method": label or method, **row}
+    row = {"method": arm.label or arm.method, **row}
     record_arm(out_dir, stem, chash, row)
     if not keep_model:  # the caller's `row, _ = run_arm(...)` must not keep this model alive into the next load
-        res = dataclasses.replace(res, method=ReleasedMethod(method, res.artwork))
+        res = dataclasses.replace(res, method=ReleasedMethod(arm.method, res.artwork))
         free_memory()
     return row, res
+
+
+def _model(arm: Arm) -> tuple[str, str]:
+    """(what to load, the table's name for it): a scheme name resolves to its folder, the label stays the name."""
+    path, label = (str(arm.model), str(arm.model)) if Path(arm.model).exists() else resolve_model(str(arm.model))
+    return path, arm.model_label or label
+
+
+def _examples(arm: Arm, rt: Runtime) -> tuple[list[dict], list[dict]]:
+    """The arm's (train, test) examples: given, or its benchmark's splits (train shuffled by the arm's seed)."""
+    load = dict(data_dir=rt.data_dir)
+    train = arm.train_examples or load_benchmark_once(
+        arm.benchmark, split="train", limit=arm.n_train, seed=arm.seed, **load
+    )
+    test = arm.test_examples or load_benchmark_once(arm.benchmark, split="test", limit=arm.n_test, **load)
+    return train, test
 
 
 def _arm_engines(method: str, objective: str, rollout, evaluation: str, device: str) -> dict[str, str]:
@@ -219,29 +240,30 @@ def _arm_engines(method: str, objective: str, rollout, evaluation: str, device: 
     return engines
 
 
-def _train(model, processor, arm: dict, train_examples: list[dict], artwork, warm_start, progress, train_kw):
+def _train(model, processor, arm: Arm, train_examples: list[dict], rt: Runtime, train_kw: dict):
     """The arm's training: an optional SFT warm start, then `objective`; returns (TrainResult, train seconds)."""
-    method, objective, benchmark, seed = arm["method"], arm["objective"], arm["benchmark"], arm["seed"]
-    torch.manual_seed(seed)
+    torch.manual_seed(arm.seed)
     t = time.perf_counter()
     init_state = None
-    common = dict(method=method, benchmark=benchmark, seed=seed, progress=progress)
-    if warm_start:
-        if objective == "sft":
-            raise ValueError("warm_start is an SFT phase before an RL objective; with objective='sft' add its steps")
-        shared = {
-            k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") + MEMORY_FIELDS if k in train_kw
-        }  # same adapter, same memory settings
+    common = dict(method=arm.method, benchmark=arm.benchmark, seed=arm.seed, progress=rt.progress, **rt.memory)
+    if arm.warm_start:
+        adapter = {k: train_kw[k] for k in ("lora_rank", "lora_alpha", "lora_dropout") if k in train_kw}
         warm = train(
-            model, processor, train_examples, objective="sft", artwork=artwork, **common, **(shared | warm_start)
+            model,
+            processor,
+            train_examples,
+            objective="sft",
+            artwork=arm.artwork,
+            **common,
+            **(adapter | arm.warm_start),
         )  # trains a copy of the artwork: the KL reference of the run below stays the seed
         init_state, model = warm.method.state_dict(), warm.method.unload()  # the frozen model, no adapter layers
     res = train(
         model,
         processor,
         train_examples,
-        objective=objective,
-        artwork=artwork,
+        objective=arm.objective,
+        artwork=arm.artwork,
         init_state=init_state,
         **common,
         **train_kw,
@@ -249,7 +271,7 @@ def _train(model, processor, arm: dict, train_examples: list[dict], artwork, war
     return res, time.perf_counter() - t
 
 
-def _score_artifact(arm, res, test_examples, engine, save, eval_kw):
+def _score_artifact(arm: Arm, res, test_examples, engine, save, eval_kw):
     """(artifact path, EvalResult): save what would be served, score it loaded back from disk (on `engine` if any).
 
     ART and soft prompts leave the frozen model bit-identical (tested), so it is reused; so is LoRA's base, once the
@@ -259,34 +281,29 @@ def _score_artifact(arm, res, test_examples, engine, save, eval_kw):
     artifact = res.method.save(
         save["path"],
         model_id=save["model_id"],
-        objective=arm["objective"],
+        objective=arm.objective,
         step=int(h["step"].iloc[-1]),
-        benchmark=arm["benchmark"],
+        benchmark=arm.benchmark,
     )
     if res.artwork is not None:  # the float pixels too, to compare with the 8-bit PNG after a resumed run
         torch.save(res.artwork.pixels().detach().cpu(), Path(f"{save['path']}.float.pt"))
     return artifact, res.method.score_saved(artifact, test_examples, engine=engine, **eval_kw)
 
 
-def _train_and_score(
-    arm: dict, train_examples, test_examples, *, artwork, warm_start, runtime, save, eval_kw, train_kw
-):
+def _train_and_score(arm: Arm, train_examples, test_examples, *, runtime: Runtime, engines, save, eval_kw, train_kw):
     """Load the frozen model, train, save the artifact and score it from disk; the model dies with this frame."""
-    objective = arm["objective"]
-    model, processor = load_frozen(arm["model_path"], device=runtime["device"], dtype=runtime["dtype"])
-    place, engines, engine = placement(model), runtime["engines"], None
+    rt = runtime
+    model, processor = load_frozen(arm.model, device=rt.device, dtype=rt.dtype)
+    place, engine = placement(model), None
     if "vllm" in engines.values():  # one engine for the arm's rollouts and its evaluation, beside the model
-        lora_rank = train_kw.get("lora_rank", 8)
         engine = open_engine(
-            arm["model_path"], model, method=arm["method"], dtype=runtime["dtype"], lora_rank=lora_rank,
-            seed=arm["seed"], memory_fraction=runtime["memory"],
+            arm.model, model, method=arm.method, dtype=rt.dtype, lora_rank=train_kw.get("lora_rank", 8),
+            seed=arm.seed, memory_fraction=rt.vllm_memory_fraction,
         )  # fmt: skip
     try:
         if engines["rollout"] != "hf":  # the arm's offline engine, or the server URLs
             train_kw = train_kw | {"rollout_engine": engine if engines["rollout"] == "vllm" else engines["rollout"]}
-        res, train_s = _train(
-            model, processor, arm, train_examples, artwork, warm_start, runtime["progress"], train_kw
-        )  # fmt: skip
+        res, train_s = _train(model, processor, arm, train_examples, rt, train_kw)
         artifact, ev = _score_artifact(arm, res, test_examples, engine, save, eval_kw)
     finally:
         if engine is not None:
@@ -294,13 +311,13 @@ def _train_and_score(
     h = res.history
     grad = h["grad_norm"] if "grad_norm" in h else pd.Series(0.0, index=h.index)
     row = {
-        "objective": objective,
-        "benchmark": arm["benchmark"],
+        "objective": arm.objective,
+        "benchmark": arm.benchmark,
         "model": save["model_id"],
-        "seed": arm["seed"],
+        "seed": arm.seed,
         "trainable_params": res.trainable_parameters,
         "steps": len(h),
-        "warm_start_steps": int((warm_start or {}).get("steps", 0)),
+        "warm_start_steps": int((arm.warm_start or {}).get("steps", 0)),
         # steps whose loss moved the trainable parameters (RL: a step whose groups all tie has none)
         "policy_updates": int((h["loss"].notna() & (grad.fillna(0) > 0)).sum()),
         "train_seconds": round(train_s, 1),
@@ -310,7 +327,7 @@ def _train_and_score(
         "ci_low": ev.ci_low,
         "ci_high": ev.ci_high,
         "max_new_tokens": eval_kw["max_new_tokens"],
-        "rollout_engine": engines["rollout"] if objective != "sft" else "",
+        "rollout_engine": engines["rollout"] if arm.objective != "sft" else "",
         "eval_engine": engines["eval"],
         **place,
         "artifact": Path(artifact).name,

@@ -9,7 +9,6 @@ parameters and the published model configs only: `python -m art_lib.reproduce pa
 from __future__ import annotations
 
 import ast
-import difflib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,8 +38,9 @@ def scales(folder: Path = ROOT / "notebooks" / "params") -> list[str]:
 
 def _nearest(problem: str, name: str, valid: list[str]) -> ValueError:
     """'<problem>; did you mean <nearest>? (valid: ...)'."""
-    near = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
+    from .config import nearest
+
+    hint = f"; did you mean {near!r}?" if (near := nearest(name, valid)) else ""
     return ValueError(f"{problem}{hint} (valid: {', '.join(valid)})")
 
 

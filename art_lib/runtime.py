@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import gc
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .config import RESULT_NEUTRAL, nearest
 from .models import resolve_device, resolve_dtype
 
 
@@ -37,6 +39,41 @@ def resolve_runtime(device: str = "auto", dtype: str = "auto") -> tuple[str, str
     """
     dev = resolve_device(device)
     return str(dev), str(resolve_dtype(dtype, dev)).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how rows run, the same for every arm, control and transport of a notebook.
+
+    None of it is a result setting except `dtype` and an engine other than HF, which enter the rows' hashes.
+    `device` / `dtype` "auto" resolve at construction (`resolve_runtime`: CUDA and bfloat16 when there is a GPU).
+    `data_dir`: the loaders' sources (None: their hub defaults; a folder of <benchmark>/ folders; {benchmark:
+    source}). `eval_batch_size`: prompts per generate call when evaluating. `rollout_engine` (RL) and `eval_engine`:
+    "hf" (transformers `generate`, the reference), "vllm" (an offline engine on the checkpoint beside the training
+    model, taking `vllm_memory_fraction` of the GPU), "auto" (vLLM on CUDA when installed); rollouts may also come
+    from running vLLM servers, named by URL or a list of URLs. `memory`: `TrainConfig`'s result-neutral settings
+    (`micro_batch_size`, `generation_batch_size`, `gradient_checkpointing`, `shared_prefix`) for every arm.
+    `progress`: a progress bar per training run.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    data_dir: str | dict | None = None
+    eval_batch_size: int = 8
+    rollout_engine: str | list[str] = "hf"
+    eval_engine: str = "hf"
+    vllm_memory_fraction: float = 0.3
+    memory: dict = field(default_factory=dict)
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if other := sorted(set(self.memory) - set(RESULT_NEUTRAL)):
+            raise ValueError(
+                f"Runtime.memory takes {list(RESULT_NEUTRAL)}, not {other}: results settings go in the Arm"
+            )
+        device, dtype = resolve_runtime(self.device, self.dtype)
+        object.__setattr__(self, "device", device)
+        object.__setattr__(self, "dtype", dtype)
 
 
 def placement(model) -> dict:
@@ -84,10 +121,7 @@ def resolve_engine(engine, device: str) -> str:
     if (urls := server_urls(engine)) is not None:
         return ",".join(urls)
     if engine not in ENGINES:
-        import difflib
-
-        near = difflib.get_close_matches(str(engine), ENGINES, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        hint = f" (did you mean {near!r}?)" if (near := nearest(str(engine), ENGINES)) else ""
         raise ValueError(f"unknown engine {engine!r}{hint}; choose one of {list(ENGINES)} or server URLs (http://...)")
     if engine != "auto":
         return engine

@@ -59,29 +59,16 @@ results_tag: str = ""                         # "" for default runs; e.g. "paper
 
 # %%
 STEM = '00_quickstart'
-import os, time
 import pandas as pd
-import torch
 from IPython.display import display
 
-from art_lib.results import results_dir, write_table, save_figure, write_run_info
+from art_lib.results import save_figure, write_table
+from art_lib.session import start
 
-from art_lib.experiments import resolve_runtime
-from art_lib.plan import check_parameters
-
-params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
-torch.set_num_threads(cpu_threads)
-started = time.time()
-out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
-device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
-runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
-               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
-arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
-              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
-              progress=progress)  # every arm
-print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
+# Checks the parameters (a typo or a wrong type papermill injected: an error naming it), sets the CPU threads,
+# opens results/<STEM> (nb.out) and builds what every arm shares: nb.runtime (device, dtype, data, engines, memory
+# settings) and nb.checkpointing (results folder, checkpoints, resume).
+nb = start(globals(), STEM)
 
 # %% [markdown]
 # ## 1. Model and data
@@ -100,20 +87,23 @@ pd.DataFrame(test_examples[:3])[["id", "prompt", "answer"]]
 # ## 2. Train (only the pixels change) and evaluate from the saved PNG
 
 # %%
-from art_lib.experiments import run_arm, control_rows, tidy
+from art_lib.experiments import Arm, control_rows, run_arm, tidy
 
-row, res = run_arm(model_path, benchmark, method, objective=objective, seed=seed, out_dir=out,
-                   train_examples=train_examples, test_examples=test_examples, image_size=image_size,
-                   seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr,
-                   num_generations=num_generations, model_label=model_label, **arm_kw)
+arm = Arm(model_path, benchmark, method, objective=objective, seed=seed, model_label=model_label,
+          train_examples=train_examples, test_examples=test_examples, image_size=image_size, seed_icon=seed_icon,
+          max_new_tokens=max_new_tokens, reward=reward,
+          train=dict(steps=steps, batch_size=batch_size, lr=lr, num_generations=num_generations,
+                     overlong_filter=overlong_filter))
+row, res = run_arm(arm, nb.runtime, nb.checkpointing)
 if res is not None:  # None: finished in an earlier run (resume), its row comes from arms.jsonl
     display(res.history[["step", "loss", "grad_norm"]].tail())
 
 # %%
 rows = [row] + control_rows(model_path, benchmark, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                           seed=seed, model_label=model_label, out_dir=out, resume=resume, **runtime)
+                           seed=seed, model_label=model_label, max_new_tokens=max_new_tokens, out_dir=nb.out,
+                           resume=resume, runtime=nb.runtime)
 table = tidy(rows)
-write_table(table, out)
+write_table(table, nb.out)
 display(table[["method", "accuracy", "ci_low", "ci_high"]].round(3))
 
 # %% [markdown]
@@ -138,7 +128,7 @@ from art_lib.pixel_prompt import PixelPrompt
 from art_lib.plots import accuracy_bars
 
 if method == "art":
-    learned = PixelPrompt.from_png(out / row["artifact"])
+    learned = PixelPrompt.from_png(nb.out / row["artifact"])
     history = res.history if res is not None else pd.DataFrame({"step": [], "loss": []})
     fig, ax = plt.subplots(1, 4, figsize=(13, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.3, 1.5]})
     ax[0].imshow(PixelPrompt.from_icon(seed_icon, image_size).to_pil()); ax[0].set_title("seed")
@@ -147,11 +137,9 @@ if method == "art":
     accuracy_bars(ax[3], table, x="method"); ax[3].set_title("accuracy from the PNG")
     for a in ax[:2]: a.axis("off")
     fig.tight_layout()
-    save_figure(fig, out, "quickstart")
+    save_figure(fig, nb.out, "quickstart")
     plt.show()
 
 # %%
-from art_lib.models import linear_attention_kernels
-
-write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
-print("wrote", sorted(p.name for p in out.iterdir()))
+nb.finish()  # run_info.json: parameters, commit, packages, device, wall time
+print("wrote", sorted(p.name for p in nb.out.iterdir()))

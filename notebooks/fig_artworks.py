@@ -59,49 +59,38 @@ results_tag: str = ""                         # "" for default runs; e.g. "paper
 
 # %%
 STEM = 'fig_artworks'
-import os, time
 import pandas as pd
-import torch
 from IPython.display import display
 
-from art_lib.results import results_dir, write_table, save_figure, write_run_info
+from art_lib.results import save_figure, write_table
+from art_lib.session import start
 
-from art_lib.experiments import resolve_runtime
-from art_lib.plan import check_parameters
-
-params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
-torch.set_num_threads(cpu_threads)
-started = time.time()
-out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
-device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
-runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
-               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
-arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
-              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
-              progress=progress)  # every arm
-print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
+# Checks the parameters (a typo or a wrong type papermill injected: an error naming it), sets the CPU threads,
+# opens results/<STEM> (nb.out) and builds what every arm shares: nb.runtime (device, dtype, data, engines, memory
+# settings) and nb.checkpointing (results folder, checkpoints, resume).
+nb = start(globals(), STEM)
 
 # %% [markdown]
 # ## 1. Train one artwork per task, saving checkpoints
 
 # %%
-from art_lib.experiments import arm_checkpoints, arm_stem, resolve_model, run_arm, tidy
+import dataclasses
+from art_lib.experiments import Arm, arm_checkpoints, resolve_model, run_arm, tidy
 from art_lib.pixel_prompt import PixelPrompt
 
 model_path, model_label = resolve_model(model)
 rows, ckpts = [], {}
 for task, icon in tasks.items():
-    row, res = run_arm(model_path, task, "art", objective=objective, seed=seed, out_dir=out, n_test=n_test,
-                       image_size=image_size, seed_icon=icon, steps=steps, batch_size=batch_size, lr=lr,
-                       model_label=model_label, num_generations=num_generations, checkpoint_keep=10_000,
-                       **(arm_kw | {"checkpoint_every": checkpoint_every}))
+    arm = Arm(model_path, task, "art", objective=objective, seed=seed, model_label=model_label, n_test=n_test,
+              image_size=image_size, seed_icon=icon, max_new_tokens=max_new_tokens, reward=reward,
+              train=dict(steps=steps, batch_size=batch_size, lr=lr, num_generations=num_generations,
+                         overlong_filter=overlong_filter))
+    row, res = run_arm(arm, nb.runtime, dataclasses.replace(nb.checkpointing, keep=10_000))  # every snapshot
     row["seed_icon"] = icon
     rows.append(row)
-    ckpts[task] = arm_checkpoints(out, arm_stem("art", task, objective, seed), checkpoint_every)
+    ckpts[task] = arm_checkpoints(nb.out, arm.stem, checkpoint_every)
 table = tidy(rows)
-write_table(table, out)
+write_table(table, nb.out)
 display(table[["benchmark", "seed_icon", "accuracy", "ci_low", "ci_high"]].round(3))
 
 # %% [markdown]
@@ -127,10 +116,10 @@ fig, ax = plt.subplots(2, len(tasks), figsize=(3 * len(tasks), 6))
 for j, (task, icon) in enumerate(tasks.items()):
     art = table[table.benchmark == task].iloc[0]
     ax[0, j].imshow(PixelPrompt.from_icon(icon, image_size).to_pil()); ax[0, j].set_title(f"seed: {icon}")
-    ax[1, j].imshow(PixelPrompt.from_png(out / art["artifact"]).to_pil())
+    ax[1, j].imshow(PixelPrompt.from_png(nb.out / art["artifact"]).to_pil())
     ax[1, j].set_title(f"{task}: accuracy {art['accuracy']:.2f}\n95% CI [{art['ci_low']:.2f}, {art['ci_high']:.2f}]")
 for a in ax.ravel(): a.axis("off")
-save_figure(fig, out, "fig1_artworks")
+save_figure(fig, nb.out, "fig1_artworks")
 plt.show()
 
 # %% [markdown]
@@ -150,11 +139,9 @@ if evolution_steps is not None:
                          f"(checkpoint_every={checkpoint_every}, steps={steps})")
     frames = [(s, art) for s, art in frames if s in evolution_steps]
 fig = evolution_strip([(step, art.to_uint8()) for step, art in frames])  # below each: what changed since the last
-save_figure(fig, out, "fig2_evolution")
+save_figure(fig, nb.out, "fig2_evolution")
 plt.show()
 
 # %%
-from art_lib.models import linear_attention_kernels
-
-write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
-print("wrote", sorted(p.name for p in out.iterdir()))
+nb.finish()  # run_info.json: parameters, commit, packages, device, wall time
+print("wrote", sorted(p.name for p in nb.out.iterdir()))

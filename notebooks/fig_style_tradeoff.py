@@ -67,35 +67,22 @@ results_tag: str = ""                         # "" for default runs; e.g. "paper
 
 # %%
 STEM = 'fig_style_tradeoff'
-import os, time
 import pandas as pd
-import torch
 from IPython.display import display
 
-from art_lib.results import results_dir, write_table, save_figure, write_run_info
+from art_lib.results import save_figure, write_table
+from art_lib.session import start
 
-from art_lib.experiments import resolve_runtime
-from art_lib.plan import check_parameters
-
-params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
-torch.set_num_threads(cpu_threads)
-started = time.time()
-out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
-device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
-runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
-               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
-arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
-              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
-              progress=progress)  # every arm
-print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
+# Checks the parameters (a typo or a wrong type papermill injected: an error naming it), sets the CPU threads,
+# opens results/<STEM> (nb.out) and builds what every arm shares: nb.runtime (device, dtype, data, engines, memory
+# settings) and nb.checkpointing (results folder, checkpoints, resume).
+nb = start(globals(), STEM)
 
 # %% [markdown]
 # ## 1. Style weight sweep
 
 # %%
-from art_lib.experiments import resolve_model, run_arm, tidy
+from art_lib.experiments import Arm, resolve_model, run_arm, tidy
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.style import ssim
 
@@ -103,10 +90,12 @@ model_path, model_label = resolve_model(model)
 seed_px = PixelPrompt.from_icon(seed_icon, image_size).pixels().detach()
 rows = []
 for w in style_weights:
-    row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, n_test=n_test, image_size=image_size,
-                       seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr, model_label=model_label,
-                       label=f"art-style{w:g}", style_ssim=w, style_l2=w, **arm_kw)
-    png = PixelPrompt.from_png(out / row["artifact"]).pixels().detach()
+    arm = Arm(model_path, benchmark, "art", seed=seed, model_label=model_label, label=f"art-style{w:g}",
+              n_test=n_test, image_size=image_size, seed_icon=seed_icon, max_new_tokens=max_new_tokens,
+              reward=reward, train=dict(steps=steps, batch_size=batch_size, lr=lr, style_ssim=w, style_l2=w,
+                                        overlong_filter=overlong_filter))
+    row, res = run_arm(arm, nb.runtime, nb.checkpointing)
+    png = PixelPrompt.from_png(nb.out / row["artifact"]).pixels().detach()
     row.update({"experiment": "style", "style_weight": w, "ssim_to_seed": float(ssim(png, seed_px))})
     rows.append(row)
 tidy(rows)[["style_weight", "ssim_to_seed", "accuracy"]]
@@ -126,18 +115,21 @@ for tm, benches in transport_runs.items():
     for bench in benches:
         test_examples = load_benchmark(bench, data_dir=data_dir, split="test", limit=n_test)
         for name, eot in [("plain", None), ("robust", RandomEOT(eot_transforms, p=eot_p, seed=seed))]:
-            row, _ = run_arm(tm_path, bench, "art", seed=seed, out_dir=out, test_examples=test_examples,
-                             image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr,
-                             model_label=tm_label, label=f"art-{name}-{tag}", eot=eot, **arm_kw)
-            df = transport_rows(tm_path, bench, out / row["artifact"], kinds=transports, out_dir=out,
-                                files_dir=out / f"transport-{name}-{tag}", test_examples=test_examples,
-                                model_label=tm_label, resume=resume, **runtime)
+            arm = Arm(tm_path, bench, "art", seed=seed, model_label=tm_label, label=f"art-{name}-{tag}",
+                      test_examples=test_examples, image_size=image_size, seed_icon=seed_icon,
+                      max_new_tokens=max_new_tokens, reward=reward,
+                      train=dict(steps=steps, batch_size=batch_size, lr=lr, eot=eot, overlong_filter=overlong_filter))
+            row, _ = run_arm(arm, nb.runtime, nb.checkpointing)
+            df = transport_rows(tm_path, bench, nb.out / row["artifact"], kinds=transports, out_dir=nb.out,
+                                files_dir=nb.out / f"transport-{name}-{tag}", test_examples=test_examples,
+                                model_label=tm_label, max_new_tokens=max_new_tokens, resume=resume,
+                                runtime=nb.runtime)
             for r in df.to_dict("records"):
                 transported.append({**row, "experiment": "transport", "training": name, "transport": r["kind"],
                                     "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                                     "mean_abs_change": r["mean_abs_change"]})
 table = tidy(rows + transported)
-write_table(table, out)
+write_table(table, nb.out)
 tr = table[table.experiment == "transport"]
 acc = tr.pivot_table(index=["model", "benchmark", "transport"], columns="training", values="accuracy")
 display(acc.round(3))
@@ -179,11 +171,9 @@ for a in ax[1 + len(panels):]: a.set_visible(False)
 ax[0].set_xlim(0, 1.05); ax[0].set_xlabel("SSIM to seed (PNG)"); ax[0].set_title("style weight w", fontsize=10)
 fig.tight_layout()
 labelled_points(ax[0], st.assign(w="w=" + st["style_weight"].map("{:g}".format)), x="ssim_to_seed", label="w")
-save_figure(fig, out, "style_tradeoff")
+save_figure(fig, nb.out, "style_tradeoff")
 plt.show()
 
 # %%
-from art_lib.models import linear_attention_kernels
-
-write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
-print("wrote", sorted(p.name for p in out.iterdir()))
+nb.finish()  # run_info.json: parameters, commit, packages, device, wall time
+print("wrote", sorted(p.name for p in nb.out.iterdir()))

@@ -63,54 +63,43 @@ results_tag: str = ""                         # "" for default runs; e.g. "paper
 
 # %%
 STEM = 'tab1_model_sizes'
-import os, time
 import pandas as pd
-import torch
 from IPython.display import display
 
-from art_lib.results import results_dir, write_table, save_figure, write_run_info
+from art_lib.results import save_figure, write_table
+from art_lib.session import start
 
-from art_lib.experiments import resolve_runtime
-from art_lib.plan import check_parameters
-
-params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
-torch.set_num_threads(cpu_threads)
-started = time.time()
-out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
-device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
-runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
-               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
-arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
-              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
-              progress=progress)  # every arm
-print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
+# Checks the parameters (a typo or a wrong type papermill injected: an error naming it), sets the CPU threads,
+# opens results/<STEM> (nb.out) and builds what every arm shares: nb.runtime (device, dtype, data, engines, memory
+# settings) and nb.checkpointing (results folder, checkpoints, resume).
+nb = start(globals(), STEM)
 
 # %% [markdown]
 # ## 1. Train and evaluate every (size, method, seed)
 
 # %%
-from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
+from art_lib.experiments import Arm, control_rows, resolve_model, run_arm, tidy
 
 rows = []
 for m in models:
     path, label = resolve_model(m)
     rows += control_rows(path, benchmark, which=("text_only", "seed"), n_test=n_test, image_size=image_size,
-                         seed_icon=seed_icon, model_label=label, out_dir=out, resume=resume, **runtime)
+                         seed_icon=seed_icon, model_label=label, max_new_tokens=max_new_tokens, out_dir=nb.out,
+                         resume=resume, runtime=nb.runtime)
     for seed in seeds:
         for method in methods:
             lr = lr_lora if method == "lora" else lr_art
             wd = lora_weight_decay if method == "lora" else 0.0
-            row, _ = run_arm(path, benchmark, method, objective=objective, seed=seed, out_dir=out, n_train=n_train,
-                             n_test=n_test, image_size=image_size, seed_icon=seed_icon, steps=steps,
-                             batch_size=batch_size, lr=lr, weight_decay=wd, lora_rank=lora_rank, model_label=label,
-                             label=f"{method}-{label.replace(':', '_').replace('/', '_')}",
-                             num_generations=num_generations, **arm_kw)
+            arm = Arm(path, benchmark, method, objective=objective, seed=seed, model_label=label,
+                      label=f"{method}-{label.replace(':', '_').replace('/', '_')}", n_train=n_train, n_test=n_test,
+                      image_size=image_size, seed_icon=seed_icon, max_new_tokens=max_new_tokens, reward=reward,
+                      train=dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=wd, lora_rank=lora_rank,
+                                 num_generations=num_generations, overlong_filter=overlong_filter))
+            row, _ = run_arm(arm, nb.runtime, nb.checkpointing)
             row["method"] = method
             rows.append(row)
 table = tidy(rows)
-write_table(table, out)
+write_table(table, nb.out)
 table.head()
 
 # %% [markdown]
@@ -148,11 +137,9 @@ bars = table.assign(method=table["method"] + (" seed " + table["seed"].astype(st
 fig, ax = plt.subplots(figsize=(7, 3.5))
 accuracy_bars(ax, bars, x="model", hue="method", order=[resolve_model(m)[1] for m in models])
 ax.set_title(f"{benchmark}: accuracy by model size")
-save_figure(fig, out, "model_sizes")
+save_figure(fig, nb.out, "model_sizes")
 plt.show()
 
 # %%
-from art_lib.models import linear_attention_kernels
-
-write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
-print("wrote", sorted(p.name for p in out.iterdir()))
+nb.finish()  # run_info.json: parameters, commit, packages, device, wall time
+print("wrote", sorted(p.name for p in nb.out.iterdir()))

@@ -69,42 +69,30 @@ results_tag: str = ""                         # "" for default runs; e.g. "paper
 
 # %%
 STEM = 'tab2_art_vs_lora'
-import os, time
 import pandas as pd
-import torch
 from IPython.display import display
 
-from art_lib.results import results_dir, write_table, save_figure, write_run_info
+from art_lib.results import save_figure, write_table
+from art_lib.session import start
 
-from art_lib.experiments import resolve_runtime
-from art_lib.plan import check_parameters
-
-params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
-torch.set_num_threads(cpu_threads)
-started = time.time()
-out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
-device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
-runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
-               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
-arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
-              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
-              progress=progress)  # every arm
-print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
+# Checks the parameters (a typo or a wrong type papermill injected: an error naming it), sets the CPU threads,
+# opens results/<STEM> (nb.out) and builds what every arm shares: nb.runtime (device, dtype, data, engines, memory
+# settings) and nb.checkpointing (results folder, checkpoints, resume).
+nb = start(globals(), STEM)
 
 # %% [markdown]
 # ## 1. Controls: the frozen model without any adaptation
 
 # %%
-from art_lib.experiments import control_rows, resolve_model, run_arm, tidy
+from art_lib.experiments import Arm, control_rows, resolve_model, run_arm, tidy
 
 model_path, model_label = resolve_model(model)
 benchmarks = benchmarks + [b for b in extra_benchmarks if b not in benchmarks]
 rows = []
 for b in benchmarks:
     rows += control_rows(model_path, b, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                         model_label=model_label, out_dir=out, resume=resume, **runtime)
+                         model_label=model_label, max_new_tokens=max_new_tokens, out_dir=nb.out, resume=resume,
+                         runtime=nb.runtime)
 tidy(rows)[["benchmark", "method", "accuracy"]]
 
 # %% [markdown]
@@ -114,10 +102,11 @@ tidy(rows)[["benchmark", "method", "accuracy"]]
 for b in benchmarks:
     for seed in seeds:
         for method in methods:
-            row, _ = run_arm(model_path, b, method, objective="sft", seed=seed, out_dir=out, n_test=n_test,
-                             image_size=image_size, seed_icon=seed_icon, steps=steps, batch_size=batch_size,
-                             lr=lr[method], weight_decay=weight_decay[method], lora_rank=lora_rank,
-                             model_label=model_label, **arm_kw)
+            arm = Arm(model_path, b, method, objective="sft", seed=seed, model_label=model_label, n_test=n_test,
+                      image_size=image_size, seed_icon=seed_icon, max_new_tokens=max_new_tokens, reward=reward,
+                      train=dict(steps=steps, batch_size=batch_size, lr=lr[method], weight_decay=weight_decay[method],
+                                 lora_rank=lora_rank, overlong_filter=overlong_filter))
+            row, _ = run_arm(arm, nb.runtime, nb.checkpointing)
             rows.append(row)
 tidy(rows).tail(len(benchmarks) * len(methods) * len(seeds))[["benchmark", "method", "accuracy", "train_seconds"]]
 
@@ -137,22 +126,23 @@ tidy(rows).tail(len(benchmarks) * len(methods) * len(seeds))[["benchmark", "meth
 for b in rl_benchmarks:
     for seed in seeds:
         for method in rl_methods:
-            common = dict(seed=seed, out_dir=out, n_test=n_test, image_size=image_size, seed_icon=seed_icon,
-                          lora_rank=lora_rank, model_label=model_label, **arm_kw)
+            common = dict(seed=seed, model_label=model_label, n_test=n_test, image_size=image_size,
+                          seed_icon=seed_icon, max_new_tokens=max_new_tokens, reward=reward)
             warm = {"steps": rl_warm_start_steps, "lr": lr[method], "batch_size": batch_size,
                     "weight_decay": weight_decay[method]}
-            if rl_warm_start_steps:
-                row, _ = run_arm(model_path, b, method, objective="sft", steps=rl_warm_start_steps, batch_size=batch_size,
-                                 lr=lr[method], weight_decay=weight_decay[method],
-                                 label=f"{method}-warm{rl_warm_start_steps}", **common)
+            if rl_warm_start_steps:  # the warm start alone, scored as its own row
+                arm = Arm(model_path, b, method, objective="sft", label=f"{method}-warm{rl_warm_start_steps}",
+                          train=dict(warm, lora_rank=lora_rank, overlong_filter=overlong_filter), **common)
+                row, _ = run_arm(arm, nb.runtime, nb.checkpointing)
                 rows.append(row)
-            row, _ = run_arm(model_path, b, method, objective=rl_objective, steps=rl_steps, batch_size=rl_batch_size,
-                             num_generations=num_generations, temperature=1.0,
-                             lr=lr[method], weight_decay=weight_decay[method],
-                             warm_start=warm if rl_warm_start_steps else None, **common)
+            arm = Arm(model_path, b, method, objective=rl_objective, warm_start=warm if rl_warm_start_steps else None,
+                      train=dict(steps=rl_steps, batch_size=rl_batch_size, num_generations=num_generations,
+                                 temperature=1.0, lr=lr[method], weight_decay=weight_decay[method],
+                                 lora_rank=lora_rank, overlong_filter=overlong_filter), **common)
+            row, _ = run_arm(arm, nb.runtime, nb.checkpointing)
             rows.append(row)
 table = tidy(rows)
-write_table(table, out)
+write_table(table, nb.out)
 rl_rows = (table.objective == rl_objective) | table.method.str.endswith(f"-warm{rl_warm_start_steps}")
 table[rl_rows][["benchmark", "method", "objective", "warm_start_steps", "accuracy"]]
 
@@ -196,11 +186,9 @@ bars = show.assign(arm=show["arm"] + (" seed " + show["seed"].astype(str) if len
 fig, ax = plt.subplots(figsize=(10, 3.8))
 accuracy_bars(ax, bars, x="benchmark", hue="arm", order=benchmarks)
 ax.set_title(f"{model_label}: accuracy per arm")
-save_figure(fig, out, "art_vs_lora")
+save_figure(fig, nb.out, "art_vs_lora")
 plt.show()
 
 # %%
-from art_lib.models import linear_attention_kernels
-
-write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
-print("wrote", sorted(p.name for p in out.iterdir()))
+nb.finish()  # run_info.json: parameters, commit, packages, device, wall time
+print("wrote", sorted(p.name for p in nb.out.iterdir()))

@@ -64,37 +64,24 @@ results_tag: str = ""                         # "" for default runs; e.g. "paper
 
 # %%
 STEM = 'tab3_dimensionality_alignment'
-import os, time
 import pandas as pd
-import torch
 from IPython.display import display
 
-from art_lib.results import results_dir, write_table, save_figure, write_run_info
+from art_lib.results import save_figure, write_table
+from art_lib.session import start
 
-from art_lib.experiments import resolve_runtime
-from art_lib.plan import check_parameters
-
-params = check_parameters(globals(), STEM)  # a typo or a wrong type papermill injected: an error naming it
-torch.set_num_threads(cpu_threads)
-started = time.time()
-out = results_dir(STEM + (f".{results_tag}" if results_tag else ""), root=os.environ.get("ART_RESULTS_ROOT"))
-device, dtype = resolve_runtime(device, dtype)  # "auto" -> what this machine runs
-runtime = dict(device=device, dtype=dtype, data_dir=data_dir, max_new_tokens=max_new_tokens,
-               eval_batch_size=eval_batch_size, eval_engine=eval_engine,
-               vllm_memory_fraction=vllm_memory_fraction)  # every model load and evaluation
-arm_kw = dict(runtime, micro_batch_size=micro_batch_size, generation_batch_size=generation_batch_size,
-              gradient_checkpointing=gradient_checkpointing, shared_prefix=shared_prefix, rollout_engine=rollout_engine,
-              checkpoint_every=checkpoint_every, resume=resume, reward=reward, overlong_filter=overlong_filter,
-              progress=progress)  # every arm
-print("results ->", f"{out.parent.name}/{out.name}", "|", device, dtype)
+# Checks the parameters (a typo or a wrong type papermill injected: an error naming it), sets the CPU threads,
+# opens results/<STEM> (nb.out) and builds what every arm shares: nb.runtime (device, dtype, data, engines, memory
+# settings) and nb.checkpointing (results folder, checkpoints, resume).
+nb = start(globals(), STEM)
 
 # %% [markdown]
 # ## 1. What the official processor does with each size
 
 # %%
 from art_lib.data import load_benchmark
-from art_lib.experiments import (final_float_pixels, processor_resize, resolve_model, run_arm, sft_eval_loss,
-                                 tidy)
+from art_lib.experiments import (Arm, final_float_pixels, processor_resize, resolve_model, run_arm,
+                                 sft_eval_loss, tidy)
 from art_lib.models import load_frozen, load_processor
 from art_lib.preprocess import num_visual_tokens, patch_geometry, valid_size
 from art_lib.transforms import resize_to
@@ -115,19 +102,21 @@ pd.DataFrame(plan)
 
 # %%
 test_examples = load_benchmark(benchmark, data_dir=data_dir, split="test", limit=n_test)
+common = dict(test_examples=test_examples, max_new_tokens=max_new_tokens, reward=reward)  # every arm below
 rows = []
 for p in plan:
     s = p["size"]
     seen = tuple(int(v) for v in p["processor_feeds"].split("x"))
     eot = None if p["aligned"] else resize_to(seen)
-    row, res = run_arm(model_path, benchmark, "art", seed=seed, out_dir=out, test_examples=test_examples,
-                       image_size=s, seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_art,
-                       model_label=model_label, label=f"art-{s}px", eot=eot, **arm_kw)
+    arm = Arm(model_path, benchmark, "art", seed=seed, model_label=model_label, label=f"art-{s}px", **common,
+              image_size=s, seed_icon=seed_icon,
+              train=dict(steps=steps, batch_size=batch_size, lr=lr_art, eot=eot, overlong_filter=overlong_filter))
+    row, res = run_arm(arm, nb.runtime, nb.checkpointing)
     if p["aligned"]:
         from art_lib.pixel_prompt import PixelPrompt
-        float_px = final_float_pixels(out, row)
-        png_px = PixelPrompt.from_png(out / row["artifact"]).pixels()
-        frozen, _ = load_frozen(model_path, device=device, dtype=dtype)  # run_arm released its model
+        float_px = final_float_pixels(nb.out, row)
+        png_px = PixelPrompt.from_png(nb.out / row["artifact"]).pixels()
+        frozen, _ = load_frozen(model_path, device=nb.device, dtype=nb.dtype)  # run_arm released its model
         row["loss_float"] = sft_eval_loss(frozen, processor, test_examples, float_px)
         row["loss_png"] = sft_eval_loss(frozen, processor, test_examples, png_px)
         del frozen
@@ -140,18 +129,19 @@ tidy(rows)[["size", "aligned", "processor_feeds", "visual_tokens", "trainable_pa
 
 # %%
 for r in lora_ranks:
-    row, _ = run_arm(model_path, benchmark, "lora", seed=seed, out_dir=out, test_examples=test_examples,
-                     steps=steps, batch_size=batch_size, lr=lr_lora, weight_decay=lora_weight_decay, lora_rank=r,
-                     model_label=model_label, label=f"lora-r{r}", **arm_kw)
+    arm = Arm(model_path, benchmark, "lora", seed=seed, model_label=model_label, label=f"lora-r{r}", **common,
+              train=dict(steps=steps, batch_size=batch_size, lr=lr_lora, weight_decay=lora_weight_decay, lora_rank=r,
+                         overlong_filter=overlong_filter))
+    row, _ = run_arm(arm, nb.runtime, nb.checkpointing)
     row["config"] = f"rank {r}"
     rows.append(row)
-row, _ = run_arm(model_path, benchmark, "soft_prompt", seed=seed, out_dir=out, test_examples=test_examples,
-                 image_size=sizes[0], seed_icon=seed_icon, steps=steps, batch_size=batch_size, lr=lr_soft,
-                 model_label=model_label, **arm_kw)
+arm = Arm(model_path, benchmark, "soft_prompt", seed=seed, model_label=model_label, **common, image_size=sizes[0],
+          seed_icon=seed_icon, train=dict(steps=steps, batch_size=batch_size, lr=lr_soft, overlong_filter=overlong_filter))
+row, _ = run_arm(arm, nb.runtime, nb.checkpointing)
 row["config"] = f"{num_visual_tokens(sizes[0], sizes[0], processor.image_processor)} tokens"
 rows.append(row)
 table = tidy(rows)
-write_table(table, out);
+write_table(table, nb.out);
 
 # %% [markdown]
 # ## 4. Table
@@ -196,11 +186,9 @@ fig, ax = plt.subplots(figsize=(7, 3.8))
 ax.set_xscale("log"); ax.set_xlim(points["trainable_params"].min() / 3, points["trainable_params"].max() * 3)
 ax.set_xlabel("trainable parameters"); ax.set_title(f"{model_label}, {benchmark} (*: resized by the processor)")
 labelled_points(ax, points, x="trainable_params", label="label", group="family")
-save_figure(fig, out, "alignment")
+save_figure(fig, nb.out, "alignment")
 plt.show()
 
 # %%
-from art_lib.models import linear_attention_kernels
-
-write_run_info(out, params, started, device=device, dtype=dtype, linear_attention_kernels=linear_attention_kernels())
-print("wrote", sorted(p.name for p in out.iterdir()))
+nb.finish()  # run_info.json: parameters, commit, packages, device, wall time
+print("wrote", sorted(p.name for p in nb.out.iterdir()))

@@ -159,6 +159,9 @@ def test_result_neutral_fields_are_marked_on_the_config_and_drive_resume_and_arm
         "gradient_checkpointing",
         "shared_prefix",
     }
-    assert experiments.MEMORY_FIELDS == RESULT_NEUTRAL  # not part of an arm's configuration hash
+    for name in RESULT_NEUTRAL:  # not part of an arm's configuration: they live in Runtime.memory
+        with pytest.raises(ValueError, match="Runtime.memory"):
+            experiments.Arm("toy:base", "toy_add", "art", train={name: None})
+        experiments.Runtime(memory={name: None})
     assert set(RESULT_NEUTRAL) <= train._RESUME_MAY_CHANGE  # a resumed run may change them
     assert "lr" not in RESULT_NEUTRAL and "seed" not in train._RESUME_MAY_CHANGE

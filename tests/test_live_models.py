@@ -6,6 +6,7 @@ still referenced anywhere (a returned result, a second LoRA base) is alive, what
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 
 import pytest
@@ -15,14 +16,14 @@ import art_lib.evaluations as evaluations
 import art_lib.experiments as experiments
 from art_lib.data import load_benchmark
 from art_lib.evaluate import evaluate
-from art_lib.experiments import control_rows, run_arm
+from art_lib.experiments import Arm, Checkpointing, Runtime, control_rows, run_arm
 from art_lib.methods import load_lora_adapter
 from art_lib.models import load_frozen
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import valid_size
 from art_lib.registry import resolve_model
 
-RUNTIME = dict(device="cpu", dtype="float32", max_new_tokens=8, eval_batch_size=4)
+RUNTIME = Runtime(device="cpu", dtype="float32", eval_batch_size=4)
 
 
 class LoadLog:
@@ -48,22 +49,20 @@ def test_a_tab1_loop_holds_one_model_at_any_load(tmp_path, monkeypatch):
     rows = []
     for m in ("toy:small", "toy:base"):
         path, label = resolve_model(m)
-        rows += control_rows(path, "toy_add", n_test=4, model_label=label, **RUNTIME)
+        rows += control_rows(path, "toy_add", n_test=4, model_label=label, max_new_tokens=8, runtime=RUNTIME)
         for method in ("art", "lora"):
-            row, _ = run_arm(
+            arm = Arm(
                 path,
                 "toy_add",
                 method,
-                out_dir=tmp_path,
                 n_train=8,
                 n_test=4,
-                steps=2,
-                batch_size=2,
-                lr=0.01,
+                max_new_tokens=8,
                 model_label=label,
                 label=f"{method}-{label.replace(':', '_')}",
-                **RUNTIME,
+                train=dict(steps=2, batch_size=2, lr=0.01),
             )
+            row, _ = run_arm(arm, RUNTIME, Checkpointing(tmp_path))
             rows.append(row)
     print("models alive before each load:", log.alive, "| their parameters:", log.params)
     assert len(log.alive) == 6  # per size: controls, art, lora; the LoRA evaluation reuses its base
@@ -88,9 +87,8 @@ def test_lora_scored_on_the_reused_base_equals_a_freshly_loaded_base(tmp_path, m
     path, label = resolve_model("toy:small")
     test = load_benchmark("toy_add", split="test", limit=8)
     seen = _recorded_evaluations(monkeypatch)
-    row, _ = run_arm(
-        path, "toy_add", "lora", out_dir=tmp_path, test_examples=test, steps=4, batch_size=4, lr=0.05, **RUNTIME
-    )
+    arm = Arm(path, "toy_add", "lora", test_examples=test, max_new_tokens=8, train=dict(steps=4, batch_size=4, lr=0.05))
+    row, _ = run_arm(arm, RUNTIME, Checkpointing(tmp_path))
     (in_run,) = seen
     base, processor = load_frozen(path, device="cpu", dtype="float32")
     kw = dict(benchmark="toy_add", max_new_tokens=8, batch_size=4, progress=False)
@@ -105,12 +103,12 @@ def test_lora_scored_on_the_reused_base_equals_a_freshly_loaded_base(tmp_path, m
 def test_run_arm_returns_no_model_unless_asked(tmp_path):
     """The result keeps the history and the artwork; the model only with `keep_model=True`."""
     path, _ = resolve_model("toy:small")
-    kw = dict(out_dir=tmp_path, n_train=4, n_test=2, steps=1, batch_size=2, lr=0.01, **RUNTIME)
-    row, res = run_arm(path, "toy_add", "art", **kw)
+    arm = Arm(path, "toy_add", "art", n_train=4, n_test=2, max_new_tokens=8, train=dict(steps=1, batch_size=2, lr=0.01))
+    row, res = run_arm(arm, RUNTIME, Checkpointing(tmp_path))
     assert len(res.history) == 1 and res.artwork is not None
     assert PixelPrompt.from_png(tmp_path / row["artifact"]).pixels().shape == res.artwork.pixels().shape
     assert getattr(res.method, "model", None) is None
-    _, kept = run_arm(path, "toy_add", "art", keep_model=True, **kw)
+    _, kept = run_arm(arm, RUNTIME, Checkpointing(tmp_path), keep_model=True)
     assert kept.method.model is not None
 
 
@@ -123,9 +121,8 @@ def test_default_image_size_is_the_smallest_the_processor_keeps(model, tmp_path)
     path = reproduce.standin_checkpoint(tmp_path / "standin") if model == "standin" else resolve_model(model)[0]
     data = {"gsm8k": str(reproduce.DATA / "gsm8k" / "test.jsonl")} if model == "standin" else None
     bench = "gsm8k" if model == "standin" else "toy_add"
-    row, _ = run_arm(
-        path, bench, "art", out_dir=tmp_path, data_dir=data, n_train=2, n_test=2, steps=1, batch_size=2, **RUNTIME
-    )
+    arm = Arm(path, bench, "art", n_train=2, n_test=2, max_new_tokens=8, train=dict(steps=1, batch_size=2))
+    row, _ = run_arm(arm, dataclasses.replace(RUNTIME, data_dir=data), Checkpointing(tmp_path))
     ip = load_processor(path).image_processor
     side = PixelPrompt.from_png(tmp_path / row["artifact"]).pixels().shape[-1]
     assert valid_size(side, side, ip) and not any(valid_size(s, s, ip) for s in range(1, side))
@@ -135,7 +132,11 @@ def test_default_image_size_is_the_smallest_the_processor_keeps(model, tmp_path)
 def test_the_artifact_does_not_depend_on_evaluation_settings(tmp_path):
     """The saved PNG is what training made: scoring it with another budget or batch size writes the same bytes."""
     path, _ = resolve_model("toy:small")
-    kw = dict(n_train=4, n_test=2, steps=1, batch_size=2, lr=0.01, device="cpu", dtype="float32")
-    a, _ = run_arm(path, "toy_add", "art", out_dir=tmp_path / "a", max_new_tokens=8, eval_batch_size=4, **kw)
-    b, _ = run_arm(path, "toy_add", "art", out_dir=tmp_path / "b", max_new_tokens=9, eval_batch_size=1, **kw)
+    kw = dict(n_train=4, n_test=2, train=dict(steps=1, batch_size=2, lr=0.01))
+    a_arm, b_arm = (
+        Arm(path, "toy_add", "art", max_new_tokens=8, **kw),
+        Arm(path, "toy_add", "art", max_new_tokens=9, **kw),
+    )
+    a, _ = run_arm(a_arm, dataclasses.replace(RUNTIME, eval_batch_size=4), Checkpointing(tmp_path / "a"))
+    b, _ = run_arm(b_arm, dataclasses.replace(RUNTIME, eval_batch_size=1), Checkpointing(tmp_path / "b"))
     assert (tmp_path / "a" / a["artifact"]).read_bytes() == (tmp_path / "b" / b["artifact"]).read_bytes()

@@ -287,3 +287,38 @@ def test_committed_findings_sees_a_failed_claim_in_any_output(tmp_path):
     (tmp_path / "x").mkdir()
     nbformat.write(nb, tmp_path / "x" / "x.ipynb")
     assert committed_findings(tmp_path) == ["x/x.ipynb: [does not hold] b"]
+
+
+def test_the_setup_call_turns_the_parameters_into_the_runtime_and_checkpointing_every_arm_shares(tmp_path, monkeypatch):
+    """`session.start` (each notebook's whole setup): every runtime parameter lands in `Runtime`, the memory settings
+    in `Runtime.memory` (outside the arms' hashes), the results folder, `checkpoint_every` and `resume` in
+    `Checkpointing`; a typo papermill injected is refused before anything is built."""
+    import torch
+
+    from art_lib.session import start
+
+    monkeypatch.setenv("ART_RESULTS_ROOT", str(tmp_path))
+    nb_path = NB / "tab2_art_vs_lora.ipynb"
+    overrides = dict(micro_batch_size=2, generation_batch_size=3, gradient_checkpointing=True, shared_prefix=True)
+    overrides |= dict(eval_batch_size=5, eval_engine="auto", rollout_engine="http://127.0.0.1:1/v1", progress=True)
+    overrides |= dict(vllm_memory_fraction=0.4, data_dir="somewhere", checkpoint_every=4, resume=True)
+    overrides |= dict(results_tag="t", cpu_threads=2, dtype="float32")
+    namespace = notebook_parameters(nb_path) | overrides
+    namespace["__annotations__"] = parameter_types(nb_path)
+    threads = torch.get_num_threads()
+    try:
+        nb = start(namespace, "tab2_art_vs_lora")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    rt, ck = nb.runtime, nb.checkpointing
+    assert rt.memory == dict(
+        micro_batch_size=2, generation_batch_size=3, gradient_checkpointing=True, shared_prefix=True
+    )
+    assert (rt.eval_batch_size, rt.eval_engine, rt.rollout_engine) == (5, "auto", "http://127.0.0.1:1/v1")
+    assert (rt.vllm_memory_fraction, rt.data_dir, rt.progress, rt.dtype) == (0.4, "somewhere", True, "float32")
+    assert nb.out == tmp_path / "tab2_art_vs_lora.t" and nb.out.is_dir()
+    assert (Path(ck.out_dir), ck.every, ck.resume) == (nb.out, 4, True)
+    assert nb.params == {k: namespace[k] for k in parameter_types(nb_path)}
+    with pytest.raises(ValueError, match="did you mean 'steps'"):
+        start(namespace | {"stepz": 3}, "tab2_art_vs_lora")

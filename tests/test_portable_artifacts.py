@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from art_lib.experiments import run_arm
+from art_lib.experiments import Arm, Checkpointing, run_arm
 from art_lib.pixel_prompt import read_png_metadata
 from art_lib.registry import resolve_model
 
@@ -24,7 +24,8 @@ def test_two_checkout_paths_give_the_same_hash_and_no_local_path(tmp_path, metho
         folder = tmp_path / where / "checkpoints" / "small"
         shutil.copytree(shipped, folder)
         out = tmp_path / where / "results"
-        run_arm(folder, "toy_add", method, out_dir=out, model_label=label, steps=1, batch_size=2, n_test=2, lr=0.01)
+        arm = Arm(folder, "toy_add", method, model_label=label, n_test=2, train=dict(steps=1, batch_size=2, lr=0.01))
+        run_arm(arm, checkpointing=Checkpointing(out))
         rows.append(json.loads((out / "arms.jsonl").read_text().splitlines()[-1]))
         written = [p for p in out.rglob("*") if p.is_file() and p.suffix in {".json", ".jsonl", ".md"}]
         for path in written:

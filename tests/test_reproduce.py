@@ -1,5 +1,6 @@
 """`reproduce --plan` on every paper yaml; notebook runtime settings reach the model; arms resume and skip."""
 
+import dataclasses
 import json
 import re
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from art_lib import plan, reproduce
-from art_lib.experiments import arm_checkpoints, config_hash, resolve_runtime, run_arm
+from art_lib.experiments import Arm, Checkpointing, Runtime, arm_checkpoints, config_hash, resolve_runtime, run_arm
 from art_lib.transforms import resize_to
 
 PAPER = sorted((plan.ROOT / "notebooks" / "params").glob("*.paper.yaml"))
@@ -84,22 +85,20 @@ def standin(tmp_path_factory):
 
 
 def test_dtype_reaches_the_model_and_a_finished_arm_is_skipped_on_resume(standin, tmp_path, capsys):
-    kw = dict(
-        out_dir=tmp_path,
-        data_dir={"gsm8k": str(reproduce.DATA / "gsm8k" / "test.jsonl")},
+    arm = Arm(
+        standin,
+        "gsm8k",
+        "art",
         n_train=2,
         n_test=2,
         image_size=256,
-        steps=2,
-        batch_size=2,
         max_new_tokens=4,
-        eval_batch_size=2,
-        dtype="bfloat16",
-        device="cpu",
-        checkpoint_every=1,
-        resume=True,
+        train=dict(steps=2, batch_size=2),
     )
-    row, res = run_arm(standin, "gsm8k", "art", **kw)
+    data = {"gsm8k": str(reproduce.DATA / "gsm8k" / "test.jsonl")}
+    rt = Runtime(device="cpu", dtype="bfloat16", data_dir=data, eval_batch_size=2)
+    ck = Checkpointing(tmp_path, every=1, resume=True)
+    row, res = run_arm(arm, rt, ck)
     assert row["dtype"] == "bfloat16" and row["device"] == "cpu" and res is not None
     assert res.artwork.raw.dtype == torch.float32  # the artwork stays float32
     assert [p.name for p in arm_checkpoints(tmp_path, "art-gsm8k-sft-seed0", 1).checkpoints()] == [
@@ -108,9 +107,9 @@ def test_dtype_reaches_the_model_and_a_finished_arm_is_skipped_on_resume(standin
     ]
     (rec,) = [json.loads(line) for line in (tmp_path / "arms.jsonl").read_text().splitlines()]
     assert rec["row"] == json.loads(json.dumps(row, default=str))
-    again, res2 = run_arm(standin, "gsm8k", "art", **kw)
+    again, res2 = run_arm(arm, rt, ck)
     assert res2 is None and again == rec["row"] and "finished earlier" in capsys.readouterr().out
-    changed, res3 = run_arm(standin, "gsm8k", "art", **(kw | {"steps": 3}))  # another config: trained (resumed)
+    changed, res3 = run_arm(dataclasses.replace(arm, train=dict(steps=3, batch_size=2)), rt, ck)  # trained (resumed)
     assert res3 is not None and changed["steps"] == 3
 
 

@@ -13,11 +13,12 @@ import pytest
 import art_lib.evaluate as evaluate_module
 import art_lib.evaluations as evaluations
 import art_lib.experiments as experiments
-from art_lib.experiments import control_rows, run_arm, transport_rows
+from art_lib.experiments import Arm, Checkpointing, Runtime, control_rows, run_arm, transport_rows
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.registry import resolve_model
 
-RUNTIME = dict(device="cpu", dtype="float32", max_new_tokens=8, eval_batch_size=4)
+#: What every call below is given: the CPU runtime and an 8-token budget.
+RUNTIME = dict(runtime=Runtime(device="cpu", dtype="float32", eval_batch_size=4), max_new_tokens=8)
 
 
 class Counts:
@@ -108,10 +109,9 @@ def test_a_rerun_of_a_table_evaluates_nothing(toy_small, tmp_path, counts):
 
     def table() -> list[dict]:
         rows = control_rows(path, "toy_add", n_test=4, model_label=label, out_dir=tmp_path, resume=True, **RUNTIME)
-        row, _ = run_arm(
-            path, "toy_add", "art", out_dir=tmp_path, n_train=4, n_test=4, steps=1, batch_size=2, lr=0.01,
-            model_label=label, resume=True, **RUNTIME,
-        )  # fmt: skip
+        arm = Arm(path, "toy_add", "art", n_train=4, n_test=4, max_new_tokens=8, model_label=label,
+                  train=dict(steps=1, batch_size=2, lr=0.01))  # fmt: skip
+        row, _ = run_arm(arm, RUNTIME["runtime"], Checkpointing(tmp_path, resume=True))
         df = transport_rows(
             path, "toy_add", tmp_path / row["artifact"], kinds=["none", "palette"], out_dir=tmp_path,
             files_dir=tmp_path / "transport", n_test=4, model_label=label, resume=True, **RUNTIME,

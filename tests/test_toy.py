@@ -183,14 +183,15 @@ def test_cli_pretrains_lists_and_evaluates(tmp_path, capsys):
 def test_toy_controls_are_the_notebooks_controls():
     """`toy_controls` scores what Table 2's control rows score (`experiments.control_rows`, the notebooks' path),
     and the shipped base passes the tables' check on them (every control <= 30%, with their maths seed icon)."""
-    from art_lib.experiments import control_rows
+    from art_lib.experiments import Runtime, control_rows
 
     path = toy.toy_checkpoint("base")
     res = toy.toy_controls(path, n=16, seed_icon="tools")  # a non-default icon must reach both paths too
     assert set(res) == {"text_only", "seed", "noise", "random_text"}
     assert all(set(v) == set(T.TASKS) for v in res.values())
     for task in ("add", "tool"):
-        rows = control_rows(path, f"toy_{task}", n_test=16, seed_icon="tools", device="cpu", dtype="float32")
+        rt = Runtime(device="cpu", dtype="float32")
+        rows = control_rows(path, f"toy_{task}", n_test=16, seed_icon="tools", runtime=rt)
         assert {r["method"].removeprefix("control:"): r["accuracy"] for r in rows} == {c: res[c][task] for c in res}
     tables = toy.toy_controls(path, n=16)  # the tables' default seed icon ("math")
     assert max(acc for v in tables.values() for acc in v.values()) <= 0.3, tables
@@ -321,7 +322,7 @@ def test_short_art_run_beats_the_seed_image(tmp_path, objective):
     """
     from art_lib.data import load_benchmark
     from art_lib.evaluate import evaluate
-    from art_lib.experiments import run_arm
+    from art_lib.experiments import Arm, Checkpointing, run_arm
     from art_lib.models import load_frozen
 
     base_checkpoint = toy.toy_checkpoint("base")
@@ -332,24 +333,19 @@ def test_short_art_run_beats_the_seed_image(tmp_path, objective):
         model, processor, test, image=seed_png, benchmark="toy_add", max_new_tokens=8, progress=False
     ).accuracy
     if objective == "sft":
-        row, _ = run_arm(
-            base_checkpoint, "toy_add", "art", out_dir=tmp_path, test_examples=test, steps=15, batch_size=16, lr=0.05
-        )
+        arm = Arm(base_checkpoint, "toy_add", "art", test_examples=test, train=dict(steps=15, batch_size=16, lr=0.05))
+        row, _ = run_arm(arm, checkpointing=Checkpointing(tmp_path))
     else:
-        row, res = run_arm(
+        arm = Arm(
             base_checkpoint,
             "toy_add",
             "art",
             objective="dapo",
-            out_dir=tmp_path,
             test_examples=test,
-            steps=15,
-            batch_size=8,
-            num_generations=8,
-            max_completion_length=48,
-            lr=0.05,
+            train=dict(steps=15, batch_size=8, num_generations=8, max_completion_length=48, lr=0.05),
             warm_start={"steps": 8, "lr": 0.05, "batch_size": 16},
         )
+        row, res = run_arm(arm, checkpointing=Checkpointing(tmp_path))
         assert res.history["reward"].iloc[-3:].mean() > res.history["reward"].iloc[:3].mean()
     assert row["accuracy"] >= seed_acc + 0.3, (row["accuracy"], seed_acc)
 

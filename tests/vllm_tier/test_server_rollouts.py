@@ -169,25 +169,23 @@ def test_dapo_with_server_rollouts_reaches_the_hf_band(rollout_servers, checkpoi
     """Table 2's toy recipe through run_arm with rollouts from two servers: ART SFT warm start (7 steps, lr 0.05,
     batch 16, math icon) scores 0.00 alone (as with HF); 15 DAPO steps (8 prompts x 8, temperature 1.0) reach 1.00
     with HF rollouts. 40/40's 95% Wilson interval starts at 0.91: server rollouts must land in that band."""
-    from art_lib.experiments import run_arm
+    from art_lib.experiments import Arm, Checkpointing, Runtime, run_arm
 
-    common = dict(out_dir=tmp_path, n_test=40, device="cpu", dtype="float32", seed_icon="math", model_label=MODEL)
+    common = dict(n_test=40, seed_icon="math", model_label=MODEL)
     warm = dict(steps=7, lr=ART["lr"], batch_size=ART["batch_size"])
-    warm_row, _ = run_arm(str(checkpoint), "toy_add", "art", objective="sft", label="art-warm7", **common, **warm)
-    row, _ = run_arm(
+    ck = Checkpointing(tmp_path)
+    warm_arm = Arm(str(checkpoint), "toy_add", "art", objective="sft", label="art-warm7", train=warm, **common)
+    warm_row, _ = run_arm(warm_arm, Runtime(device="cpu", dtype="float32"), ck)
+    arm = Arm(
         str(checkpoint),
         "toy_add",
         "art",
         objective="dapo",
-        steps=15,
-        batch_size=8,
-        num_generations=8,
-        temperature=1.0,
-        lr=ART["lr"],
+        train=dict(steps=15, batch_size=8, num_generations=8, temperature=1.0, lr=ART["lr"]),
         warm_start=warm,
-        rollout_engine=_urls(rollout_servers),
         **common,
     )
+    row, _ = run_arm(arm, Runtime(device="cpu", dtype="float32", rollout_engine=_urls(rollout_servers)), ck)
     print(f"toy_add: warm start {warm_row['accuracy']}, DAPO with server rollouts {row['accuracy']}")
     assert row["rollout_engine"] == ",".join(_urls(rollout_servers))
     assert warm_row["accuracy"] <= 0.1
