@@ -77,17 +77,20 @@ def fit_steps(points: list[tuple[int, float]], new_tokens: int) -> tuple[float, 
 def _hf_generation(model, processor, examples, artwork, shape: dict, device: str) -> dict:
     """Seconds of one rollout `generate` (prompts x G rows, sampled) and one evaluation batch (greedy)."""
     from .evaluate import generate_completions
+    from .hf_generator import HFGenerator
     from .preprocess import preprocess_image
     from .prompting import example_text
-    from .rollout import generate_rollouts
+    from .rollout import sample_rollout
 
     B, G, prompts = shape["new_tokens"], shape["generations"], shape["prompts"]
     texts = [example_text(processor, e) for e in examples]
     image = preprocess_image(artwork.pixels().detach().to(device), processor.image_processor)
 
-    def rollout():
+    def rollout():  # the trainer's HF rollout path (`steps`): HFGenerator sent the float image
         kw = dict(num_generations=G, image=image, max_new_tokens=B, compute_logprobs=False)
-        return generate_rollouts(model, processor, texts[:prompts], examples[:prompts], **kw)
+        return sample_rollout(
+            HFGenerator(model, processor), model, processor, texts[:prompts], examples[:prompts], **kw
+        )
 
     def evaluation():
         batch = texts[: shape["eval_rows"]]

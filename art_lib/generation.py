@@ -10,8 +10,9 @@ pixels or embeddings a method trains (HF rollouts, soft prompts), which no engin
 
 Because the frozen weights never change, a server needs nothing from the trainer but the artwork (a PNG data URL
 in each request) or, for LoRA, the adapter folder, loaded at run time under a new name whenever it changed.
-`vllm_engine.vllm_rollouts` turns either vLLM backend's completions into the same `Rollout` as HF rollouts
-(`rollout.generate_rollouts`, which samples through `rollout.sample_batches` as `HFGenerator` does).
+RL rollouts go through the same interface for every backend (`rollout.sample_rollout`: HF is sent the trainer's
+float image, an engine what the method serves), and `rollout.completions_rollout` turns the completions into a
+`Rollout`.
 
 A server must run with `--trust-request-chat-template` (each request carries a pass-through chat template, so
 the server tokenises exactly the kit's rendered text; the prompt ids it reports are checked against the kit's),
@@ -98,10 +99,10 @@ class Completion:
 @dataclass(frozen=True)
 class ImageInputs:
     """What a method shows the model in place of a PIL image, for the HF backend only: the processor's image dict
-    `image` (`pixel_values`, None for a soft prompt, and `image_grid_thw`) and/or the vision tower's output
-    `embeds` (computed from `image` when None)."""
+    `image` (`pixel_values`, None for a soft prompt, and `image_grid_thw`; None: no image, as LoRA's rollouts) and/or
+    the vision tower's output `embeds` (computed from `image` when None)."""
 
-    image: dict
+    image: dict | None
     embeds: Any = None  # torch.Tensor (visual tokens, hidden size)
 
 
@@ -172,7 +173,8 @@ def engine_image(image) -> Image.Image | None:
     """`image` as an engine is sent it (a PIL image or None); `ImageInputs` raise a ValueError (tensors and
     embeddings only go to `hf_generator.HFGenerator`)."""
     if isinstance(image, ImageInputs):
-        raise ValueError(SOFT_PROMPT_MESSAGE if image.image.get("pixel_values") is None else ENGINE_IMAGE_MESSAGE)
+        soft = image.image is not None and image.image.get("pixel_values") is None
+        raise ValueError(SOFT_PROMPT_MESSAGE if soft else ENGINE_IMAGE_MESSAGE)
     return image
 
 

@@ -1,11 +1,12 @@
 """The HF backend of `generation.Generator`: the model in this process, batched `generate`.
 
 `HFGenerator` is what evaluation (`evaluate.evaluate`, its controls and transports, soft-prompt scoring) samples
-through by default. It shows a prompt either a PIL image (or none), given to the model's official processor
-(`processor(text=..., images=...)`, `generate_completions`) as a user's file would be, or `generation.ImageInputs`,
-the float pixels or embeddings a method trains (`rollout.sample_batches`, the HF rollouts' sampler: the vision
-tower runs once per call, its output handed to `generate`). Both cut each row at its first end-of-turn token,
-keep it, and decode the rest without special tokens.
+through by default, and what RL rollouts sample through unless an engine is set (`rollout.sample_rollout`). It
+shows a prompt either a PIL image (or none), given to the model's official processor (`processor(text=...,
+images=...)`, `generate_completions`) as a user's file would be, or `generation.ImageInputs`, the float pixels or
+embeddings a method trains, or no image (`rollout.sample_batch`: the vision tower runs once per call, its output
+handed to `generate`). Both cut each row at its first end-of-turn token, keep it, and decode the rest without
+special tokens.
 """
 
 from __future__ import annotations
@@ -130,7 +131,11 @@ class HFGenerator:
     prompts share (template opening, image) once; `progress(k)` is called after each call with its prompt count.
     `Sampling.seed` seeds torch's generator for the call (restored after); None samples from its current state.
     Vision tokens are always suppressed; `Sampling.logprobs` is not computed (None), as the trainer computes them.
+    `takes_tensors`: it can be sent `ImageInputs`, so RL rollouts (`rollout.sample_rollout`) send it the trainer's
+    own float image or embeddings and sample from torch's RNG state (no engine can be sent tensors).
     """
+
+    takes_tensors = True
 
     def __init__(
         self,
@@ -178,15 +183,15 @@ class HFGenerator:
         return [outs[i : i + n] for i in range(0, len(outs), n)]
 
     def _from_tensors(self, prompts: list[str], image: ImageInputs, sampling: Sampling) -> list[list[Completion]]:
-        """A method's float pixels or embeddings, `rollout.sample_batches` (one vision-tower pass)."""
-        from .rollout import row_token_ids, sample_batches
+        """A method's float pixels or embeddings (or no image), `rollout.sample_batch` (one vision-tower pass)."""
+        from .rollout import row_token_ids, sample_batch
 
         n, rows, embeds = sampling.n, [], image.embeds
         kw = dict(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p)
-        kw.update(do_sample=not sampling.greedy, batch_size=None, shared_prefix=self.shared_prefix)
+        kw.update(do_sample=not sampling.greedy, shared_prefix=self.shared_prefix)
         tok = self.processor.tokenizer
         for chunk in self._chunks(prompts):
-            (batch,), embeds = sample_batches(self.model, self.processor, chunk, n, image.image, embeds, **kw)
+            batch, embeds = sample_batch(self.model, self.processor, chunk, n, image.image, embeds, **kw)
             for j in range(len(batch)):
                 ids = row_token_ids(batch, j)[1]
                 reason = "length" if bool(batch.truncated[j]) else "stop"

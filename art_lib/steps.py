@@ -17,12 +17,12 @@ import torch
 from . import losses
 from .config import TrainConfig
 from .forward import completion_logprobs, sft_nll, shared_batch_prefix
+from .hf_generator import HFGenerator
 from .models import gradient_checkpointing
 from .preprocess import image_tokens
 from .prompting import encode, pad_batch
 from .registry import default_sft_target, get_benchmark
-from .rollout import Rollout, generate_rollouts, row_token_ids
-from .vllm_engine import vllm_rollouts
+from .rollout import Rollout, row_token_ids, sample_rollout
 
 
 def reward_tensor(values, n: int) -> torch.Tensor:
@@ -131,46 +131,23 @@ def rl_step(
 
 
 def _rollout_fn(model, m, processor, examples, texts, c: TrainConfig, reward_fn, engine, sample_image, embeds):
-    """`rollout(ids) -> (Rollout, rewards)`: the prompts `ids` sampled `num_generations` times each and rewarded."""
-    G, max_new = c.num_generations, c.max_completion_length
-    sample_embeds = None if embeds is None else embeds.detach()
+    """`rollout(ids) -> (Rollout, rewards)`: the prompts `ids` sampled `num_generations` times each and rewarded.
+
+    Sampled by `engine` (a `generation.Generator`: vLLM samples the servable form, 8-bit artwork or adapter, its
+    weights untouched) or, without one, by the HF backend on `model` (`hf_generator.HFGenerator`)."""
+    generator = engine
+    if generator is None:
+        generator = HFGenerator(model, processor, batch_size=c.generation_batch_size, shared_prefix=c.shared_prefix)
+    kw = dict(method=m, num_generations=c.num_generations, image=sample_image, max_new_tokens=c.max_completion_length)
+    kw.update(image_embeds=None if embeds is None else embeds.detach(), temperature=c.temperature, top_p=c.top_p)
+    kw.update(micro_batch_size=c.micro_batch_size, shared_prefix=c.shared_prefix)
 
     def rollout(ids: list[int]) -> tuple[Rollout, torch.Tensor]:
-        if engine is not None:  # vLLM samples the servable form (8-bit artwork / adapter); its weights stay
-            r = vllm_rollouts(
-                engine,
-                m,
-                processor,
-                [texts[i] for i in ids],
-                [examples[i] for i in ids],
-                num_generations=G,
-                image=sample_image,
-                image_embeds=sample_embeds,
-                max_new_tokens=max_new,
-                temperature=c.temperature,
-                top_p=c.top_p,
-                micro_batch_size=c.micro_batch_size,
-            )
-        else:
-            r = generate_rollouts(
-                model,
-                processor,
-                [texts[i] for i in ids],
-                [examples[i] for i in ids],
-                num_generations=G,
-                image=sample_image,
-                image_embeds=sample_embeds,
-                max_new_tokens=max_new,
-                temperature=c.temperature,
-                top_p=c.top_p,
-                generation_batch_size=c.generation_batch_size,
-                micro_batch_size=c.micro_batch_size,
-                shared_prefix=c.shared_prefix,
-            )
+        r = sample_rollout(generator, model, processor, [texts[i] for i in ids], [examples[i] for i in ids], **kw)
         rew = reward_tensor(reward_fn(r.completions, r.examples), len(r.completions))
         if c.overlong_cache:
             lengths = r.batch.completion_mask.sum(1)
-            rew = rew + losses.soft_overlong_penalty(lengths.cpu(), max_new, c.overlong_cache)
+            rew = rew + losses.soft_overlong_penalty(lengths.cpu(), c.max_completion_length, c.overlong_cache)
         return r, rew
 
     return rollout

@@ -21,7 +21,8 @@ gap can be measured, and `old_logps` are the trainer's, as with HF rollouts.
 Prompts are rendered by the kit (`art_lib.prompting.example_text`, the model's chat template) and
 vLLM expands the single `<|image_pad|>` into the image's tokens, as HF's processor does; completions are
 decoded by the kit's tokenizer from vLLM's token ids, so HF and vLLM completions compare token by token.
-Running servers sample the same way (`generation.ServerGenerator`); `vllm_rollouts` builds the Rollout for both.
+Running servers sample the same way (`generation.ServerGenerator`); `rollout.sample_rollout` builds the Rollout for
+both, as for HF rollouts.
 """
 
 from __future__ import annotations
@@ -42,11 +43,8 @@ from .generation import (
     Sampling,
     ServerGenerator,
     engine_image,
-    method_inputs,
     server_urls,
 )
-from .prompting import vision_token_ids
-from .rollout import Rollout, completions_rollout
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -58,7 +56,6 @@ __all__ = [
     "get_engine",
     "EngineGenerator",
     "get_generator",
-    "vllm_rollouts",
     "vllm_server_command",
     "free_port",
     "VLLMServer",
@@ -320,49 +317,6 @@ def get_generator(engine, model, processor, *, method=None, lora_rank: int = 8) 
     if (urls := server_urls(engine)) is not None:
         return ServerGenerator(urls)
     return get_engine(engine, model, processor, method=method, lora_rank=lora_rank).as_generator()
-
-
-# ---------------------------------------------------------------------- rollouts
-
-
-def vllm_rollouts(
-    engine: Generator | VLLMEngine,
-    method,
-    processor,
-    prompts: list[str],
-    examples: list[dict],
-    *,
-    num_generations: int = 8,
-    image: dict | None = None,
-    image_embeds: torch.Tensor | None = None,
-    max_new_tokens: int = 256,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    compute_logprobs: bool = True,
-    micro_batch_size: int | None = None,
-) -> Rollout:
-    """`art_lib.rollout.generate_rollouts` with a vLLM generator's sampling (the offline engine or servers): the
-    same `Rollout`, `old_logps` from the trainer, the engine's own log-probs in `Rollout.sampling_logps`.
-
-    `method` is the training method: ART sends its artwork as an 8-bit image, LoRA its adapter.
-    `image` / `image_embeds` are the trainer's inputs for the old log-probabilities (as for HF rollouts).
-    """
-    generator = engine.as_generator() if isinstance(engine, VLLMEngine) else engine
-    pil, adapter = method_inputs(method, generator.adapters)
-    sampling = Sampling(
-        n=num_generations,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=int(torch.randint(0, 2**30, ())),  # drawn from the trainer's RNG: rollouts follow train(seed=...)
-        logprobs=True,
-        suppress_token_ids=tuple(vision_token_ids(method.model, processor)),
-    )
-    outs = generator.generate(prompts, image=pil, adapter=adapter, sampling=sampling)
-    kw = dict(image=image, image_embeds=image_embeds, temperature=temperature, micro_batch_size=micro_batch_size)
-    return completions_rollout(
-        method.model, processor, prompts, examples, outs, compute_logprobs=compute_logprobs, **kw
-    )
 
 
 # ---------------------------------------------------------------------- an OpenAI-compatible vLLM server

@@ -7,8 +7,8 @@ Needs vLLM (the vLLM tier's venv: `bash scripts/bootstrap_vllm.sh`). `--model` i
 name (default the shipped `toy:base`). An artwork is first learned with ART SFT on the toy task (`--sft-steps`, 60:
 it then answers the task, ~20-40 tokens a tool call), so rollouts are as long as a trained policy's. Each backend
 then samples the same `--prompts` test prompts x `--generations` (temperature 1, at most `--budget` new tokens) with
-that artwork, through the path training uses: `rollout.generate_rollouts` (HF, vision tower once) and
-`vllm_engine.vllm_rollouts` with the offline engine or `generation.ServerGenerator` on one or two servers started
+that artwork, through the path training uses: `rollout.sample_rollout` on `hf_generator.HFGenerator` (HF, vision
+tower once), the offline engine or `generation.ServerGenerator` on one or two servers started
 here (`VLLMServer(rollouts=True)`, 127.0.0.1); old log-probabilities are not computed (the trainer's cost, the same
 for every backend). One warm-up call each; the median of `--repeats` timed calls; tokens = completion tokens.
 """
@@ -71,11 +71,12 @@ def main() -> None:
 
     from art_lib.experiments import resolve_model
     from art_lib.generation import ServerGenerator
+    from art_lib.hf_generator import HFGenerator
     from art_lib.models import load_frozen
     from art_lib.prompting import example_text
-    from art_lib.rollout import generate_rollouts
+    from art_lib.rollout import sample_rollout
     from art_lib.toy.benchmarks import load_toy
-    from art_lib.vllm_engine import VLLMEngine, VLLMServer, vllm_rollouts
+    from art_lib.vllm_engine import VLLMEngine, VLLMServer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="toy:base", help="checkpoint folder or registered name (toy:base)")
@@ -97,9 +98,13 @@ def main() -> None:
     texts = [example_text(processor, ex) for ex in exs]
     G, budget = args.generations, args.budget
     kw = dict(num_generations=G, image=image, image_embeds=embeds, max_new_tokens=budget, compute_logprobs=False)
-    out = {"HF generate": timed(lambda: generate_rollouts(model, processor, texts, exs, **kw), args.repeats)}
+
+    def rollout(generator):
+        return sample_rollout(generator, model, processor, texts, exs, method=m, **kw)
+
+    out = {"HF generate": timed(lambda: rollout(HFGenerator(model, processor)), args.repeats)}
     engine = VLLMEngine(ckpt, max_model_len=1024, enforce_eager=True)
-    out["vLLM offline engine"] = timed(lambda: vllm_rollouts(engine, m, processor, texts, exs, **kw), args.repeats)
+    out["vLLM offline engine"] = timed(lambda: rollout(engine.as_generator()), args.repeats)
     engine.close()
     servers = [VLLMServer(ckpt, rollouts=True, max_model_len=1024, extra=["--enforce-eager"]) for _ in range(2)]
     with contextlib.ExitStack() as stack:
@@ -109,7 +114,7 @@ def main() -> None:
             list(pool.map(VLLMServer.__enter__, servers))
         for name, urls in (("vLLM server x1", servers[:1]), ("vLLM servers x2", servers)):
             gen = ServerGenerator([s.base_url for s in urls])
-            out[name] = timed(lambda g=gen: vllm_rollouts(g, m, processor, texts, exs, **kw), args.repeats)
+            out[name] = timed(lambda g=gen: rollout(g), args.repeats)
 
     print(
         f"Rollouts on {args.model} (toy_{args.task}, artwork after {args.sft_steps} SFT steps): {args.prompts} prompts "

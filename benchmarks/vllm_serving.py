@@ -13,8 +13,8 @@ learned with SFT on toy_add (`--sft-steps`, tab2's settings), so every arm answe
    data-URL image to the base model; LoRA: text to the adapter; text: text to the base model), each arm
    `--requests` requests at `--concurrency` in flight; requests/s and completion tokens/s per arm.
 2. Rollouts: `--prompts` prompts x `--generations` samples (temperature 1) with the artwork, at most
-   `--budget` new tokens: the kit's HF rollout (`generate_rollouts`, vision tower once, no log-probs) vs
-   the offline vLLM engine (`VLLMEngine.generate`, the 8-bit artwork as `multi_modal_data`); tokens/s.
+   `--budget` new tokens: the kit's HF rollout (`rollout.sample_rollout` on an `HFGenerator`, vision tower once,
+   no log-probs) vs the offline vLLM engine (`VLLMEngine.generate`, the 8-bit artwork as `multi_modal_data`); tokens/s.
 """
 
 from __future__ import annotations
@@ -122,11 +122,12 @@ def serving(ckpt: Path, adapter: Path, png: Path, args) -> dict:
 def rollouts(ckpt: Path, png: Path, args) -> dict:
     import torch
 
+    from art_lib.hf_generator import HFGenerator
     from art_lib.methods import make_method
     from art_lib.models import load_frozen
     from art_lib.pixel_prompt import PixelPrompt
     from art_lib.prompting import example_text
-    from art_lib.rollout import generate_rollouts
+    from art_lib.rollout import sample_rollout
     from art_lib.vllm_engine import VLLMEngine
 
     torch.set_num_threads(args.threads)
@@ -138,11 +139,21 @@ def rollouts(ckpt: Path, png: Path, args) -> dict:
     texts = [example_text(processor, ex, image=True) for ex in exs]
     G, budget = args.generations, args.budget
     out = {}
-    generate_rollouts(
-        model, processor, texts[:1], exs[:1], num_generations=2, image=image, max_new_tokens=2, compute_logprobs=False
+    hf = HFGenerator(model, processor)
+    sample_rollout(
+        hf,
+        model,
+        processor,
+        texts[:1],
+        exs[:1],
+        num_generations=2,
+        image=image,
+        max_new_tokens=2,
+        compute_logprobs=False,
     )  # warm-up
     t = time.perf_counter()
-    r = generate_rollouts(
+    r = sample_rollout(
+        hf,
         model,
         processor,
         texts,

@@ -8,12 +8,13 @@ from PIL import Image
 
 from art_lib.experiments import sft_eval_loss
 from art_lib.forward import completion_logprobs, forward_hidden, sft_nll
+from art_lib.hf_generator import HFGenerator
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
 from art_lib.prompting import chat_text, encode
 from art_lib.registry import default_sft_target
-from art_lib.rollout import generate_rollouts
+from art_lib.rollout import sample_rollout
 from art_lib.train import train
 
 
@@ -78,7 +79,8 @@ def test_generate_with_precomputed_image_equals_generate_with_pixels(tiny):
     art = PixelPrompt.from_noise(256, seed=5)
     image = preprocess_image(art.pixels(), proc.image_processor)
     texts = [chat_text(proc, q) for q in QUESTIONS[:3]]
-    r = generate_rollouts(
+    r = sample_rollout(
+        HFGenerator(model, proc),
         model,
         proc,
         texts,
@@ -86,7 +88,7 @@ def test_generate_with_precomputed_image_equals_generate_with_pixels(tiny):
         num_generations=2,
         image=image,
         max_new_tokens=6,
-        do_sample=False,
+        greedy=True,
         compute_logprobs=False,
     )
     proc.tokenizer.padding_side = "left"

@@ -24,11 +24,12 @@ from art_lib.generation import (
     server_urls,
     spread,
 )
+from art_lib.hf_generator import HFGenerator
 from art_lib.methods import make_method
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.prompting import chat_text
-from art_lib.rollout import completions_rollout, generate_rollouts, row_token_ids
+from art_lib.rollout import completions_rollout, row_token_ids, sample_rollout
 from art_lib.vllm_engine import free_port
 
 
@@ -176,7 +177,7 @@ def hf_rollout():
     exs = [{"id": str(i)} for i in range(2)]
     torch.manual_seed(0)
     kw = dict(num_generations=3, image=image, image_embeds=embeds, max_new_tokens=6, temperature=1.3)
-    return model, proc, prompts, exs, kw, generate_rollouts(model, proc, prompts, exs, **kw)
+    return model, proc, prompts, exs, kw, sample_rollout(HFGenerator(model, proc), model, proc, prompts, exs, **kw)
 
 
 def _as_completions(rollout, G: int, prompt_ids=None) -> list[list[Completion]]:
@@ -186,7 +187,8 @@ def _as_completions(rollout, G: int, prompt_ids=None) -> list[list[Completion]]:
 
 
 def test_rollout_from_completions_equals_the_hf_rollout_of_the_same_tokens(hf_rollout):
-    """The one builder for engine rollouts lays out the engine's ids exactly as HF rollouts are laid out."""
+    """An engine's completions of an HF rollout's tokens (with the prompt ids it reports) give that rollout back:
+    every rollout has one layout, whichever backend sampled it."""
     model, proc, prompts, exs, kw, ref = hf_rollout
     assert bool(ref.batch.truncated.any()) and not bool(ref.batch.truncated.all())  # both kinds of rows
     got = completions_rollout(
@@ -208,10 +210,8 @@ def test_engine_prompt_ids_that_differ_from_the_kits_stop_the_rollout(hf_rollout
 
 
 def test_hf_generator_samples_the_hf_rollouts_tokens_from_the_same_seed(hf_rollout):
-    """`HFGenerator` sent a method's image tensors (`ImageInputs`) samples what `generate_rollouts` samples: the
-    same sampler (`rollout.sample_batches`), the same torch seed, the same token ids and stop/length ends."""
-    from art_lib.hf_generator import HFGenerator
-
+    """`Sampling.seed` seeds `HFGenerator` as `torch.manual_seed` does for an HF rollout (`seed=None`, torch's
+    current state): the same token ids and stop/length ends."""
     model, proc, prompts, exs, kw, ref = hf_rollout
     sampling = Sampling(n=3, max_new_tokens=6, temperature=1.3, seed=0)
     outs = HFGenerator(model, proc).generate(

@@ -13,11 +13,12 @@ import torch
 from art_lib.config import METHODS
 from art_lib.data import load_benchmark_once
 from art_lib.evaluate import evaluate
+from art_lib.hf_generator import HFGenerator
 from art_lib.methods import make_method
 from art_lib.models import load_frozen
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.prompting import example_text
-from art_lib.rollout import generate_rollouts
+from art_lib.rollout import sample_rollout
 from art_lib.runtime import resolve_model
 from art_lib.train import train
 
@@ -94,9 +95,9 @@ def _in_memory(m, proc, examples: list[dict]) -> list[str]:
         return _completions(evaluate(m.model, proc, examples, image=image, progress=False, **EVAL))
     policy, image, embeds = m.policy(grad=False)
     texts = [example_text(proc, e) for e in examples]
-    out = generate_rollouts(
-        policy, proc, texts, examples, num_generations=1, image=image, image_embeds=embeds,
-        max_new_tokens=EVAL["max_new_tokens"], do_sample=False, compute_logprobs=False,
+    out = sample_rollout(
+        HFGenerator(policy, proc), policy, proc, texts, examples, num_generations=1, image=image, image_embeds=embeds,
+        max_new_tokens=EVAL["max_new_tokens"], greedy=True, compute_logprobs=False,
     )  # fmt: skip
     return out.completions
 

@@ -87,8 +87,8 @@ def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta, monke
         lengths.append(r.batch.completion_mask.sum(1).tolist())
         return r
 
-    steps_generate = steps.generate_rollouts
-    monkeypatch.setattr(steps, "generate_rollouts", recording)
+    steps_generate = steps.sample_rollout
+    monkeypatch.setattr(steps, "sample_rollout", recording)
     texts = [example_text(proc, e, image=name != "lora") for e in EXAMPLES]
 
     def reward(completions, examples):  # deterministic and varied within groups
@@ -123,13 +123,15 @@ def test_micro_batched_rl_equals_the_unchunked_step(name, loss_type, beta, monke
 
 
 def test_generation_in_prompt_batches_gives_a_valid_ragged_rollout():
-    from art_lib.rollout import generate_rollouts
+    from art_lib.hf_generator import HFGenerator
+    from art_lib.rollout import sample_rollout
 
     m, proc = _method("art")
     model, image, embeds = m.policy(grad=False)
     texts = [example_text(proc, e) for e in EXAMPLES[:3]]
     torch.manual_seed(0)
-    r = generate_rollouts(
+    r = sample_rollout(
+        HFGenerator(model, proc, batch_size=1),
         model,
         proc,
         texts,
@@ -137,7 +139,6 @@ def test_generation_in_prompt_batches_gives_a_valid_ragged_rollout():
         num_generations=2,
         image=image,
         max_new_tokens=6,
-        generation_batch_size=1,
         micro_batch_size=2,
     )
     assert len(r.batch) == 6 and r.old_logps.shape == r.batch.completion_mask.shape

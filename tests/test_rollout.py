@@ -5,11 +5,12 @@ import torch
 
 from art_lib.evaluate import generate_completions
 from art_lib.forward import completion_logprobs
+from art_lib.hf_generator import HFGenerator
 from art_lib.models import tiny_model
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import preprocess_image
 from art_lib.prompting import chat_text, encode, eos_token_ids, vision_token_ids
-from art_lib.rollout import generate_rollouts
+from art_lib.rollout import sample_rollout
 
 VISION_TOKENS = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>")
 
@@ -57,7 +58,9 @@ def test_rollouts_never_sample_a_vision_token_and_the_next_forward_runs(image_pa
     )
     assert (raw[:, batch.input_ids.shape[1] :] == pad).any()
     torch.manual_seed(0)
-    r = generate_rollouts(model, proc, texts, [{}, {}], num_generations=4, image=image, max_new_tokens=12)
+    r = sample_rollout(
+        HFGenerator(model, proc), model, proc, texts, [{}, {}], num_generations=4, image=image, max_new_tokens=12
+    )
     banned = torch.tensor(vision_token_ids(model, proc))
     assert not torch.isin(r.batch.completion_ids, banned).any()
     logps = completion_logprobs(model, r.batch, image)  # the forward that crashed on a sampled image pad
@@ -116,7 +119,8 @@ def test_completion_mask_keeps_the_first_end_of_turn_token_and_flags_rows_that_n
     assert truncated.tolist() == [False, False, True]
     torch.manual_seed(0)
     texts = [chat_text(proc, q, image=False) for q in ("What is 2 + 3?", "Hi")]
-    r = generate_rollouts(model, proc, texts, [{}, {}], num_generations=4, max_new_tokens=8, compute_logprobs=False)
+    kw = dict(num_generations=4, max_new_tokens=8, compute_logprobs=False)
+    r = sample_rollout(HFGenerator(model, proc), model, proc, texts, [{}, {}], **kw)
     lengths = r.batch.completion_mask.sum(1)
     assert len(set(lengths.tolist())) >= 3, lengths  # ragged: some rows ended early
     last = r.batch.completion_ids.gather(1, (lengths - 1)[:, None]).squeeze(1)

@@ -15,11 +15,12 @@ from art_lib.forward import (
     shared_prefix_length,
     vision_embeds,
 )
+from art_lib.hf_generator import HFGenerator
 from art_lib.models import gradient_checkpointing
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.preprocess import num_visual_tokens, preprocess_image
 from art_lib.prompting import chat_text, encode
-from art_lib.rollout import generate_rollouts
+from art_lib.rollout import sample_rollout
 from art_lib.train import train
 
 
@@ -244,7 +245,8 @@ def test_greedy_rollouts_from_the_shared_cache_are_token_identical(tiny, B):
     image = preprocess_image(PixelPrompt.from_noise(256, seed=4).pixels(), proc.image_processor)
     texts = [chat_text(proc, q) for q in QUESTIONS[:B]]
     runs = [
-        generate_rollouts(
+        sample_rollout(
+            HFGenerator(model, proc, shared_prefix=shared),
             model,
             proc,
             texts,
@@ -252,7 +254,7 @@ def test_greedy_rollouts_from_the_shared_cache_are_token_identical(tiny, B):
             num_generations=2,
             image=image,
             max_new_tokens=12,
-            do_sample=False,
+            greedy=True,
             shared_prefix=shared,
         )
         for shared in (False, True)

@@ -11,10 +11,11 @@ from helpers import eos_biased_model, rel_err
 
 from art_lib import losses, steps
 from art_lib.config import TrainConfig
+from art_lib.hf_generator import HFGenerator
 from art_lib.methods import make_method
 from art_lib.pixel_prompt import PixelPrompt
 from art_lib.prompting import example_text
-from art_lib.rollout import generate_rollouts
+from art_lib.rollout import sample_rollout
 
 EXAMPLES = [
     {"id": str(i), "prompt": f"What is {i} plus {i + 3}?", "answer": str(2 * i + 3), "meta": {}} for i in range(4)
@@ -38,10 +39,10 @@ def _step(m, proc, texts, c: TrainConfig, monkeypatch) -> tuple[dict, list]:
     seen = []
 
     def recording(*args, **kw):
-        seen.append(generate_rollouts(*args, **kw))
+        seen.append(sample_rollout(*args, **kw))
         return seen[-1]
 
-    monkeypatch.setattr(steps, "generate_rollouts", recording)
+    monkeypatch.setattr(steps, "sample_rollout", recording)
     for p in m.parameters():
         p.grad = None
     torch.manual_seed(0)
@@ -106,9 +107,8 @@ def test_rollout_old_logprobs_are_trls_at_the_sampling_temperature(art, temperat
     m, proc, texts = art
     model, image, embeds = m.policy(grad=False)
     torch.manual_seed(0)
-    r = generate_rollouts(
-        model, proc, texts, EXAMPLES, num_generations=2, image=image, image_embeds=embeds, temperature=temperature
-    )
+    kw = dict(num_generations=2, image=image, image_embeds=embeds, temperature=temperature)
+    r = sample_rollout(HFGenerator(model, proc), model, proc, texts, EXAMPLES, **kw)
     with torch.no_grad():
         want = _trl_completion_logps(model, r, image, temperature)
         at_one = _trl_completion_logps(model, r, image, 1.0)
@@ -121,11 +121,12 @@ def test_sampling_temperature_reaches_generate(art):
     m, proc, texts = art
     model, image, embeds = m.policy(grad=False)
     kw = dict(num_generations=2, image=image, image_embeds=embeds, max_new_tokens=8, compute_logprobs=False)
-    greedy = generate_rollouts(model, proc, texts, EXAMPLES, do_sample=False, **kw).completions
+    gen = HFGenerator(model, proc)
+    greedy = sample_rollout(gen, model, proc, texts, EXAMPLES, greedy=True, **kw).completions
     torch.manual_seed(0)
-    cold = generate_rollouts(model, proc, texts, EXAMPLES, temperature=1e-3, **kw).completions
+    cold = sample_rollout(gen, model, proc, texts, EXAMPLES, temperature=1e-3, **kw).completions
     torch.manual_seed(0)
-    warm = generate_rollouts(model, proc, texts, EXAMPLES, temperature=1.0, **kw).completions
+    warm = sample_rollout(gen, model, proc, texts, EXAMPLES, temperature=1.0, **kw).completions
     assert cold == greedy
     assert warm != greedy
 

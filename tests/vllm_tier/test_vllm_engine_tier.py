@@ -142,11 +142,11 @@ def test_rollout_matches_hf_layout(engine, hf, examples):
     """A vLLM rollout has the HF rollout's layout: the same prompt ids, masks and decoded texts."""
     import torch
 
+    from art_lib.hf_generator import HFGenerator
     from art_lib.methods import make_method
     from art_lib.pixel_prompt import PixelPrompt
     from art_lib.prompting import example_text
-    from art_lib.rollout import generate_rollouts
-    from art_lib.vllm_engine import vllm_rollouts
+    from art_lib.rollout import sample_rollout
 
     model, processor = hf
     m = make_method("art", model, processor, artwork=PixelPrompt.from_icon("math", 64))
@@ -154,8 +154,8 @@ def test_rollout_matches_hf_layout(engine, hf, examples):
     exs = examples["add"][:3]
     texts = [example_text(processor, ex) for ex in exs]
     kw = dict(num_generations=2, image=image, image_embeds=embeds, max_new_tokens=MAX_NEW_TOKENS)
-    r = vllm_rollouts(engine, m, processor, texts, exs, **kw)
-    h = generate_rollouts(model, processor, texts, exs, **kw)
+    r = sample_rollout(engine.as_generator(), model, processor, texts, exs, method=m, **kw)
+    h = sample_rollout(HFGenerator(model, processor), model, processor, texts, exs, **kw)
     P = h.batch.prompt_length
     assert r.batch.prompt_length == P
     assert torch.equal(r.batch.input_ids[:, :P], h.batch.input_ids[:, :P])
