@@ -111,10 +111,12 @@ def rl_step(
     r, rewards = rollout(idx)
     raw_reward = float(rewards.mean())
     if not torch.isfinite(rewards).all():  # a NaN reward would make every group look uninformative
+        _join_token_count(accelerator, c)
         return {"loss": None, "reward": raw_reward, "nonfinite": "reward function"}
     if c.dynamic_sampling:
         r, rewards, skipped = _dynamic_sampling(rollout, processor, idx, len(examples), r, rewards, c)
         if skipped:
+            _join_token_count(accelerator, c)
             return {"loss": None, "reward": raw_reward, **skipped}
     loss_sum, metrics, batch = _policy_backward(m, model, image, embeds, r, rewards, c, scale, accelerator)
     out = {
@@ -128,6 +130,13 @@ def rl_step(
     if c.dynamic_sampling:
         out["groups_kept"] = float(len(rewards) // c.num_generations)
     return out
+
+
+def _join_token_count(accelerator, c: TrainConfig) -> None:
+    """A process that computes no loss this micro-step still adds its 0 tokens to DAPO's count of the whole batch's
+    tokens (`_policy_backward`), so every process makes the same collective calls (else gloo/NCCL mismatch)."""
+    if accelerator is not None and c.loss_type == "dapo":
+        accelerator.reduce(torch.zeros((), device=accelerator.device), reduction="sum")
 
 
 def _rollout_fn(model, m, processor, examples, texts, c: TrainConfig, reward_fn, engine, sample_image, embeds):
@@ -308,8 +317,12 @@ def reduce_across_processes(params, logs: list[dict], bad_source: str | None, co
         bad_source = "reward function"  # it happened on another process
     for log in logs:  # report the whole batch's loss and reward, not this process's share
         for key in ("loss", "reward") if "reward" in log else ("loss",):  # every process logs the same keys
-            value = torch.tensor(log[key] / accelerator.num_processes, device=accelerator.device)
-            log[key] = float(accelerator.reduce(value, reduction="sum"))
+            # a process without a loss (its DAPO groups all tied: NaN in the log) adds 0, the share it had of the
+            # whole batch's normalised loss; the loss is NaN only when no process had one
+            own = log[key] if math.isfinite(log[key]) or key != "loss" else None
+            pair = [0.0 if own is None else own / accelerator.num_processes, float(own is not None)]
+            total, present = accelerator.reduce(torch.tensor(pair, device=accelerator.device), reduction="sum").tolist()
+            log[key] = total if present else float("nan")
     return bad_source, bool(computed_anywhere)
 
 
