@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import closing, nullcontext
 from typing import TYPE_CHECKING, Any, Union
 
 from .context import check_context, context_length, prompt_lengths
-from .generation import Generator, ImageInputs, Sampling
+from .generation import Generator, ImageInputs, Sampling, server_urls
 from .hf_generator import HFGenerator, generate_completions
 from .png_metadata import check_still
 from .prompting import example_text, vision_token_ids
@@ -200,7 +201,8 @@ def evaluate(
         else:
             generator = _engine_generator(engine, model, processor)
             engine_fields, fields = _engine_fields(generator), {}
-        outs = generator.generate(texts, image=shown, adapter=adapter, sampling=sampling)
+        with closing(generator) if server_urls(engine) else nullcontext():  # its own server client: unload adapters
+            outs = generator.generate(texts, image=shown, adapter=adapter, sampling=sampling)
         bar.update(len(texts) - bar.n)
     tok = processor.tokenizer
     rows = [

@@ -5,6 +5,7 @@ import pytest
 from test_server_rollouts import _finished_requests
 from toy_tier import benchmark
 
+from art_lib.client import ChatClient
 from art_lib.evaluate import evaluate
 from art_lib.toy.benchmarks import max_new_tokens
 
@@ -17,6 +18,11 @@ def _served_rows_and_requests(servers, urls: list[str], evaluate_on) -> tuple:
     before = [_finished_requests(s) for s in servers]
     rows = evaluate_on(urls).rows
     return rows, [a - b for a, b in zip((_finished_requests(s) for s in servers), before)]
+
+
+def _served(urls: list[str]) -> list[list[str]]:
+    """The model names each server lists (its base model and the adapters loaded into it)."""
+    return [sorted(ChatClient(url, "any").models()) for url in urls]
 
 
 @pytest.mark.parametrize("kind", ["art", "lora"])
@@ -36,9 +42,11 @@ def test_evaluate_on_servers_equals_the_offline_engine(kind, rollout_servers, en
         return evaluate(model, processor, exs, engine=urls, **common)
 
     urls = [s.base_url for s in rollout_servers]
+    served_before = _served(urls)
     one, counts_one = _served_rows_and_requests(rollout_servers, urls[:1], evaluate_on)
     two, counts_two = _served_rows_and_requests(rollout_servers, urls, evaluate_on)
     assert one.equals(offline.rows), (one, offline.rows)
     assert two.equals(offline.rows), (two, offline.rows)
     assert counts_one == [N + 1, 0]
     assert counts_two == [N // 2 + 1, N // 2 + 1]
+    assert _served(urls) == served_before  # each call unloaded the adapter it loaded: none is left on a server
