@@ -125,16 +125,18 @@ def arm_tokens(arm: dict) -> tuple[int, int]:
 
 def trainable_parameters(arm: dict) -> int:
     """What the arm's optimiser holds: the artwork's pixels, the LoRA adapters or the soft-prompt embeddings."""
-    method, side = arm.get("method", "art"), arm.get("image_size") or 256
-    if arm["steps"] == 0:
+    from .methods import spec
+
+    if arm["steps"] == 0:  # controls and evaluations train nothing
         return 0
-    if method == "lora":
+    kind, side = spec(arm.get("method", "art")), arm.get("image_size") or 256
+    if kind.adapter:  # LoRA: the adapter layers
         return lora_parameters(arm["model"], int(arm.get("lora_rank") or 8))
-    if method == "soft_prompt":
+    if not kind.servable:  # a soft prompt: one embedding per visual token the image would have
         from .prompt_lengths import visual_tokens
 
         return visual_tokens(arm["model"], side, side) * model_config(arm["model"]).text_config.hidden_size
-    return 3 * side * side
+    return 3 * side * side  # ART: the artwork's pixels
 
 
 def _resample_rounds(arm: dict, p: dict) -> int:
