@@ -76,6 +76,21 @@ MUTATIONS = [
         "            old[: b - a],\n",
         (T_MICRO_RL,),
     ),
+    Mutation(
+        "dapo-tie-leaves-the-token-count-all-reduce",
+        "art_lib/steps.py",
+        "        if skipped:\n            _join_token_count(accelerator, c)\n",
+        "        if skipped:\n",
+        ("tests/test_multiprocess_dapo.py",),
+    ),
+    # ---------------------------------------------------------------- a notebook's runtime reaches its arms
+    Mutation(
+        "notebook-memory-settings-dropped",
+        "art_lib/session.py",
+        "memory={k: p[k] for k in RESULT_NEUTRAL}",
+        "memory={}",
+        ("tests/test_notebooks.py", "-k", "setup_call"),
+    ),
     # ---------------------------------------------------------------- losses
     Mutation(
         "kl-bias-correction-default",
@@ -144,8 +159,8 @@ MUTATIONS = [
     Mutation(
         "old-logps-without-temperature",
         "art_lib/rollout.py",
-        "            image_embeds=image_embeds,\n            temperature=temperature,\n",
-        "            image_embeds=image_embeds,\n",
+        "kw = dict(image_embeds=image_embeds, temperature=temperature, micro_batch_size=micro_batch_size)",
+        "kw = dict(image_embeds=image_embeds, micro_batch_size=micro_batch_size)",
         (T_TRAINER, "-k", "old_logprobs"),
     ),
     Mutation(
