@@ -204,26 +204,29 @@ def rollout_servers(checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def one_and_two_processes():
-    """`run(script, urls, folder) -> (one, [rank0, rank1])`: the records (`<prefix>.rank<r>.pt`) of a script run in
-    one process, then in two (`accelerate launch`, gloo on CPU), both against the servers `urls` (comma-separated)."""
+def one_and_two_processes(rollout_servers):
+    """`run(method, folder) -> (one, [rank0, rank1])`: the records (`<prefix>.rank<r>.pt`) of
+    tests/scripts/ddp_rollouts.py training `method` (art or lora) in one process, then in two (`accelerate launch`,
+    gloo on CPU), both against the `rollout_servers`."""
     import shutil
     import subprocess
 
     import torch
 
     root = TIER.parents[1]
+    script = root / "tests" / "scripts" / "ddp_rollouts.py"
+    urls = ",".join(s.base_url for s in rollout_servers)
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert accelerate, "accelerate is a dependency of the kit: its launcher must sit next to this Python"
     # --multi_gpu picks torch.distributed's launcher; the script's Accelerator(cpu=True) then joins a gloo group.
     launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
 
-    def run(script: Path, urls: str, folder: Path) -> tuple[dict, list[dict]]:
+    def run(method: str, folder: Path) -> tuple[dict, list[dict]]:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
         for command, prefix in (([sys.executable], "one"), (launch, "two")):
             done = subprocess.run(
-                [*command, str(script), str(folder / prefix), urls],
+                [*command, str(script), method, str(folder / prefix), urls],
                 env=env,
                 timeout=300,
                 capture_output=True,

@@ -1,22 +1,18 @@
 """LoRA in two training processes (`accelerate launch`, gloo on CPU) with RL rollouts from running vLLM servers: the
 adapter gradients are all-reduced, each process loads every new adapter version into the servers under a new name,
-and the run is the one-process run with the same settings and seeds (tests/scripts/ddp_lora_rollouts.py: toy:base,
+and the run is the one-process run with the same settings and seeds (tests/scripts/ddp_rollouts.py lora: toy:base,
 LoRA rank 8, GRPO on toy_add, 2 steps of 4 prompts x 8 samples)."""
-
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ddp_lora_rollouts.py"
 STEPS = 2
 
 
 @pytest.fixture(scope="module")
-def runs(rollout_servers, one_and_two_processes, tmp_path_factory) -> tuple[dict, list[dict]]:
+def runs(one_and_two_processes, tmp_path_factory) -> tuple[dict, list[dict]]:
     """(the one-process run's record, the two processes' records) of the same script against the same servers."""
-    urls = ",".join(s.base_url for s in rollout_servers)
-    return one_and_two_processes(SCRIPT, urls, tmp_path_factory.mktemp("multiprocess_lora"))
+    return one_and_two_processes("lora", tmp_path_factory.mktemp("multiprocess_lora"))
 
 
 def test_each_lora_process_samples_its_half_of_what_one_process_samples(runs):

@@ -1,43 +1,18 @@
 """Two training processes (`accelerate launch`, gloo on CPU) share one artwork while their RL rollouts come from
 running vLLM servers: each process requests only its own prompts, the pixel gradients are all-reduced, and the run
-is the one-process run with the same settings and seeds (tests/scripts/ddp_rollouts.py: toy:base, GRPO on
-toy_add, 3 steps of 4 prompts x 8 samples)."""
-
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+is the one-process run with the same settings and seeds (tests/scripts/ddp_rollouts.py art: toy:base, GRPO
+on toy_add, 3 steps of 4 prompts x 8 samples)."""
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tests" / "scripts" / "ddp_rollouts.py"
 STEPS = 3
 
 
-def _run(command: list[str], urls: str, out: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([*command, str(SCRIPT), str(out), urls], env=env, timeout=300, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
-def runs(rollout_servers, tmp_path_factory) -> tuple[dict, list[dict]]:
+def runs(one_and_two_processes, tmp_path_factory) -> tuple[dict, list[dict]]:
     """(the one-process run's record, the two processes' records) of the same script against the same servers."""
-    folder = tmp_path_factory.mktemp("multiprocess")
-    urls = ",".join(s.base_url for s in rollout_servers)
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    assert accelerate, "accelerate is a dependency of the kit: its launcher must sit next to this Python"
-    _run([sys.executable], urls, folder / "one")
-    # --multi_gpu picks torch.distributed's launcher; the script's Accelerator(cpu=True) then joins a gloo group.
-    launch = ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    _run([accelerate, *launch, "--mixed_precision", "no", "--dynamo_backend", "no"], urls, folder / "two")
-    one = torch.load(folder / "one.rank0.pt")
-    two = [torch.load(folder / f"two.rank{r}.pt") for r in (0, 1)]
-    assert (one["processes"], [t["processes"] for t in two]) == (1, [2, 2])
-    return one, two
+    return one_and_two_processes("art", tmp_path_factory.mktemp("multiprocess"))
 
 
 def test_each_process_rolls_out_its_own_half_of_every_batch(runs):
