@@ -15,7 +15,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
   .venv/bin/python -m pip install -q -e ".[dev]"
   .venv/bin/python -m ipykernel install --prefix .venv --name python3 >/dev/null  # what papermill and nbval run
-  # The "ART kit" kernel, listed by any Jupyter of this user (JupyterLab in .venv included): .venv's python.
-  .venv/bin/python -m ipykernel install --user --name art-kit --display-name "ART kit" >/dev/null
   echo "$want" > "$stamp"
 fi
+# The "ART kit" kernel, listed by any Jupyter of this user (JupyterLab in .venv included): this checkout's .venv
+# python. Installed on every run (a second), so it never points at another checkout that installed it later.
+.venv/bin/python -m ipykernel install --user --name art-kit --display-name "ART kit" >/dev/null
