@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from contextlib import closing, nullcontext
 from typing import TYPE_CHECKING, Any, Union
 
 from .context import check_context, context_length, prompt_lengths
-from .generation import Generator, ImageInputs, Sampling, server_urls
+from .generation import Generator, ImageInputs, Sampling, closed_after
 from .hf_generator import HFGenerator, generate_completions
 from .png_metadata import check_still
 from .prompting import example_text, vision_token_ids
@@ -201,7 +200,7 @@ def evaluate(
         else:
             generator = _engine_generator(engine, model, processor)
             engine_fields, fields = _engine_fields(generator), {}
-        with closing(generator) if server_urls(engine) else nullcontext():  # its own server client: unload adapters
+        with closed_after(generator, engine):  # servers named by URL: the adapter it loaded is unloaded
             outs = generator.generate(texts, image=shown, adapter=adapter, sampling=sampling)
         bar.update(len(texts) - bar.n)
     tok = processor.tokenizer

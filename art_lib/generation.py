@@ -29,6 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -187,6 +188,13 @@ def server_urls(engine) -> list[str] | None:
     if len(urls) != len(items) or not all(u.startswith(("http://", "https://")) for u in urls):
         return None
     return urls
+
+
+def closed_after(generator, engine):
+    """A context that closes `generator` on exit when it was built from `engine` naming server URLs: it holds the
+    adapters this caller loaded into the servers (unloaded on close; the servers run on). A Generator or engine the
+    caller passed in stays open: it is the caller's to close."""
+    return closing(generator) if server_urls(engine) is not None else nullcontext()
 
 
 def spread(num_prompts: int, num_servers: int, start: int = 0) -> list[int]:

@@ -319,8 +319,8 @@ def reduce_across_processes(params, logs: list[dict], bad_source: str | None, co
         for key in ("loss", "reward") if "reward" in log else ("loss",):  # every process logs the same keys
             # a process without a loss (its DAPO groups all tied: NaN in the log) adds 0, the share it had of the
             # whole batch's normalised loss; the loss is NaN only when no process had one
-            own = log[key] if math.isfinite(log[key]) or key != "loss" else None
-            pair = [0.0 if own is None else own / accelerator.num_processes, float(own is not None)]
+            absent = key == "loss" and not math.isfinite(log[key])
+            pair = [0.0 if absent else log[key] / accelerator.num_processes, float(not absent)]
             total, present = accelerator.reduce(torch.tensor(pair, device=accelerator.device), reduction="sum").tolist()
             log[key] = total if present else float("nan")
     return bad_source, bool(computed_anywhere)

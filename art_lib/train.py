@@ -32,6 +32,7 @@ from .checkpoint import rng_state as _rng_state
 from .checkpoint import set_rng_state as _set_rng_state
 from .config import RESULT_NEUTRAL, TrainConfig, check_field_names
 from .context import check_context, context_length, prompt_lengths
+from .generation import closed_after
 from .methods import Method, check_method, make_method, spec, trainable_parameter_count
 from .models import weights_fingerprint
 from .pixel_prompt import PixelPrompt
@@ -179,22 +180,17 @@ def train(
     bar = _progress(
         range(run.start, c.steps), shown, initial=run.start, total=c.steps, desc=f"{c.method}/{c.objective}"
     )
-    for step in bar:
-        row = _step(run, step)
-        if eval_fn is not None and c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == c.steps):
-            row |= dict(eval_fn(run.m, step + 1) or {})
-        run.history.append(row)
-        if shown and hasattr(bar, "set_postfix"):
-            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "reward") if k in row and row[k] == row[k]})
-        if checkpoint is not None and run.rank == 0 and checkpoint.due(step + 1, last=step + 1 == c.steps):
-            _save(run, checkpoint, step + 1)
-    m = run.m
-    return TrainResult(
-        history=pd.DataFrame(run.history),
-        method=m,
-        trainable_parameters=trainable_parameter_count(m),
-        config=run.config,
-    )
+    with closed_after(run.engine, rollout_engine):  # servers named by URL: the run's adapters unloaded at the end
+        for step in bar:
+            row = _step(run, step)
+            if eval_fn is not None and c.eval_every and ((step + 1) % c.eval_every == 0 or step + 1 == c.steps):
+                row |= dict(eval_fn(run.m, step + 1) or {})
+            run.history.append(row)
+            if shown and hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{row[k]:.3g}" for k in ("loss", "reward") if k in row and row[k] == row[k]})
+            if checkpoint is not None and run.rank == 0 and checkpoint.due(step + 1, last=step + 1 == c.steps):
+                _save(run, checkpoint, step + 1)
+    return TrainResult(pd.DataFrame(run.history), run.m, trainable_parameter_count(run.m), run.config)
 
 
 @dataclass

@@ -140,11 +140,14 @@ def test_lora_versions_are_served_under_new_names(rollout_servers, checkpoint, l
 def test_lora_grpo_step_with_server_rollouts(rollout_servers, checkpoint, loras, examples):
     """train(method="lora", rollout_engine=<two URLs>) from the trained adapter: the steps' rollouts come from the
     servers with the adapter the trainer holds (the base model alone earns no reward on toy_add)."""
+    from art_lib.client import ChatClient
     from art_lib.models import load_frozen
     from art_lib.train import train
 
     trained = {n: p.detach().clone() for n, p in loras["add"][0].named_parameters() if p.requires_grad}
     model, processor = load_frozen(checkpoint)
+    served = lambda: [sorted(ChatClient(url, "any").models()) for url in _urls(rollout_servers)]  # noqa: E731
+    before = served()
     res = train(
         model,
         processor,
@@ -163,6 +166,7 @@ def test_lora_grpo_step_with_server_rollouts(rollout_servers, checkpoint, loras,
     )
     # The trained adapter answers greedily 1.00 and earns 0.75-1.00 per step at temperature 1; the base model 0.
     assert res.history["reward"].min() >= 0.5
+    assert served() == before  # the run unloaded the adapter versions it loaded into the servers
 
 
 def test_dapo_with_server_rollouts_reaches_the_hf_band(rollout_servers, checkpoint, tmp_path):
